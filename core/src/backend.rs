@@ -1,0 +1,245 @@
+//! The `Backend` trait: layer-level operations over buffers that live on the backend's device.
+//! Shaped so a GPU backend keeps data, activations, parameters and optimizer state resident
+//! for a whole epoch; the host only uploads the epoch's order and reads back what it logs.
+//! Leaves out: the model's wiring (model.rs) and training policy (train.rs).
+
+use alloc::string::String;
+
+use crate::config::Span;
+use crate::error::Result;
+
+/// A 3x3-style "valid" convolution, stride 1. Input (B, H, W, C), kernel (K, K, C, OC),
+/// output (B, H-K+1, W-K+1, OC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dDims {
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+}
+
+impl Conv2dDims {
+    pub fn out_height(&self) -> usize {
+        self.height - self.kernel + 1
+    }
+    pub fn out_width(&self) -> usize {
+        self.width - self.kernel + 1
+    }
+    pub fn in_len(&self) -> usize {
+        self.height * self.width * self.in_channels
+    }
+    pub fn out_len(&self) -> usize {
+        self.out_height() * self.out_width() * self.out_channels
+    }
+    /// One row of the im2col matrix: (K, K, C), the order of the kernel's leading axes.
+    pub fn patch_len(&self) -> usize {
+        self.kernel * self.kernel * self.in_channels
+    }
+}
+
+/// Non-overlapping max pooling with a square window. Input (B, H, W, C),
+/// output (B, H/P, W/P, C); a ragged edge is dropped, as in Keras.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolDims {
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+    pub pool: usize,
+}
+
+impl PoolDims {
+    pub fn out_height(&self) -> usize {
+        self.height / self.pool
+    }
+    pub fn out_width(&self) -> usize {
+        self.width / self.pool
+    }
+    pub fn in_len(&self) -> usize {
+        self.height * self.width * self.channels
+    }
+    pub fn out_len(&self) -> usize {
+        self.out_height() * self.out_width() * self.channels
+    }
+}
+
+/// A fully connected layer: input (B, I), kernel (I, O), output (B, O).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DenseDims {
+    pub batch: usize,
+    pub inputs: usize,
+    pub outputs: usize,
+}
+
+/// Adadelta hyper-parameters (Keras 2 semantics).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Adadelta {
+    pub learning_rate: f32,
+    pub rho: f32,
+    pub epsilon: f32,
+}
+
+impl Default for Adadelta {
+    /// Keras 2.2's defaults, the ones the sample trained with.
+    fn default() -> Self {
+        Adadelta { learning_rate: 1.0, rho: 0.95, epsilon: 1e-7 }
+    }
+}
+
+/// Running sums that `softmax_xent_forward` adds to: `[loss_sum, correct_count]`.
+pub const METRICS_LEN: usize = 2;
+
+/// Layer-level operations. Buffers are flat; parameters are `Span`s of one flat buffer
+/// (see `ParamLayout`). Argument order: outputs, saved state, inputs, parameters, dimensions.
+/// Parameter gradients are overwritten by each backward call, not accumulated.
+pub trait Backend {
+    /// f32 values on the device.
+    type Buffer;
+    /// u32 values on the device (labels, pooling argmax).
+    type Indices;
+    /// A whole dataset on the device: u8 images, u8 labels and a u32 sample order.
+    type Dataset;
+
+    /// A short description of the device, for logs ("cpu: 2 threads", "NVIDIA H100 ...").
+    fn device_name(&self) -> String;
+
+    /// A zero-filled buffer of `len` values.
+    fn alloc(&mut self, len: usize) -> Result<Self::Buffer>;
+    fn alloc_indices(&mut self, len: usize) -> Result<Self::Indices>;
+    /// Copies `src` into the start of `dst`.
+    fn upload(&mut self, dst: &mut Self::Buffer, src: &[f32]) -> Result<()>;
+    /// Copies the start of `src` into `dst` (waits for pending work).
+    fn download(&mut self, dst: &mut [f32], src: &Self::Buffer) -> Result<()>;
+    fn fill(&mut self, dst: &mut Self::Buffer, value: f32) -> Result<()>;
+
+    /// Copies a dataset to the device once: `images` (N, sample_len) u8, `labels` (N) u8.
+    /// The order starts as 0..N.
+    fn upload_dataset(&mut self, images: &[u8], labels: &[u8], sample_len: usize) -> Result<Self::Dataset>;
+    /// Sets the order in which `load_batch` visits samples (a permutation of 0..N).
+    fn set_order(&mut self, data: &mut Self::Dataset, order: &[u32]) -> Result<()>;
+    /// x: (count, sample_len) = images[order[start..start+count]] / 255; labels likewise.
+    fn load_batch(
+        &mut self,
+        x: &mut Self::Buffer,
+        labels: &mut Self::Indices,
+        data: &Self::Dataset,
+        start: usize,
+        count: usize,
+    ) -> Result<()>;
+
+    /// out = conv(inp, kernel) + bias, then ReLU if `relu`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_forward(
+        &mut self,
+        out: &mut Self::Buffer,
+        inp: &Self::Buffer,
+        params: &Self::Buffer,
+        kernel: Span,
+        bias: Span,
+        dims: Conv2dDims,
+        relu: bool,
+    ) -> Result<()>;
+
+    /// Gradients of `conv2d_forward`. `dout` is clobbered (masked by the ReLU in place).
+    /// Writes the kernel and bias gradients into their spans of `dparams`; writes `dinp`
+    /// when given (the first layer has no use for it).
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_backward(
+        &mut self,
+        dinp: Option<&mut Self::Buffer>,
+        dparams: &mut Self::Buffer,
+        dout: &mut Self::Buffer,
+        out: &Self::Buffer,
+        inp: &Self::Buffer,
+        params: &Self::Buffer,
+        kernel: Span,
+        bias: Span,
+        dims: Conv2dDims,
+        relu: bool,
+    ) -> Result<()>;
+
+    /// out = max over each window; argmax = the input index (within the sample) of the max.
+    fn maxpool2d_forward(
+        &mut self,
+        out: &mut Self::Buffer,
+        argmax: &mut Self::Indices,
+        inp: &Self::Buffer,
+        dims: PoolDims,
+    ) -> Result<()>;
+    /// Overwrites `dinp` (zero except at each window's argmax).
+    fn maxpool2d_backward(
+        &mut self,
+        dinp: &mut Self::Buffer,
+        argmax: &Self::Indices,
+        dout: &Self::Buffer,
+        dims: PoolDims,
+    ) -> Result<()>;
+
+    /// In place on the first `len` values: keep with probability 1 - rate and scale by
+    /// 1 / (1 - rate). The mask is a pure function of (seed, index): see `dropout::keep`.
+    fn dropout_forward(&mut self, x: &mut Self::Buffer, len: usize, rate: f32, seed: u64) -> Result<()>;
+    /// The same mask and scale applied to the gradient, in place.
+    fn dropout_backward(&mut self, dx: &mut Self::Buffer, len: usize, rate: f32, seed: u64) -> Result<()>;
+
+    /// out = inp @ kernel + bias, then ReLU if `relu`.
+    #[allow(clippy::too_many_arguments)]
+    fn dense_forward(
+        &mut self,
+        out: &mut Self::Buffer,
+        inp: &Self::Buffer,
+        params: &Self::Buffer,
+        kernel: Span,
+        bias: Span,
+        dims: DenseDims,
+        relu: bool,
+    ) -> Result<()>;
+
+    /// Gradients of `dense_forward`; same contract as `conv2d_backward`.
+    #[allow(clippy::too_many_arguments)]
+    fn dense_backward(
+        &mut self,
+        dinp: Option<&mut Self::Buffer>,
+        dparams: &mut Self::Buffer,
+        dout: &mut Self::Buffer,
+        out: &Self::Buffer,
+        inp: &Self::Buffer,
+        params: &Self::Buffer,
+        kernel: Span,
+        bias: Span,
+        dims: DenseDims,
+        relu: bool,
+    ) -> Result<()>;
+
+    /// probs = softmax(logits) per row; adds the clipped cross-entropy summed over the
+    /// batch and the number of correct argmax predictions to `metrics`.
+    fn softmax_xent_forward(
+        &mut self,
+        probs: &mut Self::Buffer,
+        metrics: &mut Self::Buffer,
+        logits: &Self::Buffer,
+        labels: &Self::Indices,
+        batch: usize,
+        classes: usize,
+    ) -> Result<()>;
+    /// dlogits = gradient of the batch-mean clipped cross-entropy, overwritten.
+    fn softmax_xent_backward(
+        &mut self,
+        dlogits: &mut Self::Buffer,
+        probs: &Self::Buffer,
+        labels: &Self::Indices,
+        batch: usize,
+        classes: usize,
+    ) -> Result<()>;
+
+    /// One Adadelta update of every parameter (Keras 2 semantics).
+    fn adadelta_step(
+        &mut self,
+        params: &mut Self::Buffer,
+        accum_grad: &mut Self::Buffer,
+        accum_update: &mut Self::Buffer,
+        grads: &Self::Buffer,
+        hyper: Adadelta,
+    ) -> Result<()>;
+}

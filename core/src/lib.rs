@@ -1,0 +1,27 @@
+//! mnist-core: the Keras `mnist_cnn` model with hand-written forward and backward passes,
+//! Adadelta, the dataset and model codecs, a `Backend` trait and the CPU backend.
+//! `#![no_std]` + alloc; the default `std` feature adds threads to the CPU backend.
+
+#![no_std]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod backend;
+pub mod codec;
+pub mod config;
+pub mod cpu;
+pub mod data;
+pub mod error;
+pub mod layers;
+pub mod model;
+pub mod optim;
+pub mod train;
+
+pub use backend::{Adadelta, Backend};
+pub use config::{Config, ParamLayout, Span};
+pub use cpu::CpuBackend;
+pub use data::{Dataset, Rng, Split};
+pub use error::{Error, Result};

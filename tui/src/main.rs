@@ -1,0 +1,2 @@
+//! The `mnist` binary (placeholder until `mnist train` lands).
+fn main() {}
