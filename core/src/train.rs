@@ -1,1 +1,231 @@
-//! (placeholder: being written)
+//! The training loop: epochs of shuffled batches on a backend, reported as events to an
+//! observer (the headless printer, the TUI and tests all consume the same stream). Prints
+//! nothing and reads no clock: observers time what they need.
+
+use alloc::vec::Vec;
+
+use crate::backend::{Adadelta, Backend};
+use crate::config::Config;
+use crate::data::{mix64, Dataset, Rng};
+use crate::error::{Error, Result};
+use crate::model::{Metrics, Network};
+
+/// How to train. Defaults are the Keras sample's.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub optimizer: Adadelta,
+    /// Read the running loss/accuracy every this many steps (0: only at epoch ends). Each
+    /// read is a device round trip, so a GPU run keeps this sparse.
+    pub metrics_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig { epochs: 12, batch_size: 128, seed: 1, optimizer: Adadelta::default(), metrics_every: 0 }
+    }
+}
+
+/// What happened. Epochs are numbered from 1, steps within an epoch from 1.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Started { epochs: usize, steps_per_epoch: usize, train_samples: usize, test_samples: usize },
+    EpochStarted { epoch: usize },
+    Step { epoch: usize, step: usize, steps_per_epoch: usize, samples_done: usize, running: Option<Metrics> },
+    EpochEnded { epoch: usize, train: Metrics, test: Option<Metrics> },
+    Finished { epochs_done: usize },
+}
+
+/// Whether training should go on after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+pub trait Observer {
+    fn on_event(&mut self, event: &Event) -> Control;
+}
+
+/// An observer that records every event (for tests and tools).
+#[derive(Debug, Default)]
+pub struct Recorder {
+    pub events: Vec<Event>,
+}
+
+impl Observer for Recorder {
+    fn on_event(&mut self, event: &Event) -> Control {
+        self.events.push(event.clone());
+        Control::Continue
+    }
+}
+
+/// How a `run` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    Stopped,
+}
+
+/// The state of a run: the network on its backend, the datasets on the device, and where
+/// training stands (completed epochs, the shuffling RNG).
+pub struct Trainer<B: Backend> {
+    pub network: Network<B>,
+    train: B::Dataset,
+    test: Option<B::Dataset>,
+    train_len: usize,
+    test_len: usize,
+    config: TrainConfig,
+    shuffle_rng: Rng,
+    order: Vec<u32>,
+    epochs_done: usize,
+    history: Vec<(Metrics, Option<Metrics>)>,
+}
+
+impl<B: Backend> Trainer<B> {
+    /// Uploads the data once and initialises the parameters from `config.seed`.
+    pub fn new(mut backend: B, model: Config, config: TrainConfig, train: &Dataset, test: Option<&Dataset>) -> Result<Self> {
+        if config.batch_size == 0 {
+            return Err(Error::invalid("batch size", "must be positive"));
+        }
+        check_fits(&model, train, "training set")?;
+        if let Some(test) = test {
+            check_fits(&model, test, "test set")?;
+        }
+        let train_dev = backend.upload_dataset(&train.images, &train.labels, train.sample_len())?;
+        let test_dev = match test {
+            Some(t) => Some(backend.upload_dataset(&t.images, &t.labels, t.sample_len())?),
+            None => None,
+        };
+        let mut network = Network::new(backend, model, config.batch_size)?;
+        network.hyper = config.optimizer;
+        network.init(mix64(config.seed))?;
+        Ok(Trainer {
+            network,
+            train: train_dev,
+            test: test_dev,
+            train_len: train.len(),
+            test_len: test.map_or(0, |t| t.len()),
+            config,
+            shuffle_rng: Rng::new(mix64(config.seed ^ 0x5348_5546_464c_4500)),
+            order: (0..train.len() as u32).collect(),
+            epochs_done: 0,
+            history: Vec::new(),
+        })
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+    /// (train, test) metrics of each completed epoch.
+    pub fn history(&self) -> &[(Metrics, Option<Metrics>)] {
+        &self.history
+    }
+    pub fn steps_per_epoch(&self) -> usize {
+        self.train_len.div_ceil(self.config.batch_size)
+    }
+
+    /// Trains the remaining epochs, reporting to `observer`; it may stop the run after any event
+    /// (the current step always completes).
+    pub fn run(&mut self, observer: &mut dyn Observer) -> Result<Outcome> {
+        let started = Event::Started {
+            epochs: self.config.epochs,
+            steps_per_epoch: self.steps_per_epoch(),
+            train_samples: self.train_len,
+            test_samples: self.test_len,
+        };
+        if observer.on_event(&started) == Control::Stop {
+            return Ok(Outcome::Stopped);
+        }
+        while self.epochs_done < self.config.epochs {
+            if self.run_epoch(observer)? == Outcome::Stopped {
+                return Ok(Outcome::Stopped);
+            }
+        }
+        observer.on_event(&Event::Finished { epochs_done: self.epochs_done });
+        Ok(Outcome::Completed)
+    }
+
+    /// One epoch: reshuffle, every batch (the last one partial), then validation.
+    pub fn run_epoch(&mut self, observer: &mut dyn Observer) -> Result<Outcome> {
+        let epoch = self.epochs_done + 1;
+        if observer.on_event(&Event::EpochStarted { epoch }) == Control::Stop {
+            return Ok(Outcome::Stopped);
+        }
+        self.shuffle_rng.shuffle(&mut self.order);
+        self.network.backend.set_order(&mut self.train, &self.order)?;
+        self.network.reset_metrics()?;
+        let steps = self.steps_per_epoch();
+        let batch_size = self.config.batch_size;
+        let mut done = 0;
+        for step in 1..=steps {
+            let batch = batch_size.min(self.train_len - done);
+            let global_step = (epoch - 1) * steps + step;
+            let dropout_seed = mix64(self.config.seed ^ mix64(global_step as u64));
+            self.network.train_step(&self.train, done, batch, dropout_seed)?;
+            done += batch;
+            let every = self.config.metrics_every;
+            let running = if every > 0 && step % every == 0 && step < steps {
+                let m = self.network.read_metrics(done)?;
+                check_finite(&m, global_step)?;
+                Some(m)
+            } else {
+                None
+            };
+            let event = Event::Step { epoch, step, steps_per_epoch: steps, samples_done: done, running };
+            if observer.on_event(&event) == Control::Stop && step < steps {
+                return Ok(Outcome::Stopped);
+            }
+        }
+        let train = self.network.read_metrics(self.train_len)?;
+        check_finite(&train, epoch * steps)?;
+        let test = self.evaluate_test()?;
+        self.epochs_done = epoch;
+        self.history.push((train, test));
+        let control = observer.on_event(&Event::EpochEnded { epoch, train, test });
+        Ok(if control == Control::Stop { Outcome::Stopped } else { Outcome::Completed })
+    }
+
+    /// Loss and accuracy on the test set (None without one).
+    pub fn evaluate_test(&mut self) -> Result<Option<Metrics>> {
+        match &self.test {
+            Some(test) => Ok(Some(self.network.evaluate(test, self.test_len)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Class probabilities for images (N, H, W, C) in [0, 1].
+    pub fn predict(&mut self, images: &[f32]) -> Result<Vec<f32>> {
+        self.network.predict(images)
+    }
+}
+
+fn check_fits(model: &Config, data: &Dataset, what: &str) -> Result<()> {
+    if (data.height, data.width, data.channels) != (model.height, model.width, model.channels) {
+        return Err(Error::ShapeMismatch {
+            what: what.into(),
+            expected: alloc::vec![model.height, model.width, model.channels],
+            actual: alloc::vec![data.height, data.width, data.channels],
+        });
+    }
+    if data.is_empty() {
+        return Err(Error::invalid(what, "it has no samples"));
+    }
+    if data.classes_seen() > model.classes {
+        return Err(Error::invalid(what, alloc::format!("labels go up to {} but the model has {} classes", data.classes_seen() - 1, model.classes)));
+    }
+    Ok(())
+}
+
+fn check_finite(m: &Metrics, step: usize) -> Result<()> {
+    if m.loss.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::NonFinite { what: "the training loss".into(), step: step as u64 })
+    }
+}

@@ -1,2 +1,483 @@
-//! (placeholder: being written)
-pub struct CpuBackend;
+//! CpuBackend: the reference and the fast CPU path. Batches are split evenly across a fixed
+//! pool of threads, each running cache-sized, single-threaded sgemms on its own samples with
+//! its own scratch; partial weight gradients are summed in a fixed order, so results are
+//! bit-identical for a given thread count. All scratch is sized once (`reserve_scratch`) so the
+//! training loop allocates nothing.
+
+mod pool;
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::backend::{Adadelta, Backend, Conv2dDims, DenseDims, PoolDims, METRICS_LEN};
+use crate::config::Span;
+use crate::error::{Error, Result};
+use crate::layers::{conv2d, dense, dropout, maxpool2d, relu, softmax_xent};
+use crate::optim::adadelta_update;
+pub use pool::{part_range, Pool, SharedMut};
+
+/// Per-thread scratch: im2col matrices and partial conv gradients.
+#[derive(Default)]
+struct Scratch {
+    col: Vec<f32>,
+    dcol: Vec<f32>,
+    dkernel: Vec<f32>,
+    dbias: Vec<f32>,
+}
+
+pub struct CpuBackend {
+    pool: Pool,
+    scratch: Vec<Scratch>,
+}
+
+/// The dataset, kept as u8 until a batch needs floats.
+pub struct CpuDataset {
+    images: Vec<u8>,
+    labels: Vec<u8>,
+    order: Vec<u32>,
+    sample_len: usize,
+}
+
+impl CpuDataset {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+fn check(op: &str, what: &str, have: usize, need: usize) -> Result<()> {
+    if have < need {
+        return Err(Error::Backend {
+            op: op.into(),
+            message: alloc::format!("{what} holds {have} values but {need} are needed"),
+        });
+    }
+    Ok(())
+}
+
+fn check_span(op: &str, buffer: &[f32], span: Span, need: usize) -> Result<()> {
+    if span.len != need || span.offset + span.len > buffer.len() {
+        return Err(Error::Backend {
+            op: op.into(),
+            message: alloc::format!("parameter span {span:?} does not fit {need} values in a buffer of {}", buffer.len()),
+        });
+    }
+    Ok(())
+}
+
+/// Two disjoint spans of one buffer, mutably.
+fn two_spans_mut<'a>(buffer: &'a mut [f32], first: Span, second: Span, op: &str) -> Result<(&'a mut [f32], &'a mut [f32])> {
+    if first.offset + first.len <= second.offset {
+        let (a, b) = buffer.split_at_mut(second.offset);
+        Ok((&mut a[first.range()], &mut b[..second.len]))
+    } else if second.offset + second.len <= first.offset {
+        let (a, b) = buffer.split_at_mut(first.offset);
+        Ok((&mut b[..first.len], &mut a[second.range()]))
+    } else {
+        Err(Error::Backend { op: op.into(), message: "kernel and bias spans overlap".into() })
+    }
+}
+
+impl CpuBackend {
+    /// A backend on `threads` threads (0 = all available cores).
+    pub fn new(threads: usize) -> Self {
+        let threads = if threads == 0 { available_threads() } else { threads };
+        let pool = Pool::new(threads);
+        let scratch = (0..pool.threads()).map(|_| Scratch::default()).collect();
+        CpuBackend { pool, scratch }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Sizes every thread's scratch for convolutions of these shapes, so later calls do not
+    /// allocate. Calls with unreserved shapes still work; they grow the scratch once.
+    pub fn reserve_scratch(&mut self, convs: &[Conv2dDims]) {
+        for d in convs {
+            self.grow_scratch(d);
+        }
+    }
+
+    fn grow_scratch(&mut self, d: &Conv2dDims) {
+        let col = d.out_height() * d.out_width() * d.patch_len();
+        let kernel = d.patch_len() * d.out_channels;
+        for s in &mut self.scratch {
+            grow(&mut s.col, col);
+            grow(&mut s.dcol, col);
+            grow(&mut s.dkernel, kernel);
+            grow(&mut s.dbias, d.out_channels);
+        }
+    }
+}
+
+fn grow(v: &mut Vec<f32>, len: usize) {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+}
+
+#[cfg(feature = "std")]
+fn available_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(not(feature = "std"))]
+fn available_threads() -> usize {
+    1
+}
+
+impl Backend for CpuBackend {
+    type Buffer = Vec<f32>;
+    type Indices = Vec<u32>;
+    type Dataset = CpuDataset;
+
+    fn device_name(&self) -> String {
+        alloc::format!("cpu ({} threads)", self.threads())
+    }
+
+    fn alloc(&mut self, len: usize) -> Result<Vec<f32>> {
+        Ok(vec![0.0; len])
+    }
+    fn alloc_indices(&mut self, len: usize) -> Result<Vec<u32>> {
+        Ok(vec![0; len])
+    }
+    fn upload(&mut self, dst: &mut Vec<f32>, src: &[f32]) -> Result<()> {
+        check("upload", "destination", dst.len(), src.len())?;
+        dst[..src.len()].copy_from_slice(src);
+        Ok(())
+    }
+    fn download(&mut self, dst: &mut [f32], src: &Vec<f32>) -> Result<()> {
+        check("download", "source", src.len(), dst.len())?;
+        dst.copy_from_slice(&src[..dst.len()]);
+        Ok(())
+    }
+    fn fill(&mut self, dst: &mut Vec<f32>, value: f32) -> Result<()> {
+        dst.fill(value);
+        Ok(())
+    }
+
+    fn upload_dataset(&mut self, images: &[u8], labels: &[u8], sample_len: usize) -> Result<CpuDataset> {
+        if sample_len == 0 || images.len() != labels.len() * sample_len {
+            return Err(Error::invalid("dataset", "image bytes do not match the label count"));
+        }
+        if labels.len() > u32::MAX as usize {
+            return Err(Error::invalid("dataset", "more than 2^32 samples"));
+        }
+        Ok(CpuDataset {
+            images: images.to_vec(),
+            labels: labels.to_vec(),
+            order: (0..labels.len() as u32).collect(),
+            sample_len,
+        })
+    }
+
+    fn set_order(&mut self, data: &mut CpuDataset, order: &[u32]) -> Result<()> {
+        if order.len() != data.len() || order.iter().any(|&i| i as usize >= data.len()) {
+            return Err(Error::invalid("sample order", "not a list of indices into the dataset"));
+        }
+        data.order.copy_from_slice(order);
+        Ok(())
+    }
+
+    fn load_batch(&mut self, x: &mut Vec<f32>, labels: &mut Vec<u32>, data: &CpuDataset, start: usize, count: usize) -> Result<()> {
+        if start + count > data.len() {
+            return Err(Error::invalid("batch", alloc::format!("samples {start}..{} of {}", start + count, data.len())));
+        }
+        let n = data.sample_len;
+        check("load_batch", "x", x.len(), count * n)?;
+        check("load_batch", "labels", labels.len(), count)?;
+        for (label, &i) in labels.iter_mut().zip(&data.order[start..start + count]) {
+            *label = data.labels[i as usize] as u32;
+        }
+        let parts = self.threads();
+        let xs = SharedMut::new(&mut x[..count * n]);
+        self.pool.run(&|part| {
+            let range = part_range(count, parts, part);
+            // SAFETY: each part writes the rows of its own samples.
+            let rows = unsafe { xs.range_mut(range.start * n..range.end * n) };
+            for (row, &i) in rows.chunks_exact_mut(n).zip(&data.order[start + range.start..start + range.end]) {
+                let src = &data.images[i as usize * n..][..n];
+                for (v, &b) in row.iter_mut().zip(src) {
+                    *v = b as f32 * (1.0 / 255.0);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn conv2d_forward(&mut self, out: &mut Vec<f32>, inp: &Vec<f32>, params: &Vec<f32>, kernel: Span, bias: Span, d: Conv2dDims, relu: bool) -> Result<()> {
+        let op = "conv2d_forward";
+        check(op, "out", out.len(), d.batch * d.out_len())?;
+        check(op, "inp", inp.len(), d.batch * d.in_len())?;
+        check_span(op, params, kernel, d.patch_len() * d.out_channels)?;
+        check_span(op, params, bias, d.out_channels)?;
+        self.grow_scratch(&d);
+        let (kernel, bias) = (&params[kernel.range()], &params[bias.range()]);
+        let (parts, in_len, out_len) = (self.threads(), d.in_len(), d.out_len());
+        let outs = SharedMut::new(&mut out[..d.batch * out_len]);
+        let scratch = SharedMut::new(&mut self.scratch);
+        self.pool.run(&|part| {
+            let samples = part_range(d.batch, parts, part);
+            // SAFETY: each part takes its own scratch and its own samples' outputs.
+            let s = unsafe { &mut scratch.range_mut(part..part + 1)[0] };
+            let out = unsafe { outs.range_mut(samples.start * out_len..samples.end * out_len) };
+            for (o, b) in out.chunks_exact_mut(out_len).zip(samples) {
+                conv2d::conv2d_forward(o, &mut s.col, &inp[b * in_len..][..in_len], kernel, bias, &d, relu);
+            }
+        });
+        Ok(())
+    }
+
+    fn conv2d_backward(
+        &mut self,
+        dinp: Option<&mut Vec<f32>>,
+        dparams: &mut Vec<f32>,
+        dout: &mut Vec<f32>,
+        out: &Vec<f32>,
+        inp: &Vec<f32>,
+        params: &Vec<f32>,
+        kernel: Span,
+        bias: Span,
+        d: Conv2dDims,
+        relu: bool,
+    ) -> Result<()> {
+        let op = "conv2d_backward";
+        let (in_len, out_len) = (d.in_len(), d.out_len());
+        check(op, "dout", dout.len(), d.batch * out_len)?;
+        check(op, "out", out.len(), d.batch * out_len)?;
+        check(op, "inp", inp.len(), d.batch * in_len)?;
+        if let Some(dinp) = &dinp {
+            check(op, "dinp", dinp.len(), d.batch * in_len)?;
+        }
+        let kernel_len = d.patch_len() * d.out_channels;
+        check_span(op, params, kernel, kernel_len)?;
+        check_span(op, params, bias, d.out_channels)?;
+        check_span(op, dparams, kernel, kernel_len)?;
+        check_span(op, dparams, bias, d.out_channels)?;
+        self.grow_scratch(&d);
+        let weights = &params[kernel.range()];
+        let parts = self.threads();
+        let douts = SharedMut::new(&mut dout[..d.batch * out_len]);
+        let dinps = dinp.map(|v| SharedMut::new(&mut v[..d.batch * in_len]));
+        let scratch = SharedMut::new(&mut self.scratch);
+        self.pool.run(&|part| {
+            let samples = part_range(d.batch, parts, part);
+            // SAFETY: each part takes its own scratch and its own samples' rows.
+            let s = unsafe { &mut scratch.range_mut(part..part + 1)[0] };
+            let dout = unsafe { douts.range_mut(samples.start * out_len..samples.end * out_len) };
+            let mut dinp = dinps.as_ref().map(|v| unsafe { v.range_mut(samples.start * in_len..samples.end * in_len) });
+            let (dkernel, dbias) = (&mut s.dkernel[..kernel_len], &mut s.dbias[..d.out_channels]);
+            dkernel.fill(0.0);
+            dbias.fill(0.0);
+            for (i, b) in samples.enumerate() {
+                let di = dinp.as_deref_mut().map(|v| &mut v[i * in_len..][..in_len]);
+                conv2d::conv2d_backward(
+                    di,
+                    dkernel,
+                    dbias,
+                    &mut s.col,
+                    &mut s.dcol,
+                    &mut dout[i * out_len..][..out_len],
+                    &out[b * out_len..][..out_len],
+                    &inp[b * in_len..][..in_len],
+                    weights,
+                    &d,
+                    relu,
+                );
+            }
+        });
+        // Sum the parts' partial gradients in a fixed order: deterministic for a thread count.
+        let (dk, db) = two_spans_mut(dparams, kernel, bias, op)?;
+        dk.copy_from_slice(&self.scratch[0].dkernel[..kernel_len]);
+        db.copy_from_slice(&self.scratch[0].dbias[..d.out_channels]);
+        for s in &self.scratch[1..] {
+            for (a, b) in dk.iter_mut().zip(&s.dkernel) {
+                *a += b;
+            }
+            for (a, b) in db.iter_mut().zip(&s.dbias) {
+                *a += b;
+            }
+        }
+        Ok(())
+    }
+
+    fn maxpool2d_forward(&mut self, out: &mut Vec<f32>, argmax: &mut Vec<u32>, inp: &Vec<f32>, d: PoolDims) -> Result<()> {
+        let op = "maxpool2d_forward";
+        let (in_len, out_len) = (d.in_len(), d.out_len());
+        check(op, "out", out.len(), d.batch * out_len)?;
+        check(op, "argmax", argmax.len(), d.batch * out_len)?;
+        check(op, "inp", inp.len(), d.batch * in_len)?;
+        let parts = self.threads();
+        let outs = SharedMut::new(&mut out[..d.batch * out_len]);
+        let argmaxes = SharedMut::new(&mut argmax[..d.batch * out_len]);
+        self.pool.run(&|part| {
+            let samples = part_range(d.batch, parts, part);
+            let rows = samples.start * out_len..samples.end * out_len;
+            // SAFETY: each part writes its own samples' rows.
+            let (out, argmax) = unsafe { (outs.range_mut(rows.clone()), argmaxes.range_mut(rows)) };
+            for ((o, a), b) in out.chunks_exact_mut(out_len).zip(argmax.chunks_exact_mut(out_len)).zip(samples) {
+                maxpool2d::maxpool2d_forward(o, a, &inp[b * in_len..][..in_len], &d);
+            }
+        });
+        Ok(())
+    }
+
+    fn maxpool2d_backward(&mut self, dinp: &mut Vec<f32>, argmax: &Vec<u32>, dout: &Vec<f32>, d: PoolDims) -> Result<()> {
+        let op = "maxpool2d_backward";
+        let (in_len, out_len) = (d.in_len(), d.out_len());
+        check(op, "dinp", dinp.len(), d.batch * in_len)?;
+        check(op, "argmax", argmax.len(), d.batch * out_len)?;
+        check(op, "dout", dout.len(), d.batch * out_len)?;
+        if argmax[..d.batch * out_len].iter().any(|&i| i as usize >= in_len) {
+            return Err(Error::Backend { op: op.into(), message: "argmax index outside the sample".into() });
+        }
+        let parts = self.threads();
+        let dinps = SharedMut::new(&mut dinp[..d.batch * in_len]);
+        self.pool.run(&|part| {
+            let samples = part_range(d.batch, parts, part);
+            // SAFETY: each part writes its own samples' rows.
+            let dinp = unsafe { dinps.range_mut(samples.start * in_len..samples.end * in_len) };
+            for (di, b) in dinp.chunks_exact_mut(in_len).zip(samples) {
+                maxpool2d::maxpool2d_backward(di, &argmax[b * out_len..][..out_len], &dout[b * out_len..][..out_len], &d);
+            }
+        });
+        Ok(())
+    }
+
+    fn dropout_forward(&mut self, x: &mut Vec<f32>, len: usize, rate: f32, seed: u64) -> Result<()> {
+        check("dropout_forward", "x", x.len(), len)?;
+        let parts = self.threads();
+        let xs = SharedMut::new(&mut x[..len]);
+        self.pool.run(&|part| {
+            let range = part_range(len, parts, part);
+            // SAFETY: disjoint element ranges.
+            let x = unsafe { xs.range_mut(range.clone()) };
+            dropout::dropout_apply(x, range.start, rate, seed);
+        });
+        Ok(())
+    }
+
+    fn dropout_backward(&mut self, dx: &mut Vec<f32>, len: usize, rate: f32, seed: u64) -> Result<()> {
+        // Inverted dropout is linear for a fixed mask: the backward is the same map.
+        self.dropout_forward(dx, len, rate, seed)
+    }
+
+    fn dense_forward(&mut self, out: &mut Vec<f32>, inp: &Vec<f32>, params: &Vec<f32>, kernel: Span, bias: Span, d: DenseDims, relu: bool) -> Result<()> {
+        let op = "dense_forward";
+        check(op, "out", out.len(), d.batch * d.outputs)?;
+        check(op, "inp", inp.len(), d.batch * d.inputs)?;
+        check_span(op, params, kernel, d.inputs * d.outputs)?;
+        check_span(op, params, bias, d.outputs)?;
+        let (kernel, bias) = (&params[kernel.range()], &params[bias.range()]);
+        let parts = self.threads();
+        let outs = SharedMut::new(&mut out[..d.batch * d.outputs]);
+        self.pool.run(&|part| {
+            let rows = part_range(d.batch, parts, part);
+            // SAFETY: each part writes its own rows.
+            let out = unsafe { outs.range_mut(rows.start * d.outputs..rows.end * d.outputs) };
+            dense::dense_forward(out, &inp[rows.start * d.inputs..rows.end * d.inputs], kernel, bias, d.inputs, relu);
+        });
+        Ok(())
+    }
+
+    fn dense_backward(
+        &mut self,
+        dinp: Option<&mut Vec<f32>>,
+        dparams: &mut Vec<f32>,
+        dout: &mut Vec<f32>,
+        out: &Vec<f32>,
+        inp: &Vec<f32>,
+        params: &Vec<f32>,
+        kernel: Span,
+        bias: Span,
+        d: DenseDims,
+        relu: bool,
+    ) -> Result<()> {
+        let op = "dense_backward";
+        let (b, i, o) = (d.batch, d.inputs, d.outputs);
+        check(op, "dout", dout.len(), b * o)?;
+        check(op, "out", out.len(), b * o)?;
+        check(op, "inp", inp.len(), b * i)?;
+        if let Some(dinp) = &dinp {
+            check(op, "dinp", dinp.len(), b * i)?;
+        }
+        check_span(op, params, kernel, i * o)?;
+        check_span(op, params, bias, o)?;
+        check_span(op, dparams, kernel, i * o)?;
+        check_span(op, dparams, bias, o)?;
+        let dout = &mut dout[..b * o];
+        if relu {
+            relu::relu_backward(dout, &out[..b * o]);
+        }
+        let dout = &*dout;
+        dense::dense_backward_bias(&mut dparams[bias.range()], dout);
+        let weights = &params[kernel.range()];
+        let inp = &inp[..b * i];
+        let parts = self.threads();
+        let dkernels = SharedMut::new(&mut dparams[kernel.range()]);
+        let dinps = dinp.map(|v| SharedMut::new(&mut v[..b * i]));
+        self.pool.run(&|part| {
+            // Kernel gradient split by input rows: no partial sums, so no reduction needed.
+            let rows = part_range(i, parts, part);
+            // SAFETY: disjoint rows of dkernel and of dinp.
+            let dk = unsafe { dkernels.range_mut(rows.start * o..rows.end * o) };
+            dense::dense_backward_kernel(dk, inp, dout, rows.start, i, o);
+            if let Some(dinps) = &dinps {
+                let samples = part_range(b, parts, part);
+                let di = unsafe { dinps.range_mut(samples.start * i..samples.end * i) };
+                dense::dense_backward_input(di, &dout[samples.start * o..samples.end * o], weights, i, o);
+            }
+        });
+        Ok(())
+    }
+
+    fn softmax_xent_forward(&mut self, probs: &mut Vec<f32>, metrics: &mut Vec<f32>, logits: &Vec<f32>, labels: &Vec<u32>, batch: usize, classes: usize) -> Result<()> {
+        let op = "softmax_xent_forward";
+        check(op, "probs", probs.len(), batch * classes)?;
+        check(op, "logits", logits.len(), batch * classes)?;
+        check(op, "labels", labels.len(), batch)?;
+        check(op, "metrics", metrics.len(), METRICS_LEN)?;
+        if labels[..batch].iter().any(|&l| l as usize >= classes) {
+            return Err(Error::invalid("labels", alloc::format!("a label is not below the {classes} classes")));
+        }
+        let (loss_sum, correct) =
+            softmax_xent::softmax_xent_forward(&mut probs[..batch * classes], &logits[..batch * classes], &labels[..batch], classes);
+        metrics[0] += loss_sum;
+        metrics[1] += correct as f32;
+        Ok(())
+    }
+
+    fn softmax_xent_backward(&mut self, dlogits: &mut Vec<f32>, probs: &Vec<f32>, labels: &Vec<u32>, batch: usize, classes: usize) -> Result<()> {
+        let op = "softmax_xent_backward";
+        check(op, "dlogits", dlogits.len(), batch * classes)?;
+        check(op, "probs", probs.len(), batch * classes)?;
+        check(op, "labels", labels.len(), batch)?;
+        if labels[..batch].iter().any(|&l| l as usize >= classes) {
+            return Err(Error::invalid("labels", alloc::format!("a label is not below the {classes} classes")));
+        }
+        softmax_xent::softmax_xent_backward(&mut dlogits[..batch * classes], &probs[..batch * classes], &labels[..batch], classes, batch);
+        Ok(())
+    }
+
+    fn adadelta_step(&mut self, params: &mut Vec<f32>, accum_grad: &mut Vec<f32>, accum_update: &mut Vec<f32>, grads: &Vec<f32>, hyper: Adadelta) -> Result<()> {
+        let n = params.len();
+        for (what, len) in [("accum_grad", accum_grad.len()), ("accum_update", accum_update.len()), ("grads", grads.len())] {
+            if len != n {
+                return Err(Error::Backend { op: "adadelta_step".into(), message: alloc::format!("{what} has {len} values, params {n}") });
+            }
+        }
+        let parts = self.threads();
+        let (p, a, u) = (SharedMut::new(params), SharedMut::new(accum_grad), SharedMut::new(accum_update));
+        self.pool.run(&|part| {
+            let r = part_range(n, parts, part);
+            // SAFETY: disjoint element ranges of three distinct buffers.
+            let (p, a, u) = unsafe { (p.range_mut(r.clone()), a.range_mut(r.clone()), u.range_mut(r.clone())) };
+            adadelta_update(p, a, u, &grads[r], hyper);
+        });
+        Ok(())
+    }
+}
