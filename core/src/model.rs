@@ -317,6 +317,14 @@ impl<B: Backend> Network<B> {
         Ok(self.read_metrics(batch)?.loss)
     }
 
+    /// The logits (batch, classes) of the last forward pass.
+    pub fn last_logits(&mut self, batch: usize) -> Result<Vec<f32>> {
+        self.check_batch(batch)?;
+        let mut host = vec![0.0; batch * self.config.classes];
+        self.backend.download(&mut host, &self.logits)?;
+        Ok(host)
+    }
+
     pub fn reset_metrics(&mut self) -> Result<()> {
         self.backend.fill(&mut self.metrics, 0.0)
     }
