@@ -1,2 +1,115 @@
-//! The `mnist` binary (placeholder until `mnist train` lands).
-fn main() {}
+//! The `mnist` binary: `mnist train` (headless, for pods and scripts) and `mnist bench`.
+//! Errors become one clear sentence on stderr and a documented exit code; on exit a one-line
+//! summary goes to /dev/termination-log when it is writable (Kubernetes' convention).
+
+mod atomic;
+mod bench_cmd;
+mod cli;
+mod datasource;
+mod report;
+mod train_cmd;
+
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+
+pub const EXIT_BAD_INPUT: i32 = 2;
+pub const EXIT_TRANSIENT: i32 = 3;
+pub const EXIT_DIVERGED: i32 = 4;
+pub const EXIT_INTERNAL: i32 = 70;
+pub const EXIT_SIGINT: i32 = 130;
+pub const EXIT_SIGTERM: i32 = 143;
+
+/// A failed command: its exit code and one sentence for stderr.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: i32, message: String) -> Self {
+        Failure { code, message }
+    }
+}
+
+/// SIGINT and SIGTERM ask the running command to stop after the current step.
+#[derive(Default)]
+pub struct Signals {
+    last: Arc<AtomicI32>,
+    stop_flags: Mutex<Vec<Arc<AtomicBool>>>,
+}
+
+impl Signals {
+    fn install() -> Arc<Self> {
+        let signals = Arc::new(Signals::default());
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            let last = signals.last.clone();
+            // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
+            let registered = unsafe { signal_hook::low_level::register(signal, move || last.store(signal, Ordering::SeqCst)) };
+            if let Err(e) = registered {
+                eprintln!("warning: cannot handle signal {signal}: {e}");
+            }
+        }
+        // A watcher thread turns the signal into stop flags (a handler must not lock).
+        let watched = signals.clone();
+        std::thread::spawn(move || loop {
+            if watched.last.load(Ordering::SeqCst) != 0 {
+                for flag in watched.stop_flags.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        });
+        signals
+    }
+
+    /// `flag` becomes true once SIGINT or SIGTERM arrives.
+    pub fn forward_to(&self, flag: Arc<AtomicBool>) {
+        self.stop_flags.lock().unwrap_or_else(|e| e.into_inner()).push(flag);
+    }
+
+    /// The exit code and name of the signal received, if any.
+    pub fn received(&self) -> Option<(i32, &'static str)> {
+        match self.last.load(Ordering::SeqCst) {
+            signal_hook::consts::SIGINT => Some((EXIT_SIGINT, "SIGINT")),
+            signal_hook::consts::SIGTERM => Some((EXIT_SIGTERM, "SIGTERM")),
+            _ => None,
+        }
+    }
+}
+
+fn termination_log(summary: &str) {
+    use std::io::Write;
+    let path = std::env::var_os("MNIST_TERMINATION_LOG").unwrap_or_else(|| "/dev/termination-log".into());
+    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).truncate(true).open(&path) {
+        let _ = writeln!(f, "{summary}");
+    }
+}
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let signals = Signals::install();
+    let result = match cli.command {
+        Some(cli::Command::Train(args)) => train_cmd::run(args, &signals),
+        Some(cli::Command::Bench(args)) => bench_cmd::run(args),
+        None => {
+            use clap::CommandFactory;
+            let _ = cli::Cli::command().print_help();
+            Ok(String::new())
+        }
+    };
+    match result {
+        Ok(summary) => {
+            if !summary.is_empty() {
+                termination_log(&summary);
+            }
+        }
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            termination_log(&format!("error: {}", failure.message));
+            std::process::exit(failure.code);
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! `mnist bench`: times CPU training steps of the default model and prints samples/s and the
+//! implied time of one 60,000-sample epoch (median of repeats), for comparison with anchors.
+
+use std::time::Instant;
+
+use mnist_core::model::Network;
+use mnist_core::{Backend, Config, CpuBackend, Dataset, Rng};
+
+use crate::cli::BenchArgs;
+use crate::train_cmd::core_failure;
+use crate::Failure;
+
+pub fn run(args: BenchArgs) -> Result<String, Failure> {
+    let batch = args.batch_size.max(1);
+    let needed = batch * (args.steps + args.warmup).max(1);
+    let data = match &args.data {
+        Some(path) => crate::datasource::load_path(path)?.split.train,
+        None => synthetic(needed.min(60_000)),
+    };
+    let mut backend = CpuBackend::new(args.threads);
+    let threads = backend.threads();
+    let device = backend.device_name();
+    let dev = backend.upload_dataset(&data.images, &data.labels, data.sample_len()).map_err(|e| core_failure("bench", e))?;
+    let mut net = Network::new(backend, Config::default(), batch).map_err(|e| core_failure("bench", e))?;
+    net.init(1).map_err(|e| core_failure("bench", e))?;
+    let batches = data.len() / batch;
+    if batches == 0 {
+        return Err(Failure::new(crate::EXIT_BAD_INPUT, format!("bench needs at least {batch} samples")));
+    }
+    let mut step = 0usize;
+    let mut run_steps = |net: &mut Network<CpuBackend>, n: usize| -> Result<(), Failure> {
+        for _ in 0..n {
+            net.train_step(&dev, (step % batches) * batch, batch, step as u64).map_err(|e| core_failure("bench", e))?;
+            step += 1;
+        }
+        Ok(())
+    };
+    run_steps(&mut net, args.warmup)?;
+    let mut rates = Vec::new();
+    for _ in 0..args.repeats.max(1) {
+        let t = Instant::now();
+        run_steps(&mut net, args.steps.max(1))?;
+        rates.push((args.steps.max(1) * batch) as f64 / t.elapsed().as_secs_f64());
+    }
+    rates.sort_by(f64::total_cmp);
+    let median = rates[rates.len() / 2];
+    // 71.6 MFLOP per sample for a training step of the default model (forward + backward).
+    let gflops = median * 71.6e6 / 1e9;
+    println!("device: {device}");
+    println!("mnist_cpu threads={threads} batch={batch} samples_per_s={median:.1} epoch_s={:.2} gflop_s={gflops:.1}", 60_000.0 / median);
+    Ok(String::new())
+}
+
+fn synthetic(n: usize) -> Dataset {
+    let mut rng = Rng::new(7);
+    let labels: Vec<u8> = (0..n).map(|_| rng.below(10) as u8).collect();
+    let images = (0..n * 784).map(|_| (rng.next_u64() >> 56) as u8).collect();
+    Dataset::new(images, labels, 28, 28, 1).expect("consistent sizes")
+}

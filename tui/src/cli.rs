@@ -1,0 +1,127 @@
+//! Command-line arguments. `--help` is generated from these doc comments, so they are the
+//! user-facing reference; README.md repeats the essentials.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  2    bad arguments or data (retrying will not help)
+  3    transient failure, e.g. the network (retrying may help)
+  4    training diverged (the loss became NaN or infinite)
+  70   internal error (a bug: please report it)
+  130  interrupted by SIGINT     143  terminated by SIGTERM";
+
+#[derive(Parser, Debug)]
+#[command(name = "mnist", version, about = "Train the Keras MNIST CNN fast, headless or interactive", after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train the Keras mnist_cnn model (the sample's job): download MNIST, train, report test
+    /// accuracy, write the model.
+    #[command(after_help = EXIT_CODES)]
+    Train(TrainArgs),
+    /// Time training steps and print samples/s and the time of one epoch.
+    Bench(BenchArgs),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// The CPU backend.
+    Cpu,
+    /// The CUDA backend (fails if no usable GPU).
+    Cuda,
+    /// CUDA when a usable GPU exists, else the CPU (the log says which).
+    Auto,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable: a live progress bar on a terminal, one line per epoch otherwise.
+    Text,
+    /// One JSON object per line and event.
+    Json,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataArgs {
+    /// A local MNIST: a Keras-style .npz file, or a directory with the four idx(.gz) files.
+    /// Without it, mnist.npz is downloaded (and cached) like Keras's get_file does.
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// Download mnist.npz from this URL instead of the default origin and mirror.
+    #[arg(long, value_name = "URL", env = "MNIST_DATA_URL")]
+    pub data_url: Option<String>,
+    /// Expected SHA-256 (hex) of the downloaded file (with --data-url).
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Where downloads are cached [default: $MNIST_CACHE_DIR, else the platform cache dir].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Use only the first N training and N/6 test samples (quick runs and tests).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 12)]
+    pub epochs: usize,
+    /// Samples per training step; the last, partial batch is trained too.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Seed for initialisation, shuffling and dropout.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where training runs.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// CPU threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Directory for the model and the training history (created if missing).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out_dir: PathBuf,
+    /// Log format on stdout.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Seconds between progress heartbeats when stdout is not a terminal (0: none).
+    #[arg(long, default_value_t = 30)]
+    pub heartbeat_secs: u64,
+    /// More detail (repeatable).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only the final results and errors.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Timed training steps (after warm-up).
+    #[arg(long, default_value_t = 60)]
+    pub steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// Timed repetitions; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// CPU threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Real MNIST to train on (synthetic images otherwise; the speed is the same).
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+}

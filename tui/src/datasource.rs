@@ -1,0 +1,66 @@
+//! Where the training data comes from: `--data PATH` (an .npz or a directory of idx files), or
+//! Keras's mnist.npz fetched into the cache (default origin and mirror, or --data-url).
+//! Leaves out: the decoding itself (mnist_core::codec) and the HTTP details (download.rs).
+
+use std::path::Path;
+
+use mnist_core::codec::mnist;
+use mnist_core::Split;
+
+use crate::cli::DataArgs;
+use crate::download::{self, ErrorKind, FetchOptions, ProgressRenderer, Source};
+use crate::Failure;
+
+pub struct Loaded {
+    pub split: Split,
+    /// A short description for the log ("downloaded from URL", "PATH").
+    pub source: String,
+}
+
+pub fn load_path(path: &Path) -> Result<Loaded, Failure> {
+    let split = mnist::load(path).map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot use --data {}: {e}", path.display())))?;
+    Ok(Loaded { split, source: path.display().to_string() })
+}
+
+pub fn load(args: &DataArgs, _verbose: bool) -> Result<Loaded, Failure> {
+    let mut loaded = match &args.data {
+        Some(path) => load_path(path)?,
+        None => fetch(args)?,
+    };
+    if let Some(limit) = args.limit {
+        if limit == 0 {
+            return Err(Failure::new(crate::EXIT_BAD_INPUT, "--limit must be positive".into()));
+        }
+        let split = &mut loaded.split;
+        split.train = split.train.take(limit);
+        split.test = split.test.take(limit.div_ceil(6));
+        loaded.source.push_str(&format!(" (limited to {} train and {} test samples)", split.train.len(), split.test.len()));
+    }
+    Ok(loaded)
+}
+
+fn fetch(args: &DataArgs) -> Result<Loaded, Failure> {
+    let bad = |m: String| Failure::new(crate::EXIT_BAD_INPUT, m);
+    let sha256 = match &args.sha256 {
+        Some(hex) => Some(download::parse_sha256(hex).map_err(|e| bad(format!("--sha256: {e}")))?),
+        None => None,
+    };
+    let cache_dir = download::resolve_cache_dir(args.cache_dir.as_deref()).map_err(|e| bad(e.to_string()))?;
+    let options = FetchOptions::mnist(cache_dir, args.data_url.clone(), sha256);
+    let mut renderer = ProgressRenderer::stderr();
+    let fetched = download::fetch(&options, &mut |event| renderer.handle(&event)).map_err(|e| {
+        let code = match e.kind() {
+            ErrorKind::Permanent => crate::EXIT_BAD_INPUT,
+            ErrorKind::Transient => crate::EXIT_TRANSIENT,
+        };
+        Failure::new(code, format!("cannot get MNIST: {e}"))
+    })?;
+    let source = match &fetched.source {
+        Source::Cache => format!("{} (cached)", fetched.path.display()),
+        Source::Reused => format!("{} (Keras's cache)", fetched.path.display()),
+        Source::Downloaded { url } => format!("{} (downloaded from {url})", fetched.path.display()),
+    };
+    let mut loaded = load_path(&fetched.path)?;
+    loaded.source = source;
+    Ok(loaded)
+}

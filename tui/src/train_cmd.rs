@@ -1,0 +1,106 @@
+//! `mnist train`: the sample's job end to end, headless. Loads (or downloads) MNIST, trains
+//! with the chosen backend, prints Keras-style progress, the test result, and writes the
+//! model and the history into --out-dir.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mnist_core::train::{Outcome, TrainConfig, Trainer};
+use mnist_core::{Config, CpuBackend, Error};
+use serde_json::json;
+
+use crate::atomic::write_atomic;
+use crate::cli::{BackendChoice, TrainArgs};
+use crate::datasource;
+use crate::report::{EpochRecord, Reporter, Style};
+use crate::Failure;
+
+/// Maps a core error to an exit code: bad input is permanent, a NaN is divergence, the rest
+/// is ours.
+pub fn core_failure(context: &str, e: Error) -> Failure {
+    let code = match e {
+        Error::NonFinite { .. } => crate::EXIT_DIVERGED,
+        Error::Backend { .. } => crate::EXIT_INTERNAL,
+        _ => crate::EXIT_BAD_INPUT,
+    };
+    Failure::new(code, format!("{context}: {e}"))
+}
+
+pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure> {
+    let style = Style::choose(args.log_format, std::io::stdout().is_terminal());
+    let heartbeat = (args.heartbeat_secs > 0).then(|| Duration::from_secs(args.heartbeat_secs));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut reporter = Reporter::new(std::io::stdout(), style, args.quiet, heartbeat, stop.clone());
+    signals.forward_to(stop);
+
+    if args.epochs == 0 || args.batch_size == 0 {
+        return Err(Failure::new(crate::EXIT_BAD_INPUT, "--epochs and --batch-size must be positive".into()));
+    }
+    std::fs::create_dir_all(&args.out_dir)
+        .map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot create --out-dir {}: {e}", args.out_dir.display())))?;
+
+    let backend = match args.backend {
+        BackendChoice::Cpu => CpuBackend::new(args.threads),
+        BackendChoice::Cuda => {
+            return Err(Failure::new(
+                crate::EXIT_BAD_INPUT,
+                "--backend cuda: this build has no CUDA backend yet; use --backend cpu or auto".into(),
+            ))
+        }
+        BackendChoice::Auto => {
+            eprintln!("note: --backend auto: this build has no CUDA backend yet, training on the CPU");
+            CpuBackend::new(args.threads)
+        }
+    };
+    let device = mnist_core::Backend::device_name(&backend);
+    reporter.info(&format!("mnist {} - backend: cpu - device: {device}", env!("CARGO_PKG_VERSION")), json!({
+        "version": env!("CARGO_PKG_VERSION"), "backend": "cpu", "device": device, "threads": backend.threads(),
+    }));
+
+    let loaded = datasource::load(&args.data, args.verbose > 0)?;
+    let (train, test) = (&loaded.split.train, &loaded.split.test);
+    reporter.info(&format!("data: {}", loaded.source), json!({ "data": loaded.source }));
+    reporter.info(
+        &format!("x_train shape: ({}, {}, {}, {})", train.len(), train.height, train.width, train.channels),
+        json!({ "x_train_shape": [train.len(), train.height, train.width, train.channels] }),
+    );
+    reporter.info(&format!("{} train samples", train.len()), json!({ "train_samples": train.len() }));
+    reporter.info(&format!("{} test samples", test.len()), json!({ "test_samples": test.len() }));
+
+    let config = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        seed: args.seed,
+        metrics_every: if style == Style::Live { 5 } else { 0 },
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(backend, Config::default(), config, train, Some(test)).map_err(|e| core_failure("cannot start training", e))?;
+    let outcome = trainer.run(&mut reporter).map_err(|e| core_failure("training failed", e))?;
+    if outcome == Outcome::Stopped {
+        let (code, name) = signals.received().unwrap_or((crate::EXIT_SIGINT, "SIGINT"));
+        return Err(Failure::new(code, format!("stopped by {name} after {} of {} epochs", trainer.epochs_done(), args.epochs)));
+    }
+
+    let test_metrics = match trainer.history().last() {
+        Some((_, Some(t))) => *t,
+        _ => trainer.evaluate_test().map_err(|e| core_failure("evaluation failed", e))?.unwrap_or_default(),
+    };
+    reporter.result(test_metrics);
+
+    write_history(&args.out_dir, &reporter.records)?;
+    Ok(format!("trained {} epochs: test accuracy {:.4}, test loss {:.4}", args.epochs, test_metrics.accuracy, test_metrics.loss))
+}
+
+fn write_history(out_dir: &Path, records: &[EpochRecord]) -> Result<(), Failure> {
+    let mut csv = String::from("epoch,loss,acc,val_loss,val_acc,seconds\n");
+    for r in records {
+        let (vl, va) = r.test.map_or((String::new(), String::new()), |t| (format!("{:.6}", t.loss), format!("{:.6}", t.accuracy)));
+        csv.push_str(&format!("{},{:.6},{:.6},{vl},{va},{:.3}\n", r.epoch, r.train.loss, r.train.accuracy, r.seconds));
+    }
+    let path = out_dir.join("history.csv");
+    write_atomic(&path, csv.as_bytes()).map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot write {}: {e}", path.display())))
+}
+
