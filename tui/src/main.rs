@@ -6,6 +6,7 @@ mod atomic;
 mod bench_cmd;
 mod cli;
 mod datasource;
+mod download;
 mod report;
 mod train_cmd;
 
