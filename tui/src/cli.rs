@@ -42,6 +42,14 @@ pub enum BackendChoice {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportDtype {
+    /// float32, as Keras exported.
+    F32,
+    /// float16: half the size; MXNet loads it as is.
+    F16,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable: a live progress bar on a terminal, one line per epoch otherwise.
     Text,
@@ -55,8 +63,9 @@ pub struct DataArgs {
     /// Without it, mnist.npz is downloaded (and cached) like Keras's get_file does.
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
-    /// Download mnist.npz from this URL instead of the default origin and mirror.
-    #[arg(long, value_name = "URL", env = "MNIST_DATA_URL")]
+    /// Download mnist.npz from this URL instead of the default origin and mirror
+    /// [default: $MNIST_DATA_URL when set].
+    #[arg(long, value_name = "URL")]
     pub data_url: Option<String>,
     /// Expected SHA-256 (hex) of the downloaded file (with --data-url).
     #[arg(long, value_name = "HEX")]
@@ -91,6 +100,12 @@ pub struct TrainArgs {
     /// Directory for the model and the training history (created if missing).
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub out_dir: PathBuf,
+    /// File name prefix of the exported MXNet model (PREFIX-symbol.json, PREFIX-0000.params).
+    #[arg(long, value_name = "PREFIX", default_value = "mnist_cnn")]
+    pub model_prefix: String,
+    /// Precision of the exported parameters.
+    #[arg(long, value_enum, default_value_t = ExportDtype::F32)]
+    pub dtype: ExportDtype,
     /// Log format on stdout.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

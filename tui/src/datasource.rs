@@ -46,7 +46,7 @@ fn fetch(args: &DataArgs) -> Result<Loaded, Failure> {
         None => None,
     };
     let cache_dir = download::resolve_cache_dir(args.cache_dir.as_deref()).map_err(|e| bad(e.to_string()))?;
-    let options = FetchOptions::mnist(cache_dir, args.data_url.clone(), sha256);
+    let options = FetchOptions::mnist(cache_dir, download::resolve_data_url(args.data_url.clone()), sha256);
     let mut renderer = ProgressRenderer::stderr();
     let fetched = download::fetch(&options, &mut |event| renderer.handle(&event)).map_err(|e| {
         let code = match e.kind() {

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mnist_core::train::{Outcome, TrainConfig, Trainer};
+use mnist_core::codec::mxnet;
 use mnist_core::{Config, CpuBackend, Error};
 use serde_json::json;
 
 use crate::atomic::write_atomic;
-use crate::cli::{BackendChoice, TrainArgs};
+use crate::cli::{BackendChoice, ExportDtype, TrainArgs};
 use crate::datasource;
 use crate::report::{EpochRecord, Reporter, Style};
 use crate::Failure;
@@ -91,7 +92,28 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
     reporter.result(test_metrics);
 
     write_history(&args.out_dir, &reporter.records)?;
+    let params = trainer.network.params().map_err(|e| core_failure("cannot read the parameters", e))?;
+    let written = export_model(&args, &params)?;
+    reporter.info(&format!("model: {written}"), json!({ "model": written }));
     Ok(format!("trained {} epochs: test accuracy {:.4}, test loss {:.4}", args.epochs, test_metrics.accuracy, test_metrics.loss))
+}
+
+/// Writes PREFIX-symbol.json and PREFIX-0000.params, each atomically; returns their names.
+fn export_model(args: &TrainArgs, params: &[f32]) -> Result<String, Failure> {
+    let dtype = match args.dtype {
+        ExportDtype::F32 => mxnet::Dtype::F32,
+        ExportDtype::F16 => mxnet::Dtype::F16,
+    };
+    let checkpoint = mxnet::export(&Config::default(), params, dtype).map_err(|e| core_failure("cannot export the model", e))?;
+    let files = [
+        (mxnet::symbol_file_name(&args.model_prefix), checkpoint.symbol.as_bytes()),
+        (mxnet::params_file_name(&args.model_prefix, 0), checkpoint.params.as_slice()),
+    ];
+    for (name, bytes) in &files {
+        let path = args.out_dir.join(name);
+        write_atomic(&path, bytes).map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(format!("{} and {} in {}", files[0].0, files[1].0, args.out_dir.display()))
 }
 
 fn write_history(out_dir: &Path, records: &[EpochRecord]) -> Result<(), Failure> {

@@ -77,6 +77,7 @@ impl<W: Write> ProgressRenderer<W> {
         }
     }
 
+    #[cfg(test)]
     pub fn into_inner(self) -> W {
         self.out
     }
