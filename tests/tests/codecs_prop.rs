@@ -54,20 +54,86 @@ fn valid_files() -> Vec<Vec<u8>> {
     let y = NpyArray::new(vec![2], NpyData::U8(vec![3, 7])).unwrap();
     let arrays = [("x_train", &x), ("y_train", &y), ("x_test", &x), ("y_test", &y)];
     let idx_images = idx::write_u8(&[2, 4, 4], &images).unwrap();
+    let stored = npz::write(&arrays, zip::Method::Stored).unwrap();
+    let deflated = npz::write(&arrays, zip::Method::Deflated).unwrap();
     vec![
         npy::write(&x).unwrap(),
         npy::write_f32(&[3], &[1.0, 2.0, 3.0]).unwrap(),
-        npz::write(&arrays, zip::Method::Stored).unwrap(),
-        npz::write(&arrays, zip::Method::Deflated).unwrap(),
+        stored.clone(),
+        deflated.clone(),
         idx_images.clone(),
         idx::gzip(&idx_images),
+        // numpy's own output: ZIP64 extra fields in the local headers.
+        include_bytes!("fixtures/numpy/savez.npz").to_vec(),
+        include_bytes!("fixtures/numpy/savez_compressed.npz").to_vec(),
+        to_zip64(&stored),
+        to_zip64(&deflated),
     ]
 }
 
-/// Edits to apply to a valid file: bytes overwritten, a truncation, bytes inserted.
+/// Rewrites one of our archives (no extra fields) with every size and offset in ZIP64 extra
+/// fields and ZIP64 end records, as writers do for archives over 4 GiB, so mutations reach
+/// those paths too.
+fn to_zip64(archive: &[u8]) -> Vec<u8> {
+    let entries = zip::entries(archive).unwrap();
+    let directory = entries.last().unwrap().data.end;
+    let mut out = archive[..directory].to_vec();
+    for e in &entries {
+        let local_offset = (e.data.start - 30 - e.name.len()) as u64;
+        // Like Python's zipfile with force_zip64, the local header defers its sizes too.
+        let sizes = local_offset as usize + 18;
+        out[sizes..sizes + 8].copy_from_slice(&[0xff; 8]);
+        let method: u16 = if e.method == zip::Method::Stored { 0 } else { 8 };
+        out.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        out.extend_from_slice(&[45, 0, 45, 0, 0, 0]);
+        out.extend_from_slice(&method.to_le_bytes());
+        out.extend_from_slice(&[0, 0, 0x21, 0]);
+        out.extend_from_slice(&e.crc32.to_le_bytes());
+        out.extend_from_slice(&[0xff; 8]);
+        out.extend_from_slice(&(e.name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&28u16.to_le_bytes()); // extra field length
+        out.extend_from_slice(&[0; 10]); // comment length, disk, attributes
+        out.extend_from_slice(&[0xff; 4]); // local header offset
+        out.extend_from_slice(e.name.as_bytes());
+        out.extend_from_slice(&[1, 0, 24, 0]);
+        for v in [e.uncompressed_size, e.compressed_size, local_offset] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let (record, count) = (out.len() as u64, entries.len() as u64);
+    out.extend_from_slice(&0x0606_4b50u32.to_le_bytes());
+    out.extend_from_slice(&44u64.to_le_bytes());
+    out.extend_from_slice(&[45, 0, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    for v in [count, count, record - directory as u64, directory as u64] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&0x0706_4b50u32.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&record.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&[0xff; 12]);
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
+#[test]
+fn zip64_seed_is_valid() {
+    for bytes in &valid_files()[2..4] {
+        let zip64 = to_zip64(bytes);
+        assert_ne!(&zip64, bytes);
+        assert_eq!(npz::read(&zip64).unwrap(), npz::read(bytes).unwrap());
+    }
+}
+
+/// Edits to apply to a valid file: bytes overwritten, a size-like field overwritten with an
+/// extreme value (to reach ZIP64 and size checks), a truncation, bytes inserted.
 #[derive(Debug, Clone)]
 enum Edit {
     Set(usize, u8),
+    SetU32(usize, u32),
+    SetU64(usize, u64),
     Xor(usize, u8),
     Truncate(usize),
     Insert(usize, Vec<u8>),
@@ -77,9 +143,22 @@ fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::Set(i, b)),
         (any::<usize>(), 1u8..).prop_map(|(i, b)| Edit::Xor(i, b)),
+        (
+            any::<usize>(),
+            prop_oneof![Just(0u32), Just(1), Just(0xffff), Just(u32::MAX), Just(u32::MAX - 1), any::<u32>()]
+        )
+            .prop_map(|(i, v)| Edit::SetU32(i, v)),
+        (any::<usize>(), prop_oneof![Just(0u64), Just(u64::MAX), Just(1 << 40), Just(1 << 62), any::<u64>()])
+            .prop_map(|(i, v)| Edit::SetU64(i, v)),
         any::<usize>().prop_map(Edit::Truncate),
         (any::<usize>(), prop::collection::vec(any::<u8>(), 1..8)).prop_map(|(i, b)| Edit::Insert(i, b)),
     ]
+}
+
+fn overwrite(bytes: &mut [u8], at: usize, value: &[u8]) {
+    for (b, v) in bytes.iter_mut().skip(at).zip(value) {
+        *b = *v;
+    }
 }
 
 fn apply(bytes: &mut Vec<u8>, edit: &Edit) {
@@ -95,6 +174,8 @@ fn apply(bytes: &mut Vec<u8>, edit: &Edit) {
                 *x ^= *b;
             }
         }
+        Edit::SetU32(i, v) => overwrite(bytes, i % len, &v.to_le_bytes()),
+        Edit::SetU64(i, v) => overwrite(bytes, i % len, &v.to_le_bytes()),
         Edit::Truncate(i) => bytes.truncate(i % len),
         Edit::Insert(i, b) => {
             let at = i % (bytes.len() + 1);
@@ -156,7 +237,7 @@ proptest! {
     }
 
     #[test]
-    fn mutated_valid_files_never_panic(which in 0usize..6, edits in prop::collection::vec(edit(), 1..6)) {
+    fn mutated_valid_files_never_panic(which in 0usize..10, edits in prop::collection::vec(edit(), 1..6)) {
         let mut bytes = valid_files().swap_remove(which);
         for e in &edits {
             apply(&mut bytes, e);

@@ -310,14 +310,17 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<Entry>> {
         }
         // Without a data descriptor the local header holds the real CRC and (unless ZIP64) sizes.
         if local_flags & FLAG_DATA_DESCRIPTOR == 0 {
-            let sizes_differ = local_compressed != ZIP64_MARK
-                && (local_compressed as u64 != compressed_size || local_uncompressed as u64 != uncompressed_size);
-            if local_crc32 != crc32 || sizes_differ {
+            let differs = |local: u32, central: u64| local != ZIP64_MARK && local as u64 != central;
+            if local_crc32 != crc32
+                || differs(local_compressed, compressed_size)
+                || differs(local_uncompressed, uncompressed_size)
+            {
                 return Err(Error::malformed(what, "the local header disagrees with the central directory"));
             }
         }
         let data_start = local.pos as u64;
-        let data_end = data_start + compressed_size; // both below 2^33: no overflow
+        // compressed_size may be any u64 (ZIP64): saturate, and the check below rejects it.
+        let data_end = data_start.saturating_add(compressed_size);
         if data_end > directory.offset {
             return Err(Error::malformed(
                 what,
@@ -687,24 +690,36 @@ mod tests {
 
     #[test]
     fn absurd_sizes_fail_fast() {
-        // A deflated member claiming 2^60 bytes through ZIP64.
-        let bytes = archive(Method::Deflated);
-        let central = bytes.len() - EOCD_LEN - (3 * 46 + 5 + 5 + 7);
-        let mut bad = bytes[..central].to_vec();
-        let mut header = bytes[central..central + 46].to_vec();
-        set_u32(&mut header, 24, ZIP64_MARK);
-        header[30..32].copy_from_slice(&12u16.to_le_bytes());
-        bad.extend_from_slice(&header);
-        bad.extend_from_slice(b"a.npy");
-        bad.extend_from_slice(&[1, 0, 8, 0]);
-        bad.extend_from_slice(&(1u64 << 60).to_le_bytes());
-        let size = (bad.len() - central) as u32;
-        bad.extend_from_slice(&EOCD_SIG.to_le_bytes());
-        bad.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
-        bad.extend_from_slice(&size.to_le_bytes());
-        bad.extend_from_slice(&(central as u32).to_le_bytes());
-        bad.extend_from_slice(&[0, 0]);
-        assert!(matches!(super::entries(&bad), Err(Error::TooLarge { .. })));
+        // The first deflated member alone, one of its sizes moved to a ZIP64 extra field.
+        let one_member_with_zip64 = |field: usize, value: u64| {
+            let bytes = archive(Method::Deflated);
+            let central = bytes.len() - EOCD_LEN - (3 * 46 + 5 + 5 + 7);
+            let mut bad = bytes[..central].to_vec();
+            set_u32(&mut bad, field - 2, ZIP64_MARK); // the same field in the local header
+            let mut header = bytes[central..central + 46].to_vec();
+            set_u32(&mut header, field, ZIP64_MARK);
+            header[30..32].copy_from_slice(&12u16.to_le_bytes());
+            bad.extend_from_slice(&header);
+            bad.extend_from_slice(b"a.npy");
+            bad.extend_from_slice(&[1, 0, 8, 0]);
+            bad.extend_from_slice(&value.to_le_bytes());
+            let size = (bad.len() - central) as u32;
+            bad.extend_from_slice(&EOCD_SIG.to_le_bytes());
+            bad.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
+            bad.extend_from_slice(&size.to_le_bytes());
+            bad.extend_from_slice(&(central as u32).to_le_bytes());
+            bad.extend_from_slice(&[0, 0]);
+            super::entries(&bad)
+        };
+        // Uncompressed 2^60 bytes; compressed sizes that overflow or run past the directory.
+        assert!(matches!(one_member_with_zip64(24, 1 << 60), Err(Error::TooLarge { .. })));
+        for value in [u64::MAX, u64::MAX - 40, 1 << 40] {
+            let err = one_member_with_zip64(20, value).unwrap_err();
+            assert!(format!("{err}").contains("runs into the central directory"), "{err}");
+        }
+        // The unchanged value through the same path is fine.
+        let plain = super::entries(&archive(Method::Deflated)).unwrap();
+        assert_eq!(one_member_with_zip64(24, plain[0].uncompressed_size).unwrap()[0], plain[0]);
     }
 
     #[test]
