@@ -42,6 +42,7 @@ pub(crate) fn inflate_raw(input: &[u8], size_hint: usize, limit: usize, what: &s
             }
             TINFLStatus::HasMoreOutput => {
                 if out.len() >= limit {
+                    // The real size is unknown (we stop here): report "at least limit + 1".
                     return Err(Error::TooLarge {
                         what: alloc::format!("{what} (inflated)"),
                         size: limit as u64 + 1,

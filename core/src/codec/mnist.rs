@@ -16,7 +16,12 @@ pub const IDX_FILE_NAMES: [&str; 4] =
 
 /// Images shaped (N, H, W) or (N, H, W, C) and labels shaped (N) or (N, 1), checked against
 /// each other; `images_name` and `labels_name` say where they came from in errors.
-fn dataset(images: (Vec<usize>, Vec<u8>), labels: (Vec<usize>, Vec<u8>), images_name: &str, labels_name: &str) -> Result<Dataset> {
+fn dataset(
+    images: (Vec<usize>, Vec<u8>),
+    labels: (Vec<usize>, Vec<u8>),
+    images_name: &str,
+    labels_name: &str,
+) -> Result<Dataset> {
     let (image_shape, pixels) = images;
     let (label_shape, labels) = labels;
     let (n, height, width, channels) = match image_shape[..] {
@@ -96,20 +101,15 @@ pub fn from_npz(bytes: &[u8]) -> Result<Split> {
         "x_train",
         "y_train",
     )?;
-    let test = dataset(
-        images_u8(member("x_test")?, "x_test")?,
-        labels_u8(member("y_test")?, "y_test")?,
-        "x_test",
-        "y_test",
-    )?;
+    let test =
+        dataset(images_u8(member("x_test")?, "x_test")?, labels_u8(member("y_test")?, "y_test")?, "x_test", "y_test")?;
     split(train, test, "x_test")
 }
 
 /// Decodes four idx files, each plain or gzipped, named in errors by `names`.
 fn from_named_idx(files: [(&str, &[u8]); 4]) -> Result<Split> {
-    let [train_images, train_labels, test_images, test_labels] = files.map(|(name, bytes)| {
-        idx::read_maybe_gzip(bytes).map(|a| (a.shape, a.data)).map_err(|e| with_context(e, name))
-    });
+    let [train_images, train_labels, test_images, test_labels] = files
+        .map(|(name, bytes)| idx::read_maybe_gzip(bytes).map(|a| (a.shape, a.data)).map_err(|e| with_context(e, name)));
     let [n0, n1, n2, n3] = files.map(|(name, _)| name);
     let train = dataset(train_images?, train_labels?, n0, n1)?;
     let test = dataset(test_images?, test_labels?, n2, n3)?;
@@ -247,7 +247,8 @@ mod tests {
         assert!(err.contains("(N, H, W)"), "{err}");
         let err = npz_error(|i, a| if i == 1 { NpyArray::new(vec![1, 3], a.data).unwrap() } else { a });
         assert!(err.contains("(N,) or (N, 1)"), "{err}");
-        let err = npz_error(|i, a| if i == 0 { NpyArray::new(a.shape, NpyData::F32(vec![0.0; 18])).unwrap() } else { a });
+        let err =
+            npz_error(|i, a| if i == 0 { NpyArray::new(a.shape, NpyData::F32(vec![0.0; 18])).unwrap() } else { a });
         assert!(err.contains("<f4"), "{err}");
         let err = npz_error(|i, a| if i == 0 { NpyArray::new(vec![0, 0, 5], NpyData::U8(vec![])).unwrap() } else { a });
         assert!(err.contains("no usable pixels"), "{err}");
@@ -261,7 +262,11 @@ mod tests {
             .iter()
             .map(|(shape, data)| {
                 let plain = idx::write_u8(shape, data).unwrap();
-                if gzipped { idx::gzip(&plain) } else { plain }
+                if gzipped {
+                    idx::gzip(&plain)
+                } else {
+                    plain
+                }
             })
             .collect()
     }

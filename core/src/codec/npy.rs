@@ -151,9 +151,10 @@ pub struct Header {
 
 /// Product of the dimensions, or an error if it does not fit in a `usize`.
 fn element_count(shape: &[usize], what: &str) -> Result<usize> {
-    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(|| {
-        Error::malformed(what, format!("shape {shape:?} has more elements than a usize can count"))
-    })
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| Error::malformed(what, format!("shape {shape:?} has more elements than a usize can count")))
 }
 
 /// Parses and checks the header: the shape must account for exactly the bytes after it.
@@ -169,7 +170,9 @@ pub fn read_header(bytes: &[u8]) -> Result<Header> {
         });
     }
     let field = |start: usize, len: usize| {
-        bytes.get(start..start + len).ok_or_else(|| Error::truncated("npy header", (start + len) as u64, bytes.len() as u64))
+        bytes
+            .get(start..start + len)
+            .ok_or_else(|| Error::truncated("npy header", (start + len) as u64, bytes.len() as u64))
     };
     let version = field(6, 2)?;
     let (header_start, header_len) = match (version[0], version[1]) {
@@ -298,10 +301,8 @@ impl<'a> DictParser<'a> {
             _ => return Err(self.error("expected a string")),
         };
         let start = self.pos + 1;
-        let len = self.text[start..]
-            .iter()
-            .position(|&b| b == quote)
-            .ok_or_else(|| self.error("unterminated string"))?;
+        let len =
+            self.text[start..].iter().position(|&b| b == quote).ok_or_else(|| self.error("unterminated string"))?;
         let raw = &self.text[start..start + len];
         if raw.contains(&b'\\') {
             return Err(self.error("escaped string"));
@@ -594,10 +595,15 @@ mod tests {
     #[test]
     fn absurd_shapes_fail_without_allocating() {
         // 2^60 elements: fits a u64 but there are no bytes for it.
-        let bytes = npy_with(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (1073741824, 1073741824), }", &[0; 8]);
+        let bytes =
+            npy_with(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (1073741824, 1073741824), }", &[0; 8]);
         assert!(matches!(read(&bytes), Err(Error::Truncated { .. })));
         // Overflowing products of dimensions and of bytes.
-        let bytes = npy_with(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4294967296), }", &[]);
+        let bytes = npy_with(
+            1,
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4294967296), }",
+            &[],
+        );
         assert!(matches!(read(&bytes), Err(Error::Malformed { .. })));
         let bytes = npy_with(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2305843009213693952, 4), }", &[]);
         assert!(read(&bytes).is_err());

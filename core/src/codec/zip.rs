@@ -67,7 +67,8 @@ impl<'a> Reader<'a> {
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&end| end <= self.bytes.len());
-        let end = end.ok_or_else(|| Error::truncated(self.what, self.pos as u64 + n as u64, self.bytes.len() as u64))?;
+        let end =
+            end.ok_or_else(|| Error::truncated(self.what, self.pos as u64 + n as u64, self.bytes.len() as u64))?;
         let out = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -106,7 +107,11 @@ fn read_u32_at(bytes: &[u8], pos: usize) -> Option<u32> {
 fn find_eocd(bytes: &[u8]) -> Result<usize> {
     let looks_like_zip = (bytes.len() < 4 && b"PK\x03\x04".starts_with(bytes)) || bytes.starts_with(b"PK");
     if !looks_like_zip {
-        return Err(Error::BadMagic { what: "zip archive".into(), expected: "504b (\"PK\")".into(), found: hex_prefix(bytes, 4) });
+        return Err(Error::BadMagic {
+            what: "zip archive".into(),
+            expected: "504b (\"PK\")".into(),
+            found: hex_prefix(bytes, 4),
+        });
     }
     if bytes.len() < EOCD_LEN {
         return Err(Error::truncated("zip end of central directory", EOCD_LEN as u64, bytes.len() as u64));
@@ -148,7 +153,8 @@ fn read_directory_location(bytes: &[u8]) -> Result<Directory> {
     let mut directory = Directory { entries, offset, size, limit: eocd as u64 };
 
     // ZIP64: a locator right before the EOCD points at a record with 64-bit counts.
-    let has_locator = eocd >= ZIP64_LOCATOR_LEN && read_u32_at(bytes, eocd - ZIP64_LOCATOR_LEN) == Some(ZIP64_LOCATOR_SIG);
+    let has_locator =
+        eocd >= ZIP64_LOCATOR_LEN && read_u32_at(bytes, eocd - ZIP64_LOCATOR_LEN) == Some(ZIP64_LOCATOR_SIG);
     if has_locator {
         let locator_pos = (eocd - ZIP64_LOCATOR_LEN) as u64;
         let mut r = Reader::at(bytes, locator_pos, "zip64 end of central directory locator")?;
@@ -160,7 +166,10 @@ fn read_directory_location(bytes: &[u8]) -> Result<Directory> {
             return Err(Error::unsupported("zip archive", "multi-disk archives"));
         }
         if record_pos.checked_add(ZIP64_EOCD_LEN).is_none_or(|end| end > locator_pos) {
-            return Err(Error::malformed("zip64 end of central directory locator", "the record it points at overlaps it"));
+            return Err(Error::malformed(
+                "zip64 end of central directory locator",
+                "the record it points at overlaps it",
+            ));
         }
         let mut r = Reader::at(bytes, record_pos, "zip64 end of central directory")?;
         r.signature(ZIP64_EOCD_SIG)?;
@@ -178,7 +187,10 @@ fn read_directory_location(bytes: &[u8]) -> Result<Directory> {
     if directory.offset.checked_add(directory.size).is_none_or(|end| end > directory.limit) {
         return Err(Error::malformed(
             "zip central directory",
-            format!("{} bytes at offset {} run past its end record at {}", directory.size, directory.offset, directory.limit),
+            format!(
+                "{} bytes at offset {} run past its end record at {}",
+                directory.size, directory.offset, directory.limit
+            ),
         ));
     }
     // Each entry takes at least 46 bytes: this bounds the allocation below by the input size.
@@ -298,14 +310,17 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<Entry>> {
         }
         // Without a data descriptor the local header holds the real CRC and (unless ZIP64) sizes.
         if local_flags & FLAG_DATA_DESCRIPTOR == 0 {
-            let sizes_differ = local_compressed != ZIP64_MARK
-                && (local_compressed as u64 != compressed_size || local_uncompressed as u64 != uncompressed_size);
-            if local_crc32 != crc32 || sizes_differ {
+            let differs = |local: u32, central: u64| local != ZIP64_MARK && local as u64 != central;
+            if local_crc32 != crc32
+                || differs(local_compressed, compressed_size)
+                || differs(local_uncompressed, uncompressed_size)
+            {
                 return Err(Error::malformed(what, "the local header disagrees with the central directory"));
             }
         }
         let data_start = local.pos as u64;
-        let data_end = data_start + compressed_size; // both below 2^33: no overflow
+        // compressed_size may be any u64 (ZIP64): saturate, and the check below rejects it.
+        let data_end = data_start.saturating_add(compressed_size);
         if data_end > directory.offset {
             return Err(Error::malformed(
                 what,
@@ -326,7 +341,12 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<Entry>> {
     if r.pos as u64 != directory_end {
         return Err(Error::malformed(
             "zip central directory",
-            format!("{} entries fill {} bytes, not the declared {}", directory.entries, r.pos as u64 - directory.offset, directory.size),
+            format!(
+                "{} entries fill {} bytes, not the declared {}",
+                directory.entries,
+                r.pos as u64 - directory.offset,
+                directory.size
+            ),
         ));
     }
     // Overlapping members are how "zip bombs" reuse one compressed stream many times.
@@ -347,13 +367,22 @@ pub fn read_entry(bytes: &[u8], entry: &Entry) -> Result<Vec<u8>> {
         Method::Stored => data.to_vec(),
         Method::Deflated => {
             // entries() capped the size at MAX_MEMBER_SIZE; a usize may still be 32 bits.
-            let size = usize::try_from(entry.uncompressed_size)
-                .map_err(|_| Error::TooLarge { what: what.clone(), size: entry.uncompressed_size, limit: usize::MAX as u64 })?;
-            let (out, _) = inflate_raw(data, size, size, &what)?;
+            let size = usize::try_from(entry.uncompressed_size).map_err(|_| Error::TooLarge {
+                what: what.clone(),
+                size: entry.uncompressed_size,
+                limit: usize::MAX as u64,
+            })?;
+            let (out, _) = inflate_raw(data, size, size, &what).map_err(|e| match e {
+                Error::TooLarge { .. } => Error::malformed(
+                    what.clone(),
+                    format!("inflates to more than the {size} bytes the directory declares"),
+                ),
+                other => other,
+            })?;
             if out.len() != size {
                 return Err(Error::malformed(
                     what,
-                    format!("inflates to {} bytes but the directory says {size}", out.len()),
+                    format!("inflates to {} bytes but the directory declares {size}", out.len()),
                 ));
             }
             out
@@ -378,17 +407,22 @@ pub fn read_member(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
 
 /// A size or offset for a 32-bit field (we do not write ZIP64).
 fn field32(value: usize, what: &str) -> Result<u32> {
-    u32::try_from(value)
-        .ok()
-        .filter(|&v| v != ZIP64_MARK)
-        .ok_or_else(|| Error::TooLarge { what: what.into(), size: value as u64, limit: ZIP64_MARK as u64 - 1 })
+    u32::try_from(value).ok().filter(|&v| v != ZIP64_MARK).ok_or_else(|| Error::TooLarge {
+        what: what.into(),
+        size: value as u64,
+        limit: ZIP64_MARK as u64 - 1,
+    })
 }
 
 /// Writes an archive of the given members, in order, with one method for all of them.
 /// Deterministic: fixed dates, no extra fields.
 pub fn write(members: &[(&str, &[u8])], method: Method) -> Result<Vec<u8>> {
     if members.len() >= u16::MAX as usize {
-        return Err(Error::TooLarge { what: "zip archive".into(), size: members.len() as u64, limit: u16::MAX as u64 - 1 });
+        return Err(Error::TooLarge {
+            what: "zip archive".into(),
+            size: members.len() as u64,
+            limit: u16::MAX as u64 - 1,
+        });
     }
     let mut out = Vec::new();
     let mut central = Vec::new();
@@ -534,6 +568,15 @@ mod tests {
         set_u32(&mut bad, central + 16, 0x1234_5678);
         let e = super::entries(&bad).unwrap();
         assert!(matches!(read_entry(&bad, &e[0]), Err(Error::ChecksumMismatch { .. })));
+        // A declared size one too small or too large (in both headers).
+        for (size, needle) in [(2999, "more than the 2999 bytes"), (3001, "inflates to 3000 bytes")] {
+            let mut bad = bytes.clone();
+            set_u32(&mut bad, 22, size);
+            set_u32(&mut bad, central + 24, size);
+            let e = super::entries(&bad).unwrap();
+            let err = format!("{}", read_entry(&bad, &e[0]).unwrap_err());
+            assert!(err.contains(needle), "{err}");
+        }
         // Only the local CRC wrong: the headers disagree.
         let mut bad = bytes.clone();
         set_u32(&mut bad, 14, 0x1234_5678);
@@ -647,24 +690,36 @@ mod tests {
 
     #[test]
     fn absurd_sizes_fail_fast() {
-        // A deflated member claiming 2^60 bytes through ZIP64.
-        let bytes = archive(Method::Deflated);
-        let central = bytes.len() - EOCD_LEN - (3 * 46 + 5 + 5 + 7);
-        let mut bad = bytes[..central].to_vec();
-        let mut header = bytes[central..central + 46].to_vec();
-        set_u32(&mut header, 24, ZIP64_MARK);
-        header[30..32].copy_from_slice(&12u16.to_le_bytes());
-        bad.extend_from_slice(&header);
-        bad.extend_from_slice(b"a.npy");
-        bad.extend_from_slice(&[1, 0, 8, 0]);
-        bad.extend_from_slice(&(1u64 << 60).to_le_bytes());
-        let size = (bad.len() - central) as u32;
-        bad.extend_from_slice(&EOCD_SIG.to_le_bytes());
-        bad.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
-        bad.extend_from_slice(&size.to_le_bytes());
-        bad.extend_from_slice(&(central as u32).to_le_bytes());
-        bad.extend_from_slice(&[0, 0]);
-        assert!(matches!(super::entries(&bad), Err(Error::TooLarge { .. })));
+        // The first deflated member alone, one of its sizes moved to a ZIP64 extra field.
+        let one_member_with_zip64 = |field: usize, value: u64| {
+            let bytes = archive(Method::Deflated);
+            let central = bytes.len() - EOCD_LEN - (3 * 46 + 5 + 5 + 7);
+            let mut bad = bytes[..central].to_vec();
+            set_u32(&mut bad, field - 2, ZIP64_MARK); // the same field in the local header
+            let mut header = bytes[central..central + 46].to_vec();
+            set_u32(&mut header, field, ZIP64_MARK);
+            header[30..32].copy_from_slice(&12u16.to_le_bytes());
+            bad.extend_from_slice(&header);
+            bad.extend_from_slice(b"a.npy");
+            bad.extend_from_slice(&[1, 0, 8, 0]);
+            bad.extend_from_slice(&value.to_le_bytes());
+            let size = (bad.len() - central) as u32;
+            bad.extend_from_slice(&EOCD_SIG.to_le_bytes());
+            bad.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
+            bad.extend_from_slice(&size.to_le_bytes());
+            bad.extend_from_slice(&(central as u32).to_le_bytes());
+            bad.extend_from_slice(&[0, 0]);
+            super::entries(&bad)
+        };
+        // Uncompressed 2^60 bytes; compressed sizes that overflow or run past the directory.
+        assert!(matches!(one_member_with_zip64(24, 1 << 60), Err(Error::TooLarge { .. })));
+        for value in [u64::MAX, u64::MAX - 40, 1 << 40] {
+            let err = one_member_with_zip64(20, value).unwrap_err();
+            assert!(format!("{err}").contains("runs into the central directory"), "{err}");
+        }
+        // The unchanged value through the same path is fine.
+        let plain = super::entries(&archive(Method::Deflated)).unwrap();
+        assert_eq!(one_member_with_zip64(24, plain[0].uncompressed_size).unwrap()[0], plain[0]);
     }
 
     #[test]
