@@ -1,6 +1,7 @@
 //! The dataset codecs against real files: MNIST's mnist.npz ($MNIST_DATA) and Fashion-MNIST's
 //! gzipped idx files from Debian's dataset-fashion-mnist package. Each test prints a loud
-//! SKIPPED line and passes when its file is absent; CI provides both.
+//! SKIPPED line and passes when its file is absent; CI provides both and requires them
+//! ($MNIST_DATA, $MNIST_REQUIRE_FASHION).
 
 use std::path::Path;
 use std::time::Instant;
@@ -28,6 +29,10 @@ fn fashion_dir() -> Option<&'static Path> {
     if dir.join("train-images-idx3-ubyte.gz").is_file() {
         Some(dir)
     } else {
+        assert!(
+            std::env::var_os("MNIST_REQUIRE_FASHION").is_none(),
+            "MNIST_REQUIRE_FASHION is set but {FASHION_DIR} is missing"
+        );
         eprintln!(
             "SKIPPED: {FASHION_DIR} is missing (apt-get install dataset-fashion-mnist); the Fashion-MNIST test did not run"
         );

@@ -15,12 +15,15 @@ const TOLERANCE: f64 = 1e-5;
 
 /// Our model's probabilities for `images` (N, H, W, C) in [0, 1].
 fn our_probabilities(config: &Config, params: &[f32], images: &[f32]) -> Vec<f32> {
-    // Once model::Network lands, replace the line below with this block:
-    // let n = images.len() / config.input_len();
-    // let mut net = mnist_core::model::Network::new(mnist_core::CpuBackend::new(1), *config, n).unwrap();
-    // net.set_params(params).unwrap();
-    // net.predict(images).unwrap()
-    reference_probabilities(config, params, images)
+    // The product's own inference path; an f64 reference cross-checks it.
+    let n = images.len() / config.input_len();
+    let mut net = mnist_core::model::Network::new(mnist_core::CpuBackend::new(2), *config, n).unwrap();
+    net.set_params(params).unwrap();
+    let ours = net.predict(images).unwrap();
+    let reference = reference_probabilities(config, params, images);
+    let max_diff = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(max_diff < 1e-5, "Network::predict differs from the f64 reference by {max_diff}");
+    ours
 }
 
 // ---- A straightforward f64 forward pass of Keras's mnist_cnn, layouts as in Config::layout.
