@@ -1,0 +1,206 @@
+//! End-to-end tests of the real `mnist` binary: a small synthetic MNIST written as a Keras
+//! npz, trained for real; logs, exit codes, outputs, the download path through a local HTTP
+//! server and its cache.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use mnist_core::codec::npy::{NpyArray, NpyData};
+use mnist_core::codec::{mxnet, npz, zip};
+use sha2::Digest;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mnist-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Images whose bright column encodes the label: learnable in a few hundred steps.
+fn synthetic_npz(train: usize, test: usize) -> Vec<u8> {
+    let make = |n: usize, offset: usize| {
+        let labels: Vec<u8> = (0..n).map(|i| ((i * 7 + offset) % 10) as u8).collect();
+        let images: Vec<u8> = labels
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &l)| (0..784).map(move |p| if p % 28 == 4 + 2 * l as usize { 250 } else { ((p * 13 + i) % 40) as u8 }))
+            .collect();
+        (images, labels)
+    };
+    let (xtr, ytr) = make(train, 0);
+    let (xte, yte) = make(test, 3);
+    let arrays = [
+        ("x_train", NpyArray::new(vec![train, 28, 28], NpyData::U8(xtr)).unwrap()),
+        ("y_train", NpyArray::new(vec![train], NpyData::U8(ytr)).unwrap()),
+        ("x_test", NpyArray::new(vec![test, 28, 28], NpyData::U8(xte)).unwrap()),
+        ("y_test", NpyArray::new(vec![test], NpyData::U8(yte)).unwrap()),
+    ];
+    let refs: Vec<(&str, &NpyArray)> = arrays.iter().map(|(n, a)| (*n, a)).collect();
+    npz::write(&refs, zip::Method::Deflated).unwrap()
+}
+
+fn mnist(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mnist"));
+    cmd.args(args).env_remove("MNIST_DATA_URL").env("MNIST_TERMINATION_LOG", "/nonexistent/termination-log");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[test]
+fn train_logs_like_keras_and_writes_the_model_and_history() {
+    let dir = temp_dir("train");
+    let data = dir.join("small.npz");
+    std::fs::write(&data, synthetic_npz(640, 120)).unwrap();
+    let out_dir = dir.join("out");
+    let termination = dir.join("termination-log");
+    std::fs::write(&termination, "").unwrap();
+    let output = mnist(
+        &["train", "--data", data.to_str().unwrap(), "--epochs", "3", "--out-dir", out_dir.to_str().unwrap(), "--threads", "2"],
+        &[("MNIST_TERMINATION_LOG", &termination)],
+    );
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{}", text(&output.stderr));
+    assert!(!stdout.contains('\r') && !stdout.contains('\x1b'), "control characters in a non-terminal log:\n{stdout:?}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("mnist ") && lines[0].contains("backend: cpu"), "{}", lines[0]);
+    for expected in ["x_train shape: (640, 28, 28, 1)", "640 train samples", "120 test samples"] {
+        assert!(lines.contains(&expected), "missing {expected:?} in\n{stdout}");
+    }
+    let epochs: Vec<&&str> = lines.iter().filter(|l| l.starts_with("Epoch ")).collect();
+    assert_eq!(epochs.len(), 3, "{stdout}");
+    assert!(epochs[2].starts_with("Epoch 3/3 - ") && epochs[2].contains(" - loss: ") && epochs[2].contains(" - val_acc: "), "{}", epochs[2]);
+    let accuracy: f32 = lines.iter().find_map(|l| l.strip_prefix("Test accuracy: ")).expect("Test accuracy line").parse().unwrap();
+    assert!(accuracy > 0.9, "the synthetic task is easy, accuracy {accuracy}\n{stdout}");
+    assert!(lines.iter().any(|l| l.starts_with("Test loss: ")));
+    assert!(lines.len() < 20, "a short run's log should be short:\n{stdout}");
+
+    let history = std::fs::read_to_string(out_dir.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 4, "{history}");
+    assert!(history.starts_with("epoch,loss,acc,val_loss,val_acc,seconds\n1,"));
+
+    // The exported model imports and predicts what the run reported.
+    let symbol = std::fs::read(out_dir.join("mnist_cnn-symbol.json")).unwrap();
+    let params = std::fs::read(out_dir.join("mnist_cnn-0000.params")).unwrap();
+    let imported = mxnet::import(&symbol, &params).unwrap();
+    assert_eq!(imported.params.len(), 1_199_882);
+    let leftovers: Vec<_> = std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().contains("tmp")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let summary = std::fs::read_to_string(&termination).unwrap();
+    assert!(summary.starts_with("trained 3 epochs: test accuracy "), "{summary}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = temp_dir("json");
+    let data = dir.join("small.npz");
+    std::fs::write(&data, synthetic_npz(256, 60)).unwrap();
+    let output = mnist(&["train", "--data", data.to_str().unwrap(), "--epochs", "2", "--out-dir", dir.to_str().unwrap(), "--log-format", "json"], &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let records: Vec<serde_json::Value> = text(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<&str> = records.iter().map(|r| r["event"].as_str().unwrap()).collect();
+    assert_eq!(events.iter().filter(|e| **e == "epoch_end").count(), 2, "{events:?}");
+    assert_eq!(*events.last().unwrap(), "info"); // the model line follows the result
+    let result = records.iter().find(|r| r["event"] == "result").unwrap();
+    assert!(result["test_accuracy"].as_f64().unwrap() > 0.0);
+    assert_eq!(records.iter().find(|r| r["train_samples"].is_number()).unwrap()["train_samples"], 256);
+}
+
+#[test]
+fn bad_arguments_and_data_exit_with_2_and_one_clear_sentence() {
+    let dir = temp_dir("bad");
+    let garbage = dir.join("garbage.npz");
+    std::fs::write(&garbage, b"PK\x03\x04 this is not a zip file").unwrap();
+    let missing = dir.join("missing.npz");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["train", "--data", missing.to_str().unwrap()], "missing.npz"),
+        (vec!["train", "--data", garbage.to_str().unwrap()], "garbage.npz"),
+        (vec!["train", "--data", garbage.to_str().unwrap(), "--backend", "cuda"], "CUDA"),
+        (vec!["train", "--epochs", "0"], "--epochs"),
+        (vec!["train", "--no-such-flag"], "--no-such-flag"),
+        (vec!["train", "--sha256", "xyz", "--cache-dir", dir.to_str().unwrap()], "--sha256"),
+    ];
+    for (args, needle) in cases {
+        let output = mnist(&args, &[]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+/// A minimal HTTP server on 127.0.0.1 that serves `body` to every GET and counts requests.
+fn serve(body: Vec<u8>, status: u16) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/mnist.npz", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let reply = if status == 200 { &body[..] } else { b"not here" as &[u8] };
+            let head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", reply.len());
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(reply);
+            let _ = stream.flush();
+            let _ = stream.read(&mut [0u8; 1]);
+        }
+    });
+    (url, hits)
+}
+
+#[test]
+fn data_url_downloads_verifies_caches_and_reuses() {
+    let dir = temp_dir("download");
+    let body = synthetic_npz(256, 60);
+    let sha = sha2::Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let (url, hits) = serve(body.clone(), 200);
+    let cache = dir.join("cache");
+    let args = ["train", "--data-url", &url, "--sha256", &sha, "--cache-dir", cache.to_str().unwrap(), "--epochs", "1", "--out-dir", dir.to_str().unwrap()];
+    let first = mnist(&args, &[]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(text(&first.stdout).contains("downloaded from"), "{}", text(&first.stdout));
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert_eq!(std::fs::read(&cached[0]).unwrap(), body);
+
+    let second = mnist(&args, &[]);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert!(text(&second.stdout).contains("(cached)"), "{}", text(&second.stdout));
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "the second run must not download");
+
+    // A wrong digest is refused and leaves nothing in a fresh cache.
+    let other_cache = dir.join("cache2");
+    let wrong = "0".repeat(64);
+    let bad = mnist(&["train", "--data-url", &url, "--sha256", &wrong, "--cache-dir", other_cache.to_str().unwrap()], &[]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+    assert!(text(&bad.stderr).contains("sha256"), "{}", text(&bad.stderr));
+    let left: Vec<_> = std::fs::read_dir(&other_cache).map(|d| d.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_missing_file_on_the_server_is_a_permanent_error() {
+    let dir = temp_dir("404");
+    let (url, hits) = serve(Vec::new(), 404);
+    let output = mnist(&["train", "--data-url", &url, "--cache-dir", dir.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("404"), "{}", text(&output.stderr));
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "a 404 is not retried");
+}
