@@ -150,6 +150,10 @@ impl<B: Backend> Network<B> {
     pub fn params(&mut self) -> Result<Vec<f32>> {
         self.download(Which::Params)
     }
+    /// The parameters into an existing buffer (no allocation).
+    pub fn download_params(&mut self, host: &mut [f32]) -> Result<()> {
+        self.backend.download(host, &self.params)
+    }
     /// The gradients of the last training step.
     pub fn grads(&mut self) -> Result<Vec<f32>> {
         self.download(Which::Grads)

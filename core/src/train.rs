@@ -82,6 +82,8 @@ pub struct Trainer<B: Backend> {
     order: Vec<u32>,
     epochs_done: usize,
     history: Vec<(Metrics, Option<Metrics>)>,
+    /// Parameters at the last epoch end (or the start), restored if the loss diverges.
+    last_good: Vec<f32>,
 }
 
 impl<B: Backend> Trainer<B> {
@@ -102,6 +104,7 @@ impl<B: Backend> Trainer<B> {
         let mut network = Network::new(backend, model, config.batch_size)?;
         network.hyper = config.optimizer;
         network.init(mix64(config.seed))?;
+        let last_good = network.params()?;
         Ok(Trainer {
             network,
             train: train_dev,
@@ -112,7 +115,8 @@ impl<B: Backend> Trainer<B> {
             shuffle_rng: Rng::new(mix64(config.seed ^ 0x5348_5546_464c_4500)),
             order: (0..train.len() as u32).collect(),
             epochs_done: 0,
-            history: Vec::new(),
+            history: Vec::with_capacity(config.epochs),
+            last_good,
         })
     }
 
@@ -151,8 +155,20 @@ impl<B: Backend> Trainer<B> {
         Ok(Outcome::Completed)
     }
 
-    /// One epoch: reshuffle, every batch (the last one partial), then validation.
+    /// One epoch: reshuffle, every batch (the last one partial), then validation. If the loss
+    /// becomes NaN or infinite, the parameters of the last good epoch are restored and
+    /// `Error::NonFinite` is returned.
     pub fn run_epoch(&mut self, observer: &mut dyn Observer) -> Result<Outcome> {
+        match self.train_epoch(observer) {
+            Err(e @ Error::NonFinite { .. }) => {
+                self.network.set_params(&self.last_good)?;
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    fn train_epoch(&mut self, observer: &mut dyn Observer) -> Result<Outcome> {
         let epoch = self.epochs_done + 1;
         if observer.on_event(&Event::EpochStarted { epoch }) == Control::Stop {
             return Ok(Outcome::Stopped);
@@ -187,6 +203,7 @@ impl<B: Backend> Trainer<B> {
         let test = self.evaluate_test()?;
         self.epochs_done = epoch;
         self.history.push((train, test));
+        self.network.download_params(&mut self.last_good)?;
         let control = observer.on_event(&Event::EpochEnded { epoch, train, test });
         Ok(if control == Control::Stop { Outcome::Stopped } else { Outcome::Completed })
     }

@@ -39,3 +39,17 @@ fn same_seed_same_threads_gives_identical_parameters() {
     let c = train(6, 2);
     assert!(train(5, 2) != c, "a different seed should give different parameters");
 }
+
+#[test]
+fn a_diverging_run_stops_with_the_last_good_parameters() {
+    let data = synthetic(300, 9);
+    let mut optimizer = mnist_core::Adadelta::default();
+    optimizer.learning_rate = 1e36;
+    let config = TrainConfig { epochs: 3, batch_size: 64, seed: 2, optimizer, metrics_every: 1 };
+    let mut trainer = Trainer::new(CpuBackend::new(2), Config::default(), config, &data, None).unwrap();
+    let initial = trainer.network.params().unwrap();
+    let error = trainer.run(&mut Quiet).unwrap_err();
+    assert!(matches!(error, mnist_core::Error::NonFinite { .. }), "{error}");
+    assert!(error.to_string().contains("NaN or infinite"), "{error}");
+    assert_eq!(trainer.network.params().unwrap(), initial, "the last good state is the initial one");
+}

@@ -89,6 +89,12 @@ pub struct TrainArgs {
     /// Seed for initialisation, shuffling and dropout.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Adadelta's learning rate (Keras 2's default).
+    #[arg(long, default_value_t = 1.0)]
+    pub learning_rate: f32,
+    /// Adadelta's epsilon: 1e-7 is Keras 2's, 1e-8 what keras-mxnet used.
+    #[arg(long, default_value_t = 1e-7)]
+    pub epsilon: f32,
     /// Where training runs.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,

@@ -7,6 +7,7 @@ mod bench_cmd;
 mod cli;
 mod datasource;
 mod download;
+mod plot;
 mod report;
 mod train_cmd;
 

@@ -40,6 +40,9 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
     if args.epochs == 0 || args.batch_size == 0 {
         return Err(Failure::new(crate::EXIT_BAD_INPUT, "--epochs and --batch-size must be positive".into()));
     }
+    if !(args.learning_rate.is_finite() && args.learning_rate > 0.0 && args.epsilon.is_finite() && args.epsilon > 0.0) {
+        return Err(Failure::new(crate::EXIT_BAD_INPUT, "--learning-rate and --epsilon must be positive numbers".into()));
+    }
     std::fs::create_dir_all(&args.out_dir)
         .map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot create --out-dir {}: {e}", args.out_dir.display())))?;
 
@@ -75,11 +78,24 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
         epochs: args.epochs,
         batch_size: args.batch_size,
         seed: args.seed,
-        metrics_every: if style == Style::Live { 5 } else { 0 },
-        ..TrainConfig::default()
+        // A running-metrics read is one small device round trip: frequent for the live bar,
+        // every 50 steps otherwise so a diverging loss is caught early.
+        metrics_every: if style == Style::Live { 5 } else { 50 },
+        optimizer: mnist_core::Adadelta { learning_rate: args.learning_rate, epsilon: args.epsilon, ..Default::default() },
     };
     let mut trainer = Trainer::new(backend, Config::default(), config, train, Some(test)).map_err(|e| core_failure("cannot start training", e))?;
-    let outcome = trainer.run(&mut reporter).map_err(|e| core_failure("training failed", e))?;
+    let outcome = match trainer.run(&mut reporter) {
+        Ok(outcome) => outcome,
+        Err(e @ Error::NonFinite { .. }) => {
+            // The trainer restored the last good parameters: keep them and the history.
+            write_outputs(&args, &mut trainer, &reporter.records)?;
+            return Err(Failure::new(
+                crate::EXIT_DIVERGED,
+                format!("training diverged: {e}; the model of the last good epoch ({}) was written to {}", trainer.epochs_done(), args.out_dir.display()),
+            ));
+        }
+        Err(e) => return Err(core_failure("training failed", e)),
+    };
     if outcome == Outcome::Stopped {
         let (code, name) = signals.received().unwrap_or((crate::EXIT_SIGINT, "SIGINT"));
         return Err(Failure::new(code, format!("stopped by {name} after {} of {} epochs", trainer.epochs_done(), args.epochs)));
@@ -91,11 +107,19 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
     };
     reporter.result(test_metrics);
 
-    write_history(&args.out_dir, &reporter.records)?;
-    let params = trainer.network.params().map_err(|e| core_failure("cannot read the parameters", e))?;
-    let written = export_model(&args, &params)?;
+    let written = write_outputs(&args, &mut trainer, &reporter.records)?;
     reporter.info(&format!("model: {written}"), json!({ "model": written }));
     Ok(format!("trained {} epochs: test accuracy {:.4}, test loss {:.4}", args.epochs, test_metrics.accuracy, test_metrics.loss))
+}
+
+/// The model, history.csv and training.svg; returns a description of the model files.
+fn write_outputs(args: &TrainArgs, trainer: &mut Trainer<CpuBackend>, records: &[EpochRecord]) -> Result<String, Failure> {
+    write_history(&args.out_dir, records)?;
+    let svg = crate::plot::training_svg(records);
+    let path = args.out_dir.join("training.svg");
+    write_atomic(&path, svg.as_bytes()).map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot write {}: {e}", path.display())))?;
+    let params = trainer.network.params().map_err(|e| core_failure("cannot read the parameters", e))?;
+    export_model(args, &params)
 }
 
 /// Writes PREFIX-symbol.json and PREFIX-0000.params, each atomically; returns their names.

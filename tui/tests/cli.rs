@@ -84,6 +84,8 @@ fn train_logs_like_keras_and_writes_the_model_and_history() {
     assert!(lines.iter().any(|l| l.starts_with("Test loss: ")));
     assert!(lines.len() < 20, "a short run's log should be short:\n{stdout}");
 
+    let svg = std::fs::read_to_string(out_dir.join("training.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("polyline"), "training.svg");
     let history = std::fs::read_to_string(out_dir.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 4, "{history}");
     assert!(history.starts_with("epoch,loss,acc,val_loss,val_acc,seconds\n1,"));
@@ -136,6 +138,21 @@ fn bad_arguments_and_data_exit_with_2_and_one_clear_sentence() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn a_diverging_run_exits_4_and_keeps_the_last_good_model() {
+    let dir = temp_dir("diverge");
+    let data = dir.join("small.npz");
+    std::fs::write(&data, synthetic_npz(256, 60)).unwrap();
+    let output = mnist(&["train", "--data", data.to_str().unwrap(), "--epochs", "2", "--learning-rate", "1e36", "--out-dir", dir.to_str().unwrap()], &[]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("diverged") && stderr.contains("NaN or infinite"), "{stderr}");
+    let symbol = std::fs::read(dir.join("mnist_cnn-symbol.json")).unwrap();
+    let params = std::fs::read(dir.join("mnist_cnn-0000.params")).unwrap();
+    let imported = mxnet::import(&symbol, &params).unwrap();
+    assert!(imported.params.iter().all(|v| v.is_finite()), "the kept model is the last good one");
 }
 
 /// A minimal HTTP server on 127.0.0.1 that serves `body` to every GET and counts requests.

@@ -1,10 +1,13 @@
 //! ReLU, fused into the conv and dense layers' epilogues (Keras's `activation='relu'`).
 //! Leaves out: a standalone op; the backward pass masks by the layer's saved output.
 
-/// x = max(x, 0), in place.
+/// x = max(x, 0), in place. A NaN stays NaN (f32::max would hide it), so a diverging run
+/// is seen in the loss instead of being silently zeroed.
 pub fn relu_forward(x: &mut [f32]) {
     for v in x {
-        *v = v.max(0.0);
+        if *v < 0.0 {
+            *v = 0.0;
+        }
     }
 }
 
@@ -26,6 +29,9 @@ mod tests {
         let mut x = [-1.0, 0.0, 2.0];
         relu_forward(&mut x);
         assert_eq!(x, [0.0, 0.0, 2.0]);
+        let mut nan = [f32::NAN];
+        relu_forward(&mut nan);
+        assert!(nan[0].is_nan());
         let mut d = [5.0, 5.0, 5.0];
         relu_backward(&mut d, &x);
         assert_eq!(d, [0.0, 0.0, 5.0]);
