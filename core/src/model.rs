@@ -329,6 +329,16 @@ impl<B: Backend> Network<B> {
         Ok(host)
     }
 
+    /// The running [loss_sum, correct] sums (for checkpoints).
+    pub fn metric_sums(&mut self) -> Result<[f32; METRICS_LEN]> {
+        let mut sums = [0.0; METRICS_LEN];
+        self.backend.download(&mut sums, &self.metrics)?;
+        Ok(sums)
+    }
+    pub fn set_metric_sums(&mut self, sums: [f32; METRICS_LEN]) -> Result<()> {
+        self.backend.upload(&mut self.metrics, &sums)
+    }
+
     pub fn reset_metrics(&mut self) -> Result<()> {
         self.backend.fill(&mut self.metrics, 0.0)
     }

@@ -4,7 +4,7 @@
 
 use alloc::vec::Vec;
 
-use crate::backend::{Adadelta, Backend};
+use crate::backend::{Adadelta, Backend, METRICS_LEN};
 use crate::config::Config;
 use crate::data::{mix64, Dataset, Rng};
 use crate::error::{Error, Result};
@@ -62,15 +62,34 @@ impl Observer for Recorder {
     }
 }
 
-/// How a `run` ended.
+/// How a `run` ended. After `Stopped`, calling `run` again continues where it stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Completed,
     Stopped,
 }
 
+/// Everything needed to continue a run exactly: with the same data, backend and thread
+/// count, a run restored from this state ends bit-identical to one never interrupted.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainerState {
+    pub model: Config,
+    pub config: TrainConfig,
+    pub train_samples: usize,
+    pub epochs_done: usize,
+    /// Steps of the current epoch already trained (0 at an epoch boundary).
+    pub step_in_epoch: usize,
+    /// The current epoch's running [loss_sum, correct] so far.
+    pub running_sums: [f32; METRICS_LEN],
+    pub history: Vec<(Metrics, Option<Metrics>)>,
+    pub params: Vec<f32>,
+    pub accum_grad: Vec<f32>,
+    pub accum_update: Vec<f32>,
+}
+
 /// The state of a run: the network on its backend, the datasets on the device, and where
-/// training stands (completed epochs, the shuffling RNG).
+/// training stands. Shuffling and dropout are pure functions of (seed, epoch, step), so the
+/// position alone determines what comes next.
 pub struct Trainer<B: Backend> {
     pub network: Network<B>,
     train: B::Dataset,
@@ -78,9 +97,9 @@ pub struct Trainer<B: Backend> {
     train_len: usize,
     test_len: usize,
     config: TrainConfig,
-    shuffle_rng: Rng,
     order: Vec<u32>,
     epochs_done: usize,
+    step_in_epoch: usize,
     history: Vec<(Metrics, Option<Metrics>)>,
     /// Parameters at the last epoch end (or the start), restored if the loss diverges.
     last_good: Vec<f32>,
@@ -112,16 +131,64 @@ impl<B: Backend> Trainer<B> {
             train_len: train.len(),
             test_len: test.map_or(0, |t| t.len()),
             config,
-            shuffle_rng: Rng::new(mix64(config.seed ^ 0x5348_5546_464c_4500)),
             order: (0..train.len() as u32).collect(),
             epochs_done: 0,
+            step_in_epoch: 0,
             history: Vec::with_capacity(config.epochs),
             last_good,
         })
     }
 
+    /// A trainer that continues from `state` (a checkpoint) on the given data.
+    pub fn resume(backend: B, state: &TrainerState, train: &Dataset, test: Option<&Dataset>) -> Result<Self> {
+        if state.train_samples != train.len() {
+            return Err(Error::invalid(
+                "checkpoint",
+                alloc::format!("it was made with {} training samples, not {}", state.train_samples, train.len()),
+            ));
+        }
+        let mut trainer = Trainer::new(backend, state.model, state.config, train, test)?;
+        let steps = trainer.steps_per_epoch();
+        if state.step_in_epoch >= steps || state.history.len() != state.epochs_done {
+            return Err(Error::invalid("checkpoint", "its position does not fit the training set"));
+        }
+        trainer.network.set_state(&state.params, &state.accum_grad, &state.accum_update)?;
+        trainer.network.set_metric_sums(state.running_sums)?;
+        trainer.epochs_done = state.epochs_done;
+        trainer.step_in_epoch = state.step_in_epoch;
+        trainer.history.clone_from(&state.history);
+        trainer.network.download_params(&mut trainer.last_good)?;
+        Ok(trainer)
+    }
+
+    /// The whole state, for a checkpoint (reads the parameters and optimizer state back).
+    pub fn state(&mut self) -> Result<TrainerState> {
+        let (accum_grad, accum_update) = self.network.optimizer_state()?;
+        Ok(TrainerState {
+            model: *self.network.config(),
+            config: self.config,
+            train_samples: self.train_len,
+            epochs_done: self.epochs_done,
+            step_in_epoch: self.step_in_epoch,
+            running_sums: self.network.metric_sums()?,
+            history: self.history.clone(),
+            params: self.network.params()?,
+            accum_grad,
+            accum_update,
+        })
+    }
+
+    /// Lets a resumed run train to a different number of epochs.
+    pub fn set_epochs(&mut self, epochs: usize) {
+        self.config.epochs = epochs;
+    }
+
     pub fn config(&self) -> &TrainConfig {
         &self.config
+    }
+    /// Steps of the current epoch already trained.
+    pub fn step_in_epoch(&self) -> usize {
+        self.step_in_epoch
     }
     pub fn epochs_done(&self) -> usize {
         self.epochs_done
@@ -170,21 +237,28 @@ impl<B: Backend> Trainer<B> {
 
     fn train_epoch(&mut self, observer: &mut dyn Observer) -> Result<Outcome> {
         let epoch = self.epochs_done + 1;
-        if observer.on_event(&Event::EpochStarted { epoch }) == Control::Stop {
-            return Ok(Outcome::Stopped);
-        }
-        self.shuffle_rng.shuffle(&mut self.order);
-        self.network.backend.set_order(&mut self.train, &self.order)?;
-        self.network.reset_metrics()?;
         let steps = self.steps_per_epoch();
         let batch_size = self.config.batch_size;
-        let mut done = 0;
-        for step in 1..=steps {
+        if self.step_in_epoch == 0 {
+            if observer.on_event(&Event::EpochStarted { epoch }) == Control::Stop {
+                return Ok(Outcome::Stopped);
+            }
+            self.network.reset_metrics()?;
+        }
+        // The epoch's order depends only on (seed, epoch), so a resumed epoch sees the same one.
+        for (i, slot) in self.order.iter_mut().enumerate() {
+            *slot = i as u32;
+        }
+        Rng::new(mix64(self.config.seed ^ mix64(0x5348_5546_464c_4500 ^ epoch as u64))).shuffle(&mut self.order);
+        self.network.backend.set_order(&mut self.train, &self.order)?;
+        let mut done = self.step_in_epoch * batch_size;
+        for step in self.step_in_epoch + 1..=steps {
             let batch = batch_size.min(self.train_len - done);
             let global_step = (epoch - 1) * steps + step;
             let dropout_seed = mix64(self.config.seed ^ mix64(global_step as u64));
             self.network.train_step(&self.train, done, batch, dropout_seed)?;
             done += batch;
+            self.step_in_epoch = step;
             let every = self.config.metrics_every;
             let running = if every > 0 && step % every == 0 && step < steps {
                 let m = self.network.read_metrics(done)?;
@@ -202,6 +276,7 @@ impl<B: Backend> Trainer<B> {
         check_finite(&train, epoch * steps)?;
         let test = self.evaluate_test()?;
         self.epochs_done = epoch;
+        self.step_in_epoch = 0;
         self.history.push((train, test));
         self.network.download_params(&mut self.last_good)?;
         let control = observer.on_event(&Event::EpochEnded { epoch, train, test });

@@ -53,3 +53,41 @@ fn a_diverging_run_stops_with_the_last_good_parameters() {
     assert!(error.to_string().contains("NaN or infinite"), "{error}");
     assert_eq!(trainer.network.params().unwrap(), initial, "the last good state is the initial one");
 }
+
+/// Stops the run at a given global step.
+struct StopAt(usize, usize);
+impl Observer for StopAt {
+    fn on_event(&mut self, event: &Event) -> Control {
+        if let Event::Step { .. } = event {
+            self.1 += 1;
+            if self.1 == self.0 {
+                return Control::Stop;
+            }
+        }
+        Control::Continue
+    }
+}
+
+#[test]
+fn a_run_resumed_from_a_checkpoint_ends_bit_identical() {
+    let data = synthetic(300, 9);
+    let test = synthetic(50, 4);
+    let config = TrainConfig { epochs: 2, batch_size: 64, seed: 11, ..Default::default() };
+    let mut straight = Trainer::new(CpuBackend::new(2), Config::default(), config, &data, Some(&test)).unwrap();
+    straight.run(&mut Quiet).unwrap();
+
+    // Stop mid-way through the second epoch (5 steps per epoch), save, restore into a fresh
+    // trainer, finish.
+    let mut first = Trainer::new(CpuBackend::new(2), Config::default(), config, &data, Some(&test)).unwrap();
+    assert_eq!(first.run(&mut StopAt(7, 0)).unwrap(), mnist_core::train::Outcome::Stopped);
+    assert_eq!((first.epochs_done(), first.step_in_epoch()), (1, 2));
+    let bytes = mnist_core::codec::checkpoint::encode(&first.state().unwrap()).unwrap();
+    drop(first);
+    let state = mnist_core::codec::checkpoint::decode(&bytes).unwrap();
+    let mut resumed = Trainer::resume(CpuBackend::new(2), &state, &data, Some(&test)).unwrap();
+    resumed.run(&mut Quiet).unwrap();
+
+    let (a, b) = (straight.network.params().unwrap(), resumed.network.params().unwrap());
+    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "resumed parameters differ");
+    assert_eq!(straight.history(), resumed.history(), "the epoch metrics must match too");
+}

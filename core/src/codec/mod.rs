@@ -2,6 +2,7 @@
 //! slices (no I/O), return `Error` on any malformed input and never size an allocation by an
 //! untrusted field without checking it against the input's length first.
 
+pub mod checkpoint;
 pub mod idx;
 mod inflate;
 pub mod mnist;
