@@ -112,6 +112,13 @@ pub struct TrainArgs {
     /// Precision of the exported parameters.
     #[arg(long, value_enum, default_value_t = ExportDtype::F32)]
     pub dtype: ExportDtype,
+    /// Save the whole training state here after every epoch and every --checkpoint-interval,
+    /// and resume from the newest valid checkpoint found here on start.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Seconds between checkpoints within an epoch (with --checkpoint-dir).
+    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+    pub checkpoint_interval: f64,
     /// Log format on stdout.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -4,6 +4,7 @@
 
 mod atomic;
 mod bench_cmd;
+mod checkpoints;
 mod cli;
 mod datasource;
 mod download;

@@ -56,6 +56,11 @@ pub struct Reporter<W: Write> {
     steps_done_in_run: usize,
     last_running: Option<Metrics>,
     pub records: Vec<EpochRecord>,
+    /// Checkpointing: stop the run (so the caller can save) after each epoch and this often.
+    checkpoint: Option<Duration>,
+    last_checkpoint: Instant,
+    /// Set when the run was stopped to write a checkpoint (not by a signal).
+    pub checkpoint_requested: bool,
 }
 
 impl<W: Write> Reporter<W> {
@@ -76,7 +81,22 @@ impl<W: Write> Reporter<W> {
             steps_done_in_run: 0,
             last_running: None,
             records: Vec::new(),
+            checkpoint: None,
+            last_checkpoint: now,
+            checkpoint_requested: false,
         }
+    }
+
+    /// Ask for a checkpoint after every epoch and every `interval` within one.
+    pub fn checkpoint_every(&mut self, interval: Duration) {
+        self.checkpoint = Some(interval);
+        self.last_checkpoint = Instant::now();
+    }
+
+    /// The caller wrote a checkpoint.
+    pub fn checkpoint_written(&mut self) {
+        self.checkpoint_requested = false;
+        self.last_checkpoint = Instant::now();
     }
 
     /// A free-form informational line (start-up facts), or a JSON record with `fields`.
@@ -116,15 +136,16 @@ impl<W: Write> Reporter<W> {
         let _ = self.out.flush();
     }
 
-    /// Seconds to the end of the run, once a few steps give a stable rate.
-    fn eta(&self, now: Instant) -> Option<Duration> {
+    /// Time to the end of the run from the rate of the steps this process trained, shown once
+    /// a few steps give a stable rate. `position` is the global step just finished.
+    fn eta(&self, now: Instant, position: usize) -> Option<Duration> {
         let elapsed = now - self.run_start;
         if self.steps_done_in_run < 3 || elapsed < Duration::from_secs(1) {
             return None;
         }
         let total = self.epochs * self.steps_per_epoch;
         let per_step = elapsed.as_secs_f64() / self.steps_done_in_run as f64;
-        Some(Duration::from_secs_f64(per_step * total.saturating_sub(self.steps_done_in_run) as f64))
+        Some(Duration::from_secs_f64(per_step * total.saturating_sub(position) as f64))
     }
 
     fn on_step(&mut self, epoch: usize, step: usize, samples_done: usize, running: Option<Metrics>) {
@@ -133,13 +154,14 @@ impl<W: Write> Reporter<W> {
             self.last_running = running;
         }
         let now = Instant::now();
+        let position = (epoch - 1) * self.steps_per_epoch + step;
         match self.style {
             Style::Live => {
                 if now - self.last_output < Duration::from_millis(100) || self.quiet {
                     return;
                 }
                 self.last_output = now;
-                let eta = self.eta(now).map_or(String::new(), |d| format!(" - ETA: {}", human(d)));
+                let eta = self.eta(now, position).map_or(String::new(), |d| format!(" - ETA: {}", human(d)));
                 let metrics = self.last_running.map_or(String::new(), |m| format!(" - loss: {:.4} - acc: {:.4}", m.loss, m.accuracy));
                 let bar = progress_bar(samples_done, self.train_samples, 30);
                 let width = self.train_samples.to_string().len();
@@ -154,7 +176,7 @@ impl<W: Write> Reporter<W> {
                 self.last_output = now;
                 let epoch_secs = (now - self.epoch_start).as_secs_f64();
                 let rate = samples_done as f64 / epoch_secs.max(1e-9);
-                let eta = self.eta(now);
+                let eta = self.eta(now, position);
                 if self.style == Style::Json {
                     let record = json!({
                         "event": "progress", "epoch": epoch, "epochs": self.epochs, "step": step,
@@ -202,11 +224,14 @@ impl<W: Write> Observer for Reporter<W> {
     fn on_event(&mut self, event: &Event) -> Control {
         match *event {
             Event::Started { epochs, steps_per_epoch, train_samples, .. } => {
+                // Also sent when a run continues after a checkpoint: keep the clocks then.
+                if self.epochs == 0 {
+                    self.run_start = Instant::now();
+                    self.last_output = self.run_start;
+                }
                 self.epochs = epochs;
                 self.steps_per_epoch = steps_per_epoch;
                 self.train_samples = train_samples;
-                self.run_start = Instant::now();
-                self.last_output = self.run_start;
             }
             Event::EpochStarted { epoch } => {
                 self.epoch_start = Instant::now();
@@ -220,10 +245,20 @@ impl<W: Write> Observer for Reporter<W> {
             Event::Finished { .. } => {}
         }
         if self.stop.load(Ordering::Relaxed) {
-            Control::Stop
-        } else {
-            Control::Continue
+            return Control::Stop;
         }
+        if let Some(interval) = self.checkpoint {
+            let due = match event {
+                Event::EpochEnded { .. } => true,
+                Event::Step { .. } => self.last_checkpoint.elapsed() >= interval,
+                _ => false,
+            };
+            if due {
+                self.checkpoint_requested = true;
+                return Control::Stop;
+            }
+        }
+        Control::Continue
     }
 }
 

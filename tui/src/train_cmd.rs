@@ -14,6 +14,7 @@ use mnist_core::{Config, CpuBackend, Error};
 use serde_json::json;
 
 use crate::atomic::write_atomic;
+use crate::checkpoints;
 use crate::cli::{BackendChoice, ExportDtype, TrainArgs};
 use crate::datasource;
 use crate::report::{EpochRecord, Reporter, Style};
@@ -83,24 +84,61 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
         metrics_every: if style == Style::Live { 5 } else { 50 },
         optimizer: mnist_core::Adadelta { learning_rate: args.learning_rate, epsilon: args.epsilon, ..Default::default() },
     };
-    let mut trainer = Trainer::new(backend, Config::default(), config, train, Some(test)).map_err(|e| core_failure("cannot start training", e))?;
-    let outcome = match trainer.run(&mut reporter) {
-        Ok(outcome) => outcome,
-        Err(e @ Error::NonFinite { .. }) => {
-            // The trainer restored the last good parameters: keep them and the history.
-            write_outputs(&args, &mut trainer, &reporter.records)?;
+    let mut trainer = match args.checkpoint_dir.as_deref().and_then(checkpoints::newest) {
+        Some((path, state)) => {
+            if let Some(problem) = checkpoints::mismatch(&state, args.batch_size, args.seed, args.learning_rate, args.epsilon) {
+                return Err(Failure::new(
+                    crate::EXIT_BAD_INPUT,
+                    format!("cannot resume from {}: {problem}; use the same settings or another --checkpoint-dir", path.display()),
+                ));
+            }
+            let mut trainer = Trainer::resume(backend, &state, train, Some(test)).map_err(|e| core_failure(&format!("cannot resume from {}", path.display()), e))?;
+            trainer.set_epochs(args.epochs);
+            let text = format!("resuming from {} (epoch {}, step {})", path.display(), state.epochs_done + 1, state.step_in_epoch);
+            reporter.info(&text, json!({ "resumed_from": path.display().to_string(), "epochs_done": state.epochs_done, "step": state.step_in_epoch }));
+            reporter.records = records_from(&state);
+            trainer
+        }
+        None => Trainer::new(backend, Config::default(), config, train, Some(test)).map_err(|e| core_failure("cannot start training", e))?,
+    };
+    if args.checkpoint_dir.is_some() {
+        if !(args.checkpoint_interval.is_finite() && args.checkpoint_interval >= 0.0) {
+            return Err(Failure::new(crate::EXIT_BAD_INPUT, "--checkpoint-interval must be a number of seconds".into()));
+        }
+        reporter.checkpoint_every(Duration::from_secs_f64(args.checkpoint_interval));
+    }
+    loop {
+        let outcome = match trainer.run(&mut reporter) {
+            Ok(outcome) => outcome,
+            Err(e @ Error::NonFinite { .. }) => {
+                // The trainer restored the last good parameters: keep them and the history.
+                write_outputs(&args, &mut trainer, &reporter.records)?;
+                return Err(Failure::new(
+                    crate::EXIT_DIVERGED,
+                    format!("training diverged: {e}; the model of the last good epoch ({}) was written to {}", trainer.epochs_done(), args.out_dir.display()),
+                ));
+            }
+            Err(e) => return Err(core_failure("training failed", e)),
+        };
+        if outcome == Outcome::Completed {
+            break;
+        }
+        let saved = match &args.checkpoint_dir {
+            Some(dir) => {
+                let state = trainer.state().map_err(|e| core_failure("cannot read the training state", e))?;
+                Some(checkpoints::save(dir, &state)?)
+            }
+            None => None,
+        };
+        if let Some((code, name)) = signals.received() {
+            let saved = saved.map_or(String::from("no --checkpoint-dir, nothing saved"), |p| format!("checkpoint written to {}", p.display()));
             return Err(Failure::new(
-                crate::EXIT_DIVERGED,
-                format!("training diverged: {e}; the model of the last good epoch ({}) was written to {}", trainer.epochs_done(), args.out_dir.display()),
+                code,
+                format!("stopped by {name} at epoch {}, step {}; {saved}", trainer.epochs_done() + 1, trainer.step_in_epoch()),
             ));
         }
-        Err(e) => return Err(core_failure("training failed", e)),
-    };
-    if outcome == Outcome::Stopped {
-        let (code, name) = signals.received().unwrap_or((crate::EXIT_SIGINT, "SIGINT"));
-        return Err(Failure::new(code, format!("stopped by {name} after {} of {} epochs", trainer.epochs_done(), args.epochs)));
+        reporter.checkpoint_written();
     }
-
     let test_metrics = match trainer.history().last() {
         Some((_, Some(t))) => *t,
         _ => trainer.evaluate_test().map_err(|e| core_failure("evaluation failed", e))?.unwrap_or_default(),
@@ -140,11 +178,18 @@ fn export_model(args: &TrainArgs, params: &[f32]) -> Result<String, Failure> {
     Ok(format!("{} and {} in {}", files[0].0, files[1].0, args.out_dir.display()))
 }
 
+/// The epoch records of a resumed run's finished epochs (their times are not known).
+fn records_from(state: &mnist_core::train::TrainerState) -> Vec<EpochRecord> {
+    state.history.iter().enumerate().map(|(i, &(train, test))| EpochRecord { epoch: i + 1, train, test, seconds: f64::NAN }).collect()
+}
+
 fn write_history(out_dir: &Path, records: &[EpochRecord]) -> Result<(), Failure> {
     let mut csv = String::from("epoch,loss,acc,val_loss,val_acc,seconds\n");
     for r in records {
         let (vl, va) = r.test.map_or((String::new(), String::new()), |t| (format!("{:.6}", t.loss), format!("{:.6}", t.accuracy)));
-        csv.push_str(&format!("{},{:.6},{:.6},{vl},{va},{:.3}\n", r.epoch, r.train.loss, r.train.accuracy, r.seconds));
+        // A resumed run does not know how long its earlier epochs took.
+        let seconds = if r.seconds.is_nan() { String::new() } else { format!("{:.3}", r.seconds) };
+        csv.push_str(&format!("{},{:.6},{:.6},{vl},{va},{seconds}\n", r.epoch, r.train.loss, r.train.accuracy));
     }
     let path = out_dir.join("history.csv");
     write_atomic(&path, csv.as_bytes()).map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot write {}: {e}", path.display())))

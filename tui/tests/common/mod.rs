@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test binary uses a different subset of these helpers
 //! Helpers shared by the tests that run the real binary (cli.rs, k8s_job.rs): temp folders, a
 //! small synthetic MNIST npz and a loopback HTTP server. Leaves out running the binary itself.
 
