@@ -5,26 +5,32 @@
 use crate::backend::PoolDims;
 
 /// out: (H/P, W/P, C); argmax: same shape, index into the sample's input; inp: (H, W, C).
+/// Channels are innermost in NHWC, so each window position updates a contiguous row of C
+/// running maxima: the loop vectorises.
 pub fn maxpool2d_forward(out: &mut [f32], argmax: &mut [u32], inp: &[f32], d: &PoolDims) {
     let (p, c) = (d.pool, d.channels);
     for oy in 0..d.out_height() {
         for ox in 0..d.out_width() {
-            for ch in 0..c {
-                let mut best = f32::NEG_INFINITY;
-                let mut best_index = ((oy * p) * d.width + ox * p) * c + ch;
-                for dy in 0..p {
-                    for dx in 0..p {
-                        let i = ((oy * p + dy) * d.width + ox * p + dx) * c + ch;
-                        // `>` keeps the first of equal values, and NaN never wins silently.
-                        if inp[i] > best {
-                            best = inp[i];
-                            best_index = i;
+            let o = (oy * d.out_width() + ox) * c;
+            let (best, best_index) = (&mut out[o..o + c], &mut argmax[o..o + c]);
+            let first = ((oy * p) * d.width + ox * p) * c;
+            best.copy_from_slice(&inp[first..first + c]);
+            for (j, slot) in best_index.iter_mut().enumerate() {
+                *slot = (first + j) as u32;
+            }
+            for dy in 0..p {
+                for dx in 0..p {
+                    let start = ((oy * p + dy) * d.width + ox * p + dx) * c;
+                    let row = &inp[start..start + c];
+                    // `>` keeps the first of equal values; a NaN candidate never wins, but a
+                    // NaN already in `best` stays (comparisons with it are false).
+                    for j in 0..c {
+                        if row[j] > best[j] {
+                            best[j] = row[j];
+                            best_index[j] = (start + j) as u32;
                         }
                     }
                 }
-                let o = (oy * d.out_width() + ox) * c + ch;
-                out[o] = if best == f32::NEG_INFINITY { inp[best_index] } else { best };
-                argmax[o] = best_index as u32;
             }
         }
     }
