@@ -1,7 +1,7 @@
 //! Development aid: single-threaded GFLOP/s of `gemm` against matrixmultiply (`gemm_reference`)
 //! on the model's GEMM shapes. The two alternate within each repetition so background load
 //! hits both alike; GFLOP/s per second of this thread's CPU time, medians of the repetitions. Usage: gemm_speed [reps [shape name part]].
-use mnist_core::layers::gemm::{gemm, gemm_reference, Mat};
+use mnist_core::layers::gemm::{gemm, gemm_reference, kernel_name, Mat};
 
 type Gemm = fn(f32, Mat<'_>, Mat<'_>, f32, &mut [f32], usize);
 
@@ -74,7 +74,7 @@ fn main() {
         ("dense dinp  64x128 @ (9216x128)^T", Operand::new(64, 128, false), 128, Operand::new(9216, 128, true), 128, 0.0),
         ("dense dker  (128x9216)^T @ 128x128", dense_inp, 4608, Operand::new(128, 128, false), 128, 0.0),
     ];
-    println!("GFLOP/s, median and best of {reps}; mm = matrixmultiply");
+    println!("GFLOP/s, median and best of {reps}; mm = matrixmultiply, ours = {}", kernel_name());
     println!("{:36} {:>8} {:>8} {:>6} {:>8} {:>8} {:>6}", "shape (m x k @ k x n)", "mm", "ours", "ratio", "mm best", "ours", "ratio");
     for (name, a_store, a_cols, b_store, b_cols, beta) in cases.iter().filter(|c| c.0.contains(&only)) {
         let a = a_store.view(*a_cols);

@@ -138,6 +138,17 @@ fn best_isa() -> Isa {
     Isa::Portable
 }
 
+/// Which kernel `gemm` runs on this CPU, for logs and benchmarks.
+pub fn kernel_name() -> &'static str {
+    match best_isa() {
+        Isa::Portable => "portable 4x8",
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => "AVX2+FMA 6x16",
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => "AVX-512F 12x32",
+    }
+}
+
 fn gemm_with(isa: Isa, alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32], c_stride: usize) {
     if !check_views(&a, &b, beta, c, c_stride) {
         return;
@@ -151,18 +162,18 @@ fn gemm_with(isa: Isa, alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f
     }
 }
 
-/// A register-blocked kernel for one MR x NR tile of C.
+/// A register-blocked kernel for a tile of up to MR x NR of C.
 trait Microkernel {
     const MR: usize;
     const NR: usize;
     /// c[i][j] = alpha * sum_p a[i*rs_a + p*cs_a] * b[p*NR + j] + beta * c[i*rs_c + j] for
-    /// i < MR, j < NR, p < kc; beta == 0 overwrites c without reading it.
+    /// i < rows (1..=MR), j < NR, p < kc; beta == 0 overwrites c without reading it.
     ///
     /// # Safety
     /// Every index above must be inside the allocations behind `a`, `b` and `c`, and the
     /// running CPU must support the kernel's instructions.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile(kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32);
+    unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32);
 }
 
 /// Floats of stack for one packed block of B (kc x nc): 64 KB, which stays in L2.
@@ -171,15 +182,14 @@ const B_BLOCK: usize = 16 * 1024;
 /// passes. Below KC_MIN, updating the C tile after each stretch starts to cost.
 const KC_MAX: usize = 256;
 const KC_MIN: usize = 128;
-/// Rows of A packed at once (48 KB). A multiple of every kernel's MR.
+/// Rows of A prepared at once (a copy takes up to 48 KB). A multiple of every kernel's MR.
 const MC: usize = 48;
 /// The largest MR x NR of any kernel (edge tiles are computed into a stack copy).
 const TILE_MAX: usize = 12 * 32;
 
 /// The blocked loops around a microkernel. A block of B (kc x nc) is packed into NR-wide
-/// panels that stay in L2; a block of A (MC x kc) is copied compactly, and each MR-row panel
-/// of it, sitting in L1, meets every B panel. Copying A also keeps the kernel off A's own
-/// strides, which for rows 9216 floats apart would all fall into one L1 set.
+/// panels that stay in L2; each MR-row panel of a block of A (MC x kc, read in place or
+/// copied, see `prepare_a`) sits in L1 while it meets every B panel.
 fn blocked<K: Microkernel>(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32], c_stride: usize) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     // Shorter stretches of k for a wide B, so that one packed block spans all of n where it
@@ -198,24 +208,25 @@ fn blocked<K: Microkernel>(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mu
             let b_packed = pack_b::<K>(&mut b_buf, &b, pc, kc, jc, nc);
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
-                let (a_packed, rs_a, cs_a) = pack_a::<K>(&mut a_buf, &a, ic, mc, pc, kc);
+                let (a_block, rs_a, cs_a) = prepare_a(&mut a_buf, &a, ic, mc, pc, kc);
                 for ir in (0..mc).step_by(K::MR) {
                     let rows = K::MR.min(mc - ir);
-                    // Exactly the floats of the MR x kc panel the kernel reads.
-                    let ap = a_packed[ir * rs_a..][..(K::MR - 1) * rs_a + (kc - 1) * cs_a + 1].as_ptr();
+                    // Exactly the floats of the rows x kc panel the kernel reads.
+                    let ap = a_block[ir * rs_a..][..(rows - 1) * rs_a + (kc - 1) * cs_a + 1].as_ptr();
                     for jr in (0..nc).step_by(K::NR) {
                         let cols = K::NR.min(nc - jr);
                         let bp = b_packed[jr * kc..][..kc * K::NR].as_ptr();
                         let offset = (ic + ir) * c_stride + jc + jr;
-                        if rows == K::MR && cols == K::NR {
-                            // SAFETY: A and B are packed MR x kc and kc x NR slices (indexed
-                            // above); the tile's C rows are < m and columns < n, inside c as
+                        if cols == K::NR {
+                            // SAFETY: A and B are the slices the kernel reads (indexed above);
+                            // the tile's C rows are < m and columns < n, inside c as
                             // `check_views` found; `blocked` only runs kernels the CPU has.
-                            unsafe { K::tile(kc, ap, rs_a, cs_a, bp, c.as_mut_ptr().add(offset), c_stride, alpha, beta) };
+                            unsafe { K::tile(rows, kc, ap, rs_a, cs_a, bp, c.as_mut_ptr().add(offset), c_stride, alpha, beta) };
                         } else {
+                            // Past n: compute the whole width into a local tile, keep `cols`.
                             let mut tile = [0.0f32; TILE_MAX];
                             // SAFETY: as above for A and B; C is the local MR x NR tile.
-                            unsafe { K::tile(kc, ap, rs_a, cs_a, bp, tile.as_mut_ptr(), K::NR, 1.0, 0.0) };
+                            unsafe { K::tile(rows, kc, ap, rs_a, cs_a, bp, tile.as_mut_ptr(), K::NR, 1.0, 0.0) };
                             for (i, t) in tile.chunks_exact(K::NR).take(rows).enumerate() {
                                 let dst = &mut c[offset + i * c_stride..][..cols];
                                 for (d, &t) in dst.iter_mut().zip(t) {
@@ -237,26 +248,27 @@ fn pack_b<'p, K: Microkernel>(buf: &'p mut [MaybeUninit<f32>], b: &Mat<'_>, pc: 
     pack_panels(buf, K::NR, kc, nc, b.data, start, b.row_stride, b.col_stride)
 }
 
-/// Copies rows r0..r0+rows, columns pc..pc+kc of A into a compact block. It keeps A's
-/// orientation, so each line is one plain copy (the whole block one copy when A's lines
-/// are adjacent): a transposed A (contiguous columns) goes column by column, anything else
-/// row by row. Zeros follow the block, up to whole MR-row panels: the last panel's extra
-/// rows are then read from there or from the start of the next column; the kernel's
-/// results for those rows are discarded. Returns the floats and their row and column
-/// strides (row i starts at i * row stride).
-fn pack_a<'p, K: Microkernel>(buf: &'p mut [MaybeUninit<f32>], a: &Mat<'_>, r0: usize, rows: usize, pc: usize, kc: usize) -> (&'p [f32], usize, usize) {
+/// Rows r0..r0+rows, columns pc..pc+kc of A for the kernel, with their row and column
+/// strides (row i starts at i * row stride). Read in place when A's lines (rows, or the
+/// columns of a transposed A) are contiguous and the stride between them is not a multiple
+/// of 64 floats: such strides put a panel's kc lines into at most 16 of the 64 L1 sets
+/// (dense's rows, 9216 floats apart, all into 4). Otherwise copied into a compact block
+/// that keeps A's orientation, so each line is one plain copy (the whole block one copy when
+/// A's lines are adjacent).
+fn prepare_a<'p>(buf: &'p mut [MaybeUninit<f32>], a: &Mat<'p>, r0: usize, rows: usize, pc: usize, kc: usize) -> (&'p [f32], usize, usize) {
     let by_columns = a.row_stride == 1 && a.col_stride != 1;
-    // (lines, floats per line, A's stride between lines and within one; packed strides)
+    // (lines, floats per line, A's stride between lines and within one; copied strides)
     let (lines, line_len, between, within, strides) =
         if by_columns { (kc, rows, a.col_stride, 1, (1, rows)) } else { (rows, kc, a.row_stride, a.col_stride, (kc, 1)) };
-    let spare = (rows.next_multiple_of(K::MR) - rows) * strides.0;
-    let dst = &mut buf[..lines * line_len + spare];
-    let (block, tail) = dst.split_at_mut(lines * line_len);
     let start = r0 * a.row_stride + pc * a.col_stride;
+    if within == 1 && !between.is_multiple_of(64) {
+        return (&a.data[start..], a.row_stride, a.col_stride);
+    }
+    let dst = &mut buf[..lines * line_len];
     if within == 1 && between == line_len {
-        write(block, &a.data[start..][..lines * line_len]);
+        write(dst, &a.data[start..][..lines * line_len]);
     } else {
-        for (l, line) in block.chunks_exact_mut(line_len).enumerate() {
+        for (l, line) in dst.chunks_exact_mut(line_len).enumerate() {
             if within == 1 {
                 write(line, &a.data[start + l * between..][..line_len]);
             } else {
@@ -266,8 +278,7 @@ fn pack_a<'p, K: Microkernel>(buf: &'p mut [MaybeUninit<f32>], a: &Mat<'_>, r0: 
             }
         }
     }
-    tail.fill(MaybeUninit::new(0.0));
-    // SAFETY: `block` was written line by line (or in one copy) and `tail` zeroed.
+    // SAFETY: every line of `dst` was written (or all of it in one copy).
     (unsafe { assume_init(dst) }, strides.0, strides.1)
 }
 
@@ -276,6 +287,7 @@ fn pack_a<'p, K: Microkernel>(buf: &'p mut [MaybeUninit<f32>], a: &Mat<'_>, r0: 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)] // so that `width` is a constant in the copies
 fn pack_panels<'p>(buf: &'p mut [MaybeUninit<f32>], width: usize, kc: usize, len: usize, data: &[f32], start: usize, line: usize, step: usize) -> &'p [f32] {
+    assert!(width.is_multiple_of(4), "kernels are a whole number of 4-float groups wide");
     let panels = len.div_ceil(width);
     let dst = &mut buf[..panels * kc * width];
     if step == 1 {
@@ -294,20 +306,29 @@ fn pack_panels<'p>(buf: &'p mut [MaybeUninit<f32>], width: usize, kc: usize, len
             }
         }
     } else {
-        // Values within a line are apart (a transposed B): read along p instead, which is
-        // contiguous when line == 1, and write `width` apart.
+        // Values within a line are apart. Go four values (columns of the panel) at a time,
+        // writing four floats per row, zeros past `len`; a transposed B (line == 1) has each
+        // column contiguous, so those four are plain slices.
         for (panel, block) in dst.chunks_exact_mut(kc * width).enumerate() {
-            for x in 0..width {
-                let value = panel * width + x;
-                for (p, d) in block[x..].iter_mut().step_by(width).enumerate() {
-                    d.write(if value < len { data[start + p * line + value * step] } else { 0.0 });
+            for x0 in (0..width).step_by(4) {
+                let first = panel * width + x0;
+                if line == 1 && first + 4 <= len {
+                    let columns: [&[f32]; 4] = core::array::from_fn(|x| &data[start + (first + x) * step..][..kc]);
+                    for (p, row) in block.chunks_exact_mut(width).enumerate() {
+                        write(&mut row[x0..x0 + 4], &columns.map(|column| column[p]));
+                    }
+                } else {
+                    for (p, row) in block.chunks_exact_mut(width).enumerate() {
+                        let at = |x: usize| if first + x < len { data[start + p * line + (first + x) * step] } else { 0.0 };
+                        write(&mut row[x0..x0 + 4], &core::array::from_fn::<f32, 4, _>(at));
+                    }
                 }
             }
         }
     }
     // SAFETY: every element of `dst` was written: with contiguous lines, each (p, panel)
-    // row of `width` floats (the chunks of a line cover all `panels`); otherwise every offset
-    // x + p*width of every panel.
+    // row of `width` floats (the chunks of a line cover all `panels`); otherwise floats
+    // x0..x0+4 of every row of every panel, for x0 = 0, 4, .. below width (a multiple of 4).
     unsafe { assume_init(dst) }
 }
 
@@ -334,12 +355,12 @@ struct Portable;
 impl Microkernel for Portable {
     const MR: usize = 4;
     const NR: usize = 8;
-    unsafe fn tile(kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
+    unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
         let mut acc = [[0.0f32; 8]; 4];
         for p in 0..kc {
             // SAFETY: the caller keeps these indices inside `a` and `b` (see the trait).
             let bp = unsafe { &*b.add(p * 8).cast::<[f32; 8]>() };
-            for (i, row) in acc.iter_mut().enumerate() {
+            for (i, row) in acc.iter_mut().enumerate().take(rows) {
                 // SAFETY: as above.
                 let ai = unsafe { *a.add(i * rs_a + p * cs_a) };
                 for (r, &bv) in row.iter_mut().zip(bp) {
@@ -347,8 +368,8 @@ impl Microkernel for Portable {
                 }
             }
         }
-        for (i, row) in acc.iter().enumerate() {
-            // SAFETY: the caller keeps MR rows of NR floats, rs_c apart, inside `c`.
+        for (i, row) in acc.iter().enumerate().take(rows) {
+            // SAFETY: the caller keeps `rows` rows of NR floats, rs_c apart, inside `c`.
             let dst = unsafe { &mut *c.add(i * rs_c).cast::<[f32; 8]>() };
             for (d, &r) in dst.iter_mut().zip(row) {
                 *d = if beta == 0.0 { alpha * r } else { alpha * r + beta * *d };
@@ -361,8 +382,20 @@ impl Microkernel for Portable {
 mod x86 {
     //! The x86-64 kernels: each broadcasts one value of A per row and FMAs it with a row of
     //! the packed B panel held in two vector registers, keeping the whole tile in registers.
+    //! The row count is a const parameter, so a short tile (m not a multiple of MR) still
+    //! runs in registers, without computing rows that would be thrown away.
     use super::Microkernel;
     use core::arch::x86_64::*;
+
+    /// Calls `$kernel::<R>(args)` for R = `$rows`, one of the listed counts.
+    macro_rules! with_rows {
+        ($rows:expr, $kernel:ident, $args:tt, $($r:literal)*) => {
+            match $rows {
+                $($r => $kernel::<$r> $args,)*
+                _ => unreachable!("a tile has 1..=MR rows"),
+            }
+        };
+    }
 
     /// 6 x 16 with AVX2+FMA: 12 ymm accumulators, 2 for B, 1 broadcast (of 16 registers).
     pub struct Avx2;
@@ -370,18 +403,18 @@ mod x86 {
     impl Microkernel for Avx2 {
         const MR: usize = 6;
         const NR: usize = 16;
-        unsafe fn tile(kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
+        unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
             // SAFETY: the caller upholds the trait's contract, including AVX2+FMA support.
-            unsafe { tile_6x16(kc, a, rs_a, cs_a, b, c, rs_c, alpha, beta) }
+            unsafe { with_rows!(rows, avx2_x16, (kc, a, rs_a, cs_a, b, c, rs_c, alpha, beta), 1 2 3 4 5 6) }
         }
     }
 
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_6x16(kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
+    unsafe fn avx2_x16<const R: usize>(kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
         // SAFETY: every pointer offset stays within the ranges the trait's contract names.
         unsafe {
-            let mut acc = [[_mm256_setzero_ps(); 2]; 6];
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
             let (mut a, mut b) = (a, b);
             for _ in 0..kc {
                 let b0 = _mm256_loadu_ps(b);
@@ -413,18 +446,18 @@ mod x86 {
     impl Microkernel for Avx512 {
         const MR: usize = 12;
         const NR: usize = 32;
-        unsafe fn tile(kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
+        unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
             // SAFETY: the caller upholds the trait's contract, including AVX-512F support.
-            unsafe { tile_12x32(kc, a, rs_a, cs_a, b, c, rs_c, alpha, beta) }
+            unsafe { with_rows!(rows, avx512_x32, (kc, a, rs_a, cs_a, b, c, rs_c, alpha, beta), 1 2 3 4 5 6 7 8 9 10 11 12) }
         }
     }
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_12x32(kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
+    unsafe fn avx512_x32<const R: usize>(kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
         // SAFETY: every pointer offset stays within the ranges the trait's contract names.
         unsafe {
-            let mut acc = [[_mm512_setzero_ps(); 2]; 12];
+            let mut acc = [[_mm512_setzero_ps(); 2]; R];
             let (mut a, mut b) = (a, b);
             for _ in 0..kc {
                 let b0 = _mm512_loadu_ps(b);
