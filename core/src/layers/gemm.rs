@@ -154,7 +154,7 @@ fn gemm_with(isa: Isa, alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f
         return;
     }
     match isa {
-        Isa::Portable => blocked::<Portable>(alpha, a, b, beta, c, c_stride),
+        Isa::Portable => blocked::<Portable<4, 8>>(alpha, a, b, beta, c, c_stride),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => blocked::<x86::Avx2>(alpha, a, b, beta, c, c_stride),
         #[cfg(target_arch = "x86_64")]
@@ -349,17 +349,18 @@ unsafe fn assume_init(values: &[MaybeUninit<f32>]) -> &[f32] {
     unsafe { core::slice::from_raw_parts(values.as_ptr().cast::<f32>(), values.len()) }
 }
 
-/// Plain Rust, left to the compiler's autovectoriser: for targets without the x86 kernels.
-struct Portable;
+/// Plain Rust, left to the compiler's autovectoriser: for targets without the x86 kernels
+/// (as 4 x 8), and in tests, shaped like an x86 kernel, to check the blocking around it.
+struct Portable<const MR: usize, const NR: usize>;
 
-impl Microkernel for Portable {
-    const MR: usize = 4;
-    const NR: usize = 8;
+impl<const MR: usize, const NR: usize> Microkernel for Portable<MR, NR> {
+    const MR: usize = MR;
+    const NR: usize = NR;
     unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
-        let mut acc = [[0.0f32; 8]; 4];
+        let mut acc = [[0.0f32; NR]; MR];
         for p in 0..kc {
             // SAFETY: the caller keeps these indices inside `a` and `b` (see the trait).
-            let bp = unsafe { &*b.add(p * 8).cast::<[f32; 8]>() };
+            let bp = unsafe { &*b.add(p * NR).cast::<[f32; NR]>() };
             for (i, row) in acc.iter_mut().enumerate().take(rows) {
                 // SAFETY: as above.
                 let ai = unsafe { *a.add(i * rs_a + p * cs_a) };
@@ -370,7 +371,7 @@ impl Microkernel for Portable {
         }
         for (i, row) in acc.iter().enumerate().take(rows) {
             // SAFETY: the caller keeps `rows` rows of NR floats, rs_c apart, inside `c`.
-            let dst = unsafe { &mut *c.add(i * rs_c).cast::<[f32; 8]>() };
+            let dst = unsafe { &mut *c.add(i * rs_c).cast::<[f32; NR]>() };
             for (d, &r) in dst.iter_mut().zip(row) {
                 *d = if beta == 0.0 { alpha * r } else { alpha * r + beta * *d };
             }
@@ -488,25 +489,37 @@ mod x86 {
 mod tests {
     use super::*;
     use crate::data::Rng;
-    use alloc::format;
-    use alloc::string::String;
     use alloc::vec;
     use alloc::vec::Vec;
     use proptest::prelude::*;
 
-    /// Every kernel this CPU can run: each is checked, not just the one `gemm` picks.
-    fn isas() -> Vec<Isa> {
-        let mut isas = vec![Isa::Portable];
+    type Gemm = fn(f32, Mat<'_>, Mat<'_>, f32, &mut [f32], usize);
+
+    /// The blocking shaped like the x86 kernels, around the portable kernel: checks the
+    /// loops for AVX-512's 12 x 32 even on a CPU without AVX-512.
+    fn portable_like<const MR: usize, const NR: usize>(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32], c_stride: usize) {
+        if check_views(&a, &b, beta, c, c_stride) {
+            blocked::<Portable<MR, NR>>(alpha, a, b, beta, c, c_stride);
+        }
+    }
+
+    /// Every kernel this CPU can run (each is checked, not just the one `gemm` picks) and
+    /// the portable kernel in the x86 kernels' shapes.
+    fn kernels() -> Vec<(&'static str, Gemm)> {
+        let mut kernels: Vec<(&'static str, Gemm)> =
+            vec![("portable 4x8", |alpha, a, b, beta, c, s| gemm_with(Isa::Portable, alpha, a, b, beta, c, s))];
+        kernels.push(("portable 6x16", portable_like::<6, 16>));
+        kernels.push(("portable 12x32", portable_like::<12, 32>));
         #[cfg(all(target_arch = "x86_64", feature = "std"))]
         {
             if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                isas.push(Isa::Avx2);
+                kernels.push(("AVX2", |alpha, a, b, beta, c, s| gemm_with(Isa::Avx2, alpha, a, b, beta, c, s)));
             }
             if std::is_x86_feature_detected!("avx512f") {
-                isas.push(Isa::Avx512);
+                kernels.push(("AVX-512", |alpha, a, b, beta, c, s| gemm_with(Isa::Avx512, alpha, a, b, beta, c, s)));
             }
         }
-        isas
+        kernels
     }
 
     /// One product to check: shapes, whether A and B are transposed views of row-major
@@ -573,17 +586,17 @@ mod tests {
                 bound[i * n + j] = 1e-5 * (1.0 + (alpha as f64).abs() * abs + c.abs());
             }
         }
-        let mut runs: Vec<(String, Vec<f32>)> = Vec::new();
-        for isa in isas() {
+        let mut runs: Vec<(&str, Vec<f32>)> = Vec::new();
+        for (name, kernel) in kernels() {
             let mut c = c0.clone();
-            gemm_with(isa, alpha, a, b, beta, &mut c, c_stride);
-            runs.push((format!("{isa:?}"), c));
+            kernel(alpha, a, b, beta, &mut c, c_stride);
+            runs.push((name, c));
         }
         if !nan_c {
             // matrixmultiply reads C when beta is 0 only to scale it, so NaN would leak.
             let mut c = c0.clone();
             gemm_reference(alpha, a, b, beta, &mut c, c_stride);
-            runs.push(("matrixmultiply".into(), c));
+            runs.push(("matrixmultiply", c));
         }
         for (name, c) in &runs {
             for i in 0..m {
