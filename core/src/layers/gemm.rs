@@ -1,6 +1,6 @@
 //! Single-precision GEMM for the layers, C = alpha * A @ B + beta * C on strided views, with
-//! no heap allocation: packed blocks live on the stack, register-blocked AVX-512 / AVX2+FMA
-//! microkernels are picked at run time, a portable kernel serves other targets.
+//! no heap allocation (packed blocks live on the stack): register-blocked AVX-512 / AVX2+FMA
+//! microkernels picked at run time, a portable kernel elsewhere; matrixmultiply as oracle.
 //! Leaves out: threading (callers split work) and the large-matrix tuning of a full BLAS.
 
 use core::mem::MaybeUninit;
@@ -177,12 +177,13 @@ trait Microkernel {
 }
 
 /// Floats of stack for one packed block of B (kc x nc): 64 KB, which stays in L2.
+/// With the stack copy of A (24 KB) the whole of `gemm` uses under 100 KB of stack.
 const B_BLOCK: usize = 16 * 1024;
-/// The range of the longest stretch of k in one pass over C; longer k is cut into equal
-/// passes. Below KC_MIN, updating the C tile after each stretch starts to cost.
-const KC_MAX: usize = 256;
-const KC_MIN: usize = 128;
-/// Rows of A prepared at once (a copy takes up to 48 KB). A multiple of every kernel's MR.
+/// The longest stretch of k in one pass over C; longer k is cut into equal passes. An A
+/// panel of 6 x 128 read in place (a transposed A: 128 lines) then fits in L1 beside the B
+/// panels streaming past it; 256 measured no faster on the conv2 shapes, slower on dkernel.
+const KC_MAX: usize = 128;
+/// Rows of A prepared at once (a copy takes up to 24 KB). A multiple of every kernel's MR.
 const MC: usize = 48;
 /// The largest MR x NR of any kernel (edge tiles are computed into a stack copy).
 const TILE_MAX: usize = 12 * 32;
@@ -192,10 +193,8 @@ const TILE_MAX: usize = 12 * 32;
 /// copied, see `prepare_a`) sits in L1 while it meets every B panel.
 fn blocked<K: Microkernel>(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32], c_stride: usize) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    // Shorter stretches of k for a wide B, so that one packed block spans all of n where it
-    // can: then A is packed and read only once.
-    let kc_cap = (B_BLOCK / n.next_multiple_of(K::NR)).clamp(KC_MIN, KC_MAX);
-    let kc_max = k.div_ceil(k.div_ceil(kc_cap));
+    let kc_max = k.div_ceil(k.div_ceil(KC_MAX));
+    // At least 128 columns: all of the dense layer's n, so its A is prepared only once.
     let nc_max = (B_BLOCK / kc_max) / K::NR * K::NR;
     let mut b_buf = [MaybeUninit::<f32>::uninit(); B_BLOCK];
     let mut a_buf = [MaybeUninit::<f32>::uninit(); MC * KC_MAX];
