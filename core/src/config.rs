@@ -206,14 +206,13 @@ mod tests {
 
     #[test]
     fn bad_configs_are_rejected() {
-        let mut c = Config::default();
-        c.dropout1 = 1.0;
-        assert!(c.validate().is_err());
-        let mut c = Config::default();
-        c.height = 5;
-        assert!(c.validate().is_err());
-        let mut c = Config::default();
-        c.classes = 0;
-        assert!(c.validate().is_err());
+        for bad in [
+            Config { dropout1: 1.0, ..Config::default() },
+            Config { height: 5, ..Config::default() },
+            Config { classes: 0, ..Config::default() },
+            Config { classes: 1, ..Config::default() },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 }

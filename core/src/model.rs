@@ -366,7 +366,7 @@ impl<B: Backend> Network<B> {
     /// Class probabilities (N, classes) for images (N, H, W, C) scaled to [0, 1].
     pub fn predict(&mut self, images: &[f32]) -> Result<Vec<f32>> {
         let n_in = self.config.input_len();
-        if images.len() % n_in != 0 {
+        if !images.len().is_multiple_of(n_in) {
             return Err(Error::invalid("images", alloc::format!("{} values are not a whole number of {n_in}-value images", images.len())));
         }
         let n = images.len() / n_in;

@@ -43,8 +43,7 @@ fn same_seed_same_threads_gives_identical_parameters() {
 #[test]
 fn a_diverging_run_stops_with_the_last_good_parameters() {
     let data = synthetic(300, 9);
-    let mut optimizer = mnist_core::Adadelta::default();
-    optimizer.learning_rate = 1e36;
+    let optimizer = mnist_core::Adadelta { learning_rate: 1e36, ..Default::default() };
     let config = TrainConfig { epochs: 3, batch_size: 64, seed: 2, optimizer, metrics_every: 1 };
     let mut trainer = Trainer::new(CpuBackend::new(2), Config::default(), config, &data, None).unwrap();
     let initial = trainer.network.params().unwrap();

@@ -43,6 +43,7 @@ fn compare(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let d = (g as f64 - w).abs();
         max_diff = max_diff.max(d);
+        #[allow(clippy::neg_cmp_op_on_partial_ord)] // a NaN must count as a difference
         if !(d <= atol + rtol * w.abs()) {
             bad.push(format!("[{i}] ours {g:e} golden {w:e}"));
         }

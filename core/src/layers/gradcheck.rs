@@ -39,6 +39,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let diff = (g as f64 - w).abs();
         max_diff = max_diff.max(diff);
+        #[allow(clippy::neg_cmp_op_on_partial_ord)] // a NaN must count as a difference
         if !(diff <= atol + rtol * w.abs()) {
             bad.push((i, g, w));
         }
