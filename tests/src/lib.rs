@@ -1,6 +1,6 @@
-//! Helpers shared by the cross-crate tests: finding the real MNIST file.
+//! Helpers shared by the cross-crate tests: finding the real MNIST and Fashion-MNIST files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `$MNIST_DATA` if set. CI sets it and requires the file; on a user's machine without it the
 /// tests that need it print a loud SKIPPED line instead of passing silently.
@@ -16,4 +16,19 @@ pub fn mnist_data() -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// Where Debian's dataset-fashion-mnist puts LeCun-format idx.gz files.
+pub const FASHION_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// The Fashion-MNIST folder if installed. CI sets $MNIST_REQUIRE_FASHION and installs it; on
+/// a user's machine without it the tests print a loud SKIPPED line.
+pub fn fashion_dir() -> Option<&'static Path> {
+    let dir = Path::new(FASHION_DIR);
+    if dir.join("train-images-idx3-ubyte.gz").is_file() {
+        return Some(dir);
+    }
+    assert!(std::env::var_os("MNIST_REQUIRE_FASHION").is_none(), "MNIST_REQUIRE_FASHION is set but {FASHION_DIR} is missing");
+    eprintln!("SKIPPED: {FASHION_DIR} is missing (apt-get install dataset-fashion-mnist); this Fashion-MNIST test did not run");
+    None
 }

@@ -3,14 +3,12 @@
 //! SKIPPED line and passes when its file is absent; CI provides both and requires them
 //! ($MNIST_DATA, $MNIST_REQUIRE_FASHION).
 
-use std::path::Path;
 use std::time::Instant;
 
 use mnist_core::codec::{idx, mnist, npy, npz, zip};
 use mnist_core::{Dataset, Error, Split};
 
 /// Where `apt-get install dataset-fashion-mnist` puts the four .gz files.
-const FASHION_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 fn class_counts(labels: &[u8]) -> Vec<usize> {
     let mut counts = vec![0; 10];
@@ -22,22 +20,6 @@ fn class_counts(labels: &[u8]) -> Vec<usize> {
 
 fn pixel_sum(d: &Dataset) -> u64 {
     d.images.iter().map(|&p| p as u64).sum()
-}
-
-fn fashion_dir() -> Option<&'static Path> {
-    let dir = Path::new(FASHION_DIR);
-    if dir.join("train-images-idx3-ubyte.gz").is_file() {
-        Some(dir)
-    } else {
-        assert!(
-            std::env::var_os("MNIST_REQUIRE_FASHION").is_none(),
-            "MNIST_REQUIRE_FASHION is set but {FASHION_DIR} is missing"
-        );
-        eprintln!(
-            "SKIPPED: {FASHION_DIR} is missing (apt-get install dataset-fashion-mnist); the Fashion-MNIST test did not run"
-        );
-        None
-    }
 }
 
 #[test]
@@ -123,7 +105,7 @@ fn mnist_npz_corruption_is_detected() {
 
 #[test]
 fn fashion_mnist_idx_gz_has_the_published_facts() {
-    let Some(dir) = fashion_dir() else { return };
+    let Some(dir) = mnist_tests::fashion_dir() else { return };
     let start = Instant::now();
     let split = mnist::load(dir).unwrap();
     eprintln!("decoded Fashion-MNIST from {} in {:?}", dir.display(), start.elapsed());
@@ -151,7 +133,7 @@ fn fashion_mnist_idx_gz_has_the_published_facts() {
 
 #[test]
 fn fashion_mnist_corruption_is_detected() {
-    let Some(dir) = fashion_dir() else { return };
+    let Some(dir) = mnist_tests::fashion_dir() else { return };
     let labels = std::fs::read(dir.join("train-labels-idx1-ubyte.gz")).unwrap();
     let n = labels.len();
     for pos in [2, n / 2, n - 8, n - 4] {
