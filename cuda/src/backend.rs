@@ -16,7 +16,7 @@ use mnist_core::layers::dropout::drop_threshold;
 use mnist_core::{Error, Result, Span};
 
 use crate::gemm::RowMajorGemm;
-use crate::kernels::{self, Kernel, Target};
+use crate::kernels::{self, Kernel};
 
 /// Threads per block for the elementwise kernels (grid-stride loops, so any grid works).
 const BLOCK: u32 = 256;
@@ -189,7 +189,7 @@ impl CudaBackend {
         let stream = ctx.new_stream().map_err(|e| driver_error("cuStreamCreate", e))?;
         let capability = ctx.compute_capability().map_err(|e| driver_error("cuDeviceGetAttribute", e))?;
         let device = ctx.name().map_err(|e| driver_error("cuDeviceGetName", e))?;
-        let cubin = kernels::compile(Target::Cubin { compute_capability: capability }, &[])?;
+        let cubin = kernels::cubin_for(capability)?;
         let module = ctx.load_module(Ptx::from_binary(cubin)).map_err(|e| driver_error("cuModuleLoadData", e))?;
         let functions = Kernel::ALL
             .iter()
@@ -303,6 +303,7 @@ impl CudaBackend {
         if len == 0 {
             return Ok(());
         }
+        self.ctx.bind_to_thread().map_err(|e| driver_error("cuMemsetD8Async", e))?;
         // SAFETY: callers pass an address with >= len floats behind it; async on our stream.
         unsafe { driver::memset_d8_async(dst, 0, len * 4, self.stream.cu_stream()) }.map_err(|e| driver_error("cuMemsetD8Async", e))
     }

@@ -3,6 +3,7 @@
 //! Leaves out: launching (backend.rs) and GEMMs (gemm.rs, cuBLAS).
 
 use std::ffi::{c_char, CStr, CString};
+use std::sync::Mutex;
 
 use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys};
 use mnist_core::Error;
@@ -136,6 +137,19 @@ fn nvrtc_error(op: &str, e: nvrtc::NvrtcError) -> Error {
 /// A compile error carries NVRTC's log.
 pub fn compile(target: Target, include_dirs: &[String]) -> Result<Vec<u8>, Error> {
     compile_source("mnist_kernels.cu", &source(), target, include_dirs)
+}
+
+/// The kernels' CUBIN for a GPU arch, compiled once per process (about a second of NVRTC):
+/// later backends in the same process, such as one per test, reuse it.
+pub fn cubin_for(compute_capability: (i32, i32)) -> Result<Vec<u8>, Error> {
+    static CACHE: Mutex<Vec<((i32, i32), Vec<u8>)>> = Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, cubin)) = cache.iter().find(|(cc, _)| *cc == compute_capability) {
+        return Ok(cubin.clone());
+    }
+    let cubin = compile(Target::Cubin { compute_capability }, &[])?;
+    cache.push((compute_capability, cubin.clone()));
+    Ok(cubin)
 }
 
 /// Compiles any CUDA C source `src` (called `name` in messages) with `options`.
