@@ -28,12 +28,19 @@ pub const RTOL: f64 = 1e-4;
 /// differently) are judged against the size of what was summed. On failure prints the first
 /// differing pairs and the largest error.
 pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], rtol: f64) {
+    assert_close_except(what, gpu, cpu, rtol, 0.1, 0);
+}
+
+/// `assert_close` with the absolute floor at `floor * max|cpu|` and up to `outliers` values
+/// allowed beyond it (for whole-network results, where a ReLU or max-pool decision that sits
+/// within rounding of a tie can go either way: see cuda_network.rs).
+pub fn assert_close_except(what: &str, gpu: &[f32], cpu: &[f32], rtol: f64, floor: f64, outliers: usize) {
     assert_eq!(gpu.len(), cpu.len(), "{what}: lengths differ");
     let scale = cpu.iter().fold(0.0f64, |m, &v| m.max((v as f64).abs()));
     let mut bad = Vec::new();
     let mut worst = 0.0f64;
     for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
-        let allowed = rtol * ((c as f64).abs() + 0.1 * scale);
+        let allowed = rtol * ((c as f64).abs() + floor * scale);
         let diff = (g as f64 - c as f64).abs();
         let same_nan = g.is_nan() && c.is_nan();
         if !same_nan {
@@ -43,8 +50,11 @@ pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], rtol: f64) {
             bad.push((i, g, c));
         }
     }
+    if !bad.is_empty() {
+        eprintln!("{what}: {} of {} values beyond rtol {rtol:e} ({outliers} allowed; worst error {worst:.2e} in rtol units)", bad.len(), gpu.len());
+    }
     assert!(
-        bad.is_empty(),
+        bad.len() <= outliers,
         "{what}: {} of {} values differ beyond rtol {rtol:e} (worst error {worst:.2e} in rtol units); first (index, gpu, cpu): {:?}",
         bad.len(),
         gpu.len(),
