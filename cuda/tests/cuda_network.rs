@@ -121,7 +121,8 @@ fn keras_model_property<B: Backend>(backend: B) {
 
 #[test]
 fn small_models_train_like_the_cpu() {
-    if common::gpu("small_models_train_like_the_cpu").is_some() {
+    // Held for the whole run, so the GPU's primary context stays alive between cases.
+    if let Some(_probe) = common::gpu("small_models_train_like_the_cpu") {
         // A fresh backend per case: Network owns its backend (the CUBIN is compiled once).
         small_models_property(|| mnist_cuda::CudaBackend::new(0).unwrap(), 16);
     }
