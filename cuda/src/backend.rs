@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use cudarc::cublas::{result as cublas, sys as cublas_sys, CudaBlas};
 use cudarc::driver::{
-    result as driver, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, DriverError, LaunchConfig, PushKernelArg,
-    ValidAsZeroBits,
+    result as driver, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, DriverError,
+    LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use cudarc::nvrtc::Ptx;
 use mnist_core::backend::{Adadelta, Backend, Conv2dDims, DenseDims, PoolDims, METRICS_LEN};
@@ -90,12 +90,21 @@ pub struct CudaBackend {
 }
 
 fn backend_error(op: &str, message: impl Into<String>) -> Error {
-    Error::Backend { op: op.into(), message: message.into() }
+    Error::Backend {
+        op: op.into(),
+        message: message.into(),
+    }
 }
 
 fn driver_error(op: &str, e: DriverError) -> Error {
-    let name = e.error_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|_| format!("{:?}", e.0));
-    let text = e.error_string().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = e
+        .error_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| format!("{:?}", e.0));
+    let text = e
+        .error_string()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     backend_error(op, format!("{name}: {text}"))
 }
 
@@ -105,14 +114,23 @@ fn cublas_error(op: &str, e: cublas::CublasError) -> Error {
 
 fn check(op: &str, what: &str, have: usize, need: usize) -> Result<()> {
     if have < need {
-        return Err(backend_error(op, format!("{what} holds {have} values but {need} are needed")));
+        return Err(backend_error(
+            op,
+            format!("{what} holds {have} values but {need} are needed"),
+        ));
     }
     Ok(())
 }
 
 fn check_span(op: &str, buffer: &CudaBuffer<f32>, span: Span, need: usize) -> Result<()> {
     if span.len != need || span.offset + span.len > buffer.len {
-        return Err(backend_error(op, format!("parameter span {span:?} does not fit {need} values in a buffer of {}", buffer.len)));
+        return Err(backend_error(
+            op,
+            format!(
+                "parameter span {span:?} does not fit {need} values in a buffer of {}",
+                buffer.len
+            ),
+        ));
     }
     Ok(())
 }
@@ -123,14 +141,22 @@ fn int(op: &str, v: usize) -> Result<i32> {
 
 fn elementwise(n: usize) -> LaunchConfig {
     let blocks = n.div_ceil(BLOCK as usize).clamp(1, MAX_BLOCKS) as u32;
-    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
 }
 
 /// Which of the three libraries is missing, as the sentence `new` and `cuda_available` return.
 fn check_libraries() -> Result<()> {
     // SAFETY: each call only tries to dlopen the library by cudarc's candidate names.
     let (cuda, nvrtc, cublas) = unsafe {
-        (cudarc::driver::sys::is_culib_present(), cudarc::nvrtc::sys::is_culib_present(), cudarc::cublas::sys::is_culib_present())
+        (
+            cudarc::driver::sys::is_culib_present(),
+            cudarc::nvrtc::sys::is_culib_present(),
+            cudarc::cublas::sys::is_culib_present(),
+        )
     };
     let missing = if !cuda {
         "libcuda.so could not be loaded (no NVIDIA driver)"
@@ -147,7 +173,12 @@ fn check_libraries() -> Result<()> {
 /// cudarc panics where a library or symbol cannot be loaded; the checks above avoid the usual
 /// cases, and this turns any other such panic into an error instead of a crash.
 fn without_panics<T>(op: &str, f: impl FnOnce() -> Result<T> + std::panic::UnwindSafe) -> Result<T> {
-    std::panic::catch_unwind(f).unwrap_or_else(|_| Err(backend_error(op, "no usable CUDA GPU: the CUDA libraries failed to load (see the panic message above)")))
+    std::panic::catch_unwind(f).unwrap_or_else(|_| {
+        Err(backend_error(
+            op,
+            "no usable CUDA GPU: the CUDA libraries failed to load (see the panic message above)",
+        ))
+    })
 }
 
 /// The first GPU's name when the driver, NVRTC and cuBLAS load and a device exists; otherwise
@@ -158,7 +189,10 @@ pub fn cuda_available() -> Result<String> {
         driver::init().map_err(|e| no_gpu(driver_error("cuInit", e)))?;
         let count = driver::device::get_count().map_err(|e| driver_error("cuDeviceGetCount", e))?;
         if count < 1 {
-            return Err(backend_error("cuda init", "no usable CUDA GPU: the driver reports no device"));
+            return Err(backend_error(
+                "cuda init",
+                "no usable CUDA GPU: the driver reports no device",
+            ));
         }
         let device = driver::device::get(0).map_err(|e| driver_error("cuDeviceGet", e))?;
         driver::device::get_name(device).map_err(|e| driver_error("cuDeviceGetName", e))
@@ -167,7 +201,10 @@ pub fn cuda_available() -> Result<String> {
 
 fn no_gpu(e: Error) -> Error {
     match e {
-        Error::Backend { op, message } => Error::Backend { op, message: format!("no usable CUDA GPU: {message}") },
+        Error::Backend { op, message } => Error::Backend {
+            op,
+            message: format!("no usable CUDA GPU: {message}"),
+        },
         other => other,
     }
 }
@@ -187,13 +224,21 @@ impl CudaBackend {
         // tracking has nothing to order; turned off before the first allocation.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(|e| driver_error("cuStreamCreate", e))?;
-        let capability = ctx.compute_capability().map_err(|e| driver_error("cuDeviceGetAttribute", e))?;
+        let capability = ctx
+            .compute_capability()
+            .map_err(|e| driver_error("cuDeviceGetAttribute", e))?;
         let device = ctx.name().map_err(|e| driver_error("cuDeviceGetName", e))?;
         let cubin = kernels::cubin_for(capability)?;
-        let module = ctx.load_module(Ptx::from_binary(cubin)).map_err(|e| driver_error("cuModuleLoadData", e))?;
+        let module = ctx
+            .load_module(Ptx::from_binary(cubin))
+            .map_err(|e| driver_error("cuModuleLoadData", e))?;
         let functions = Kernel::ALL
             .iter()
-            .map(|k| module.load_function(k.name()).map_err(|e| driver_error(&format!("cuModuleGetFunction({})", k.name()), e)))
+            .map(|k| {
+                module
+                    .load_function(k.name())
+                    .map_err(|e| driver_error(&format!("cuModuleGetFunction({})", k.name()), e))
+            })
             .collect::<Result<Vec<_>>>()?;
         let blas = CudaBlas::new(stream.clone()).map_err(|e| cublas_error("cublasCreate", e))?;
         // TF32 stays off: fp32 GEMMs must match the CPU within 1e-4 relative.
@@ -202,16 +247,29 @@ impl CudaBackend {
             .result()
             .map_err(|e| cublas_error("cublasSetMathMode", e))?;
         let name = format!("{device} (sm_{}{})", capability.0, capability.1);
-        Ok(CudaBackend { col: None, ones: None, blas, functions, stream, ctx, name })
+        Ok(CudaBackend {
+            col: None,
+            ones: None,
+            blas,
+            functions,
+            stream,
+            ctx,
+            name,
+        })
     }
 
     /// Waits for every queued operation; reports the first asynchronous error.
     pub fn synchronize(&self) -> Result<()> {
-        self.stream.synchronize().map_err(|e| driver_error("cuStreamSynchronize (an earlier launch may have failed)", e))
+        self.stream
+            .synchronize()
+            .map_err(|e| driver_error("cuStreamSynchronize (an earlier launch may have failed)", e))
     }
 
     fn alloc_buffer<T: DeviceRepr + ValidAsZeroBits>(&mut self, len: usize) -> Result<CudaBuffer<T>> {
-        let slice = self.stream.alloc_zeros::<T>(len.max(1)).map_err(|e| driver_error("cuMemAlloc", e))?;
+        let slice = self
+            .stream
+            .alloc_zeros::<T>(len.max(1))
+            .map_err(|e| driver_error("cuMemAlloc", e))?;
         // The address is fixed for the allocation's life; with event tracking off the
         // returned guard records nothing.
         let ptr = slice.device_ptr(&self.stream).0;
@@ -230,7 +288,9 @@ impl CudaBackend {
             return Ok(());
         }
         let mut view = dst.slice.slice_mut(0..src.len());
-        self.stream.memcpy_htod(src, &mut view).map_err(|e| driver_error("cuMemcpyHtoD", e))
+        self.stream
+            .memcpy_htod(src, &mut view)
+            .map_err(|e| driver_error("cuMemcpyHtoD", e))
     }
 
     /// Queues `kernel` on the stream.
@@ -250,7 +310,9 @@ impl CudaBackend {
             };
         }
         // SAFETY: forwarded to the caller (see above); `args` outlives the launch call.
-        unsafe { builder.launch(config) }.map(|_| ()).map_err(|e| driver_error(kernel.name(), e))
+        unsafe { builder.launch(config) }
+            .map(|_| ())
+            .map_err(|e| driver_error(kernel.name(), e))
     }
 
     /// Row-major C = alpha op(A) op(B) + beta C on cuBLAS; each operand is a device address
@@ -263,7 +325,9 @@ impl CudaBackend {
         if g.m == 0 || g.n == 0 {
             return Ok(());
         }
-        let cm = g.to_column_major().ok_or_else(|| backend_error(op, format!("GEMM {g:?} exceeds cuBLAS's 32-bit sizes")))?;
+        let cm = g
+            .to_column_major()
+            .ok_or_else(|| backend_error(op, format!("GEMM {g:?} exceeds cuBLAS's 32-bit sizes")))?;
         self.ctx.bind_to_thread().map_err(|e| driver_error(op, e))?;
         // SAFETY: the handle is live and bound to our stream; the extents checked above keep
         // every access inside the three device allocations; alpha and beta are host values
@@ -295,7 +359,13 @@ impl CudaBackend {
             return Ok(());
         }
         // SAFETY: fill_f32(float* x, i64 n, float value); callers pass a buffer of >= len values.
-        unsafe { self.launch(Kernel::FillF32, elementwise(len), &[Arg::Ptr(dst), Arg::I64(len as i64), Arg::F32(value)]) }
+        unsafe {
+            self.launch(
+                Kernel::FillF32,
+                elementwise(len),
+                &[Arg::Ptr(dst), Arg::I64(len as i64), Arg::F32(value)],
+            )
+        }
     }
 
     /// Sets `len` floats at `dst` to zero.
@@ -303,9 +373,12 @@ impl CudaBackend {
         if len == 0 {
             return Ok(());
         }
-        self.ctx.bind_to_thread().map_err(|e| driver_error("cuMemsetD8Async", e))?;
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| driver_error("cuMemsetD8Async", e))?;
         // SAFETY: callers pass an address with >= len floats behind it; async on our stream.
-        unsafe { driver::memset_d8_async(dst, 0, len * 4, self.stream.cu_stream()) }.map_err(|e| driver_error("cuMemsetD8Async", e))
+        unsafe { driver::memset_d8_async(dst, 0, len * 4, self.stream.cu_stream()) }
+            .map_err(|e| driver_error("cuMemsetD8Async", e))
     }
 
     /// A scratch buffer of at least `len` floats for im2col and dcol.
@@ -328,12 +401,30 @@ impl CudaBackend {
     }
 
     /// dbias (cols) = column sums of dout (rows, cols), overwritten: ones (1 x rows) @ dout.
-    fn bias_gradient(&mut self, op: &str, dbias: (u64, usize), dout: (u64, usize), rows: usize, cols: usize) -> Result<()> {
+    fn bias_gradient(
+        &mut self,
+        op: &str,
+        dbias: (u64, usize),
+        dout: (u64, usize),
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
         if rows == 0 {
             return self.zero_range(dbias.0, cols);
         }
         let ones = self.ones(rows)?;
-        let g = RowMajorGemm { m: 1, n: cols, k: rows, transpose_a: false, transpose_b: false, lda: rows, ldb: cols, ldc: cols, alpha: 1.0, beta: 0.0 };
+        let g = RowMajorGemm {
+            m: 1,
+            n: cols,
+            k: rows,
+            transpose_a: false,
+            transpose_b: false,
+            lda: rows,
+            ldb: cols,
+            ldc: cols,
+            alpha: 1.0,
+            beta: 0.0,
+        };
         self.gemm(op, g, (ones, rows), dout, dbias)
     }
 
@@ -342,7 +433,13 @@ impl CudaBackend {
         if n == 0 {
             return Ok(());
         }
-        let args = [Arg::Ptr(out), Arg::Ptr(bias), Arg::I64(n as i64), Arg::I32(int("bias_act", channels)?), Arg::I32(relu as i32)];
+        let args = [
+            Arg::Ptr(out),
+            Arg::Ptr(bias),
+            Arg::I64(n as i64),
+            Arg::I32(int("bias_act", channels)?),
+            Arg::I32(relu as i32),
+        ];
         // SAFETY: bias_act(float* out, const float* bias, i64 n, int channels, int relu); out
         // holds n values and bias `channels` (checked by the callers).
         unsafe { self.launch(Kernel::BiasAct, elementwise(n), &args) }
@@ -354,7 +451,13 @@ impl CudaBackend {
             return Ok(());
         }
         // SAFETY: relu_backward(float* dout, const float* out, i64 n); both hold n values.
-        unsafe { self.launch(Kernel::ReluBackward, elementwise(n), &[Arg::Ptr(dout), Arg::Ptr(out), Arg::I64(n as i64)]) }
+        unsafe {
+            self.launch(
+                Kernel::ReluBackward,
+                elementwise(n),
+                &[Arg::Ptr(dout), Arg::Ptr(out), Arg::I64(n as i64)],
+            )
+        }
     }
 
     /// Samples per im2col chunk so that the scratch stays under COL_CAP.
@@ -407,7 +510,9 @@ impl Backend for CudaBackend {
         check("download", "source", src.len, dst.len())?;
         if !dst.is_empty() {
             let view = src.slice.slice(0..dst.len());
-            self.stream.memcpy_dtoh(&view, dst).map_err(|e| driver_error("cuMemcpyDtoH (an earlier launch may have failed)", e))?;
+            self.stream
+                .memcpy_dtoh(&view, dst)
+                .map_err(|e| driver_error("cuMemcpyDtoH (an earlier launch may have failed)", e))?;
         }
         self.synchronize()
     }
@@ -423,7 +528,12 @@ impl Backend for CudaBackend {
             return Err(Error::invalid("dataset", "more than 2^32 samples"));
         }
         let order: Vec<u32> = (0..labels.len() as u32).collect();
-        Ok(CudaDataset { images: self.upload_new(images)?, labels: self.upload_new(labels)?, order: self.upload_new(&order)?, sample_len })
+        Ok(CudaDataset {
+            images: self.upload_new(images)?,
+            labels: self.upload_new(labels)?,
+            order: self.upload_new(&order)?,
+            sample_len,
+        })
     }
 
     fn set_order(&mut self, data: &mut CudaDataset, order: &[u32]) -> Result<()> {
@@ -433,9 +543,19 @@ impl Backend for CudaBackend {
         self.copy_in(&mut data.order, order)
     }
 
-    fn load_batch(&mut self, x: &mut CudaBuffer<f32>, labels: &mut CudaBuffer<u32>, data: &CudaDataset, start: usize, count: usize) -> Result<()> {
+    fn load_batch(
+        &mut self,
+        x: &mut CudaBuffer<f32>,
+        labels: &mut CudaBuffer<u32>,
+        data: &CudaDataset,
+        start: usize,
+        count: usize,
+    ) -> Result<()> {
         if start + count > data.len() {
-            return Err(Error::invalid("batch", format!("samples {start}..{} of {}", start + count, data.len())));
+            return Err(Error::invalid(
+                "batch",
+                format!("samples {start}..{} of {}", start + count, data.len()),
+            ));
         }
         let n = data.sample_len;
         check("load_batch", "x", x.len, count * n)?;
@@ -460,7 +580,16 @@ impl Backend for CudaBackend {
         unsafe { self.launch(Kernel::LoadBatch, elementwise(count * n), &args) }
     }
 
-    fn conv2d_forward(&mut self, out: &mut CudaBuffer<f32>, inp: &CudaBuffer<f32>, params: &CudaBuffer<f32>, kernel: Span, bias: Span, d: Conv2dDims, relu: bool) -> Result<()> {
+    fn conv2d_forward(
+        &mut self,
+        out: &mut CudaBuffer<f32>,
+        inp: &CudaBuffer<f32>,
+        params: &CudaBuffer<f32>,
+        kernel: Span,
+        bias: Span,
+        d: Conv2dDims,
+        relu: bool,
+    ) -> Result<()> {
         let op = "conv2d_forward";
         let (in_len, out_len, patch, oc) = (d.in_len(), d.out_len(), d.patch_len(), d.out_channels);
         check(op, "out", out.len, d.batch * out_len)?;
@@ -477,8 +606,25 @@ impl Backend for CudaBackend {
             let samples = chunk.min(d.batch - first);
             self.im2col_or_col2im(Kernel::Im2col, col, inp.at(first * in_len), samples, &d)?;
             // out (S*rows, OC) = col (S*rows, patch) @ kernel (patch, OC)
-            let g = RowMajorGemm { m: samples * rows, n: oc, k: patch, transpose_a: false, transpose_b: false, lda: patch, ldb: oc, ldc: oc, alpha: 1.0, beta: 0.0 };
-            self.gemm(op, g, (col, samples * rows * patch), (params.at(kernel.offset), kernel.len), (out.at(first * out_len), samples * out_len))?;
+            let g = RowMajorGemm {
+                m: samples * rows,
+                n: oc,
+                k: patch,
+                transpose_a: false,
+                transpose_b: false,
+                lda: patch,
+                ldb: oc,
+                ldc: oc,
+                alpha: 1.0,
+                beta: 0.0,
+            };
+            self.gemm(
+                op,
+                g,
+                (col, samples * rows * patch),
+                (params.at(kernel.offset), kernel.len),
+                (out.at(first * out_len), samples * out_len),
+            )?;
         }
         self.bias_act(out.ptr, params.at(bias.offset), d.batch * out_len, oc, relu)
     }
@@ -511,7 +657,10 @@ impl Backend for CudaBackend {
         if kernel.offset < bias.offset + bias.len && bias.offset < kernel.offset + kernel.len {
             return Err(backend_error(op, "kernel and bias spans overlap"));
         }
-        let (dkernel, dbias) = ((dparams.at(kernel.offset), kernel.len), (dparams.at(bias.offset), bias.len));
+        let (dkernel, dbias) = (
+            (dparams.at(kernel.offset), kernel.len),
+            (dparams.at(bias.offset), bias.len),
+        );
         if d.batch == 0 {
             self.zero_range(dkernel.0, kernel.len)?;
             return self.zero_range(dbias.0, bias.len);
@@ -532,20 +681,54 @@ impl Backend for CudaBackend {
             // is recomputed: cheaper than keeping it).
             self.im2col_or_col2im(Kernel::Im2col, col, inp.at(first * in_len), samples, &d)?;
             let beta = if first == 0 { 0.0 } else { 1.0 };
-            let g = RowMajorGemm { m: patch, n: oc, k: samples * rows, transpose_a: true, transpose_b: false, lda: patch, ldb: oc, ldc: oc, alpha: 1.0, beta };
+            let g = RowMajorGemm {
+                m: patch,
+                n: oc,
+                k: samples * rows,
+                transpose_a: true,
+                transpose_b: false,
+                lda: patch,
+                ldb: oc,
+                ldc: oc,
+                alpha: 1.0,
+                beta,
+            };
             self.gemm(op, g, (col, col_len), dout_chunk, dkernel)?;
             if let Some(dinp) = dinp_ptr {
                 // dcol (S*rows, patch) = dout @ kernel^T, into the same scratch (stream order
                 // puts it after the GEMM above), then scattered back onto the input pixels.
-                let g = RowMajorGemm { m: samples * rows, n: patch, k: oc, transpose_a: false, transpose_b: true, lda: oc, ldb: oc, ldc: patch, alpha: 1.0, beta: 0.0 };
-                self.gemm(op, g, dout_chunk, (params.at(kernel.offset), kernel.len), (col, col_len))?;
+                let g = RowMajorGemm {
+                    m: samples * rows,
+                    n: patch,
+                    k: oc,
+                    transpose_a: false,
+                    transpose_b: true,
+                    lda: oc,
+                    ldb: oc,
+                    ldc: patch,
+                    alpha: 1.0,
+                    beta: 0.0,
+                };
+                self.gemm(
+                    op,
+                    g,
+                    dout_chunk,
+                    (params.at(kernel.offset), kernel.len),
+                    (col, col_len),
+                )?;
                 self.im2col_or_col2im(Kernel::Col2im, dinp + (first * in_len * 4) as u64, col, samples, &d)?;
             }
         }
         Ok(())
     }
 
-    fn maxpool2d_forward(&mut self, out: &mut CudaBuffer<f32>, argmax: &mut CudaBuffer<u32>, inp: &CudaBuffer<f32>, d: PoolDims) -> Result<()> {
+    fn maxpool2d_forward(
+        &mut self,
+        out: &mut CudaBuffer<f32>,
+        argmax: &mut CudaBuffer<u32>,
+        inp: &CudaBuffer<f32>,
+        d: PoolDims,
+    ) -> Result<()> {
         let op = "maxpool2d_forward";
         let (in_len, out_len) = (d.in_len(), d.out_len());
         check(op, "out", out.len, d.batch * out_len)?;
@@ -570,7 +753,13 @@ impl Backend for CudaBackend {
         unsafe { self.launch(Kernel::Maxpool2dForward, elementwise(d.batch * out_len), &args) }
     }
 
-    fn maxpool2d_backward(&mut self, dinp: &mut CudaBuffer<f32>, argmax: &CudaBuffer<u32>, dout: &CudaBuffer<f32>, d: PoolDims) -> Result<()> {
+    fn maxpool2d_backward(
+        &mut self,
+        dinp: &mut CudaBuffer<f32>,
+        argmax: &CudaBuffer<u32>,
+        dout: &CudaBuffer<f32>,
+        d: PoolDims,
+    ) -> Result<()> {
         let op = "maxpool2d_backward";
         let (in_len, out_len) = (d.in_len(), d.out_len());
         check(op, "dinp", dinp.len, d.batch * in_len)?;
@@ -580,7 +769,14 @@ impl Backend for CudaBackend {
         if d.batch * out_len == 0 {
             return Ok(());
         }
-        let args = [Arg::Ptr(dinp.ptr), Arg::Ptr(argmax.ptr), Arg::Ptr(dout.ptr), Arg::I64(d.batch as i64), Arg::I64(in_len as i64), Arg::I64(out_len as i64)];
+        let args = [
+            Arg::Ptr(dinp.ptr),
+            Arg::Ptr(argmax.ptr),
+            Arg::Ptr(dout.ptr),
+            Arg::I64(d.batch as i64),
+            Arg::I64(in_len as i64),
+            Arg::I64(out_len as i64),
+        ];
         // SAFETY: maxpool2d_backward(float* dinp, const u32* argmax, const float* dout, i64
         // batch, i64 in_len, i64 out_len); sizes checked above, and the kernel skips any
         // argmax >= in_len, so every write stays inside its sample of dinp.
@@ -594,7 +790,13 @@ impl Backend for CudaBackend {
         }
         // The same threshold and f32 scale as layers::dropout::dropout_apply.
         let (threshold, scale) = (drop_threshold(rate), 1.0f32 / (1.0 - rate));
-        let args = [Arg::Ptr(x.ptr), Arg::I64(len as i64), Arg::U64(seed), Arg::U32(threshold), Arg::F32(scale)];
+        let args = [
+            Arg::Ptr(x.ptr),
+            Arg::I64(len as i64),
+            Arg::U64(seed),
+            Arg::U32(threshold),
+            Arg::F32(scale),
+        ];
         // SAFETY: dropout(float* x, i64 n, u64 seed, u32 threshold, float scale); x holds len
         // values (checked).
         unsafe { self.launch(Kernel::Dropout, elementwise(len), &args) }
@@ -605,7 +807,16 @@ impl Backend for CudaBackend {
         self.dropout_forward(dx, len, rate, seed)
     }
 
-    fn dense_forward(&mut self, out: &mut CudaBuffer<f32>, inp: &CudaBuffer<f32>, params: &CudaBuffer<f32>, kernel: Span, bias: Span, d: DenseDims, relu: bool) -> Result<()> {
+    fn dense_forward(
+        &mut self,
+        out: &mut CudaBuffer<f32>,
+        inp: &CudaBuffer<f32>,
+        params: &CudaBuffer<f32>,
+        kernel: Span,
+        bias: Span,
+        d: DenseDims,
+        relu: bool,
+    ) -> Result<()> {
         let op = "dense_forward";
         let (b, i, o) = (d.batch, d.inputs, d.outputs);
         check(op, "out", out.len, b * o)?;
@@ -616,8 +827,25 @@ impl Backend for CudaBackend {
             return Ok(());
         }
         // out (B, O) = inp (B, I) @ kernel (I, O)
-        let g = RowMajorGemm { m: b, n: o, k: i, transpose_a: false, transpose_b: false, lda: i, ldb: o, ldc: o, alpha: 1.0, beta: 0.0 };
-        self.gemm(op, g, (inp.ptr, b * i), (params.at(kernel.offset), kernel.len), (out.ptr, b * o))?;
+        let g = RowMajorGemm {
+            m: b,
+            n: o,
+            k: i,
+            transpose_a: false,
+            transpose_b: false,
+            lda: i,
+            ldb: o,
+            ldc: o,
+            alpha: 1.0,
+            beta: 0.0,
+        };
+        self.gemm(
+            op,
+            g,
+            (inp.ptr, b * i),
+            (params.at(kernel.offset), kernel.len),
+            (out.ptr, b * o),
+        )?;
         self.bias_act(out.ptr, params.at(bias.offset), b * o, o, relu)
     }
 
@@ -646,7 +874,10 @@ impl Backend for CudaBackend {
         check_span(op, params, bias, o)?;
         check_span(op, dparams, kernel, i * o)?;
         check_span(op, dparams, bias, o)?;
-        let (dkernel, dbias) = ((dparams.at(kernel.offset), kernel.len), (dparams.at(bias.offset), bias.len));
+        let (dkernel, dbias) = (
+            (dparams.at(kernel.offset), kernel.len),
+            (dparams.at(bias.offset), bias.len),
+        );
         if b == 0 {
             self.zero_range(dkernel.0, kernel.len)?;
             return self.zero_range(dbias.0, bias.len);
@@ -656,17 +887,53 @@ impl Backend for CudaBackend {
         }
         self.bias_gradient(op, dbias, (dout.ptr, b * o), b, o)?;
         // dkernel (I, O) = inp^T (I, B) @ dout (B, O)
-        let g = RowMajorGemm { m: i, n: o, k: b, transpose_a: true, transpose_b: false, lda: i, ldb: o, ldc: o, alpha: 1.0, beta: 0.0 };
+        let g = RowMajorGemm {
+            m: i,
+            n: o,
+            k: b,
+            transpose_a: true,
+            transpose_b: false,
+            lda: i,
+            ldb: o,
+            ldc: o,
+            alpha: 1.0,
+            beta: 0.0,
+        };
         self.gemm(op, g, (inp.ptr, b * i), (dout.ptr, b * o), dkernel)?;
         if let Some(dinp) = dinp {
             // dinp (B, I) = dout (B, O) @ kernel^T (O, I)
-            let g = RowMajorGemm { m: b, n: i, k: o, transpose_a: false, transpose_b: true, lda: o, ldb: o, ldc: i, alpha: 1.0, beta: 0.0 };
-            self.gemm(op, g, (dout.ptr, b * o), (params.at(kernel.offset), kernel.len), (dinp.ptr, b * i))?;
+            let g = RowMajorGemm {
+                m: b,
+                n: i,
+                k: o,
+                transpose_a: false,
+                transpose_b: true,
+                lda: o,
+                ldb: o,
+                ldc: i,
+                alpha: 1.0,
+                beta: 0.0,
+            };
+            self.gemm(
+                op,
+                g,
+                (dout.ptr, b * o),
+                (params.at(kernel.offset), kernel.len),
+                (dinp.ptr, b * i),
+            )?;
         }
         Ok(())
     }
 
-    fn softmax_xent_forward(&mut self, probs: &mut CudaBuffer<f32>, metrics: &mut CudaBuffer<f32>, logits: &CudaBuffer<f32>, labels: &CudaBuffer<u32>, batch: usize, classes: usize) -> Result<()> {
+    fn softmax_xent_forward(
+        &mut self,
+        probs: &mut CudaBuffer<f32>,
+        metrics: &mut CudaBuffer<f32>,
+        logits: &CudaBuffer<f32>,
+        labels: &CudaBuffer<u32>,
+        batch: usize,
+        classes: usize,
+    ) -> Result<()> {
         let op = "softmax_xent_forward";
         check(op, "probs", probs.len, batch * classes)?;
         check(op, "logits", logits.len, batch * classes)?;
@@ -675,8 +942,19 @@ impl Backend for CudaBackend {
         if batch == 0 || classes == 0 {
             return Ok(());
         }
-        let config = LaunchConfig { grid_dim: (batch.div_ceil(SOFTMAX_BLOCK as usize) as u32, 1, 1), block_dim: (SOFTMAX_BLOCK, 1, 1), shared_mem_bytes: 0 };
-        let args = [Arg::Ptr(probs.ptr), Arg::Ptr(metrics.ptr), Arg::Ptr(logits.ptr), Arg::Ptr(labels.ptr), Arg::I32(int(op, batch)?), Arg::I32(int(op, classes)?)];
+        let config = LaunchConfig {
+            grid_dim: (batch.div_ceil(SOFTMAX_BLOCK as usize) as u32, 1, 1),
+            block_dim: (SOFTMAX_BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let args = [
+            Arg::Ptr(probs.ptr),
+            Arg::Ptr(metrics.ptr),
+            Arg::Ptr(logits.ptr),
+            Arg::Ptr(labels.ptr),
+            Arg::I32(int(op, batch)?),
+            Arg::I32(int(op, classes)?),
+        ];
         // SAFETY: softmax_xent_forward(float* probs, float* metrics, const float* logits, const
         // u32* labels, int batch, int classes), launched with SOFTMAX_BLOCK threads per block as
         // it requires; probs and logits hold batch * classes values, labels batch, metrics 2
@@ -684,7 +962,14 @@ impl Backend for CudaBackend {
         unsafe { self.launch(Kernel::SoftmaxXentForward, config, &args) }
     }
 
-    fn softmax_xent_backward(&mut self, dlogits: &mut CudaBuffer<f32>, probs: &CudaBuffer<f32>, labels: &CudaBuffer<u32>, batch: usize, classes: usize) -> Result<()> {
+    fn softmax_xent_backward(
+        &mut self,
+        dlogits: &mut CudaBuffer<f32>,
+        probs: &CudaBuffer<f32>,
+        labels: &CudaBuffer<u32>,
+        batch: usize,
+        classes: usize,
+    ) -> Result<()> {
         let op = "softmax_xent_backward";
         check(op, "dlogits", dlogits.len, batch * classes)?;
         check(op, "probs", probs.len, batch * classes)?;
@@ -693,18 +978,39 @@ impl Backend for CudaBackend {
             return Ok(());
         }
         let scale = 1.0 / batch as f32; // the loss is the batch mean, as on the CPU
-        let args = [Arg::Ptr(dlogits.ptr), Arg::Ptr(probs.ptr), Arg::Ptr(labels.ptr), Arg::I32(int(op, batch)?), Arg::I32(int(op, classes)?), Arg::F32(scale)];
+        let args = [
+            Arg::Ptr(dlogits.ptr),
+            Arg::Ptr(probs.ptr),
+            Arg::Ptr(labels.ptr),
+            Arg::I32(int(op, batch)?),
+            Arg::I32(int(op, classes)?),
+            Arg::F32(scale),
+        ];
         // SAFETY: softmax_xent_backward(float* dlogits, const float* probs, const u32* labels,
         // int batch, int classes, float scale); sizes checked above; a label >= classes is
         // never used as an index.
         unsafe { self.launch(Kernel::SoftmaxXentBackward, elementwise(batch * classes), &args) }
     }
 
-    fn adadelta_step(&mut self, params: &mut CudaBuffer<f32>, accum_grad: &mut CudaBuffer<f32>, accum_update: &mut CudaBuffer<f32>, grads: &CudaBuffer<f32>, hyper: Adadelta) -> Result<()> {
+    fn adadelta_step(
+        &mut self,
+        params: &mut CudaBuffer<f32>,
+        accum_grad: &mut CudaBuffer<f32>,
+        accum_update: &mut CudaBuffer<f32>,
+        grads: &CudaBuffer<f32>,
+        hyper: Adadelta,
+    ) -> Result<()> {
         let n = params.len;
-        for (what, len) in [("accum_grad", accum_grad.len), ("accum_update", accum_update.len), ("grads", grads.len)] {
+        for (what, len) in [
+            ("accum_grad", accum_grad.len),
+            ("accum_update", accum_update.len),
+            ("grads", grads.len),
+        ] {
             if len != n {
-                return Err(backend_error("adadelta_step", format!("{what} has {len} values, params {n}")));
+                return Err(backend_error(
+                    "adadelta_step",
+                    format!("{what} has {len} values, params {n}"),
+                ));
             }
         }
         if n == 0 {

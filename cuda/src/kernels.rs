@@ -100,8 +100,12 @@ pub enum Target {
 /// Precise division and square root are NVRTC's defaults and stay on.
 pub fn options(target: Target, include_dirs: &[String]) -> Vec<String> {
     let arch = match target {
-        Target::Ptx { compute_capability: (major, minor) } => format!("--gpu-architecture=compute_{major}{minor}"),
-        Target::Cubin { compute_capability: (major, minor) } => format!("--gpu-architecture=sm_{major}{minor}"),
+        Target::Ptx {
+            compute_capability: (major, minor),
+        } => format!("--gpu-architecture=compute_{major}{minor}"),
+        Target::Cubin {
+            compute_capability: (major, minor),
+        } => format!("--gpu-architecture=sm_{major}{minor}"),
     };
     let mut options = vec![arch, "--fmad=false".to_string(), "--std=c++17".to_string()];
     options.extend(include_dirs.iter().map(|dir| format!("--include-path={dir}")));
@@ -121,16 +125,24 @@ pub fn nvrtc_version() -> Result<(i32, i32), Error> {
     }
     let (mut major, mut minor) = (0, 0);
     // SAFETY: two valid out-pointers.
-    unsafe { nvrtc_sys::nvrtcVersion(&mut major, &mut minor) }.result().map_err(|e| nvrtc_error("nvrtcVersion", e))?;
+    unsafe { nvrtc_sys::nvrtcVersion(&mut major, &mut minor) }
+        .result()
+        .map_err(|e| nvrtc_error("nvrtcVersion", e))?;
     Ok((major, minor))
 }
 
 fn no_nvrtc() -> Error {
-    Error::Backend { op: "nvrtc".into(), message: "libnvrtc could not be loaded (put CUDA 13's lib folder on LD_LIBRARY_PATH)".into() }
+    Error::Backend {
+        op: "nvrtc".into(),
+        message: "libnvrtc could not be loaded (put CUDA 13's lib folder on LD_LIBRARY_PATH)".into(),
+    }
 }
 
 fn nvrtc_error(op: &str, e: nvrtc::NvrtcError) -> Error {
-    Error::Backend { op: op.into(), message: format!("{e:?}") }
+    Error::Backend {
+        op: op.into(),
+        message: format!("{e:?}"),
+    }
 }
 
 /// Compiles every kernel for `target`; returns the PTX text (with its NUL) or the CUBIN image.
@@ -157,28 +169,46 @@ pub fn compile_source(name: &str, src: &str, target: Target, include_dirs: &[Str
     if !nvrtc_present() {
         return Err(no_nvrtc());
     }
-    let nul = |_| Error::Backend { op: "nvrtc".into(), message: format!("{name} contains a NUL byte") };
+    let nul = |_| Error::Backend {
+        op: "nvrtc".into(),
+        message: format!("{name} contains a NUL byte"),
+    };
     let (src, c_name) = (CString::new(src).map_err(nul)?, CString::new(name).map_err(nul)?);
-    let program = Program(nvrtc::create_program(&src, Some(&c_name)).map_err(|e| nvrtc_error("nvrtcCreateProgram", e))?);
+    let program =
+        Program(nvrtc::create_program(&src, Some(&c_name)).map_err(|e| nvrtc_error("nvrtcCreateProgram", e))?);
     let opts = options(target, include_dirs);
     // SAFETY: `program` is live until dropped at the end of this function.
     if let Err(e) = unsafe { nvrtc::compile_program(program.0, &opts) } {
         // SAFETY: as above.
-        let log = unsafe { nvrtc::get_program_log(program.0) }.map(|raw| c_chars_to_string(&raw)).unwrap_or_default();
-        return Err(Error::Backend { op: "nvrtcCompileProgram".into(), message: format!("{name}: {e:?} with {opts:?}:\n{log}") });
+        let log = unsafe { nvrtc::get_program_log(program.0) }
+            .map(|raw| c_chars_to_string(&raw))
+            .unwrap_or_default();
+        return Err(Error::Backend {
+            op: "nvrtcCompileProgram".into(),
+            message: format!("{name}: {e:?} with {opts:?}:\n{log}"),
+        });
     }
     match target {
         // SAFETY: as above; get_ptx sizes its buffer from nvrtcGetPTXSize.
-        Target::Ptx { .. } => unsafe { nvrtc::get_ptx(program.0) }.map(|ptx| ptx.into_iter().map(|c| c as u8).collect()).map_err(|e| nvrtc_error("nvrtcGetPTX", e)),
+        Target::Ptx { .. } => unsafe { nvrtc::get_ptx(program.0) }
+            .map(|ptx| ptx.into_iter().map(|c| c as u8).collect())
+            .map_err(|e| nvrtc_error("nvrtcGetPTX", e)),
         Target::Cubin { .. } => {
             let mut size = 0usize;
             // SAFETY: a live program and a valid out-pointer.
-            unsafe { nvrtc_sys::nvrtcGetCUBINSize(program.0, &mut size) }.result().map_err(|e| nvrtc_error("nvrtcGetCUBINSize", e))?;
+            unsafe { nvrtc_sys::nvrtcGetCUBINSize(program.0, &mut size) }
+                .result()
+                .map_err(|e| nvrtc_error("nvrtcGetCUBINSize", e))?;
             let mut cubin = vec![0u8; size];
             // SAFETY: `cubin` holds the `size` bytes NVRTC said it will write.
-            unsafe { nvrtc_sys::nvrtcGetCUBIN(program.0, cubin.as_mut_ptr() as *mut c_char) }.result().map_err(|e| nvrtc_error("nvrtcGetCUBIN", e))?;
+            unsafe { nvrtc_sys::nvrtcGetCUBIN(program.0, cubin.as_mut_ptr() as *mut c_char) }
+                .result()
+                .map_err(|e| nvrtc_error("nvrtcGetCUBIN", e))?;
             if cubin.is_empty() {
-                return Err(Error::Backend { op: "nvrtcGetCUBIN".into(), message: "NVRTC returned an empty CUBIN".into() });
+                return Err(Error::Backend {
+                    op: "nvrtcGetCUBIN".into(),
+                    message: "NVRTC returned an empty CUBIN".into(),
+                });
             }
             Ok(cubin)
         }
@@ -198,7 +228,9 @@ impl Drop for Program {
 
 fn c_chars_to_string(raw: &[c_char]) -> String {
     let bytes: Vec<u8> = raw.iter().map(|&c| c as u8).collect();
-    CStr::from_bytes_until_nul(&bytes).map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned())
+    CStr::from_bytes_until_nul(&bytes)
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(test)]

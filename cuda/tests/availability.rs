@@ -26,7 +26,11 @@ fn new_and_cuda_available_agree_and_never_panic() {
             }
             eprintln!("SKIPPED: no CUDA GPU ({b}); checked only the error path");
         }
-        _ => panic!("cuda_available {:?} but CudaBackend::new {:?}", available, backend.as_ref().map(|b| b.device_name())),
+        _ => panic!(
+            "cuda_available {:?} but CudaBackend::new {:?}",
+            available,
+            backend.as_ref().map(|b| b.device_name())
+        ),
     }
 }
 

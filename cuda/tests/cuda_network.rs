@@ -35,14 +35,24 @@ struct Snapshot {
 fn synthetic(config: &Config, n: usize, seed: u64) -> Dataset {
     let mut rng = Rng::new(seed);
     let labels: Vec<u8> = (0..n).map(|_| rng.below(config.classes as u32) as u8).collect();
-    let images = (0..n * config.input_len()).map(|_| (rng.next_u64() >> 56) as u8).collect();
+    let images = (0..n * config.input_len())
+        .map(|_| (rng.next_u64() >> 56) as u8)
+        .collect();
     Dataset::new(images, labels, config.height, config.width, config.channels).unwrap()
 }
 
 /// The body both backends run: `steps` training steps of `batch` samples (the last batch may
 /// be partial), then a gradient without dropout, an evaluation and a prediction. Those last
 /// three start from `shared_params` when given (the CPU's, so both sides see equal weights).
-fn train_body<B: Backend>(backend: B, config: Config, data: &Dataset, batch: usize, steps: usize, seed: u64, shared_params: Option<&[f32]>) -> Result<Snapshot> {
+fn train_body<B: Backend>(
+    backend: B,
+    config: Config,
+    data: &Dataset,
+    batch: usize,
+    steps: usize,
+    seed: u64,
+    shared_params: Option<&[f32]>,
+) -> Result<Snapshot> {
     let mut backend = backend;
     let mut dev = backend.upload_dataset(&data.images, &data.labels, data.sample_len())?;
     let mut order: Vec<u32> = (0..data.len() as u32).collect();
@@ -67,16 +77,34 @@ fn train_body<B: Backend>(backend: B, config: Config, data: &Dataset, batch: usi
     let loss_without_dropout = net.compute_gradients(&dev, 0, batch.min(data.len()), None)?;
     let grads_without_dropout = net.grads()?;
     let eval = net.evaluate(&dev, data.len())?;
-    let images: Vec<f32> = data.images[..3.min(data.len()) * data.sample_len()].iter().map(|&b| b as f32 / 255.0).collect();
+    let images: Vec<f32> = data.images[..3.min(data.len()) * data.sample_len()]
+        .iter()
+        .map(|&b| b as f32 / 255.0)
+        .collect();
     let probs = net.predict(&images)?;
-    Ok(Snapshot { params, grads, accum_grad, accum_update, train, eval, loss_without_dropout, grads_without_dropout, probs })
+    Ok(Snapshot {
+        params,
+        grads,
+        accum_grad,
+        accum_update,
+        train,
+        eval,
+        loss_without_dropout,
+        grads_without_dropout,
+        probs,
+    })
 }
 
 fn assert_metrics(what: &str, gpu: Metrics, cpu: Metrics) {
     assert_close(&format!("{what} loss"), &[gpu.loss], &[cpu.loss], RTOL);
     // One prediction may flip where two logits are within rounding of each other.
     let one_sample = 1.0 / cpu.samples.max(1) as f32;
-    assert!((gpu.accuracy - cpu.accuracy).abs() <= one_sample + 1e-6, "{what} accuracy: gpu {} cpu {}", gpu.accuracy, cpu.accuracy);
+    assert!(
+        (gpu.accuracy - cpu.accuracy).abs() <= one_sample + 1e-6,
+        "{what} accuracy: gpu {} cpu {}",
+        gpu.accuracy,
+        cpu.accuracy
+    );
 }
 
 fn compare(g: &Snapshot, c: &Snapshot) {
@@ -87,24 +115,66 @@ fn compare(g: &Snapshot, c: &Snapshot) {
     assert_close_except("Adadelta accum_update", &g.accum_update, &c.accum_update, RTOL, 1.0, 0);
     assert_metrics("running train metrics", g.train, c.train);
     assert_metrics("evaluation", g.eval, c.eval);
-    assert_close("loss without dropout", &[g.loss_without_dropout], &[c.loss_without_dropout], RTOL);
-    assert_close_except("grads without dropout", &g.grads_without_dropout, &c.grads_without_dropout, RTOL, 0.1, flips);
+    assert_close(
+        "loss without dropout",
+        &[g.loss_without_dropout],
+        &[c.loss_without_dropout],
+        RTOL,
+    );
+    assert_close_except(
+        "grads without dropout",
+        &g.grads_without_dropout,
+        &c.grads_without_dropout,
+        RTOL,
+        0.1,
+        flips,
+    );
     assert_close("predicted probabilities", &g.probs, &c.probs, RTOL);
 }
 
 /// Random small models, batches and step counts.
 fn small_models_property<B: Backend>(make: impl Fn() -> B, cases: u32) {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
-    let mut runner = TestRunner::new(RunnerConfig { cases, failure_persistence: None, ..RunnerConfig::default() });
-    let strategy = (6usize..14, 6usize..14, 1usize..3, 1usize..6, 1usize..8, 4usize..24, 2usize..11, 1usize..20, 1usize..5, any::<u64>());
-    let result = runner.run(&strategy, |(height, width, channels, conv1_filters, conv2_filters, hidden, classes, batch, steps, seed)| {
-        let config = Config { height, width, channels, conv1_filters, conv2_filters, hidden, classes, ..Config::keras_mnist_cnn() };
-        let data = synthetic(&config, batch * steps + 3, seed);
-        let c = train_body(CpuBackend::new(2), config, &data, batch, steps, seed, None).unwrap();
-        let g = train_body(make(), config, &data, batch, steps, seed, Some(&c.params)).unwrap();
-        compare(&g, &c);
-        Ok(())
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases,
+        failure_persistence: None,
+        ..RunnerConfig::default()
     });
+    let strategy = (
+        6usize..14,
+        6usize..14,
+        1usize..3,
+        1usize..6,
+        1usize..8,
+        4usize..24,
+        2usize..11,
+        1usize..20,
+        1usize..5,
+        any::<u64>(),
+    );
+    let result = runner.run(
+        &strategy,
+        |(height, width, channels, conv1_filters, conv2_filters, hidden, classes, batch, steps, seed)| {
+            let config = Config {
+                height,
+                width,
+                channels,
+                conv1_filters,
+                conv2_filters,
+                hidden,
+                classes,
+                ..Config::keras_mnist_cnn()
+            };
+            let data = synthetic(&config, batch * steps + 3, seed);
+            let c = train_body(CpuBackend::new(2), config, &data, batch, steps, seed, None).unwrap();
+            let g = train_body(make(), config, &data, batch, steps, seed, Some(&c.params)).unwrap();
+            compare(&g, &c);
+            Ok(())
+        },
+    );
     if let Err(e) = result {
         panic!("{e}");
     }

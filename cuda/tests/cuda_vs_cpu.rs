@@ -43,8 +43,15 @@ cpu_and_gpu_tests! {
 
 /// Runs `property` on `cases` random inputs (PROPTEST_CASES overrides; GPU time is scarce).
 fn check<S: Strategy>(strategy: S, cases: u32, property: impl Fn(S::Value) -> std::result::Result<(), TestCaseError>) {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
     if let Err(e) = runner.run(&strategy, property) {
         panic!("{e}");
     }
@@ -56,8 +63,14 @@ fn values(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
 
 /// Parameters with padding around the spans, so offsets are exercised: (buffer, kernel, bias).
 fn params_with_spans(rng: &mut Rng, kernel_len: usize, bias_len: usize) -> (Vec<f32>, Span, Span) {
-    let kernel = Span { offset: 3, len: kernel_len };
-    let bias = Span { offset: 3 + kernel_len + 2, len: bias_len };
+    let kernel = Span {
+        offset: 3,
+        len: kernel_len,
+    };
+    let bias = Span {
+        offset: 3 + kernel_len + 2,
+        len: bias_len,
+    };
     let mut p = values(rng, bias.offset + bias_len + 1, -0.5, 0.5);
     for v in &mut p[bias.range()] {
         *v *= 0.2;
@@ -72,26 +85,57 @@ struct BatchOut {
     labels: Vec<u32>,
 }
 
-fn load_batch_body<B: Backend>(be: &mut B, images: &[u8], labels: &[u8], sample_len: usize, order: &[u32], start: usize, count: usize) -> Result<BatchOut> {
+fn load_batch_body<B: Backend>(
+    be: &mut B,
+    images: &[u8],
+    labels: &[u8],
+    sample_len: usize,
+    order: &[u32],
+    start: usize,
+    count: usize,
+) -> Result<BatchOut> {
     let mut data = be.upload_dataset(images, labels, sample_len)?;
     be.set_order(&mut data, order)?;
     let mut x = buffer(be, &vec![-1.0; count * sample_len + 3])?;
     let mut l = be.alloc_indices(count)?;
     be.load_batch(&mut x, &mut l, &data, start, count)?;
-    Ok(BatchOut { x: host(be, &x, count * sample_len + 3)?, labels: indices_host(be, &l, count)? })
+    Ok(BatchOut {
+        x: host(be, &x, count * sample_len + 3)?,
+        labels: indices_host(be, &l, count)?,
+    })
 }
 
 fn load_batch_property<G: Backend>(gpu: G, cases: u32) {
     let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(CpuBackend::new(2)));
-    let strategy = (1usize..60, 1usize..40, any::<u64>()).prop_flat_map(|(n, sample_len, seed)| (Just(n), Just(sample_len), Just(seed), 0..n)).prop_flat_map(|(n, s, seed, start)| (Just(n), Just(s), Just(seed), Just(start), 1..=n - start));
+    let strategy = (1usize..60, 1usize..40, any::<u64>())
+        .prop_flat_map(|(n, sample_len, seed)| (Just(n), Just(sample_len), Just(seed), 0..n))
+        .prop_flat_map(|(n, s, seed, start)| (Just(n), Just(s), Just(seed), Just(start), 1..=n - start));
     check(strategy, cases, |(n, sample_len, seed, start, count)| {
         let mut rng = Rng::new(seed);
         let images: Vec<u8> = (0..n * sample_len).map(|_| (rng.next_u64() >> 56) as u8).collect();
         let labels: Vec<u8> = (0..n).map(|_| rng.below(10) as u8).collect();
         let mut order: Vec<u32> = (0..n as u32).collect();
         rng.shuffle(&mut order);
-        let g = load_batch_body(&mut *gpu.borrow_mut(), &images, &labels, sample_len, &order, start, count).unwrap();
-        let c = load_batch_body(&mut *cpu.borrow_mut(), &images, &labels, sample_len, &order, start, count).unwrap();
+        let g = load_batch_body(
+            &mut *gpu.borrow_mut(),
+            &images,
+            &labels,
+            sample_len,
+            &order,
+            start,
+            count,
+        )
+        .unwrap();
+        let c = load_batch_body(
+            &mut *cpu.borrow_mut(),
+            &images,
+            &labels,
+            sample_len,
+            &order,
+            start,
+            count,
+        )
+        .unwrap();
         assert_same("load_batch x", &g.x, &c.x);
         prop_assert_eq!(g.labels, c.labels);
         Ok(())
@@ -109,12 +153,32 @@ struct ConvCase {
 }
 
 fn conv_strategy() -> impl Strategy<Value = ConvCase> {
-    (1usize..4, 1usize..=3, 0usize..7, 0usize..7, 1usize..5, 1usize..6, any::<bool>(), any::<bool>(), any::<u64>()).prop_map(|(batch, kernel, dh, dw, in_channels, out_channels, relu, with_dinp, seed)| ConvCase {
-        d: Conv2dDims { batch, height: kernel + dh, width: kernel + dw, in_channels, out_channels, kernel },
-        relu,
-        with_dinp,
-        seed,
-    })
+    (
+        1usize..4,
+        1usize..=3,
+        0usize..7,
+        0usize..7,
+        1usize..5,
+        1usize..6,
+        any::<bool>(),
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(batch, kernel, dh, dw, in_channels, out_channels, relu, with_dinp, seed)| ConvCase {
+                d: Conv2dDims {
+                    batch,
+                    height: kernel + dh,
+                    width: kernel + dw,
+                    in_channels,
+                    out_channels,
+                    kernel,
+                },
+                relu,
+                with_dinp,
+                seed,
+            },
+        )
 }
 
 struct ConvOut {
@@ -140,10 +204,25 @@ fn conv_body<B: Backend>(be: &mut B, c: &ConvCase, out_for_backward: Option<&[f3
     let mut dparams_b = buffer(be, &vec![7.0; params.len()])?; // outside the spans stays 7
     let mut dout_b = buffer(be, &dout)?;
     let mut dinp_b = buffer(be, &vec![f32::NAN; inp.len()])?;
-    be.conv2d_backward(c.with_dinp.then_some(&mut dinp_b), &mut dparams_b, &mut dout_b, &out_b, &inp_b, &params_b, kernel, bias, d, c.relu)?;
+    be.conv2d_backward(
+        c.with_dinp.then_some(&mut dinp_b),
+        &mut dparams_b,
+        &mut dout_b,
+        &out_b,
+        &inp_b,
+        &params_b,
+        kernel,
+        bias,
+        d,
+        c.relu,
+    )?;
     Ok(ConvOut {
         out,
-        dinp: if c.with_dinp { Some(host(be, &dinp_b, inp.len())?) } else { None },
+        dinp: if c.with_dinp {
+            Some(host(be, &dinp_b, inp.len())?)
+        } else {
+            None
+        },
         dparams: host(be, &dparams_b, params.len())?,
         dout_masked: host(be, &dout_b, dout.len())?,
     })
@@ -156,7 +235,12 @@ fn conv2d_property<G: Backend>(gpu: G, cases: u32) {
         let g = conv_body(&mut *gpu.borrow_mut(), &case, Some(&c.out)).unwrap();
         assert_close("conv2d out", &g.out, &c.out, RTOL);
         assert_same("conv2d dout after the ReLU mask", &g.dout_masked, &c.dout_masked);
-        assert_close("conv2d dparams (dkernel, dbias, untouched rest)", &g.dparams, &c.dparams, RTOL);
+        assert_close(
+            "conv2d dparams (dkernel, dbias, untouched rest)",
+            &g.dparams,
+            &c.dparams,
+            RTOL,
+        );
         match (&g.dinp, &c.dinp) {
             (Some(gd), Some(cd)) => assert_close("conv2d dinp", gd, cd, RTOL),
             (None, None) => {}
@@ -188,8 +272,20 @@ fn maxpool_body<B: Backend>(be: &mut B, d: PoolDims, seed: u64) -> Result<(Vec<f
 
 fn maxpool2d_property<G: Backend>(gpu: G, cases: u32) {
     let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(CpuBackend::new(2)));
-    let strategy = (1usize..4, 1usize..4, 0usize..8, 0usize..8, 1usize..5, any::<u64>())
-        .prop_map(|(batch, pool, dh, dw, channels, seed)| (PoolDims { batch, height: pool + dh, width: pool + dw, channels, pool }, seed));
+    let strategy = (1usize..4, 1usize..4, 0usize..8, 0usize..8, 1usize..5, any::<u64>()).prop_map(
+        |(batch, pool, dh, dw, channels, seed)| {
+            (
+                PoolDims {
+                    batch,
+                    height: pool + dh,
+                    width: pool + dw,
+                    channels,
+                    pool,
+                },
+                seed,
+            )
+        },
+    );
     check(strategy, cases, |(d, seed)| {
         let (go, gd) = maxpool_body(&mut *gpu.borrow_mut(), d, seed).unwrap();
         let (co, cd) = maxpool_body(&mut *cpu.borrow_mut(), d, seed).unwrap();
@@ -213,19 +309,30 @@ fn dropout_body<B: Backend>(be: &mut B, x: &[f32], len: usize, rate: f32, seed: 
 fn dropout_property<G: Backend>(gpu: G, cases: u32) {
     let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(CpuBackend::new(2)));
     let rates = prop_oneof![Just(0.0f32), Just(0.25), Just(0.5), 0.0f32..0.95];
-    check((1usize..5000, 0usize..10, rates, any::<u64>()), cases, |(len, extra, rate, seed)| {
-        let x = values(&mut Rng::new(seed ^ 1), len + extra, -2.0, 2.0);
-        let (gf, gb) = dropout_body(&mut *gpu.borrow_mut(), &x, len, rate, seed).unwrap();
-        let (cf, cb) = dropout_body(&mut *cpu.borrow_mut(), &x, len, rate, seed).unwrap();
-        assert_same("dropout forward (mask, scale, untouched tail)", &gf, &cf);
-        assert_same("dropout backward", &gb, &cb);
-        Ok(())
-    });
+    check(
+        (1usize..5000, 0usize..10, rates, any::<u64>()),
+        cases,
+        |(len, extra, rate, seed)| {
+            let x = values(&mut Rng::new(seed ^ 1), len + extra, -2.0, 2.0);
+            let (gf, gb) = dropout_body(&mut *gpu.borrow_mut(), &x, len, rate, seed).unwrap();
+            let (cf, cb) = dropout_body(&mut *cpu.borrow_mut(), &x, len, rate, seed).unwrap();
+            assert_same("dropout forward (mask, scale, untouched tail)", &gf, &cf);
+            assert_same("dropout backward", &gb, &cb);
+            Ok(())
+        },
+    );
 }
 
 // ---- dense ------------------------------------------------------------------------------
 
-fn dense_body<B: Backend>(be: &mut B, d: DenseDims, relu: bool, with_dinp: bool, seed: u64, out_for_backward: Option<&[f32]>) -> Result<ConvOut> {
+fn dense_body<B: Backend>(
+    be: &mut B,
+    d: DenseDims,
+    relu: bool,
+    with_dinp: bool,
+    seed: u64,
+    out_for_backward: Option<&[f32]>,
+) -> Result<ConvOut> {
     let mut rng = Rng::new(seed);
     let inp = values(&mut rng, d.batch * d.inputs, -1.0, 1.0);
     let (params, kernel, bias) = params_with_spans(&mut rng, d.inputs * d.outputs, d.outputs);
@@ -238,10 +345,25 @@ fn dense_body<B: Backend>(be: &mut B, d: DenseDims, relu: bool, with_dinp: bool,
     let mut dparams_b = buffer(be, &vec![7.0; params.len()])?;
     let mut dout_b = buffer(be, &dout)?;
     let mut dinp_b = buffer(be, &vec![f32::NAN; inp.len()])?;
-    be.dense_backward(with_dinp.then_some(&mut dinp_b), &mut dparams_b, &mut dout_b, &out_b, &inp_b, &params_b, kernel, bias, d, relu)?;
+    be.dense_backward(
+        with_dinp.then_some(&mut dinp_b),
+        &mut dparams_b,
+        &mut dout_b,
+        &out_b,
+        &inp_b,
+        &params_b,
+        kernel,
+        bias,
+        d,
+        relu,
+    )?;
     Ok(ConvOut {
         out,
-        dinp: if with_dinp { Some(host(be, &dinp_b, inp.len())?) } else { None },
+        dinp: if with_dinp {
+            Some(host(be, &dinp_b, inp.len())?)
+        } else {
+            None
+        },
         dparams: host(be, &dparams_b, params.len())?,
         dout_masked: host(be, &dout_b, dout.len())?,
     })
@@ -249,14 +371,26 @@ fn dense_body<B: Backend>(be: &mut B, d: DenseDims, relu: bool, with_dinp: bool,
 
 fn dense_property<G: Backend>(gpu: G, cases: u32) {
     let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(CpuBackend::new(2)));
-    let strategy = (1usize..40, 1usize..300, 1usize..40, any::<bool>(), any::<bool>(), any::<u64>());
+    let strategy = (
+        1usize..40,
+        1usize..300,
+        1usize..40,
+        any::<bool>(),
+        any::<bool>(),
+        any::<u64>(),
+    );
     check(strategy, cases, |(batch, inputs, outputs, relu, with_dinp, seed)| {
         let d = DenseDims { batch, inputs, outputs };
         let c = dense_body(&mut *cpu.borrow_mut(), d, relu, with_dinp, seed, None).unwrap();
         let g = dense_body(&mut *gpu.borrow_mut(), d, relu, with_dinp, seed, Some(&c.out)).unwrap();
         assert_close("dense out", &g.out, &c.out, RTOL);
         assert_same("dense dout after the ReLU mask", &g.dout_masked, &c.dout_masked);
-        assert_close("dense dparams (dkernel, dbias, untouched rest)", &g.dparams, &c.dparams, RTOL);
+        assert_close(
+            "dense dparams (dkernel, dbias, untouched rest)",
+            &g.dparams,
+            &c.dparams,
+            RTOL,
+        );
         if let (Some(gd), Some(cd)) = (&g.dinp, &c.dinp) {
             assert_close("dense dinp", gd, cd, RTOL);
         }
@@ -267,7 +401,13 @@ fn dense_property<G: Backend>(gpu: G, cases: u32) {
 
 // ---- softmax_xent -----------------------------------------------------------------------
 
-fn softmax_body<B: Backend>(be: &mut B, logits: &[f32], labels: &[u8], classes: usize, probs_for_backward: Option<&[f32]>) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+fn softmax_body<B: Backend>(
+    be: &mut B,
+    logits: &[f32],
+    labels: &[u8],
+    classes: usize,
+    probs_for_backward: Option<&[f32]>,
+) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
     let batch = labels.len();
     let logits_b = buffer(be, logits)?;
     let labels_b = labels_on(be, labels)?;
@@ -278,24 +418,32 @@ fn softmax_body<B: Backend>(be: &mut B, logits: &[f32], labels: &[u8], classes: 
     let probs_b = buffer(be, probs_for_backward.unwrap_or(&probs))?;
     let mut dlogits = buffer(be, &vec![f32::NAN; batch * classes])?;
     be.softmax_xent_backward(&mut dlogits, &probs_b, &labels_b, batch, classes)?;
-    Ok((probs, host(be, &metrics, METRICS_LEN)?, host(be, &dlogits, batch * classes)?))
+    Ok((
+        probs,
+        host(be, &metrics, METRICS_LEN)?,
+        host(be, &dlogits, batch * classes)?,
+    ))
 }
 
 fn softmax_xent_property<G: Backend>(gpu: G, cases: u32) {
     let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(CpuBackend::new(2)));
     // Up to 600 rows: several blocks of the forward's reduction, the last one partial.
-    check((1usize..600, 2usize..20, 0.5f32..40.0, any::<u64>()), cases, |(batch, classes, spread, seed)| {
-        let mut rng = Rng::new(seed);
-        // A wide spread makes some rows certain, so the clip and its zero gradient happen.
-        let logits = values(&mut rng, batch * classes, -spread, spread);
-        let labels: Vec<u8> = (0..batch).map(|_| rng.below(classes as u32) as u8).collect();
-        let (cp, cm, cd) = softmax_body(&mut *cpu.borrow_mut(), &logits, &labels, classes, None).unwrap();
-        let (gp, gm, gd) = softmax_body(&mut *gpu.borrow_mut(), &logits, &labels, classes, Some(&cp)).unwrap();
-        assert_close("softmax probs", &gp, &cp, RTOL);
-        assert_close("softmax metrics [loss sum, correct]", &gm, &cm, RTOL);
-        assert_close("softmax dlogits", &gd, &cd, RTOL);
-        Ok(())
-    });
+    check(
+        (1usize..600, 2usize..20, 0.5f32..40.0, any::<u64>()),
+        cases,
+        |(batch, classes, spread, seed)| {
+            let mut rng = Rng::new(seed);
+            // A wide spread makes some rows certain, so the clip and its zero gradient happen.
+            let logits = values(&mut rng, batch * classes, -spread, spread);
+            let labels: Vec<u8> = (0..batch).map(|_| rng.below(classes as u32) as u8).collect();
+            let (cp, cm, cd) = softmax_body(&mut *cpu.borrow_mut(), &logits, &labels, classes, None).unwrap();
+            let (gp, gm, gd) = softmax_body(&mut *gpu.borrow_mut(), &logits, &labels, classes, Some(&cp)).unwrap();
+            assert_close("softmax probs", &gp, &cp, RTOL);
+            assert_close("softmax metrics [loss sum, correct]", &gm, &cm, RTOL);
+            assert_close("softmax dlogits", &gd, &cd, RTOL);
+            Ok(())
+        },
+    );
 }
 
 // ---- adadelta ---------------------------------------------------------------------------
@@ -314,13 +462,28 @@ fn adadelta_body<B: Backend>(be: &mut B, n: usize, hyper: Adadelta, seed: u64, s
 
 fn adadelta_property<G: Backend>(gpu: G, cases: u32) {
     let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(CpuBackend::new(2)));
-    check((1usize..3000, 0.05f32..1.0, 0.5f32..0.99, 1e-8f32..1e-5, 1usize..4, any::<u64>()), cases, |(n, learning_rate, rho, epsilon, steps, seed)| {
-        let hyper = Adadelta { learning_rate, rho, epsilon };
-        let g = adadelta_body(&mut *gpu.borrow_mut(), n, hyper, seed, steps).unwrap();
-        let c = adadelta_body(&mut *cpu.borrow_mut(), n, hyper, seed, steps).unwrap();
-        for (what, (gv, cv)) in ["params", "accum_grad", "accum_update"].iter().zip(g.iter().zip(&c)) {
-            assert_close(&format!("adadelta {what}"), gv, cv, RTOL);
-        }
-        Ok(())
-    });
+    check(
+        (
+            1usize..3000,
+            0.05f32..1.0,
+            0.5f32..0.99,
+            1e-8f32..1e-5,
+            1usize..4,
+            any::<u64>(),
+        ),
+        cases,
+        |(n, learning_rate, rho, epsilon, steps, seed)| {
+            let hyper = Adadelta {
+                learning_rate,
+                rho,
+                epsilon,
+            };
+            let g = adadelta_body(&mut *gpu.borrow_mut(), n, hyper, seed, steps).unwrap();
+            let c = adadelta_body(&mut *cpu.borrow_mut(), n, hyper, seed, steps).unwrap();
+            for (what, (gv, cv)) in ["params", "accum_grad", "accum_update"].iter().zip(g.iter().zip(&c)) {
+                assert_close(&format!("adadelta {what}"), gv, cv, RTOL);
+            }
+            Ok(())
+        },
+    );
 }

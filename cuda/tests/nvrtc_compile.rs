@@ -11,7 +11,10 @@ fn nvrtc_or_skip() -> bool {
     if kernels::nvrtc_present() {
         return true;
     }
-    let why = format!("libnvrtc could not be loaded (LD_LIBRARY_PATH={:?})", std::env::var("LD_LIBRARY_PATH").unwrap_or_default());
+    let why = format!(
+        "libnvrtc could not be loaded (LD_LIBRARY_PATH={:?})",
+        std::env::var("LD_LIBRARY_PATH").unwrap_or_default()
+    );
     if std::env::var("MNIST_REQUIRE_NVRTC").as_deref() == Ok("1") {
         panic!("MNIST_REQUIRE_NVRTC=1 but {why}; run cuda/ci/fetch_nvrtc.sh DIR and eval its output");
     }
@@ -30,19 +33,37 @@ fn every_kernel_compiles_to_ptx_and_sm90_cubin() {
     }
     let version = kernels::nvrtc_version().unwrap();
     let hopper = (9, 0);
-    for target in [Target::Ptx { compute_capability: hopper }, Target::Cubin { compute_capability: hopper }] {
+    for target in [
+        Target::Ptx {
+            compute_capability: hopper,
+        },
+        Target::Cubin {
+            compute_capability: hopper,
+        },
+    ] {
         let started = Instant::now();
         let image = kernels::compile(target, &include_dirs()).unwrap_or_else(|e| panic!("{e}"));
         let ms = started.elapsed().as_secs_f64() * 1e3;
-        eprintln!("NVRTC {}.{}: {target:?} of {} kernels in {ms:.0} ms, {} bytes", version.0, version.1, KERNEL_NAMES.len(), image.len());
+        eprintln!(
+            "NVRTC {}.{}: {target:?} of {} kernels in {ms:.0} ms, {} bytes",
+            version.0,
+            version.1,
+            KERNEL_NAMES.len(),
+            image.len()
+        );
         if let Target::Cubin { .. } = target {
             assert_eq!(&image[..4], b"\x7fELF", "a CUBIN is an ELF image");
         } else {
-            assert!(String::from_utf8_lossy(&image).contains(".target sm_90"), "PTX for compute_90");
+            assert!(
+                String::from_utf8_lossy(&image).contains(".target sm_90"),
+                "PTX for compute_90"
+            );
         }
         // Every kernel is in the image under its unmangled (extern "C") name.
         for name in KERNEL_NAMES {
-            let found = image.windows(name.len() + 1).any(|w| &w[..name.len()] == name.as_bytes() && !w[name.len()].is_ascii_alphanumeric() && w[name.len()] != b'_');
+            let found = image.windows(name.len() + 1).any(|w| {
+                &w[..name.len()] == name.as_bytes() && !w[name.len()].is_ascii_alphanumeric() && w[name.len()] != b'_'
+            });
             assert!(found, "{name} is missing from the {target:?} image");
         }
     }
@@ -53,7 +74,15 @@ fn a_kernel_error_fails_with_nvrtcs_log() {
     if !nvrtc_or_skip() {
         return;
     }
-    let err = kernels::compile_source("broken.cu", "extern \"C\" __global__ void k(float* x) { x[0] = undefined_name; }", Target::Ptx { compute_capability: (9, 0) }, &[]).unwrap_err();
+    let err = kernels::compile_source(
+        "broken.cu",
+        "extern \"C\" __global__ void k(float* x) { x[0] = undefined_name; }",
+        Target::Ptx {
+            compute_capability: (9, 0),
+        },
+        &[],
+    )
+    .unwrap_err();
     let text = err.to_string();
     assert!(text.contains("broken.cu") && text.contains("undefined_name"), "{text}");
 }
@@ -72,6 +101,15 @@ fn cuda_headers_resolve_through_mnist_cuda_include() {
         eprintln!("SKIPPED: MNIST_CUDA_INCLUDE is not set; the header include was not tried");
         return;
     }
-    let src = "#include <cuda_fp16.h>\nextern \"C\" __global__ void half_probe(__half* x) { x[0] = __float2half(1.0f); }\n";
-    kernels::compile_source("half_probe.cu", src, Target::Cubin { compute_capability: (9, 0) }, &include_dirs()).unwrap_or_else(|e| panic!("{e}"));
+    let src =
+        "#include <cuda_fp16.h>\nextern \"C\" __global__ void half_probe(__half* x) { x[0] = __float2half(1.0f); }\n";
+    kernels::compile_source(
+        "half_probe.cu",
+        src,
+        Target::Cubin {
+            compute_capability: (9, 0),
+        },
+        &include_dirs(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
 }

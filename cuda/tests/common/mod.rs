@@ -11,7 +11,9 @@ use mnist_cuda::CudaBackend;
 pub fn gpu(test: &str) -> Option<CudaBackend> {
     match CudaBackend::new(0) {
         Ok(backend) => Some(backend),
-        Err(e) if std::env::var("MNIST_REQUIRE_GPU").as_deref() == Ok("1") => panic!("MNIST_REQUIRE_GPU=1 but {test} has no GPU: {e}"),
+        Err(e) if std::env::var("MNIST_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("MNIST_REQUIRE_GPU=1 but {test} has no GPU: {e}")
+        }
         Err(e) => {
             eprintln!("SKIPPED: no CUDA GPU ({e}); {test} compared nothing");
             None
@@ -44,14 +46,24 @@ pub fn assert_close_except(what: &str, gpu: &[f32], cpu: &[f32], rtol: f64, floo
         let diff = (g as f64 - c as f64).abs();
         let same_nan = g.is_nan() && c.is_nan();
         if !same_nan {
-            worst = worst.max(if allowed > 0.0 { diff / allowed * rtol } else if diff > 0.0 { f64::INFINITY } else { 0.0 });
+            worst = worst.max(if allowed > 0.0 {
+                diff / allowed * rtol
+            } else if diff > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            });
         }
         if !(same_nan || diff <= allowed) {
             bad.push((i, g, c));
         }
     }
     if !bad.is_empty() {
-        eprintln!("{what}: {} of {} values beyond rtol {rtol:e} ({outliers} allowed; worst error {worst:.2e} in rtol units)", bad.len(), gpu.len());
+        eprintln!(
+            "{what}: {} of {} values beyond rtol {rtol:e} ({outliers} allowed; worst error {worst:.2e} in rtol units)",
+            bad.len(),
+            gpu.len()
+        );
     }
     assert!(
         bad.len() <= outliers,
@@ -65,8 +77,18 @@ pub fn assert_close_except(what: &str, gpu: &[f32], cpu: &[f32], rtol: f64, floo
 /// Asserts bit-for-bit equality (NaNs equal to NaNs).
 pub fn assert_same(what: &str, gpu: &[f32], cpu: &[f32]) {
     assert_eq!(gpu.len(), cpu.len(), "{what}: lengths differ");
-    let bad: Vec<_> = gpu.iter().zip(cpu).enumerate().filter(|(_, (g, c))| g.to_bits() != c.to_bits() && !(g.is_nan() && c.is_nan())).map(|(i, (g, c))| (i, *g, *c)).take(6).collect();
-    assert!(bad.is_empty(), "{what}: values differ; first (index, gpu, cpu): {bad:?}");
+    let bad: Vec<_> = gpu
+        .iter()
+        .zip(cpu)
+        .enumerate()
+        .filter(|(_, (g, c))| g.to_bits() != c.to_bits() && !(g.is_nan() && c.is_nan()))
+        .map(|(i, (g, c))| (i, *g, *c))
+        .take(6)
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{what}: values differ; first (index, gpu, cpu): {bad:?}"
+    );
 }
 
 /// A device buffer holding `values`.
@@ -100,5 +122,7 @@ pub fn indices_host<B: Backend>(be: &mut B, indices: &B::Indices, len: usize) ->
     let mut d = be.alloc(len * classes)?;
     be.softmax_xent_backward(&mut d, &probs, indices, len, classes)?;
     let d = host(be, &d, len * classes)?;
-    Ok(d.chunks(classes).map(|row| row.iter().position(|&v| v < 0.0).map_or(u32::MAX, |p| p as u32)).collect())
+    Ok(d.chunks(classes)
+        .map(|row| row.iter().position(|&v| v < 0.0).map_or(u32::MAX, |p| p as u32))
+        .collect())
 }
