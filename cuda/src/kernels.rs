@@ -154,7 +154,9 @@ pub fn compile(target: Target, include_dirs: &[String]) -> Result<Vec<u8>, Error
 /// The kernels' CUBIN for a GPU arch, compiled once per process (about a second of NVRTC):
 /// later backends in the same process, such as one per test, reuse it.
 pub fn cubin_for(compute_capability: (i32, i32)) -> Result<Vec<u8>, Error> {
-    static CACHE: Mutex<Vec<((i32, i32), Vec<u8>)>> = Mutex::new(Vec::new());
+    // (compute capability, CUBIN) pairs: one GPU kind per process in practice.
+    type Cubins = Vec<((i32, i32), Vec<u8>)>;
+    static CACHE: Mutex<Cubins> = Mutex::new(Vec::new());
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, cubin)) = cache.iter().find(|(cc, _)| *cc == compute_capability) {
         return Ok(cubin.clone());
