@@ -1,6 +1,6 @@
 //! `mnist train`: the sample's job end to end, headless. Loads (or downloads) MNIST, trains
-//! with the chosen backend, prints Keras-style progress, the test result, and writes the
-//! model and the history into --out-dir.
+//! with the chosen backend (CPU, CUDA, or CUDA when usable), prints Keras-style progress, the
+//! test result, and writes the model and the history into --out-dir.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use mnist_core::train::{Outcome, TrainConfig, Trainer};
 use mnist_core::codec::mxnet;
-use mnist_core::{Config, CpuBackend, Error};
+use mnist_core::{Backend, Config, CpuBackend, Error};
+use mnist_cuda::CudaBackend;
 use serde_json::json;
 
 use crate::atomic::write_atomic;
@@ -47,22 +48,48 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
     std::fs::create_dir_all(&args.out_dir)
         .map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot create --out-dir {}: {e}", args.out_dir.display())))?;
 
-    let backend = match args.backend {
-        BackendChoice::Cpu => CpuBackend::new(args.threads),
-        BackendChoice::Cuda => {
-            return Err(Failure::new(
-                crate::EXIT_BAD_INPUT,
-                "--backend cuda: this build has no CUDA backend yet; use --backend cpu or auto".into(),
-            ))
-        }
-        BackendChoice::Auto => {
-            eprintln!("note: --backend auto: this build has no CUDA backend yet, training on the CPU");
-            CpuBackend::new(args.threads)
-        }
-    };
-    let device = mnist_core::Backend::device_name(&backend);
-    reporter.info(&format!("mnist {} - backend: cpu - device: {device}", env!("CARGO_PKG_VERSION")), json!({
-        "version": env!("CARGO_PKG_VERSION"), "backend": "cpu", "device": device, "threads": backend.threads(),
+    match args.backend {
+        BackendChoice::Cpu => train_on(CpuBackend::new(args.threads), &args, style, signals, &mut reporter),
+        BackendChoice::Cuda => match CudaBackend::new(0) {
+            Ok(backend) => train_on(backend, &args, style, signals, &mut reporter),
+            Err(e) => Err(Failure::new(crate::EXIT_BAD_INPUT, format!("--backend cuda: {e}"))),
+        },
+        BackendChoice::Auto => match CudaBackend::new(0) {
+            Ok(backend) => train_on(backend, &args, style, signals, &mut reporter),
+            Err(e) => {
+                eprintln!("note: --backend auto: training on the CPU because {e}");
+                train_on(CpuBackend::new(args.threads), &args, style, signals, &mut reporter)
+            }
+        },
+    }
+}
+
+/// The backend's name for logs ("cpu" or "cuda") and its CPU threads, if any.
+trait BackendInfo: Backend {
+    const LABEL: &'static str;
+    fn threads(&self) -> Option<usize>;
+}
+
+impl BackendInfo for CpuBackend {
+    const LABEL: &'static str = "cpu";
+    fn threads(&self) -> Option<usize> {
+        Some(CpuBackend::threads(self))
+    }
+}
+
+impl BackendInfo for CudaBackend {
+    const LABEL: &'static str = "cuda";
+    fn threads(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// Everything after choosing the backend: the Trainer is generic over it.
+fn train_on<B: BackendInfo>(backend: B, args: &TrainArgs, style: Style, signals: &crate::Signals, reporter: &mut Reporter<std::io::Stdout>) -> Result<String, Failure> {
+    let device = backend.device_name();
+    let label = B::LABEL;
+    reporter.info(&format!("mnist {} - backend: {label} - device: {device}", env!("CARGO_PKG_VERSION")), json!({
+        "version": env!("CARGO_PKG_VERSION"), "backend": label, "device": device, "threads": backend.threads(),
     }));
 
     let loaded = datasource::load(&args.data, args.verbose > 0)?;
@@ -108,11 +135,11 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
         reporter.checkpoint_every(Duration::from_secs_f64(args.checkpoint_interval));
     }
     loop {
-        let outcome = match trainer.run(&mut reporter) {
+        let outcome = match trainer.run(reporter) {
             Ok(outcome) => outcome,
             Err(e @ Error::NonFinite { .. }) => {
                 // The trainer restored the last good parameters: keep them and the history.
-                write_outputs(&args, &mut trainer, &reporter.records)?;
+                write_outputs(args, &mut trainer, &reporter.records)?;
                 return Err(Failure::new(
                     crate::EXIT_DIVERGED,
                     format!("training diverged: {e}; the model of the last good epoch ({}) was written to {}", trainer.epochs_done(), args.out_dir.display()),
@@ -145,13 +172,13 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
     };
     reporter.result(test_metrics);
 
-    let written = write_outputs(&args, &mut trainer, &reporter.records)?;
+    let written = write_outputs(args, &mut trainer, &reporter.records)?;
     reporter.info(&format!("model: {written}"), json!({ "model": written }));
     Ok(format!("trained {} epochs: test accuracy {:.4}, test loss {:.4}", args.epochs, test_metrics.accuracy, test_metrics.loss))
 }
 
 /// The model, history.csv and training.svg; returns a description of the model files.
-fn write_outputs(args: &TrainArgs, trainer: &mut Trainer<CpuBackend>, records: &[EpochRecord]) -> Result<String, Failure> {
+fn write_outputs<B: Backend>(args: &TrainArgs, trainer: &mut Trainer<B>, records: &[EpochRecord]) -> Result<String, Failure> {
     write_history(&args.out_dir, records)?;
     let svg = crate::plot::training_svg(records);
     let path = args.out_dir.join("training.svg");

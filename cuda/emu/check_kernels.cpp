@@ -1,0 +1,294 @@
+// A no-GPU check of the kernels' logic: compiles cuda/kernels/*.cu as plain C++ with a tiny
+// CUDA emulation (blocks run one after another; threads of kernels that use __syncthreads run
+// as real threads with a barrier) and compares each kernel with a naive reference. Leaves out:
+// cuBLAS, launches from Rust, and anything about GPU timing or memory; the GPU tests do those.
+#include <atomic>
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+struct uint3 { unsigned x, y, z; };
+static thread_local uint3 threadIdx, blockIdx;
+static uint3 blockDim, gridDim;
+static std::barrier<>* block_barrier = nullptr;
+static std::mutex atomic_lock;
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static  // shared by the emulated threads; blocks run one at a time
+inline void __syncthreads() { block_barrier->arrive_and_wait(); }
+inline float __int_as_float(unsigned v) { float f; std::memcpy(&f, &v, 4); return f; }
+inline float atomicAdd(float* p, float v) { std::lock_guard<std::mutex> g(atomic_lock); float old = *p; *p = old + v; return old; }
+
+#include "../kernels/common.cu"
+#include "../kernels/data.cu"
+#include "../kernels/conv2d.cu"
+#include "../kernels/maxpool2d.cu"
+#include "../kernels/dropout.cu"
+#include "../kernels/softmax_xent.cu"
+#include "../kernels/optim.cu"
+
+// Runs `kernel` on grid x block; `threads` runs each block's threads concurrently (needed for
+// __syncthreads), otherwise one after another.
+static void launch(unsigned grid, unsigned block, bool threads, const std::function<void()>& kernel) {
+    gridDim = {grid, 1, 1};
+    blockDim = {block, 1, 1};
+    for (unsigned b = 0; b < grid; ++b) {
+        if (!threads) {
+            for (unsigned t = 0; t < block; ++t) {
+                blockIdx = {b, 0, 0};
+                threadIdx = {t, 0, 0};
+                kernel();
+            }
+            continue;
+        }
+        std::barrier<> barrier(block);
+        block_barrier = &barrier;
+        std::vector<std::thread> pool;
+        for (unsigned t = 0; t < block; ++t) {
+            pool.emplace_back([&, b, t] { blockIdx = {b, 0, 0}; threadIdx = {t, 0, 0}; kernel(); });
+        }
+        for (auto& th : pool) th.join();
+    }
+}
+
+// The Rust side's launch shape, with a small block cap so grid-stride loops wrap.
+static unsigned blocks_for(i64 n) { i64 b = (n + 255) / 256; return (unsigned)(b < 1 ? 1 : (b > 3 ? 3 : b)); }
+
+static int passed = 0, failures = 0;
+static void expect(bool ok, const char* what) {
+    std::printf("%s %s\n", ok ? "ok  " : "FAIL", what);
+    ++(ok ? passed : failures);
+}
+static bool close(const std::vector<float>& got, const std::vector<double>& want, double tol) {
+    if (got.size() != want.size()) return false;
+    for (size_t i = 0; i < got.size(); ++i) {
+        if (!(std::fabs(got[i] - want[i]) <= tol * (1.0 + std::fabs(want[i])))) {
+            std::printf("     first difference at %zu: %g vs %g\n", i, got[i], want[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
+static std::mt19937_64 rng(12345);
+static std::vector<float> random_floats(size_t n, float lo, float hi) {
+    std::uniform_real_distribution<float> d(lo, hi);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+static void check_load_batch() {
+    const i64 n = 37, sample = 11, start = 5, count = 20;
+    std::vector<u8> images(n * sample), labels(n);
+    for (auto& b : images) b = (u8)(rng() & 255);
+    for (auto& l : labels) l = (u8)(rng() % 10);
+    std::vector<u32> order(n);
+    for (i64 i = 0; i < n; ++i) order[i] = (u32)((i * 17 + 3) % n);
+    std::vector<float> x(count * sample, -1.0f);
+    std::vector<u32> got_labels(count, 99);
+    launch(blocks_for(count * sample), 256, false, [&] { load_batch(x.data(), got_labels.data(), images.data(), labels.data(), order.data(), start, count, sample); });
+    bool ok = true;
+    for (i64 s = 0; s < count; ++s) {
+        u32 src = order[start + s];
+        ok &= got_labels[s] == labels[src];
+        for (i64 j = 0; j < sample; ++j) ok &= x[s * sample + j] == (float)images[src * sample + j] * (1.0f / 255.0f);
+    }
+    expect(ok, "load_batch gathers by order and scales by 1/255");
+}
+
+static void check_conv() {
+    const int samples = 3, h = 7, w = 6, c = 2, k = 3, oc = 4;
+    const int oh = h - k + 1, ow = w - k + 1, patch = k * k * c, rows = oh * ow;
+    auto inp = random_floats((size_t)samples * h * w * c, -1, 1);
+    auto kern = random_floats((size_t)patch * oc, -0.5, 0.5);
+    auto bias = random_floats(oc, -0.1f, 0.1f);
+    std::vector<float> col((size_t)samples * rows * patch, NAN);
+    launch(blocks_for((i64)col.size()), 256, false, [&] { im2col(col.data(), inp.data(), samples, h, w, c, k); });
+    // out = col @ kernel (a naive GEMM stands in for cuBLAS), then the bias + ReLU epilogue.
+    std::vector<float> out((size_t)samples * rows * oc);
+    for (int r = 0; r < samples * rows; ++r)
+        for (int o = 0; o < oc; ++o) {
+            float s = 0;
+            for (int p = 0; p < patch; ++p) s += col[(size_t)r * patch + p] * kern[(size_t)p * oc + o];
+            out[(size_t)r * oc + o] = s;
+        }
+    launch(blocks_for((i64)out.size()), 256, false, [&] { bias_act(out.data(), bias.data(), (i64)out.size(), oc, 1); });
+    std::vector<double> want(out.size());
+    for (int s = 0; s < samples; ++s)
+        for (int y = 0; y < oh; ++y)
+            for (int x = 0; x < ow; ++x)
+                for (int o = 0; o < oc; ++o) {
+                    double acc = bias[o];
+                    for (int ky = 0; ky < k; ++ky)
+                        for (int kx = 0; kx < k; ++kx)
+                            for (int ci = 0; ci < c; ++ci)
+                                acc += (double)inp[(((size_t)s * h + y + ky) * w + x + kx) * c + ci] * kern[((size_t)(ky * k + kx) * c + ci) * oc + o];
+                    want[(((size_t)s * oh + y) * ow + x) * oc + o] = acc > 0 ? acc : 0;
+                }
+    expect(close(out, want, 1e-5), "im2col + GEMM + bias_act(relu) is the NHWC/HWIO convolution");
+
+    // col2im is im2col's adjoint: <im2col(x), y> == <x, col2im(y)>.
+    auto dcol = random_floats(col.size(), -1, 1);
+    std::vector<float> dinp(inp.size(), NAN);
+    launch(blocks_for((i64)dinp.size()), 256, false, [&] { col2im(dinp.data(), dcol.data(), samples, h, w, c, k); });
+    double lhs = 0, rhs = 0;
+    for (size_t i = 0; i < col.size(); ++i) lhs += (double)col[i] * dcol[i];
+    for (size_t i = 0; i < inp.size(); ++i) rhs += (double)inp[i] * dinp[i];
+    expect(std::fabs(lhs - rhs) < 1e-4 * (1 + std::fabs(lhs)), "col2im is the adjoint of im2col");
+
+    std::vector<float> dout = random_floats(out.size(), -1, 1), masked = dout;
+    launch(blocks_for((i64)out.size()), 256, false, [&] { relu_backward(masked.data(), out.data(), (i64)out.size()); });
+    bool ok = true;
+    for (size_t i = 0; i < out.size(); ++i) ok &= masked[i] == (out[i] <= 0 ? 0.0f : dout[i]);
+    expect(ok, "relu_backward masks by the output");
+}
+
+static void check_maxpool() {
+    const int batch = 2, h = 7, w = 5, c = 3, p = 2, oh = h / p, ow = w / p;
+    const i64 in_len = h * w * c, out_len = oh * ow * c;
+    auto inp = random_floats(batch * in_len, -1, 1);
+    inp[3] = NAN;  // a NaN never wins
+    std::vector<float> out(batch * out_len);
+    std::vector<u32> argmax(batch * out_len);
+    launch(blocks_for(batch * out_len), 256, false, [&] { maxpool2d_forward(out.data(), argmax.data(), inp.data(), batch, h, w, c, p); });
+    bool ok = true;
+    for (int b = 0; b < batch; ++b)
+        for (int y = 0; y < oh; ++y)
+            for (int x = 0; x < ow; ++x)
+                for (int ch = 0; ch < c; ++ch) {
+                    float best = -INFINITY;
+                    int bi = ((y * p) * w + x * p) * c + ch;
+                    for (int dy = 0; dy < p; ++dy)
+                        for (int dx = 0; dx < p; ++dx) {
+                            int i = ((y * p + dy) * w + x * p + dx) * c + ch;
+                            if (inp[b * in_len + i] > best) { best = inp[b * in_len + i]; bi = i; }
+                        }
+                    i64 o = b * out_len + (y * ow + x) * c + ch;
+                    ok &= argmax[o] == (u32)bi && out[o] == best;
+                }
+    expect(ok, "maxpool2d_forward: max and argmax within the sample");
+    auto dout = random_floats(out.size(), -1, 1);
+    std::vector<float> dinp(inp.size(), 0.0f);  // the host zeroes it first
+    launch(blocks_for(batch * out_len), 256, false, [&] { maxpool2d_backward(dinp.data(), argmax.data(), dout.data(), batch, in_len, out_len); });
+    std::vector<double> want(inp.size(), 0.0);
+    for (int b = 0; b < batch; ++b)
+        for (i64 o = 0; o < out_len; ++o) want[b * in_len + argmax[b * out_len + o]] += dout[b * out_len + o];
+    expect(close(dinp, want, 0), "maxpool2d_backward routes each gradient to its argmax");
+}
+
+static void check_dropout() {
+    // Masks computed by mnist_core::layers::dropout::keep (Rust) for 64 consecutive indices
+    // from `first` (a multiple of 64); the last case needs 64-bit indices.
+    struct Case { u64 seed; float rate; i64 first; u32 threshold; u64 bits; };
+    const Case cases[] = {
+        {0x123456789abcdef0ull, 0.25f, 0ll, 1073741824u, 0xd6f85bbd5efd39faull},
+        {0x7ull, 0.5f, 1000000ll, 2147483648u, 0x2c3268c94470e6a1ull},
+        {0xffffffffffffffffull, 0.75f, 4294967232ll, 3221225472u, 0xa012100408854014ull},
+    };
+    for (const Case& cs : cases) {
+        const i64 n = cs.first + 64;
+        const float scale = 1.0f / (1.0f - cs.rate);
+        std::vector<float> x(64, 1.0f);
+        // Run only the block that covers [first, n): x is addressed as if it started at 0.
+        float* base = x.data() - cs.first;
+        gridDim = {(unsigned)((n + 63) / 64), 1, 1};
+        blockDim = {64, 1, 1};
+        for (unsigned t = 0; t < 64; ++t) {
+            blockIdx = {(unsigned)(cs.first / 64), 0, 0};
+            threadIdx = {t, 0, 0};
+            dropout(base, n, cs.seed, cs.threshold, scale);
+        }
+        bool ok = true;
+        for (int i = 0; i < 64; ++i) ok &= x[i] == (((cs.bits >> i) & 1) ? scale : 0.0f);
+        char what[96];
+        std::snprintf(what, sizeof what, "dropout mask equals the CPU's (seed %llx, from %lld)", (unsigned long long)cs.seed, (long long)cs.first);
+        expect(ok, what);
+    }
+}
+
+static void check_softmax() {
+    const int batch = 300, classes = 10;  // two blocks; the second has idle rows
+    auto logits = random_floats(batch * classes, -4, 4);
+    logits[0] = 200;  // a clipped row (p = 1)
+    std::vector<u32> labels(batch);
+    for (auto& l : labels) l = (u32)(rng() % classes);
+    labels[0] = 0;
+    std::vector<float> probs(logits.size()), metrics = {0.5f, 1.0f};
+    launch((batch + 255) / 256, 256, true, [&] { softmax_xent_forward(probs.data(), metrics.data(), logits.data(), labels.data(), batch, classes); });
+    std::vector<double> want(probs.size());
+    double loss = 0.5, correct = 1.0;
+    for (int r = 0; r < batch; ++r) {
+        const float* z = &logits[r * classes];
+        int best = 0;
+        for (int j = 1; j < classes; ++j) if (z[j] > z[best]) best = j;
+        double sum = 0;
+        for (int j = 0; j < classes; ++j) sum += std::exp((double)z[j] - z[best]);
+        for (int j = 0; j < classes; ++j) want[r * classes + j] = std::exp((double)z[j] - z[best]) / sum;
+        double py = std::fmin(std::fmax(want[r * classes + labels[r]], 1e-7), 1 - 1e-7);
+        loss -= std::log(py);
+        correct += best == (int)labels[r];
+    }
+    expect(close(probs, want, 1e-6), "softmax_xent_forward: probabilities");
+    expect(std::fabs(metrics[0] - loss) < 1e-4 * loss && metrics[1] == correct, "softmax_xent_forward: adds loss sum and correct count to metrics");
+
+    std::vector<float> dlogits(probs.size(), NAN);
+    float scale = 1.0f / batch;
+    launch(blocks_for(batch * classes), 256, false, [&] { softmax_xent_backward(dlogits.data(), probs.data(), labels.data(), batch, classes, scale); });
+    std::vector<double> dwant(probs.size());
+    for (int r = 0; r < batch; ++r) {
+        float py = probs[r * classes + labels[r]];
+        bool clipped = !(py >= 1e-7f && py <= 1.0f - 1e-7f);
+        for (int j = 0; j < classes; ++j)
+            dwant[r * classes + j] = clipped ? 0.0 : ((double)probs[r * classes + j] - (j == (int)labels[r])) * scale;
+    }
+    expect(close(dlogits, dwant, 1e-6) && dlogits[0] == 0.0f, "softmax_xent_backward: (p - onehot) / B, zero for a clipped row");
+
+    std::vector<u32> bad = {0, 12};
+    std::vector<float> m2 = {0, 0}, p2(2 * classes);
+    launch(1, 256, true, [&] { softmax_xent_forward(p2.data(), m2.data(), logits.data(), bad.data(), 2, classes); });
+    expect(std::isnan(m2[0]), "a label >= classes makes the loss NaN");
+}
+
+static void check_adadelta() {
+    const i64 n = 1000;
+    auto params = random_floats(n, -1, 1), grads = random_floats(n, -1, 1);
+    auto a = random_floats(n, 0, 0.1f), du = random_floats(n, 0, 0.01f);
+    auto p0 = params, a0 = a, du0 = du;
+    const float lr = 1.0f, rho = 0.95f, keep = 1.0f - rho, eps = 1e-7f;
+    launch(blocks_for(n), 256, false, [&] { adadelta(params.data(), a.data(), du.data(), grads.data(), n, lr, rho, keep, eps); });
+    bool ok = true;
+    for (i64 i = 0; i < n; ++i) {
+        // optim.rs in the same f32 operation order: bit-equal.
+        float g = grads[i];
+        float ai = rho * a0[i] + keep * g * g;
+        float u = g * std::sqrt(du0[i] + eps) / std::sqrt(ai + eps);
+        ok &= a[i] == ai && params[i] == p0[i] - lr * u && du[i] == rho * du0[i] + keep * u * u;
+    }
+    expect(ok, "adadelta equals optim.rs's f32 arithmetic");
+
+    std::vector<float> x(1000, 3.0f);
+    launch(blocks_for(1000), 256, false, [&] { fill_f32(x.data(), 999, 2.5f); });
+    expect(x[0] == 2.5f && x[998] == 2.5f && x[999] == 3.0f, "fill_f32 fills exactly n values");
+}
+
+int main() {
+    check_load_batch();
+    check_conv();
+    check_maxpool();
+    check_dropout();
+    check_softmax();
+    check_adadelta();
+    std::printf("%d passed, %d failed\n", passed, failures);
+    return failures ? 1 : 0;
+}

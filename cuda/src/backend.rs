@@ -1,0 +1,1035 @@
+//! CudaBackend: mnist-core's `Backend` on one CUDA stream. Convolutions are im2col + cuBLAS
+//! SGEMM (TF32 off), everything else a small NVRTC-compiled kernel; every op is queued on the
+//! stream and only `download` waits, so a training step never synchronises with the host.
+//! Leaves out: CUDA graphs, multiple streams and GPUs, and f16 math (later work).
+
+use std::sync::Arc;
+
+use cudarc::cublas::{result as cublas, sys as cublas_sys, CudaBlas};
+use cudarc::driver::{
+    result as driver, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, DriverError,
+    LaunchConfig, PushKernelArg, ValidAsZeroBits,
+};
+use cudarc::nvrtc::Ptx;
+use mnist_core::backend::{Adadelta, Backend, Conv2dDims, DenseDims, PoolDims, METRICS_LEN};
+use mnist_core::layers::dropout::drop_threshold;
+use mnist_core::{Error, Result, Span};
+
+use crate::gemm::RowMajorGemm;
+use crate::kernels::{self, Kernel};
+
+/// Threads per block for the elementwise kernels (grid-stride loops, so any grid works).
+const BLOCK: u32 = 256;
+/// At most this many blocks per launch: enough to fill an H100 (132 SMs) many times over.
+const MAX_BLOCKS: usize = 1 << 16;
+/// softmax_xent_forward's block size (SOFTMAX_BLOCK in softmax_xent.cu).
+const SOFTMAX_BLOCK: u32 = 256;
+/// The im2col scratch holds at most this many floats (256 MiB); larger batches are convolved
+/// in chunks of samples. A batch of 128 of the default model needs 21 M (one chunk).
+const COL_CAP: usize = 1 << 26;
+
+/// Values on the device. `len` is the length the caller asked for; the allocation holds at
+/// least one value so a zero-length buffer still has a valid pointer.
+pub struct CudaBuffer<T> {
+    slice: CudaSlice<T>,
+    ptr: u64,
+    len: usize,
+}
+
+impl<T> CudaBuffer<T> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The device address of element `offset` (for cuBLAS and kernel arguments).
+    fn at(&self, offset: usize) -> u64 {
+        self.ptr + (offset * std::mem::size_of::<T>()) as u64
+    }
+}
+
+/// A dataset resident on the device: u8 images and labels, and the u32 sample order.
+pub struct CudaDataset {
+    images: CudaBuffer<u8>, // (N, sample_len)
+    labels: CudaBuffer<u8>, // (N)
+    order: CudaBuffer<u32>, // (N): a permutation of 0..N
+    sample_len: usize,
+}
+
+impl CudaDataset {
+    pub fn len(&self) -> usize {
+        self.labels.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.labels.len == 0
+    }
+}
+
+/// A kernel argument. Each variant's type is the C type of the matching kernel parameter:
+/// Ptr = any pointer, I64 = long long, I32 = int, U32 = unsigned, U64 = unsigned long long.
+#[derive(Clone, Copy)]
+enum Arg {
+    Ptr(u64),
+    I64(i64),
+    I32(i32),
+    U32(u32),
+    U64(u64),
+    F32(f32),
+}
+
+pub struct CudaBackend {
+    // Field order is drop order: buffers and cuBLAS go before the stream and context.
+    col: Option<CudaBuffer<f32>>,  // im2col / dcol scratch, grown on demand
+    ones: Option<CudaBuffer<f32>>, // all 1.0: bias gradients as GEMMs with a ones vector
+    blas: CudaBlas,
+    functions: Vec<CudaFunction>, // indexed by `Kernel as usize`
+    stream: Arc<CudaStream>,
+    ctx: Arc<CudaContext>,
+    name: String,
+}
+
+fn backend_error(op: &str, message: impl Into<String>) -> Error {
+    Error::Backend {
+        op: op.into(),
+        message: message.into(),
+    }
+}
+
+fn driver_error(op: &str, e: DriverError) -> Error {
+    let name = e
+        .error_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| format!("{:?}", e.0));
+    let text = e
+        .error_string()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    backend_error(op, format!("{name}: {text}"))
+}
+
+fn cublas_error(op: &str, e: cublas::CublasError) -> Error {
+    backend_error(op, format!("cuBLAS {:?}", e.0))
+}
+
+fn check(op: &str, what: &str, have: usize, need: usize) -> Result<()> {
+    if have < need {
+        return Err(backend_error(
+            op,
+            format!("{what} holds {have} values but {need} are needed"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_span(op: &str, buffer: &CudaBuffer<f32>, span: Span, need: usize) -> Result<()> {
+    if span.len != need || span.offset + span.len > buffer.len {
+        return Err(backend_error(
+            op,
+            format!(
+                "parameter span {span:?} does not fit {need} values in a buffer of {}",
+                buffer.len
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn int(op: &str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| backend_error(op, format!("{v} does not fit a 32-bit int")))
+}
+
+fn elementwise(n: usize) -> LaunchConfig {
+    let blocks = n.div_ceil(BLOCK as usize).clamp(1, MAX_BLOCKS) as u32;
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Which of the three libraries is missing, as the sentence `new` and `cuda_available` return.
+fn check_libraries() -> Result<()> {
+    // SAFETY: each call only tries to dlopen the library by cudarc's candidate names.
+    let (cuda, nvrtc, cublas) = unsafe {
+        (
+            cudarc::driver::sys::is_culib_present(),
+            cudarc::nvrtc::sys::is_culib_present(),
+            cudarc::cublas::sys::is_culib_present(),
+        )
+    };
+    let missing = if !cuda {
+        "libcuda.so could not be loaded (no NVIDIA driver)"
+    } else if !nvrtc {
+        "libnvrtc.so.13 could not be loaded (put CUDA 13's lib64 folder on LD_LIBRARY_PATH)"
+    } else if !cublas {
+        "libcublas.so.13 could not be loaded (put CUDA 13's lib64 folder on LD_LIBRARY_PATH)"
+    } else {
+        return Ok(());
+    };
+    Err(backend_error("cuda init", format!("no usable CUDA GPU: {missing}")))
+}
+
+/// cudarc panics where a library or symbol cannot be loaded; the checks above avoid the usual
+/// cases, and this turns any other such panic into an error instead of a crash.
+fn without_panics<T>(op: &str, f: impl FnOnce() -> Result<T> + std::panic::UnwindSafe) -> Result<T> {
+    std::panic::catch_unwind(f).unwrap_or_else(|_| {
+        Err(backend_error(
+            op,
+            "no usable CUDA GPU: the CUDA libraries failed to load (see the panic message above)",
+        ))
+    })
+}
+
+/// The first GPU's name when the driver, NVRTC and cuBLAS load and a device exists; otherwise
+/// one sentence saying why not (for `--backend auto`). Creates no context.
+pub fn cuda_available() -> Result<String> {
+    without_panics("cuda init", || {
+        check_libraries()?;
+        driver::init().map_err(|e| no_gpu(driver_error("cuInit", e)))?;
+        let count = driver::device::get_count().map_err(|e| driver_error("cuDeviceGetCount", e))?;
+        if count < 1 {
+            return Err(backend_error(
+                "cuda init",
+                "no usable CUDA GPU: the driver reports no device",
+            ));
+        }
+        let device = driver::device::get(0).map_err(|e| driver_error("cuDeviceGet", e))?;
+        driver::device::get_name(device).map_err(|e| driver_error("cuDeviceGetName", e))
+    })
+}
+
+fn no_gpu(e: Error) -> Error {
+    match e {
+        Error::Backend { op, message } => Error::Backend {
+            op,
+            message: format!("no usable CUDA GPU: {message}"),
+        },
+        other => other,
+    }
+}
+
+impl CudaBackend {
+    /// Starts the backend on GPU `ordinal`: a context, one stream, the kernels compiled by
+    /// NVRTC for this GPU's arch, and a cuBLAS handle in default (non-TF32) math.
+    /// Without a usable GPU, a clear error instead of a panic.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        without_panics("cuda init", || Self::start(ordinal))
+    }
+
+    fn start(ordinal: usize) -> Result<Self> {
+        check_libraries()?;
+        let ctx = CudaContext::new(ordinal).map_err(|e| no_gpu(driver_error("cuda init", e)))?;
+        // SAFETY: this backend uses one stream for everything, so cudarc's cross-stream event
+        // tracking has nothing to order; turned off before the first allocation.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(|e| driver_error("cuStreamCreate", e))?;
+        let capability = ctx
+            .compute_capability()
+            .map_err(|e| driver_error("cuDeviceGetAttribute", e))?;
+        let device = ctx.name().map_err(|e| driver_error("cuDeviceGetName", e))?;
+        let cubin = kernels::cubin_for(capability)?;
+        let module = ctx
+            .load_module(Ptx::from_binary(cubin))
+            .map_err(|e| driver_error("cuModuleLoadData", e))?;
+        let functions = Kernel::ALL
+            .iter()
+            .map(|k| {
+                module
+                    .load_function(k.name())
+                    .map_err(|e| driver_error(&format!("cuModuleGetFunction({})", k.name()), e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let blas = CudaBlas::new(stream.clone()).map_err(|e| cublas_error("cublasCreate", e))?;
+        // TF32 stays off: fp32 GEMMs must match the CPU within 1e-4 relative.
+        // SAFETY: a live handle.
+        unsafe { cublas_sys::cublasSetMathMode(*blas.handle(), cublas_sys::cublasMath_t::CUBLAS_DEFAULT_MATH) }
+            .result()
+            .map_err(|e| cublas_error("cublasSetMathMode", e))?;
+        let name = format!("{device} (sm_{}{})", capability.0, capability.1);
+        Ok(CudaBackend {
+            col: None,
+            ones: None,
+            blas,
+            functions,
+            stream,
+            ctx,
+            name,
+        })
+    }
+
+    /// Waits for every queued operation; reports the first asynchronous error.
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream
+            .synchronize()
+            .map_err(|e| driver_error("cuStreamSynchronize (an earlier launch may have failed)", e))
+    }
+
+    fn alloc_buffer<T: DeviceRepr + ValidAsZeroBits>(&mut self, len: usize) -> Result<CudaBuffer<T>> {
+        let slice = self
+            .stream
+            .alloc_zeros::<T>(len.max(1))
+            .map_err(|e| driver_error("cuMemAlloc", e))?;
+        // The address is fixed for the allocation's life; with event tracking off the
+        // returned guard records nothing.
+        let ptr = slice.device_ptr(&self.stream).0;
+        Ok(CudaBuffer { ptr, slice, len })
+    }
+
+    fn upload_new<T: DeviceRepr + ValidAsZeroBits>(&mut self, host: &[T]) -> Result<CudaBuffer<T>> {
+        let mut buffer = self.alloc_buffer(host.len())?;
+        self.copy_in(&mut buffer, host)?;
+        Ok(buffer)
+    }
+
+    fn copy_in<T: DeviceRepr>(&mut self, dst: &mut CudaBuffer<T>, src: &[T]) -> Result<()> {
+        check("upload", "destination", dst.len, src.len())?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        let mut view = dst.slice.slice_mut(0..src.len());
+        self.stream
+            .memcpy_htod(src, &mut view)
+            .map_err(|e| driver_error("cuMemcpyHtoD", e))
+    }
+
+    /// Queues `kernel` on the stream.
+    ///
+    /// # Safety
+    /// `args` must match the kernel's C parameters in number, order and type, and every
+    /// pointer must address as much live device memory as the kernel indexes with those sizes.
+    unsafe fn launch(&self, kernel: Kernel, config: LaunchConfig, args: &[Arg]) -> Result<()> {
+        let mut builder = self.stream.launch_builder(&self.functions[kernel as usize]);
+        for arg in args {
+            match arg {
+                Arg::Ptr(v) | Arg::U64(v) => builder.arg(v),
+                Arg::I64(v) => builder.arg(v),
+                Arg::I32(v) => builder.arg(v),
+                Arg::U32(v) => builder.arg(v),
+                Arg::F32(v) => builder.arg(v),
+            };
+        }
+        // SAFETY: forwarded to the caller (see above); `args` outlives the launch call.
+        unsafe { builder.launch(config) }
+            .map(|_| ())
+            .map_err(|e| driver_error(kernel.name(), e))
+    }
+
+    /// Row-major C = alpha op(A) op(B) + beta C on cuBLAS; each operand is a device address
+    /// and the number of values there, checked against the shapes before the call.
+    fn gemm(&self, op: &str, g: RowMajorGemm, a: (u64, usize), b: (u64, usize), c: (u64, usize)) -> Result<()> {
+        let (a_need, b_need, c_need) = g.extents();
+        if a.1 < a_need || b.1 < b_need || c.1 < c_need {
+            return Err(backend_error(op, format!("GEMM operands too small for {g:?}")));
+        }
+        if g.m == 0 || g.n == 0 {
+            return Ok(());
+        }
+        let cm = g
+            .to_column_major()
+            .ok_or_else(|| backend_error(op, format!("GEMM {g:?} exceeds cuBLAS's 32-bit sizes")))?;
+        self.ctx.bind_to_thread().map_err(|e| driver_error(op, e))?;
+        // SAFETY: the handle is live and bound to our stream; the extents checked above keep
+        // every access inside the three device allocations; alpha and beta are host values
+        // (cuBLAS's default pointer mode). cuBLAS's A is our B and its B our A (gemm.rs).
+        unsafe {
+            cublas::sgemm(
+                *self.blas.handle(),
+                cm.transa,
+                cm.transb,
+                cm.m,
+                cm.n,
+                cm.k,
+                &g.alpha,
+                b.0 as *const f32,
+                cm.lda,
+                a.0 as *const f32,
+                cm.ldb,
+                &g.beta,
+                c.0 as *mut f32,
+                cm.ldc,
+            )
+        }
+        .map_err(|e| cublas_error(op, e))
+    }
+
+    /// Fills the first `len` values of `dst` with `value`.
+    fn fill_range(&self, dst: u64, len: usize, value: f32) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: fill_f32(float* x, i64 n, float value); callers pass a buffer of >= len values.
+        unsafe {
+            self.launch(
+                Kernel::FillF32,
+                elementwise(len),
+                &[Arg::Ptr(dst), Arg::I64(len as i64), Arg::F32(value)],
+            )
+        }
+    }
+
+    /// Sets `len` floats at `dst` to zero.
+    fn zero_range(&self, dst: u64, len: usize) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| driver_error("cuMemsetD8Async", e))?;
+        // SAFETY: callers pass an address with >= len floats behind it; async on our stream.
+        unsafe { driver::memset_d8_async(dst, 0, len * 4, self.stream.cu_stream()) }
+            .map_err(|e| driver_error("cuMemsetD8Async", e))
+    }
+
+    /// A scratch buffer of at least `len` floats for im2col and dcol.
+    fn col_scratch(&mut self, len: usize) -> Result<u64> {
+        if self.col.as_ref().is_none_or(|c| c.len < len) {
+            self.col = None; // free the old one first (stream-ordered)
+            self.col = Some(self.alloc_buffer(len)?);
+        }
+        Ok(self.col.as_ref().map_or(0, |c| c.ptr))
+    }
+
+    /// A vector of at least `len` ones.
+    fn ones(&mut self, len: usize) -> Result<u64> {
+        if self.ones.as_ref().is_none_or(|o| o.len < len) {
+            let ones = self.alloc_buffer::<f32>(len)?;
+            self.fill_range(ones.ptr, len, 1.0)?;
+            self.ones = Some(ones);
+        }
+        Ok(self.ones.as_ref().map_or(0, |o| o.ptr))
+    }
+
+    /// dbias (cols) = column sums of dout (rows, cols), overwritten: ones (1 x rows) @ dout.
+    fn bias_gradient(
+        &mut self,
+        op: &str,
+        dbias: (u64, usize),
+        dout: (u64, usize),
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        if rows == 0 {
+            return self.zero_range(dbias.0, cols);
+        }
+        let ones = self.ones(rows)?;
+        let g = RowMajorGemm {
+            m: 1,
+            n: cols,
+            k: rows,
+            transpose_a: false,
+            transpose_b: false,
+            lda: rows,
+            ldb: cols,
+            ldc: cols,
+            alpha: 1.0,
+            beta: 0.0,
+        };
+        self.gemm(op, g, (ones, rows), dout, dbias)
+    }
+
+    /// out (n) += bias (broadcast over rows of `channels`), then ReLU if `relu`.
+    fn bias_act(&self, out: u64, bias: u64, n: usize, channels: usize, relu: bool) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let args = [
+            Arg::Ptr(out),
+            Arg::Ptr(bias),
+            Arg::I64(n as i64),
+            Arg::I32(int("bias_act", channels)?),
+            Arg::I32(relu as i32),
+        ];
+        // SAFETY: bias_act(float* out, const float* bias, i64 n, int channels, int relu); out
+        // holds n values and bias `channels` (checked by the callers).
+        unsafe { self.launch(Kernel::BiasAct, elementwise(n), &args) }
+    }
+
+    /// dout (n) *= (out > 0), in place.
+    fn relu_backward(&self, dout: u64, out: u64, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        // SAFETY: relu_backward(float* dout, const float* out, i64 n); both hold n values.
+        unsafe {
+            self.launch(
+                Kernel::ReluBackward,
+                elementwise(n),
+                &[Arg::Ptr(dout), Arg::Ptr(out), Arg::I64(n as i64)],
+            )
+        }
+    }
+
+    /// Samples per im2col chunk so that the scratch stays under COL_CAP.
+    fn conv_chunk(d: &Conv2dDims) -> usize {
+        let per_sample = d.out_height() * d.out_width() * d.patch_len();
+        (COL_CAP / per_sample.max(1)).clamp(1, d.batch.max(1))
+    }
+
+    fn im2col_or_col2im(&self, kernel: Kernel, dst: u64, src: u64, samples: usize, d: &Conv2dDims) -> Result<()> {
+        let op = kernel.name();
+        let n = match kernel {
+            Kernel::Im2col => samples * d.out_height() * d.out_width() * d.patch_len(),
+            _ => samples * d.in_len(),
+        };
+        let args = [
+            Arg::Ptr(dst),
+            Arg::Ptr(src),
+            Arg::I64(samples as i64),
+            Arg::I32(int(op, d.height)?),
+            Arg::I32(int(op, d.width)?),
+            Arg::I32(int(op, d.in_channels)?),
+            Arg::I32(int(op, d.kernel)?),
+        ];
+        // SAFETY: im2col(float* col, const float* inp, ...) and col2im(float* dinp, const
+        // float* dcol, ...) share this signature; callers pass `samples` samples of input
+        // (samples * in_len values) and a col scratch of samples * OH*OW * patch values.
+        unsafe { self.launch(kernel, elementwise(n), &args) }
+    }
+}
+
+impl Backend for CudaBackend {
+    type Buffer = CudaBuffer<f32>;
+    type Indices = CudaBuffer<u32>;
+    type Dataset = CudaDataset;
+
+    fn device_name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn alloc(&mut self, len: usize) -> Result<CudaBuffer<f32>> {
+        self.alloc_buffer(len)
+    }
+    fn alloc_indices(&mut self, len: usize) -> Result<CudaBuffer<u32>> {
+        self.alloc_buffer(len)
+    }
+    fn upload(&mut self, dst: &mut CudaBuffer<f32>, src: &[f32]) -> Result<()> {
+        self.copy_in(dst, src)
+    }
+    fn download(&mut self, dst: &mut [f32], src: &CudaBuffer<f32>) -> Result<()> {
+        check("download", "source", src.len, dst.len())?;
+        if !dst.is_empty() {
+            let view = src.slice.slice(0..dst.len());
+            self.stream
+                .memcpy_dtoh(&view, dst)
+                .map_err(|e| driver_error("cuMemcpyDtoH (an earlier launch may have failed)", e))?;
+        }
+        self.synchronize()
+    }
+    fn fill(&mut self, dst: &mut CudaBuffer<f32>, value: f32) -> Result<()> {
+        self.fill_range(dst.ptr, dst.len, value)
+    }
+
+    fn upload_dataset(&mut self, images: &[u8], labels: &[u8], sample_len: usize) -> Result<CudaDataset> {
+        if sample_len == 0 || images.len() != labels.len() * sample_len {
+            return Err(Error::invalid("dataset", "image bytes do not match the label count"));
+        }
+        if labels.len() > u32::MAX as usize {
+            return Err(Error::invalid("dataset", "more than 2^32 samples"));
+        }
+        let order: Vec<u32> = (0..labels.len() as u32).collect();
+        Ok(CudaDataset {
+            images: self.upload_new(images)?,
+            labels: self.upload_new(labels)?,
+            order: self.upload_new(&order)?,
+            sample_len,
+        })
+    }
+
+    fn set_order(&mut self, data: &mut CudaDataset, order: &[u32]) -> Result<()> {
+        if order.len() != data.len() || order.iter().any(|&i| i as usize >= data.len()) {
+            return Err(Error::invalid("sample order", "not a list of indices into the dataset"));
+        }
+        self.copy_in(&mut data.order, order)
+    }
+
+    fn load_batch(
+        &mut self,
+        x: &mut CudaBuffer<f32>,
+        labels: &mut CudaBuffer<u32>,
+        data: &CudaDataset,
+        start: usize,
+        count: usize,
+    ) -> Result<()> {
+        if start + count > data.len() {
+            return Err(Error::invalid(
+                "batch",
+                format!("samples {start}..{} of {}", start + count, data.len()),
+            ));
+        }
+        let n = data.sample_len;
+        check("load_batch", "x", x.len, count * n)?;
+        check("load_batch", "labels", labels.len, count)?;
+        if count == 0 {
+            return Ok(());
+        }
+        let args = [
+            Arg::Ptr(x.ptr),
+            Arg::Ptr(labels.ptr),
+            Arg::Ptr(data.images.ptr),
+            Arg::Ptr(data.labels.ptr),
+            Arg::Ptr(data.order.ptr),
+            Arg::I64(start as i64),
+            Arg::I64(count as i64),
+            Arg::I64(n as i64),
+        ];
+        // SAFETY: load_batch(float* x, u32* labels, const u8* images, const u8* all_labels,
+        // const u32* order, i64 start, i64 count, i64 sample_len). x and labels hold count
+        // samples (checked); start + count <= N, and set_order keeps every order entry < N, so
+        // the gathers stay inside images (N * sample_len) and all_labels (N).
+        unsafe { self.launch(Kernel::LoadBatch, elementwise(count * n), &args) }
+    }
+
+    fn conv2d_forward(
+        &mut self,
+        out: &mut CudaBuffer<f32>,
+        inp: &CudaBuffer<f32>,
+        params: &CudaBuffer<f32>,
+        kernel: Span,
+        bias: Span,
+        d: Conv2dDims,
+        relu: bool,
+    ) -> Result<()> {
+        let op = "conv2d_forward";
+        let (in_len, out_len, patch, oc) = (d.in_len(), d.out_len(), d.patch_len(), d.out_channels);
+        check(op, "out", out.len, d.batch * out_len)?;
+        check(op, "inp", inp.len, d.batch * in_len)?;
+        check_span(op, params, kernel, patch * oc)?;
+        check_span(op, params, bias, oc)?;
+        if d.batch == 0 {
+            return Ok(());
+        }
+        let rows = d.out_height() * d.out_width();
+        let chunk = Self::conv_chunk(&d);
+        let col = self.col_scratch(chunk * rows * patch)?;
+        for first in (0..d.batch).step_by(chunk) {
+            let samples = chunk.min(d.batch - first);
+            self.im2col_or_col2im(Kernel::Im2col, col, inp.at(first * in_len), samples, &d)?;
+            // out (S*rows, OC) = col (S*rows, patch) @ kernel (patch, OC)
+            let g = RowMajorGemm {
+                m: samples * rows,
+                n: oc,
+                k: patch,
+                transpose_a: false,
+                transpose_b: false,
+                lda: patch,
+                ldb: oc,
+                ldc: oc,
+                alpha: 1.0,
+                beta: 0.0,
+            };
+            self.gemm(
+                op,
+                g,
+                (col, samples * rows * patch),
+                (params.at(kernel.offset), kernel.len),
+                (out.at(first * out_len), samples * out_len),
+            )?;
+        }
+        self.bias_act(out.ptr, params.at(bias.offset), d.batch * out_len, oc, relu)
+    }
+
+    fn conv2d_backward(
+        &mut self,
+        dinp: Option<&mut CudaBuffer<f32>>,
+        dparams: &mut CudaBuffer<f32>,
+        dout: &mut CudaBuffer<f32>,
+        out: &CudaBuffer<f32>,
+        inp: &CudaBuffer<f32>,
+        params: &CudaBuffer<f32>,
+        kernel: Span,
+        bias: Span,
+        d: Conv2dDims,
+        relu: bool,
+    ) -> Result<()> {
+        let op = "conv2d_backward";
+        let (in_len, out_len, patch, oc) = (d.in_len(), d.out_len(), d.patch_len(), d.out_channels);
+        check(op, "dout", dout.len, d.batch * out_len)?;
+        check(op, "out", out.len, d.batch * out_len)?;
+        check(op, "inp", inp.len, d.batch * in_len)?;
+        if let Some(dinp) = &dinp {
+            check(op, "dinp", dinp.len, d.batch * in_len)?;
+        }
+        check_span(op, params, kernel, patch * oc)?;
+        check_span(op, params, bias, oc)?;
+        check_span(op, dparams, kernel, patch * oc)?;
+        check_span(op, dparams, bias, oc)?;
+        if kernel.offset < bias.offset + bias.len && bias.offset < kernel.offset + kernel.len {
+            return Err(backend_error(op, "kernel and bias spans overlap"));
+        }
+        let (dkernel, dbias) = (
+            (dparams.at(kernel.offset), kernel.len),
+            (dparams.at(bias.offset), bias.len),
+        );
+        if d.batch == 0 {
+            self.zero_range(dkernel.0, kernel.len)?;
+            return self.zero_range(dbias.0, bias.len);
+        }
+        let rows = d.out_height() * d.out_width();
+        if relu {
+            self.relu_backward(dout.ptr, out.ptr, d.batch * out_len)?;
+        }
+        self.bias_gradient(op, dbias, (dout.ptr, d.batch * out_len), d.batch * rows, oc)?;
+        let chunk = Self::conv_chunk(&d);
+        let col = self.col_scratch(chunk * rows * patch)?;
+        let dinp_ptr = dinp.map(|b| b.ptr);
+        for first in (0..d.batch).step_by(chunk) {
+            let samples = chunk.min(d.batch - first);
+            let col_len = samples * rows * patch;
+            let dout_chunk = (dout.at(first * out_len), samples * out_len);
+            // dkernel (patch, OC) = col^T @ dout, summed over the chunks (the forward's im2col
+            // is recomputed: cheaper than keeping it).
+            self.im2col_or_col2im(Kernel::Im2col, col, inp.at(first * in_len), samples, &d)?;
+            let beta = if first == 0 { 0.0 } else { 1.0 };
+            let g = RowMajorGemm {
+                m: patch,
+                n: oc,
+                k: samples * rows,
+                transpose_a: true,
+                transpose_b: false,
+                lda: patch,
+                ldb: oc,
+                ldc: oc,
+                alpha: 1.0,
+                beta,
+            };
+            self.gemm(op, g, (col, col_len), dout_chunk, dkernel)?;
+            if let Some(dinp) = dinp_ptr {
+                // dcol (S*rows, patch) = dout @ kernel^T, into the same scratch (stream order
+                // puts it after the GEMM above), then scattered back onto the input pixels.
+                let g = RowMajorGemm {
+                    m: samples * rows,
+                    n: patch,
+                    k: oc,
+                    transpose_a: false,
+                    transpose_b: true,
+                    lda: oc,
+                    ldb: oc,
+                    ldc: patch,
+                    alpha: 1.0,
+                    beta: 0.0,
+                };
+                self.gemm(
+                    op,
+                    g,
+                    dout_chunk,
+                    (params.at(kernel.offset), kernel.len),
+                    (col, col_len),
+                )?;
+                self.im2col_or_col2im(Kernel::Col2im, dinp + (first * in_len * 4) as u64, col, samples, &d)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn maxpool2d_forward(
+        &mut self,
+        out: &mut CudaBuffer<f32>,
+        argmax: &mut CudaBuffer<u32>,
+        inp: &CudaBuffer<f32>,
+        d: PoolDims,
+    ) -> Result<()> {
+        let op = "maxpool2d_forward";
+        let (in_len, out_len) = (d.in_len(), d.out_len());
+        check(op, "out", out.len, d.batch * out_len)?;
+        check(op, "argmax", argmax.len, d.batch * out_len)?;
+        check(op, "inp", inp.len, d.batch * in_len)?;
+        if d.batch * out_len == 0 {
+            return Ok(());
+        }
+        let args = [
+            Arg::Ptr(out.ptr),
+            Arg::Ptr(argmax.ptr),
+            Arg::Ptr(inp.ptr),
+            Arg::I64(d.batch as i64),
+            Arg::I32(int(op, d.height)?),
+            Arg::I32(int(op, d.width)?),
+            Arg::I32(int(op, d.channels)?),
+            Arg::I32(int(op, d.pool)?),
+        ];
+        // SAFETY: maxpool2d_forward(float* out, u32* argmax, const float* inp, i64 batch, int
+        // height, int width, int channels, int pool); out and argmax hold batch * out_len
+        // values and inp batch * in_len (checked); windows lie inside (H/P*P, W/P*P).
+        unsafe { self.launch(Kernel::Maxpool2dForward, elementwise(d.batch * out_len), &args) }
+    }
+
+    fn maxpool2d_backward(
+        &mut self,
+        dinp: &mut CudaBuffer<f32>,
+        argmax: &CudaBuffer<u32>,
+        dout: &CudaBuffer<f32>,
+        d: PoolDims,
+    ) -> Result<()> {
+        let op = "maxpool2d_backward";
+        let (in_len, out_len) = (d.in_len(), d.out_len());
+        check(op, "dinp", dinp.len, d.batch * in_len)?;
+        check(op, "argmax", argmax.len, d.batch * out_len)?;
+        check(op, "dout", dout.len, d.batch * out_len)?;
+        self.zero_range(dinp.ptr, d.batch * in_len)?;
+        if d.batch * out_len == 0 {
+            return Ok(());
+        }
+        let args = [
+            Arg::Ptr(dinp.ptr),
+            Arg::Ptr(argmax.ptr),
+            Arg::Ptr(dout.ptr),
+            Arg::I64(d.batch as i64),
+            Arg::I64(in_len as i64),
+            Arg::I64(out_len as i64),
+        ];
+        // SAFETY: maxpool2d_backward(float* dinp, const u32* argmax, const float* dout, i64
+        // batch, i64 in_len, i64 out_len); sizes checked above, and the kernel skips any
+        // argmax >= in_len, so every write stays inside its sample of dinp.
+        unsafe { self.launch(Kernel::Maxpool2dBackward, elementwise(d.batch * out_len), &args) }
+    }
+
+    fn dropout_forward(&mut self, x: &mut CudaBuffer<f32>, len: usize, rate: f32, seed: u64) -> Result<()> {
+        check("dropout_forward", "x", x.len, len)?;
+        if rate <= 0.0 || len == 0 {
+            return Ok(());
+        }
+        // The same threshold and f32 scale as layers::dropout::dropout_apply.
+        let (threshold, scale) = (drop_threshold(rate), 1.0f32 / (1.0 - rate));
+        let args = [
+            Arg::Ptr(x.ptr),
+            Arg::I64(len as i64),
+            Arg::U64(seed),
+            Arg::U32(threshold),
+            Arg::F32(scale),
+        ];
+        // SAFETY: dropout(float* x, i64 n, u64 seed, u32 threshold, float scale); x holds len
+        // values (checked).
+        unsafe { self.launch(Kernel::Dropout, elementwise(len), &args) }
+    }
+
+    fn dropout_backward(&mut self, dx: &mut CudaBuffer<f32>, len: usize, rate: f32, seed: u64) -> Result<()> {
+        // Inverted dropout is linear for a fixed mask: the backward is the same map.
+        self.dropout_forward(dx, len, rate, seed)
+    }
+
+    fn dense_forward(
+        &mut self,
+        out: &mut CudaBuffer<f32>,
+        inp: &CudaBuffer<f32>,
+        params: &CudaBuffer<f32>,
+        kernel: Span,
+        bias: Span,
+        d: DenseDims,
+        relu: bool,
+    ) -> Result<()> {
+        let op = "dense_forward";
+        let (b, i, o) = (d.batch, d.inputs, d.outputs);
+        check(op, "out", out.len, b * o)?;
+        check(op, "inp", inp.len, b * i)?;
+        check_span(op, params, kernel, i * o)?;
+        check_span(op, params, bias, o)?;
+        if b == 0 {
+            return Ok(());
+        }
+        // out (B, O) = inp (B, I) @ kernel (I, O)
+        let g = RowMajorGemm {
+            m: b,
+            n: o,
+            k: i,
+            transpose_a: false,
+            transpose_b: false,
+            lda: i,
+            ldb: o,
+            ldc: o,
+            alpha: 1.0,
+            beta: 0.0,
+        };
+        self.gemm(
+            op,
+            g,
+            (inp.ptr, b * i),
+            (params.at(kernel.offset), kernel.len),
+            (out.ptr, b * o),
+        )?;
+        self.bias_act(out.ptr, params.at(bias.offset), b * o, o, relu)
+    }
+
+    fn dense_backward(
+        &mut self,
+        dinp: Option<&mut CudaBuffer<f32>>,
+        dparams: &mut CudaBuffer<f32>,
+        dout: &mut CudaBuffer<f32>,
+        out: &CudaBuffer<f32>,
+        inp: &CudaBuffer<f32>,
+        params: &CudaBuffer<f32>,
+        kernel: Span,
+        bias: Span,
+        d: DenseDims,
+        relu: bool,
+    ) -> Result<()> {
+        let op = "dense_backward";
+        let (b, i, o) = (d.batch, d.inputs, d.outputs);
+        check(op, "dout", dout.len, b * o)?;
+        check(op, "out", out.len, b * o)?;
+        check(op, "inp", inp.len, b * i)?;
+        if let Some(dinp) = &dinp {
+            check(op, "dinp", dinp.len, b * i)?;
+        }
+        check_span(op, params, kernel, i * o)?;
+        check_span(op, params, bias, o)?;
+        check_span(op, dparams, kernel, i * o)?;
+        check_span(op, dparams, bias, o)?;
+        let (dkernel, dbias) = (
+            (dparams.at(kernel.offset), kernel.len),
+            (dparams.at(bias.offset), bias.len),
+        );
+        if b == 0 {
+            self.zero_range(dkernel.0, kernel.len)?;
+            return self.zero_range(dbias.0, bias.len);
+        }
+        if relu {
+            self.relu_backward(dout.ptr, out.ptr, b * o)?;
+        }
+        self.bias_gradient(op, dbias, (dout.ptr, b * o), b, o)?;
+        // dkernel (I, O) = inp^T (I, B) @ dout (B, O)
+        let g = RowMajorGemm {
+            m: i,
+            n: o,
+            k: b,
+            transpose_a: true,
+            transpose_b: false,
+            lda: i,
+            ldb: o,
+            ldc: o,
+            alpha: 1.0,
+            beta: 0.0,
+        };
+        self.gemm(op, g, (inp.ptr, b * i), (dout.ptr, b * o), dkernel)?;
+        if let Some(dinp) = dinp {
+            // dinp (B, I) = dout (B, O) @ kernel^T (O, I)
+            let g = RowMajorGemm {
+                m: b,
+                n: i,
+                k: o,
+                transpose_a: false,
+                transpose_b: true,
+                lda: o,
+                ldb: o,
+                ldc: i,
+                alpha: 1.0,
+                beta: 0.0,
+            };
+            self.gemm(
+                op,
+                g,
+                (dout.ptr, b * o),
+                (params.at(kernel.offset), kernel.len),
+                (dinp.ptr, b * i),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn softmax_xent_forward(
+        &mut self,
+        probs: &mut CudaBuffer<f32>,
+        metrics: &mut CudaBuffer<f32>,
+        logits: &CudaBuffer<f32>,
+        labels: &CudaBuffer<u32>,
+        batch: usize,
+        classes: usize,
+    ) -> Result<()> {
+        let op = "softmax_xent_forward";
+        check(op, "probs", probs.len, batch * classes)?;
+        check(op, "logits", logits.len, batch * classes)?;
+        check(op, "labels", labels.len, batch)?;
+        check(op, "metrics", metrics.len, METRICS_LEN)?;
+        if batch == 0 || classes == 0 {
+            return Ok(());
+        }
+        let config = LaunchConfig {
+            grid_dim: (batch.div_ceil(SOFTMAX_BLOCK as usize) as u32, 1, 1),
+            block_dim: (SOFTMAX_BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let args = [
+            Arg::Ptr(probs.ptr),
+            Arg::Ptr(metrics.ptr),
+            Arg::Ptr(logits.ptr),
+            Arg::Ptr(labels.ptr),
+            Arg::I32(int(op, batch)?),
+            Arg::I32(int(op, classes)?),
+        ];
+        // SAFETY: softmax_xent_forward(float* probs, float* metrics, const float* logits, const
+        // u32* labels, int batch, int classes), launched with SOFTMAX_BLOCK threads per block as
+        // it requires; probs and logits hold batch * classes values, labels batch, metrics 2
+        // (checked). Rows >= batch touch no memory; labels >= classes are never used as indices.
+        unsafe { self.launch(Kernel::SoftmaxXentForward, config, &args) }
+    }
+
+    fn softmax_xent_backward(
+        &mut self,
+        dlogits: &mut CudaBuffer<f32>,
+        probs: &CudaBuffer<f32>,
+        labels: &CudaBuffer<u32>,
+        batch: usize,
+        classes: usize,
+    ) -> Result<()> {
+        let op = "softmax_xent_backward";
+        check(op, "dlogits", dlogits.len, batch * classes)?;
+        check(op, "probs", probs.len, batch * classes)?;
+        check(op, "labels", labels.len, batch)?;
+        if batch == 0 || classes == 0 {
+            return Ok(());
+        }
+        let scale = 1.0 / batch as f32; // the loss is the batch mean, as on the CPU
+        let args = [
+            Arg::Ptr(dlogits.ptr),
+            Arg::Ptr(probs.ptr),
+            Arg::Ptr(labels.ptr),
+            Arg::I32(int(op, batch)?),
+            Arg::I32(int(op, classes)?),
+            Arg::F32(scale),
+        ];
+        // SAFETY: softmax_xent_backward(float* dlogits, const float* probs, const u32* labels,
+        // int batch, int classes, float scale); sizes checked above; a label >= classes is
+        // never used as an index.
+        unsafe { self.launch(Kernel::SoftmaxXentBackward, elementwise(batch * classes), &args) }
+    }
+
+    fn adadelta_step(
+        &mut self,
+        params: &mut CudaBuffer<f32>,
+        accum_grad: &mut CudaBuffer<f32>,
+        accum_update: &mut CudaBuffer<f32>,
+        grads: &CudaBuffer<f32>,
+        hyper: Adadelta,
+    ) -> Result<()> {
+        let n = params.len;
+        for (what, len) in [
+            ("accum_grad", accum_grad.len),
+            ("accum_update", accum_update.len),
+            ("grads", grads.len),
+        ] {
+            if len != n {
+                return Err(backend_error(
+                    "adadelta_step",
+                    format!("{what} has {len} values, params {n}"),
+                ));
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let args = [
+            Arg::Ptr(params.ptr),
+            Arg::Ptr(accum_grad.ptr),
+            Arg::Ptr(accum_update.ptr),
+            Arg::Ptr(grads.ptr),
+            Arg::I64(n as i64),
+            Arg::F32(hyper.learning_rate),
+            Arg::F32(hyper.rho),
+            Arg::F32(1.0 - hyper.rho),
+            Arg::F32(hyper.epsilon),
+        ];
+        // SAFETY: adadelta(float* params, float* accum_grad, float* accum_update, const float*
+        // grads, i64 n, float learning_rate, float rho, float keep, float epsilon); all four
+        // buffers hold n values (checked).
+        unsafe { self.launch(Kernel::Adadelta, elementwise(n), &args) }
+    }
+}
