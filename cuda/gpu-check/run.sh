@@ -27,7 +27,7 @@ for lib in libcuda.so.1 libnvrtc.so.13 libcublas.so.13; do
   done
 done
 export LD_LIBRARY_PATH="${lib_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export MNIST_REQUIRE_GPU=1 MNIST_REQUIRE_NVRTC=1 RUST_BACKTRACE=1
+export MNIST_REQUIRE_GPU=1 MNIST_REQUIRE_NVRTC=1 RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
 [ -d /usr/local/cuda/include ] && export MNIST_CUDA_INCLUDE=/usr/local/cuda/include
 
 data=""
@@ -40,7 +40,12 @@ done
 [ -n "$data" ] && export MNIST_DATA="$data"
 
 # One table row per step: name, status, seconds, result.
-row() { printf '%-14s %-8s %7s  %s\n' "$1" "$2" "$3" "$4" >>"$summary"; }
+# The summary also goes to $OUT after every row, so a run cut off by the call's limit still
+# returns what it finished.
+row() {
+  printf '%-14s %-8s %7s  %s\n' "$1" "$2" "$3" "$4" >>"$summary"
+  if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then cp "$summary" "$OUT/summary.txt"; fi
+}
 
 # step NAME TIMEOUT_S COMMAND...: runs with a timeout, logs to NAME.log, records status.
 step() {
@@ -86,16 +91,17 @@ test_step() {
 } >"$logs/environment.log" 2>&1
 cat "$logs/environment.log"
 
-test_step availability 60
-test_step nvrtc_compile 120
-test_step cuda_vs_cpu 300
-test_step cuda_network 300
+# Limits sized so the whole check fits one 10-minute device call even if a step hangs.
+test_step availability 30
+test_step nvrtc_compile 60
+test_step cuda_vs_cpu 150
+test_step cuda_network 90
 if [ -n "$data" ]; then
-  test_step cuda_mnist 240
+  test_step cuda_mnist 90
   epoch=$(grep -m1 "^GPU_EPOCH" "$logs/cuda_mnist.log" | sed 's/^GPU_EPOCH //')
   [ -n "$epoch" ] && row "  one epoch" "" "" "$epoch"
 
-  step train12 420 "$bundle/bin/mnist" train --backend cuda --epochs 12 --data "$data" --out-dir "$logs/train12" --heartbeat-secs 0
+  step train12 150 "$bundle/bin/mnist" train --backend cuda --epochs 12 --data "$data" --out-dir "$logs/train12" --heartbeat-secs 0
   history="$logs/train12/history.csv"
   result="see train12.log"
   if [ -f "$history" ]; then
@@ -112,7 +118,7 @@ PY
   row train12 "$LAST_STATUS" "$LAST_SECONDS" "$result"
 
   if [ -f "$bundle/torch_mnist_cnn.py" ]; then
-    step torch 300 python3 "$bundle/torch_mnist_cnn.py" --data "$data" --epochs 3
+    step torch 100 python3 "$bundle/torch_mnist_cnn.py" --data "$data" --epochs 3
     row torch "$LAST_STATUS" "$LAST_SECONDS" "$(grep -m1 '^torch ' "$logs/torch.log" || echo 'see torch.log')"
   else
     row torch missing 0 "$bundle/torch_mnist_cnn.py not found"
