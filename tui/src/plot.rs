@@ -41,7 +41,14 @@ fn draw<'a>(svg: &'a mut String, records: &[EpochRecord]) -> Result<(), Box<dyn 
             .x_label_area_size(36)
             .y_label_area_size(56)
             .build_cartesian_2d(1.0..epochs.max(2.0), (lo - pad)..(hi + pad))?;
-        chart.configure_mesh().x_desc("epoch").y_desc(name).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc(name)
+            .x_labels(records.len().clamp(2, 12))
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .light_line_style(WHITE)
+            .draw()?;
         chart.draw_series(LineSeries::new(train, TRAIN.stroke_width(2)))?.label("train").legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], TRAIN));
         chart
             .draw_series(LineSeries::new(validation, VALIDATION.stroke_width(2)))?
