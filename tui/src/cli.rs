@@ -208,9 +208,9 @@ pub struct PredictArgs {
     /// holds labels (one line per image when it does not).
     #[arg(long, value_name = "FILE")]
     pub npz: Option<PathBuf>,
-    /// Which split of --npz to use.
-    #[arg(long, value_enum, default_value_t = NpzSplit::Test, requires = "npz")]
-    pub split: NpzSplit,
+    /// Which split of --npz to use [default: test].
+    #[arg(long, value_enum)]
+    pub split: Option<NpzSplit>,
     /// CPU threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,

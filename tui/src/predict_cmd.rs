@@ -26,12 +26,16 @@ pub fn run(args: PredictArgs) -> Result<String, Failure> {
     if args.top == 0 {
         return Err(bad("--top must be at least 1".into()));
     }
+    // Checked here: clap drops `requires = "npz"` once FILE, which conflicts with --npz, is given.
+    if args.split.is_some() && args.npz.is_none() {
+        return Err(bad("--split chooses the split of --npz, and no --npz was given".into()));
+    }
     let model = load_model(&args.model, args.epoch)?;
     let mut backend = CpuBackend::new(args.threads);
     // The npz is uploaded before the backend moves into the network.
     let npz = match &args.npz {
         Some(path) => {
-            let data = load_npz(path, args.split, &model.config)?;
+            let data = load_npz(path, args.split.unwrap_or(NpzSplit::Test), &model.config)?;
             let uploaded = backend.upload_dataset(&data.images, &data.labels, data.sample_len()).map_err(|e| core_failure("cannot use --npz", e))?;
             Some((path, data, uploaded))
         }

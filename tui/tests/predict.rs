@@ -343,6 +343,7 @@ fn bad_inputs_exit_2_with_one_clear_sentence() {
         (vec!["--model", m, "--npz", s(&missing_npz)], "missing.npz"),
         (vec!["--model", m, "--top", "0", s(&good)], "--top"),
         (vec!["--model", m], "FILE"),
+        (vec!["--model", m, "--split", "train", s(&good)], "--npz"),
     ];
     for (args, needle) in cases {
         let output = mnist(&[&["predict"], &args[..]].concat());
