@@ -15,7 +15,7 @@ Exit codes:
   130  interrupted by SIGINT     143  terminated by SIGTERM";
 
 #[derive(Parser, Debug)]
-#[command(name = "mnist", version, about = "Train the Keras MNIST CNN fast, headless or interactive", after_help = EXIT_CODES)]
+#[command(name = "mnist", version, about = "Train the Keras MNIST CNN fast, headless or interactive, and predict with it", after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -27,6 +27,10 @@ pub enum Command {
     /// accuracy, write the model.
     #[command(after_help = EXIT_CODES)]
     Train(TrainArgs),
+    /// Predict digits with an MXNet checkpoint (ours, keras-mxnet's or Gluon's): classify
+    /// image files, or measure accuracy on a Keras-style .npz.
+    #[command(after_help = PREDICT_HELP)]
+    Predict(PredictArgs),
     /// Time training steps and print samples/s and the time of one epoch.
     Bench(BenchArgs),
 }
@@ -152,4 +156,62 @@ pub struct BenchArgs {
     /// Real MNIST to train on (synthetic images otherwise; the speed is the same).
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
+}
+
+pub const PREDICT_HELP: &str = "\
+Examples:
+  mnist predict --model out/mnist_cnn 7.png 9.jpg
+  mnist predict --model out/mnist_cnn --mnist-style --top 3 photo-of-a-digit.jpg
+  mnist predict --model out/mnist_cnn --npz mnist.npz
+
+Images are turned into greyscale (BT.601 luma), resized to the model's input (28x28) with a
+triangle (bilinear, area-averaging when shrinking) filter and scaled to [0, 1], like the
+sample's model server. Transparent images are composited onto a background that contrasts
+with their ink. The model expects white digits on black: use --mnist-style for anything else.
+
+Exit codes:
+  0    success
+  2    a bad model, image or npz file, or bad arguments
+  70   internal error (a bug: please report it)";
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NpzSplit {
+    /// x_test and y_test.
+    Test,
+    /// x_train and y_train.
+    Train,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PredictArgs {
+    /// The checkpoint's prefix: PREFIX-symbol.json and PREFIX-0000.params are read.
+    #[arg(long, value_name = "PREFIX")]
+    pub model: String,
+    /// Which PREFIX-NNNN.params to read.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub epoch: u32,
+    /// PNG, JPEG or PNM (PGM, PPM, PBM) images of any size, grey or colour, with or without alpha.
+    #[arg(value_name = "FILE", required_unless_present = "npz", conflicts_with = "npz")]
+    pub files: Vec<PathBuf>,
+    /// Prepare images as MNIST's digits were: white ink on black (inverting dark-on-light
+    /// images), cropped to the ink, fitted into 20x20 keeping the aspect ratio and centred by
+    /// centre of mass in 28x28.
+    #[arg(long, conflicts_with = "npz")]
+    pub mnist_style: bool,
+    /// Also list the next most likely classes, up to K in all.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub top: usize,
+    /// One JSON object per line: file, class, probability, probabilities (every class), top.
+    #[arg(long)]
+    pub json: bool,
+    /// Predict the images of a Keras-style .npz instead, reporting accuracy and loss when it
+    /// holds labels (one line per image when it does not).
+    #[arg(long, value_name = "FILE")]
+    pub npz: Option<PathBuf>,
+    /// Which split of --npz to use [default: test].
+    #[arg(long, value_enum)]
+    pub split: Option<NpzSplit>,
+    /// CPU threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }

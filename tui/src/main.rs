@@ -1,4 +1,4 @@
-//! The `mnist` binary: `mnist train` (headless, for pods and scripts) and `mnist bench`.
+//! The `mnist` binary: `mnist train` (headless, for pods and scripts), `predict` and `bench`.
 //! Errors become one clear sentence on stderr and a documented exit code; on exit a one-line
 //! summary goes to /dev/termination-log when it is writable (Kubernetes' convention).
 
@@ -9,6 +9,8 @@ mod cli;
 mod datasource;
 mod download;
 mod plot;
+mod predict_cmd;
+mod preprocess;
 mod report;
 mod train_cmd;
 
@@ -93,9 +95,10 @@ fn termination_log(summary: &str) {
 
 fn main() {
     let cli = cli::Cli::parse();
-    let signals = Signals::install();
     let result = match cli.command {
-        Some(cli::Command::Train(args)) => train_cmd::run(args, &signals),
+        // Only training stops gracefully; the other commands keep the default signal handling.
+        Some(cli::Command::Train(args)) => train_cmd::run(args, &Signals::install()),
+        Some(cli::Command::Predict(args)) => predict_cmd::run(args),
         Some(cli::Command::Bench(args)) => bench_cmd::run(args),
         None => {
             use clap::CommandFactory;

@@ -94,16 +94,25 @@ fn split(train: Dataset, test: Dataset, test_images_name: &str) -> Result<Split>
 
 /// Reads Keras's mnist.npz: x_train, y_train, x_test, y_test. Only those members are inflated.
 pub fn from_npz(bytes: &[u8]) -> Result<Split> {
-    let member = |name: &str| npz::read_member(bytes, name);
-    let train = dataset(
-        images_u8(member("x_train")?, "x_train")?,
-        labels_u8(member("y_train")?, "y_train")?,
-        "x_train",
-        "y_train",
-    )?;
-    let test =
-        dataset(images_u8(member("x_test")?, "x_test")?, labels_u8(member("y_test")?, "y_test")?, "x_test", "y_test")?;
+    let train = split_from_npz(bytes, "x_train", Some("y_train"))?;
+    let test = split_from_npz(bytes, "x_test", Some("y_test"))?;
     split(train, test, "x_test")
+}
+
+/// One split of a Keras-style npz, e.g. x_test and y_test; only those members are inflated.
+/// Without `labels_name` the labels are unknown and every one reads as class 0 (for prediction).
+pub fn split_from_npz(bytes: &[u8], images_name: &str, labels_name: Option<&str>) -> Result<Dataset> {
+    let images = images_u8(npz::read_member(bytes, images_name)?, images_name)?;
+    let labels = match labels_name {
+        Some(name) => labels_u8(npz::read_member(bytes, name)?, name)?,
+        None => {
+            // As many labels as images actually stored (`dataset` then checks the shape).
+            let per_image = images.0.iter().skip(1).try_fold(1usize, |a, &d| a.checked_mul(d));
+            let n = per_image.filter(|&p| p > 0).map_or(0, |p| images.1.len() / p);
+            (Vec::from([n]), alloc::vec![0; n])
+        }
+    };
+    dataset(images, labels, images_name, labels_name.unwrap_or("(no labels)"))
 }
 
 /// Decodes four idx files, each plain or gzipped, named in errors by `names`.
@@ -223,6 +232,20 @@ mod tests {
         }))
         .unwrap();
         check_tiny(&split);
+    }
+
+    #[test]
+    fn reads_one_split_with_or_without_labels() {
+        let bytes = tiny_npz(|_, a| a);
+        let test = split_from_npz(&bytes, "x_test", Some("y_test")).unwrap();
+        assert_eq!((test.len(), test.labels.as_slice()), (2, &[7, 1][..]));
+        let unlabelled = split_from_npz(&bytes, "x_train", None).unwrap();
+        assert_eq!(unlabelled.images, (0..18).collect::<Vec<u8>>());
+        assert_eq!(unlabelled.labels, [0, 0, 0]);
+        assert!(matches!(split_from_npz(&bytes, "x_valid", None), Err(Error::Missing { .. })));
+        let empty = NpyArray::new(vec![3, 0, 5], NpyData::U8(vec![])).unwrap();
+        let bytes = npz::write(&[("x", &empty)], Method::Stored).unwrap();
+        assert!(split_from_npz(&bytes, "x", None).unwrap_err().to_string().contains("no usable pixels"));
     }
 
     fn npz_error(modify: impl Fn(usize, NpyArray) -> NpyArray) -> alloc::string::String {
