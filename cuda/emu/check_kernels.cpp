@@ -2,6 +2,7 @@
 // CUDA emulation (blocks run one after another; threads of kernels that use __syncthreads run
 // as real threads with a barrier) and compares each kernel with a naive reference. Leaves out:
 // cuBLAS, launches from Rust, and anything about GPU timing or memory; the GPU tests do those.
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <cmath>
@@ -97,14 +98,20 @@ static void check_load_batch() {
     for (i64 i = 0; i < n; ++i) order[i] = (u32)((i * 17 + 3) % n);
     std::vector<float> x(count * sample, -1.0f);
     std::vector<u32> got_labels(count, 99);
-    launch(blocks_for(count * sample), 256, false, [&] { load_batch(x.data(), got_labels.data(), images.data(), labels.data(), order.data(), start, count, sample); });
-    bool ok = true;
-    for (i64 s = 0; s < count; ++s) {
-        u32 src = order[start + s];
-        ok &= got_labels[s] == labels[src];
-        for (i64 j = 0; j < sample; ++j) ok &= x[s * sample + j] == (float)images[src * sample + j] * (1.0f / 255.0f);
+    // The start as an argument, then from device memory (a recorded step's), which wins.
+    const u64 start_at = start;
+    for (const u64* at : {(const u64*)nullptr, &start_at}) {
+        std::fill(x.begin(), x.end(), -1.0f);
+        std::fill(got_labels.begin(), got_labels.end(), 99u);
+        launch(blocks_for(count * sample), 256, false, [&] { load_batch(x.data(), got_labels.data(), images.data(), labels.data(), order.data(), at ? 999 : start, at, count, sample); });
+        bool ok = true;
+        for (i64 s = 0; s < count; ++s) {
+            u32 src = order[start + s];
+            ok &= got_labels[s] == labels[src];
+            for (i64 j = 0; j < sample; ++j) ok &= x[s * sample + j] == (float)images[src * sample + j] * (1.0f / 255.0f);
+        }
+        expect(ok, at ? "load_batch reads its start from start_at" : "load_batch gathers by order and scales by 1/255");
     }
-    expect(ok, "load_batch gathers by order and scales by 1/255");
 }
 
 static void check_conv() {
@@ -197,23 +204,26 @@ static void check_dropout() {
         {0xffffffffffffffffull, 0.75f, 4294967232ll, 3221225472u, 0xa012100408854014ull},
     };
     for (const Case& cs : cases) {
-        const i64 n = cs.first + 64;
-        const float scale = 1.0f / (1.0f - cs.rate);
-        std::vector<float> x(64, 1.0f);
-        // Run only the block that covers [first, n): x is addressed as if it started at 0.
-        float* base = x.data() - cs.first;
-        gridDim = {(unsigned)((n + 63) / 64), 1, 1};
-        blockDim = {64, 1, 1};
-        for (unsigned t = 0; t < 64; ++t) {
-            blockIdx = {(unsigned)(cs.first / 64), 0, 0};
-            threadIdx = {t, 0, 0};
-            dropout(base, n, cs.seed, cs.threshold, scale);
+        // The seed as an argument, then from device memory (a recorded step's), which wins.
+        for (const u64* seed_at : {(const u64*)nullptr, &cs.seed}) {
+            const i64 n = cs.first + 64;
+            const float scale = 1.0f / (1.0f - cs.rate);
+            std::vector<float> x(64, 1.0f);
+            // Run only the block that covers [first, n): x is addressed as if it started at 0.
+            float* base = x.data() - cs.first;
+            gridDim = {(unsigned)((n + 63) / 64), 1, 1};
+            blockDim = {64, 1, 1};
+            for (unsigned t = 0; t < 64; ++t) {
+                blockIdx = {(unsigned)(cs.first / 64), 0, 0};
+                threadIdx = {t, 0, 0};
+                dropout(base, n, seed_at ? ~cs.seed : cs.seed, seed_at, cs.threshold, scale);
+            }
+            bool ok = true;
+            for (int i = 0; i < 64; ++i) ok &= x[i] == (((cs.bits >> i) & 1) ? scale : 0.0f);
+            char what[112];
+            std::snprintf(what, sizeof what, "dropout mask equals the CPU's (seed %llx%s, from %lld)", (unsigned long long)cs.seed, seed_at ? " from seed_at" : "", (long long)cs.first);
+            expect(ok, what);
         }
-        bool ok = true;
-        for (int i = 0; i < 64; ++i) ok &= x[i] == (((cs.bits >> i) & 1) ? scale : 0.0f);
-        char what[96];
-        std::snprintf(what, sizeof what, "dropout mask equals the CPU's (seed %llx, from %lld)", (unsigned long long)cs.seed, (long long)cs.first);
-        expect(ok, what);
     }
 }
 
