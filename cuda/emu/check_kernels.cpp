@@ -154,11 +154,28 @@ static void check_conv() {
     for (size_t i = 0; i < inp.size(); ++i) rhs += (double)inp[i] * dinp[i];
     expect(std::fabs(lhs - rhs) < 1e-4 * (1 + std::fabs(lhs)), "col2im is the adjoint of im2col");
 
-    std::vector<float> dout = random_floats(out.size(), -1, 1), masked = dout;
-    launch(blocks_for((i64)out.size()), 256, false, [&] { relu_backward(masked.data(), out.data(), (i64)out.size()); });
-    bool ok = true;
-    for (size_t i = 0; i < out.size(); ++i) ok &= masked[i] == (out[i] <= 0 ? 0.0f : dout[i]);
-    expect(ok, "relu_backward masks by the output");
+    // Bias gradients: column sums of dout (rows, channels), masked by the ReLU when asked; 40
+    // channels on 32-thread blocks make some threads own two columns, and 7 rows per block
+    // leave a ragged last block.
+    const int channels = 40, rows_per_block = 7;
+    const i64 grad_rows = 50;
+    const int blocks = (int)((grad_rows + rows_per_block - 1) / rows_per_block);
+    auto relu_out = random_floats(grad_rows * channels, -1, 1);  // about half are <= 0
+    for (int relu : {0, 1}) {
+        std::vector<float> dout = random_floats(grad_rows * channels, -1, 1), masked = dout;
+        std::vector<float> partial(blocks * channels, NAN), dbias(channels, NAN);
+        launch(blocks, 32, false, [&] { bias_grad_partial(partial.data(), masked.data(), relu_out.data(), grad_rows, channels, rows_per_block, relu); });
+        launch(channels, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dbias.data(), partial.data(), blocks); });
+        std::vector<double> want(channels, 0.0);
+        bool ok = true;
+        for (i64 i = 0; i < grad_rows * channels; ++i) {
+            float g = relu && relu_out[i] <= 0 ? 0.0f : dout[i];
+            ok &= masked[i] == g;
+            want[i % channels] += g;
+        }
+        expect(ok, relu ? "bias_grad_partial masks dout by the ReLU's output" : "bias_grad_partial leaves dout alone without ReLU");
+        expect(close(dbias, want, 1e-4), relu ? "bias gradients (ReLU) are column sums" : "bias gradients are column sums");
+    }
 }
 
 static void check_maxpool() {

@@ -1,6 +1,6 @@
 // Convolution helpers around cuBLAS (layers/conv2d.rs): im2col, its adjoint col2im, the bias +
-// ReLU epilogue and the ReLU mask. Valid padding, stride 1, NHWC input, HWIO kernel.
-// Leaves out: the GEMMs (cuBLAS, src/gemm.rs) and bias gradients (a GEMM with a ones vector).
+// ReLU epilogue, and bias gradients fused with the ReLU mask (shared with dense layers). Valid
+// padding, stride 1, NHWC input, HWIO kernel. Leaves out: the GEMMs (cuBLAS, src/gemm.rs).
 
 // col: (S*OH*OW, K*K*C); row r = the receptive field of output pixel r in (ky, kx, c) order,
 // the order of the kernel's leading axes. inp: (S, H, W, C).
@@ -56,9 +56,45 @@ extern "C" __global__ void bias_act(float* out, const float* bias, i64 n, int ch
     }
 }
 
-// dout *= (out > 0), in place (layers/relu.rs): out is the ReLU's output.
-extern "C" __global__ void relu_backward(float* dout, const float* out, i64 n) {
-    FOR_EACH(i, n) {
-        if (out[i] <= 0.0f) dout[i] = 0.0f;
+// Bias gradients, stage 1, fused with the ReLU's backward (layers/relu.rs): dout: (rows,
+// channels), masked in place by (out > 0) when relu != 0; block b writes partial[c][b], the sum
+// of column c over rows [b * rows_per_block, (b + 1) * rows_per_block). Thread t owns columns
+// t, t + blockDim.x, ..., so reads are coalesced across a row and every sum has a fixed order:
+// the result is deterministic (no atomics), as graph replays must be to match op by op.
+extern "C" __global__ void bias_grad_partial(float* partial, float* dout, const float* out, i64 rows, int channels,
+                                             int rows_per_block, int relu) {
+    i64 first = (i64)blockIdx.x * rows_per_block;
+    i64 last = first + rows_per_block < rows ? first + rows_per_block : rows;
+    for (int c = threadIdx.x; c < channels; c += blockDim.x) {
+        float sum = 0.0f;
+        for (i64 r = first; r < last; ++r) {
+            i64 i = r * channels + c;
+            float g = dout[i];
+            if (relu && out[i] <= 0.0f) {
+                g = 0.0f;
+                dout[i] = 0.0f;
+            }
+            sum += g;
+        }
+        partial[(i64)c * gridDim.x + blockIdx.x] = sum;
     }
+}
+
+#define BIAS_FINISH_BLOCK 256
+
+// Bias gradients, stage 2: dbias (channels), overwritten; block c sums partial[c][0..blocks)
+// with a fixed-shape tree. Launch with one block per channel of BIAS_FINISH_BLOCK threads.
+extern "C" __global__ void bias_grad_finish(float* dbias, const float* partial, int blocks) {
+    __shared__ float part[BIAS_FINISH_BLOCK];
+    int t = threadIdx.x;
+    const float* row = partial + (i64)blockIdx.x * blocks;
+    float sum = 0.0f;
+    for (int b = t; b < blocks; b += BIAS_FINISH_BLOCK) sum += row[b];
+    part[t] = sum;
+    __syncthreads();
+    for (int half = BIAS_FINISH_BLOCK / 2; half > 0; half /= 2) {
+        if (t < half) part[t] += part[t + half];
+        __syncthreads();
+    }
+    if (t == 0) dbias[blockIdx.x] = part[0];
 }

@@ -26,6 +26,10 @@ const BLOCK: u32 = 256;
 const MAX_BLOCKS: usize = 1 << 16;
 /// softmax_xent_forward's block size (SOFTMAX_BLOCK in softmax_xent.cu).
 const SOFTMAX_BLOCK: u32 = 256;
+/// Bias gradients sum rows in about this many blocks (enough warps to keep an H100 or H200's
+/// memory busy), then reduce each column's partial sums in one block of BIAS_FINISH_BLOCK.
+const BIAS_GRAD_BLOCKS: usize = 2048;
+const BIAS_FINISH_BLOCK: u32 = 256; // BIAS_FINISH_BLOCK in conv2d.cu
 /// The im2col scratch holds at most this many floats (256 MiB); larger batches are convolved
 /// in chunks of samples. A batch of 128 of the default model needs 21 M (one chunk).
 const COL_CAP: usize = 1 << 26;
@@ -123,8 +127,8 @@ pub struct CudaBackend {
     recording: Option<(StepKey, StepValues)>, // between begin_step and end_step while capturing
     graph_stats: StepGraphStats,
     step_values: CudaBuffer<u64>, // (3): start, dropout seed 1, dropout seed 2 of the current step
-    col: Option<CudaBuffer<f32>>,  // im2col / dcol scratch, grown on demand
-    ones: Option<CudaBuffer<f32>>, // all 1.0: bias gradients as GEMMs with a ones vector
+    col: Option<CudaBuffer<f32>>,     // im2col / dcol scratch, grown on demand
+    partial: Option<CudaBuffer<f32>>, // (blocks, channels): bias gradients' per-block sums
     blas: CudaBlas,
     _blas_workspace: CudaSlice<u8>,
     functions: Vec<CudaFunction>, // indexed by `Kernel as usize`
@@ -319,7 +323,7 @@ impl CudaBackend {
                 len: 3,
             },
             col: None,
-            ones: None,
+            partial: None,
             blas,
             _blas_workspace: workspace,
             functions,
@@ -504,43 +508,70 @@ impl CudaBackend {
         Ok(self.col.as_ref().map_or(0, |c| c.ptr))
     }
 
-    /// A vector of at least `len` ones.
-    fn ones(&mut self, len: usize) -> Result<u64> {
-        if self.ones.as_ref().is_none_or(|o| o.len < len) {
-            self.drop_recordings("ones vector")?;
-            let ones = self.alloc_buffer::<f32>(len)?;
-            self.fill_range(ones.ptr, len, 1.0)?;
-            self.ones = Some(ones);
+    /// A scratch buffer of at least `len` floats for the bias gradients' partial sums.
+    fn partial_scratch(&mut self, len: usize) -> Result<u64> {
+        if self.partial.as_ref().is_none_or(|p| p.len < len) {
+            self.drop_recordings("bias gradient scratch")?;
+            self.partial = None;
+            self.partial = Some(self.alloc_buffer(len)?);
         }
-        Ok(self.ones.as_ref().map_or(0, |o| o.ptr))
+        Ok(self.partial.as_ref().map_or(0, |p| p.ptr))
     }
 
-    /// dbias (cols) = column sums of dout (rows, cols), overwritten: ones (1 x rows) @ dout.
+    /// dbias (cols) = column sums of dout (rows, cols), overwritten; with `relu`, dout is first
+    /// masked in place by (out > 0), the ReLU's backward. Two deterministic kernels: column sums
+    /// over about BIAS_GRAD_BLOCKS row ranges, then a fixed tree over each column's sums.
     fn bias_gradient(
         &mut self,
         op: &str,
         dbias: (u64, usize),
-        dout: (u64, usize),
+        dout: u64,
+        out: u64,
         rows: usize,
         cols: usize,
+        relu: bool,
     ) -> Result<()> {
         if rows == 0 {
             return self.zero_range(dbias.0, cols);
         }
-        let ones = self.ones(rows)?;
-        let g = RowMajorGemm {
-            m: 1,
-            n: cols,
-            k: rows,
-            transpose_a: false,
-            transpose_b: false,
-            lda: rows,
-            ldb: cols,
-            ldc: cols,
-            alpha: 1.0,
-            beta: 0.0,
+        if cols == 0 {
+            return Ok(());
+        }
+        // Enough blocks to fill the GPU, each summing at least 8 rows.
+        let rows_per_block = rows.div_ceil(BIAS_GRAD_BLOCKS).max(8);
+        let blocks = rows.div_ceil(rows_per_block);
+        let partial = self.partial_scratch(blocks * cols)?;
+        // One thread per column up to BLOCK, in whole warps.
+        let threads = (cols.div_ceil(32) * 32).min(BLOCK as usize) as u32;
+        let config = LaunchConfig {
+            grid_dim: (blocks as u32, 1, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: 0,
         };
-        self.gemm(op, g, (ones, rows), dout, dbias)
+        let args = [
+            Arg::Ptr(partial),
+            Arg::Ptr(dout),
+            Arg::Ptr(out),
+            Arg::I64(rows as i64),
+            Arg::I32(int(op, cols)?),
+            Arg::I32(int(op, rows_per_block)?),
+            Arg::I32(relu as i32),
+        ];
+        // SAFETY: bias_grad_partial(float* partial, float* dout, const float* out, i64 rows, int
+        // channels, int rows_per_block, int relu); dout and out hold rows * cols values
+        // (checked by the callers), partial cols * blocks, and block b touches only rows
+        // [b * rows_per_block, rows) and column b of partial.
+        unsafe { self.launch(Kernel::BiasGradPartial, config, &args) }?;
+        let args = [Arg::Ptr(dbias.0), Arg::Ptr(partial), Arg::I32(int(op, blocks)?)];
+        let config = LaunchConfig {
+            grid_dim: (int(op, cols)? as u32, 1, 1),
+            block_dim: (BIAS_FINISH_BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: bias_grad_finish(float* dbias, const float* partial, int blocks), launched with
+        // one block per column of BIAS_FINISH_BLOCK threads as it requires; dbias holds cols
+        // values (its span, checked by the callers), partial cols * blocks.
+        unsafe { self.launch(Kernel::BiasGradFinish, config, &args) }
     }
 
     /// out (n) += bias (broadcast over rows of `channels`), then ReLU if `relu`.
@@ -558,21 +589,6 @@ impl CudaBackend {
         // SAFETY: bias_act(float* out, const float* bias, i64 n, int channels, int relu); out
         // holds n values and bias `channels` (checked by the callers).
         unsafe { self.launch(Kernel::BiasAct, elementwise(n), &args) }
-    }
-
-    /// dout (n) *= (out > 0), in place.
-    fn relu_backward(&self, dout: u64, out: u64, n: usize) -> Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        // SAFETY: relu_backward(float* dout, const float* out, i64 n); both hold n values.
-        unsafe {
-            self.launch(
-                Kernel::ReluBackward,
-                elementwise(n),
-                &[Arg::Ptr(dout), Arg::Ptr(out), Arg::I64(n as i64)],
-            )
-        }
     }
 
     /// Samples per im2col chunk so that the scratch stays under COL_CAP.
@@ -785,10 +801,7 @@ impl Backend for CudaBackend {
             return self.zero_range(dbias.0, bias.len);
         }
         let rows = d.out_height() * d.out_width();
-        if relu {
-            self.relu_backward(dout.ptr, out.ptr, d.batch * out_len)?;
-        }
-        self.bias_gradient(op, dbias, (dout.ptr, d.batch * out_len), d.batch * rows, oc)?;
+        self.bias_gradient(op, dbias, dout.ptr, out.ptr, d.batch * rows, oc, relu)?;
         let chunk = Self::conv_chunk(&d);
         let col = self.col_scratch(chunk * rows * patch)?;
         let dinp_ptr = dinp.map(|b| b.ptr);
@@ -1008,10 +1021,7 @@ impl Backend for CudaBackend {
             self.zero_range(dkernel.0, kernel.len)?;
             return self.zero_range(dbias.0, bias.len);
         }
-        if relu {
-            self.relu_backward(dout.ptr, out.ptr, b * o)?;
-        }
-        self.bias_gradient(op, dbias, (dout.ptr, b * o), b, o)?;
+        self.bias_gradient(op, dbias, dout.ptr, out.ptr, b, o, relu)?;
         // dkernel (I, O) = inp^T (I, B) @ dout (B, O)
         let g = RowMajorGemm {
             m: i,

@@ -20,13 +20,14 @@ pub const KERNEL_FILES: [(&str, &str); 7] = [
 ];
 
 /// The `extern "C"` kernels, in `Kernel`'s order.
-pub const KERNEL_NAMES: [&str; 12] = [
+pub const KERNEL_NAMES: [&str; 13] = [
     "fill_f32",
     "load_batch",
     "im2col",
     "col2im",
     "bias_act",
-    "relu_backward",
+    "bias_grad_partial",
+    "bias_grad_finish",
     "maxpool2d_forward",
     "maxpool2d_backward",
     "dropout",
@@ -43,7 +44,8 @@ pub(crate) enum Kernel {
     Im2col,
     Col2im,
     BiasAct,
-    ReluBackward,
+    BiasGradPartial,
+    BiasGradFinish,
     Maxpool2dForward,
     Maxpool2dBackward,
     Dropout,
@@ -53,13 +55,14 @@ pub(crate) enum Kernel {
 }
 
 impl Kernel {
-    pub(crate) const ALL: [Kernel; 12] = [
+    pub(crate) const ALL: [Kernel; 13] = [
         Kernel::FillF32,
         Kernel::LoadBatch,
         Kernel::Im2col,
         Kernel::Col2im,
         Kernel::BiasAct,
-        Kernel::ReluBackward,
+        Kernel::BiasGradPartial,
+        Kernel::BiasGradFinish,
         Kernel::Maxpool2dForward,
         Kernel::Maxpool2dBackward,
         Kernel::Dropout,
