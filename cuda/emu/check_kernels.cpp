@@ -203,8 +203,8 @@ static void check_maxpool() {
                 }
     expect(ok, "maxpool2d_forward: max and argmax within the sample");
     auto dout = random_floats(out.size(), -1, 1);
-    std::vector<float> dinp(inp.size(), 0.0f);  // the host zeroes it first
-    launch(blocks_for(batch * out_len), 256, false, [&] { maxpool2d_backward(dinp.data(), argmax.data(), dout.data(), batch, in_len, out_len); });
+    std::vector<float> dinp(inp.size(), NAN);  // overwritten, ragged edge included (w = 5)
+    launch(blocks_for(batch * in_len), 256, false, [&] { maxpool2d_backward(dinp.data(), argmax.data(), dout.data(), batch, h, w, c, p); });
     std::vector<double> want(inp.size(), 0.0);
     for (int b = 0; b < batch; ++b)
         for (i64 o = 0; o < out_len; ++o) want[b * in_len + argmax[b * out_len + o]] += dout[b * out_len + o];

@@ -897,8 +897,7 @@ impl Backend for CudaBackend {
         check(op, "dinp", dinp.len, d.batch * in_len)?;
         check(op, "argmax", argmax.len, d.batch * out_len)?;
         check(op, "dout", dout.len, d.batch * out_len)?;
-        self.zero_range(dinp.ptr, d.batch * in_len)?;
-        if d.batch * out_len == 0 {
+        if d.batch * in_len == 0 {
             return Ok(());
         }
         let args = [
@@ -906,13 +905,16 @@ impl Backend for CudaBackend {
             Arg::Ptr(argmax.ptr),
             Arg::Ptr(dout.ptr),
             Arg::I64(d.batch as i64),
-            Arg::I64(in_len as i64),
-            Arg::I64(out_len as i64),
+            Arg::I32(int(op, d.height)?),
+            Arg::I32(int(op, d.width)?),
+            Arg::I32(int(op, d.channels)?),
+            Arg::I32(int(op, d.pool)?),
         ];
         // SAFETY: maxpool2d_backward(float* dinp, const u32* argmax, const float* dout, i64
-        // batch, i64 in_len, i64 out_len); sizes checked above, and the kernel skips any
-        // argmax >= in_len, so every write stays inside its sample of dinp.
-        unsafe { self.launch(Kernel::Maxpool2dBackward, elementwise(d.batch * out_len), &args) }
+        // batch, int height, int width, int channels, int pool); dinp holds batch * in_len
+        // values, argmax and dout batch * out_len (checked); each thread writes its own dinp
+        // value and reads only its window's argmax and dout.
+        unsafe { self.launch(Kernel::Maxpool2dBackward, elementwise(d.batch * in_len), &args) }
     }
 
     fn dropout_forward(&mut self, x: &mut CudaBuffer<f32>, len: usize, rate: f32, seed: u64) -> Result<()> {
