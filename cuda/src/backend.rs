@@ -340,6 +340,23 @@ impl CudaBackend {
         self.graphs.clear();
     }
 
+    /// Lets cuBLAS use TF32 tensor cores for the f32 GEMMs (10-bit mantissa products, f32
+    /// sums), or not (the default, which the CPU-vs-CUDA tolerances assume). Drops every
+    /// recording, since recorded GEMMs keep the math they were captured with.
+    pub fn set_tf32(&mut self, enabled: bool) -> Result<()> {
+        let mode = if enabled {
+            cublas_sys::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH
+        } else {
+            cublas_sys::cublasMath_t::CUBLAS_DEFAULT_MATH
+        };
+        // SAFETY: a live handle.
+        unsafe { cublas_sys::cublasSetMathMode(*self.blas.handle(), mode) }
+            .result()
+            .map_err(|e| cublas_error("cublasSetMathMode", e))?;
+        self.graphs.clear();
+        Ok(())
+    }
+
     /// How many steps were recorded and replayed so far, and why any recording failed.
     pub fn step_graph_stats(&self) -> &StepGraphStats {
         &self.graph_stats

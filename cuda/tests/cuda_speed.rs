@@ -1,6 +1,7 @@
 //! Pure training time per epoch on the GPU (469 steps of the default model on real MNIST, no
-//! validation), stream synchronised around each epoch, median of several, with step graphs on
-//! and off; one GPU_SPEED line for the GPU check's table. SKIPPED without a GPU or the data.
+//! validation), stream synchronised around each epoch, median of several: with step graphs,
+//! without, and (a diagnostic) with TF32 GEMMs; one GPU_SPEED line for the GPU check's table.
+//! SKIPPED without a GPU or the data.
 //! Leaves out: accuracy (cuda_mnist.rs) and the CPU (there is nothing to time here).
 
 mod common;
@@ -62,12 +63,17 @@ fn training_epoch_time() {
     let mut eager = CudaBackend::new(0).unwrap();
     eager.set_step_graphs(false);
     let (op_by_op, _) = epoch_seconds(eager, &train.images, &train.labels, train.sample_len(), epochs);
-    eprintln!("with graphs: {with_graphs:.3?}\nop by op:    {op_by_op:.3?}\ngraphs: {stats}");
+    // A diagnostic, not the default: how much of the step the f32 GEMMs take.
+    let mut tf32 = CudaBackend::new(0).unwrap();
+    tf32.set_tf32(true).unwrap();
+    let (with_tf32, _) = epoch_seconds(tf32, &train.images, &train.labels, train.sample_len(), epochs);
+    eprintln!("with graphs: {with_graphs:.3?}\nop by op:    {op_by_op:.3?}\ntf32 gemms:  {with_tf32:.3?}\ngraphs: {stats}");
     // One line the GPU check script greps for its table.
     println!(
-        "GPU_SPEED device=\"{device}\" train_epoch_s={:.4} train_epoch_s_without_graphs={:.4} epochs={} graphs={stats}",
+        "GPU_SPEED device=\"{device}\" train_epoch_s={:.4} without_graphs={:.4} with_tf32_gemms={:.4} epochs={} graphs={stats}",
         median(with_graphs[1..].to_vec()),
         median(op_by_op[1..].to_vec()),
+        median(with_tf32[1..].to_vec()),
         epochs - 1
     );
 }
