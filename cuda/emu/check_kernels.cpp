@@ -144,6 +144,22 @@ static void check_conv() {
                     want[(((size_t)s * oh + y) * ow + x) * oc + o] = acc > 0 ? acc : 0;
                 }
     expect(close(out, want, 1e-5), "im2col + GEMM + bias_act(relu) is the NHWC/HWIO convolution");
+    std::vector<float> direct(out.size(), NAN);
+    launch(blocks_for((i64)direct.size()), 256, false, [&] { conv2d_direct(direct.data(), inp.data(), kern.data(), bias.data(), samples, h, w, c, k, oc, 1); });
+    expect(close(direct, want, 1e-5), "conv2d_direct(relu) is the NHWC/HWIO convolution");
+    launch(blocks_for((i64)direct.size()), 256, false, [&] { conv2d_direct(direct.data(), inp.data(), kern.data(), bias.data(), samples, h, w, c, k, oc, 0); });
+    for (int s = 0; s < samples; ++s)
+        for (int y = 0; y < oh; ++y)
+            for (int x = 0; x < ow; ++x)
+                for (int o = 0; o < oc; ++o) {
+                    double acc = bias[o];
+                    for (int ky = 0; ky < k; ++ky)
+                        for (int kx = 0; kx < k; ++kx)
+                            for (int ci = 0; ci < c; ++ci)
+                                acc += (double)inp[(((size_t)s * h + y + ky) * w + x + kx) * c + ci] * kern[((size_t)(ky * k + kx) * c + ci) * oc + o];
+                    want[(((size_t)s * oh + y) * ow + x) * oc + o] = acc;
+                }
+    expect(close(direct, want, 1e-5), "conv2d_direct without ReLU");
 
     // col2im is im2col's adjoint: <im2col(x), y> == <x, col2im(y)>.
     auto dcol = random_floats(col.size(), -1, 1);

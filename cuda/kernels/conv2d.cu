@@ -1,6 +1,7 @@
 // Convolution helpers around cuBLAS (layers/conv2d.rs): im2col, its adjoint col2im, the bias +
-// ReLU epilogue, and bias gradients fused with the ReLU mask (shared with dense layers). Valid
-// padding, stride 1, NHWC input, HWIO kernel. Leaves out: the GEMMs (cuBLAS, src/gemm.rs).
+// ReLU epilogue, a direct convolution for small patches, and bias gradients fused with the ReLU
+// mask (shared with dense layers). Valid padding, stride 1, NHWC input, HWIO kernel.
+// Leaves out: the GEMMs (cuBLAS, src/gemm.rs).
 
 // col: (S*OH*OW, K*K*C); row r = the receptive field of output pixel r in (ky, kx, c) order,
 // the order of the kernel's leading axes. inp: (S, H, W, C).
@@ -45,6 +46,31 @@ extern "C" __global__ void col2im(float* dinp, const float* dcol, i64 samples, i
             }
         }
         dinp[i] = acc;
+    }
+}
+
+// out: (S, OH, OW, OC) = inp (S, H, W, C) convolved with kernel (K, K, C, OC), plus bias, then
+// ReLU when relu != 0: one thread per output value. For layers with a small patch (conv1: K*K*C
+// = 9), where im2col + GEMM + bias_act would move several times the memory the math needs.
+extern "C" __global__ void conv2d_direct(float* out, const float* inp, const float* kernel, const float* bias, i64 samples,
+                                         int height, int width, int channels, int kernel_size, int out_channels, int relu) {
+    int oh = height - kernel_size + 1, ow = width - kernel_size + 1;
+    int span = kernel_size * channels;  // one kernel row of a receptive field is contiguous in NHWC
+    i64 pixels = (i64)oh * ow;
+    i64 in_len = (i64)height * width * channels;
+    FOR_EACH(i, samples * pixels * out_channels) {
+        i64 r = i / out_channels;
+        int o = (int)(i - r * out_channels);
+        i64 s = r / pixels;
+        int pix = (int)(r - s * pixels);
+        int oy = pix / ow, ox = pix - oy * ow;
+        const float* x = inp + s * in_len + ((i64)oy * width + ox) * channels;
+        float acc = 0.0f;
+        for (int ky = 0; ky < kernel_size; ++ky) {
+            for (int q = 0; q < span; ++q) acc += x[(i64)ky * width * channels + q] * kernel[(ky * span + q) * out_channels + o];
+        }
+        float v = acc + bias[o];
+        out[i] = relu ? fmaxf(v, 0.0f) : v;
     }
 }
 

@@ -33,6 +33,9 @@ const BIAS_FINISH_BLOCK: u32 = 256; // BIAS_FINISH_BLOCK in conv2d.cu
 /// The im2col scratch holds at most this many floats (256 MiB); larger batches are convolved
 /// in chunks of samples. A batch of 128 of the default model needs 21 M (one chunk).
 const COL_CAP: usize = 1 << 26;
+/// Convolutions whose patch (K*K*C) is at most this run as one direct kernel (conv1: 9) instead
+/// of im2col + GEMM + bias_act; conv2's 288 stays a GEMM.
+const DIRECT_CONV_MAX_PATCH: usize = 32;
 /// cuBLAS's workspace, set by us so that cuBLAS allocates nothing while a step is recorded
 /// (NVIDIA's graph-capture advice; 32 MiB is what it recommends for Hopper).
 const CUBLAS_WORKSPACE_BYTES: usize = 32 << 20;
@@ -608,6 +611,40 @@ impl CudaBackend {
         unsafe { self.launch(Kernel::BiasAct, elementwise(n), &args) }
     }
 
+    /// `conv2d_forward` for a small patch: one kernel instead of im2col + GEMM + bias_act.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_direct(
+        &self,
+        out: &mut CudaBuffer<f32>,
+        inp: &CudaBuffer<f32>,
+        params: &CudaBuffer<f32>,
+        kernel: Span,
+        bias: Span,
+        d: &Conv2dDims,
+        relu: bool,
+    ) -> Result<()> {
+        let op = "conv2d_direct";
+        let args = [
+            Arg::Ptr(out.ptr),
+            Arg::Ptr(inp.ptr),
+            Arg::Ptr(params.at(kernel.offset)),
+            Arg::Ptr(params.at(bias.offset)),
+            Arg::I64(d.batch as i64),
+            Arg::I32(int(op, d.height)?),
+            Arg::I32(int(op, d.width)?),
+            Arg::I32(int(op, d.in_channels)?),
+            Arg::I32(int(op, d.kernel)?),
+            Arg::I32(int(op, d.out_channels)?),
+            Arg::I32(relu as i32),
+        ];
+        // SAFETY: conv2d_direct(float* out, const float* inp, const float* kernel, const float*
+        // bias, i64 samples, int height, int width, int channels, int kernel_size, int
+        // out_channels, int relu); conv2d_forward checked out (batch * out_len), inp (batch *
+        // in_len) and the kernel (patch * OC) and bias (OC) spans; every read window lies
+        // inside its sample because the convolution is "valid".
+        unsafe { self.launch(Kernel::Conv2dDirect, elementwise(d.batch * d.out_len()), &args) }
+    }
+
     /// Samples per im2col chunk so that the scratch stays under COL_CAP.
     fn conv_chunk(d: &Conv2dDims) -> usize {
         let per_sample = d.out_height() * d.out_width() * d.patch_len();
@@ -750,6 +787,9 @@ impl Backend for CudaBackend {
         check_span(op, params, bias, oc)?;
         if d.batch == 0 {
             return Ok(());
+        }
+        if patch <= DIRECT_CONV_MAX_PATCH {
+            return self.conv2d_direct(out, inp, params, kernel, bias, &d, relu);
         }
         let rows = d.out_height() * d.out_width();
         let chunk = Self::conv_chunk(&d);

@@ -20,11 +20,12 @@ pub const KERNEL_FILES: [(&str, &str); 7] = [
 ];
 
 /// The `extern "C"` kernels, in `Kernel`'s order.
-pub const KERNEL_NAMES: [&str; 13] = [
+pub const KERNEL_NAMES: [&str; 14] = [
     "fill_f32",
     "load_batch",
     "im2col",
     "col2im",
+    "conv2d_direct",
     "bias_act",
     "bias_grad_partial",
     "bias_grad_finish",
@@ -43,6 +44,7 @@ pub(crate) enum Kernel {
     LoadBatch,
     Im2col,
     Col2im,
+    Conv2dDirect,
     BiasAct,
     BiasGradPartial,
     BiasGradFinish,
@@ -55,11 +57,12 @@ pub(crate) enum Kernel {
 }
 
 impl Kernel {
-    pub(crate) const ALL: [Kernel; 13] = [
+    pub(crate) const ALL: [Kernel; 14] = [
         Kernel::FillF32,
         Kernel::LoadBatch,
         Kernel::Im2col,
         Kernel::Col2im,
+        Kernel::Conv2dDirect,
         Kernel::BiasAct,
         Kernel::BiasGradPartial,
         Kernel::BiasGradFinish,
