@@ -161,6 +161,21 @@ static void check_conv() {
                 }
     expect(close(direct, want, 1e-5), "conv2d_direct without ReLU");
 
+    // Kernel gradients without im2col: dkernel (patch, OC) = col^T @ dout, in 4-row blocks.
+    {
+        auto dout = random_floats(out.size(), -1, 1);
+        const int rows_per_block = 4, pairs = patch * oc;
+        const int blocks = (samples * rows + rows_per_block - 1) / rows_per_block;
+        std::vector<float> partial((size_t)pairs * blocks, NAN), dkernel(pairs, NAN);
+        launch(blocks, 64, false, [&] { conv2d_dkernel_partial(partial.data(), dout.data(), inp.data(), samples, h, w, c, k, oc, rows_per_block); });
+        launch(pairs, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dkernel.data(), partial.data(), blocks); });
+        std::vector<double> want_dk(pairs, 0.0);
+        for (int r = 0; r < samples * rows; ++r)
+            for (int p = 0; p < patch; ++p)
+                for (int o = 0; o < oc; ++o) want_dk[(size_t)p * oc + o] += (double)col[(size_t)r * patch + p] * dout[(size_t)r * oc + o];
+        expect(close(dkernel, want_dk, 1e-5), "conv2d_dkernel_partial + bias_grad_finish is col^T @ dout");
+    }
+
     // col2im is im2col's adjoint: <im2col(x), y> == <x, col2im(y)>.
     auto dcol = random_floats(col.size(), -1, 1);
     std::vector<float> dinp(inp.size(), NAN);

@@ -1,6 +1,6 @@
 // Convolution helpers around cuBLAS (layers/conv2d.rs): im2col, its adjoint col2im, the bias +
-// ReLU epilogue, a direct convolution for small patches, and bias gradients fused with the ReLU
-// mask (shared with dense layers). Valid padding, stride 1, NHWC input, HWIO kernel.
+// ReLU epilogue, a direct convolution and kernel gradient for small patches, and bias gradients
+// fused with the ReLU mask (shared with dense layers). Valid padding, stride 1, NHWC input, HWIO kernel.
 // Leaves out: the GEMMs (cuBLAS, src/gemm.rs).
 
 // col: (S*OH*OW, K*K*C); row r = the receptive field of output pixel r in (ky, kx, c) order,
@@ -71,6 +71,36 @@ extern "C" __global__ void conv2d_direct(float* out, const float* inp, const flo
         }
         float v = acc + bias[o];
         out[i] = relu ? fmaxf(v, 0.0f) : v;
+    }
+}
+
+// Kernel gradients for a small patch (conv1), stage 1, without an im2col matrix: for each pair
+// j = p * OC + o of patch position p and output channel o, block b writes partial[j][b], the sum
+// over output pixels r in [b * rows_per_block, (b + 1) * rows_per_block) of
+// im2col(inp)[r][p] * dout[r][o]. Consecutive threads take consecutive o (coalesced dout, one
+// shared inp value). Stage 2 is bias_grad_finish over the patch * OC pairs; fixed orders, so
+// deterministic.
+extern "C" __global__ void conv2d_dkernel_partial(float* partial, const float* dout, const float* inp, i64 samples,
+                                                  int height, int width, int channels, int kernel_size, int out_channels,
+                                                  int rows_per_block) {
+    int oh = height - kernel_size + 1, ow = width - kernel_size + 1;
+    int span = kernel_size * channels;
+    int pairs = kernel_size * span * out_channels;
+    i64 pixels = (i64)oh * ow;
+    i64 in_len = (i64)height * width * channels;
+    i64 first = (i64)blockIdx.x * rows_per_block;
+    i64 last = first + rows_per_block < samples * pixels ? first + rows_per_block : samples * pixels;
+    for (int j = threadIdx.x; j < pairs; j += blockDim.x) {
+        int p = j / out_channels, o = j - p * out_channels;
+        int ky = p / span, q = p - ky * span;  // q = kx * C + c
+        float sum = 0.0f;
+        for (i64 r = first; r < last; ++r) {
+            i64 s = r / pixels;
+            int pix = (int)(r - s * pixels);
+            int oy = pix / ow, ox = pix - oy * ow;
+            sum += inp[s * in_len + ((i64)(oy + ky) * width + ox) * channels + q] * dout[r * out_channels + o];
+        }
+        partial[(i64)j * gridDim.x + blockIdx.x] = sum;
     }
 }
 

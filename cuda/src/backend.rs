@@ -582,16 +582,55 @@ impl CudaBackend {
         // (checked by the callers), partial cols * blocks, and block b touches only rows
         // [b * rows_per_block, rows) and column b of partial.
         unsafe { self.launch(Kernel::BiasGradPartial, config, &args) }?;
-        let args = [Arg::Ptr(dbias.0), Arg::Ptr(partial), Arg::I32(int(op, blocks)?)];
+        self.sum_partials(op, dbias.0, partial, blocks, cols)
+    }
+
+    /// dst (cols) = for each column j, the sum of partial[j][0..blocks) (bias_grad_finish).
+    fn sum_partials(&self, op: &str, dst: u64, partial: u64, blocks: usize, cols: usize) -> Result<()> {
+        let args = [Arg::Ptr(dst), Arg::Ptr(partial), Arg::I32(int(op, blocks)?)];
         let config = LaunchConfig {
             grid_dim: (int(op, cols)? as u32, 1, 1),
             block_dim: (BIAS_FINISH_BLOCK, 1, 1),
             shared_mem_bytes: 0,
         };
         // SAFETY: bias_grad_finish(float* dbias, const float* partial, int blocks), launched with
-        // one block per column of BIAS_FINISH_BLOCK threads as it requires; dbias holds cols
-        // values (its span, checked by the callers), partial cols * blocks.
+        // one block per column of BIAS_FINISH_BLOCK threads as it requires; callers pass dst with
+        // cols values (a checked span) and partial with cols * blocks.
         unsafe { self.launch(Kernel::BiasGradFinish, config, &args) }
+    }
+
+    /// dkernel (patch, OC) = im2col(inp)^T @ dout for a small patch, without the im2col matrix:
+    /// partial sums over about BIAS_GRAD_BLOCKS row ranges, then `sum_partials`.
+    fn conv2d_dkernel_direct(&mut self, op: &str, dkernel: (u64, usize), dout: u64, inp: u64, d: &Conv2dDims) -> Result<()> {
+        let rows = d.batch * d.out_height() * d.out_width();
+        let pairs = d.patch_len() * d.out_channels;
+        let rows_per_block = rows.div_ceil(BIAS_GRAD_BLOCKS).max(8);
+        let blocks = rows.div_ceil(rows_per_block);
+        let partial = self.partial_scratch(blocks * pairs)?;
+        let config = LaunchConfig {
+            grid_dim: (blocks as u32, 1, 1),
+            // One thread per pair (conv1: 288), in whole warps, up to CUDA's 1024.
+            block_dim: ((pairs.div_ceil(32) * 32).min(1024) as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let args = [
+            Arg::Ptr(partial),
+            Arg::Ptr(dout),
+            Arg::Ptr(inp),
+            Arg::I64(d.batch as i64),
+            Arg::I32(int(op, d.height)?),
+            Arg::I32(int(op, d.width)?),
+            Arg::I32(int(op, d.in_channels)?),
+            Arg::I32(int(op, d.kernel)?),
+            Arg::I32(int(op, d.out_channels)?),
+            Arg::I32(int(op, rows_per_block)?),
+        ];
+        // SAFETY: conv2d_dkernel_partial(float* partial, const float* dout, const float* inp, i64
+        // samples, int height, int width, int channels, int kernel_size, int out_channels, int
+        // rows_per_block); conv2d_backward checked dout (batch * out_len) and inp (batch *
+        // in_len); partial holds pairs * blocks and block b writes only column b of it.
+        unsafe { self.launch(Kernel::Conv2dDkernelPartial, config, &args) }?;
+        self.sum_partials(op, dkernel.0, partial, blocks, pairs)
     }
 
     /// out (n) += bias (broadcast over rows of `channels`), then ReLU if `relu`.
@@ -859,6 +898,10 @@ impl Backend for CudaBackend {
         }
         let rows = d.out_height() * d.out_width();
         self.bias_gradient(op, dbias, dout.ptr, out.ptr, d.batch * rows, oc, relu)?;
+        if dinp.is_none() && patch <= DIRECT_CONV_MAX_PATCH {
+            // conv1: no dinp, and a patch too small for im2col + GEMM to pay.
+            return self.conv2d_dkernel_direct(op, dkernel, dout.ptr, inp.ptr, &d);
+        }
         let chunk = Self::conv_chunk(&d);
         let col = self.col_scratch(chunk * rows * patch)?;
         let dinp_ptr = dinp.map(|b| b.ptr);

@@ -20,12 +20,13 @@ pub const KERNEL_FILES: [(&str, &str); 7] = [
 ];
 
 /// The `extern "C"` kernels, in `Kernel`'s order.
-pub const KERNEL_NAMES: [&str; 14] = [
+pub const KERNEL_NAMES: [&str; 15] = [
     "fill_f32",
     "load_batch",
     "im2col",
     "col2im",
     "conv2d_direct",
+    "conv2d_dkernel_partial",
     "bias_act",
     "bias_grad_partial",
     "bias_grad_finish",
@@ -45,6 +46,7 @@ pub(crate) enum Kernel {
     Im2col,
     Col2im,
     Conv2dDirect,
+    Conv2dDkernelPartial,
     BiasAct,
     BiasGradPartial,
     BiasGradFinish,
@@ -57,12 +59,13 @@ pub(crate) enum Kernel {
 }
 
 impl Kernel {
-    pub(crate) const ALL: [Kernel; 14] = [
+    pub(crate) const ALL: [Kernel; 15] = [
         Kernel::FillF32,
         Kernel::LoadBatch,
         Kernel::Im2col,
         Kernel::Col2im,
         Kernel::Conv2dDirect,
+        Kernel::Conv2dDkernelPartial,
         Kernel::BiasAct,
         Kernel::BiasGradPartial,
         Kernel::BiasGradFinish,
