@@ -95,7 +95,7 @@ enum Arg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct StepKey {
     batch: usize,
-    data: [u64; 5], // images, labels and order addresses, N, sample_len
+    data: [u64; 5],  // images, labels and order addresses, N, sample_len
     hyper: [u32; 3], // Adadelta's f32 bits
 }
 
@@ -130,7 +130,7 @@ pub struct CudaBackend {
     recording: Option<(StepKey, StepValues)>, // between begin_step and end_step while capturing
     graph_stats: StepGraphStats,
     step_values: CudaBuffer<u64>, // (3): start, dropout seed 1, dropout seed 2 of the current step
-    col: Option<CudaBuffer<f32>>,     // im2col / dcol scratch, grown on demand
+    col: Option<CudaBuffer<f32>>, // im2col / dcol scratch, grown on demand
     partial: Option<CudaBuffer<f32>>, // (blocks, channels): bias gradients' per-block sums
     blas: CudaBlas,
     _blas_workspace: CudaSlice<u8>,
@@ -312,7 +312,9 @@ impl CudaBackend {
         .result()
         .map_err(|e| cublas_error("cublasSetWorkspace", e))?;
         let name = format!("{device} (sm_{}{})", capability.0, capability.1);
-        let step_slice = stream.alloc_zeros::<u64>(3).map_err(|e| driver_error("cuMemAlloc", e))?;
+        let step_slice = stream
+            .alloc_zeros::<u64>(3)
+            .map_err(|e| driver_error("cuMemAlloc", e))?;
         let step_ptr = step_slice.device_ptr(&stream).0;
         Ok(CudaBackend {
             // MNIST_CUDA_GRAPHS=0 runs every step op by op (to measure what graphs save).
@@ -377,10 +379,15 @@ impl CudaBackend {
     /// Where a recorded step's kernels read the value `wanted` from: `slot` of `step_values`,
     /// checked to hold what the caller passed; null (use the argument) when not recording.
     fn step_value_at(&self, op: &str, slot: usize, wanted: u64) -> Result<u64> {
-        let Some((_, values)) = self.recording else { return Ok(0) };
+        let Some((_, values)) = self.recording else {
+            return Ok(0);
+        };
         let have = [values.start as u64, values.dropout_seeds[0], values.dropout_seeds[1]];
         if have[slot] != wanted {
-            return Err(backend_error(op, "a recorded step passed a value that begin_step was not given"));
+            return Err(backend_error(
+                op,
+                "a recorded step passed a value that begin_step was not given",
+            ));
         }
         Ok(self.step_values.at(slot))
     }
@@ -601,7 +608,14 @@ impl CudaBackend {
 
     /// dkernel (patch, OC) = im2col(inp)^T @ dout for a small patch, without the im2col matrix:
     /// partial sums over about BIAS_GRAD_BLOCKS row ranges, then `sum_partials`.
-    fn conv2d_dkernel_direct(&mut self, op: &str, dkernel: (u64, usize), dout: u64, inp: u64, d: &Conv2dDims) -> Result<()> {
+    fn conv2d_dkernel_direct(
+        &mut self,
+        op: &str,
+        dkernel: (u64, usize),
+        dout: u64,
+        inp: u64,
+        d: &Conv2dDims,
+    ) -> Result<()> {
         let rows = d.batch * d.out_height() * d.out_width();
         let pairs = d.patch_len() * d.out_channels;
         let rows_per_block = rows.div_ceil(BIAS_GRAD_BLOCKS).max(8);
@@ -1274,7 +1288,13 @@ impl Backend for CudaBackend {
     /// Records a training step as a CUDA graph the second time a shape is seen (the first runs
     /// op by op, so scratch and cuBLAS are set up outside the capture) and replays it after,
     /// with `values` copied to the device first: one graph launch instead of ~40 launches.
-    fn begin_step(&mut self, data: &CudaDataset, batch: usize, hyper: Adadelta, values: StepValues) -> Result<StepMode> {
+    fn begin_step(
+        &mut self,
+        data: &CudaDataset,
+        batch: usize,
+        hyper: Adadelta,
+        values: StepValues,
+    ) -> Result<StepMode> {
         if !self.graphs_enabled || self.recording.is_some() {
             return Ok(StepMode::Run);
         }
@@ -1294,7 +1314,11 @@ impl Backend for CudaBackend {
                 data.len() as u64,
                 data.sample_len as u64,
             ],
-            hyper: [hyper.learning_rate.to_bits(), hyper.rho.to_bits(), hyper.epsilon.to_bits()],
+            hyper: [
+                hyper.learning_rate.to_bits(),
+                hyper.rho.to_bits(),
+                hyper.epsilon.to_bits(),
+            ],
         };
         match self.graphs.get(&key) {
             None => {

@@ -253,8 +253,14 @@ fn replay_matches<B: Backend>(replayed: B, op_by_op: B) -> Network<B> {
     let mut r = steps_over_passes(replayed).unwrap();
     let mut o = steps_over_passes(op_by_op).unwrap();
     assert!(r.params().unwrap() == o.params().unwrap(), "params differ");
-    assert!(r.grads().unwrap() == o.grads().unwrap(), "grads of the last step differ");
-    assert!(r.optimizer_state().unwrap() == o.optimizer_state().unwrap(), "Adadelta state differs");
+    assert!(
+        r.grads().unwrap() == o.grads().unwrap(),
+        "grads of the last step differ"
+    );
+    assert!(
+        r.optimizer_state().unwrap() == o.optimizer_state().unwrap(),
+        "Adadelta state differs"
+    );
     assert_eq!(r.read_metrics(15 * 64).unwrap(), o.read_metrics(15 * 64).unwrap());
     r
 }

@@ -14,7 +14,13 @@ use mnist_core::{Backend, Config, Rng};
 use mnist_cuda::CudaBackend;
 
 /// Seconds of each of `epochs` epochs (the first is a warm-up, left out of the median).
-fn epoch_seconds(mut backend: CudaBackend, images: &[u8], labels: &[u8], sample_len: usize, epochs: usize) -> (Vec<f64>, String) {
+fn epoch_seconds(
+    mut backend: CudaBackend,
+    images: &[u8],
+    labels: &[u8],
+    sample_len: usize,
+    epochs: usize,
+) -> (Vec<f64>, String) {
     let mut data = backend.upload_dataset(images, labels, sample_len).unwrap();
     let n = labels.len();
     let batch = 128;
@@ -67,7 +73,9 @@ fn training_epoch_time() {
     let mut tf32 = CudaBackend::new(0).unwrap();
     tf32.set_tf32(true).unwrap();
     let (with_tf32, _) = epoch_seconds(tf32, &train.images, &train.labels, train.sample_len(), epochs);
-    eprintln!("with graphs: {with_graphs:.3?}\nop by op:    {op_by_op:.3?}\ntf32 gemms:  {with_tf32:.3?}\ngraphs: {stats}");
+    eprintln!(
+        "with graphs: {with_graphs:.3?}\nop by op:    {op_by_op:.3?}\ntf32 gemms:  {with_tf32:.3?}\ngraphs: {stats}"
+    );
     // One line the GPU check script greps for its table.
     println!(
         "GPU_SPEED device=\"{device}\" train_epoch_s={:.4} without_graphs={:.4} with_tf32_gemms={:.4} epochs={} graphs={stats}",
