@@ -548,6 +548,7 @@ impl CudaBackend {
     /// dbias (cols) = column sums of dout (rows, cols), overwritten; with `relu`, dout is first
     /// masked in place by (out > 0), the ReLU's backward. Two deterministic kernels: column sums
     /// over about BIAS_GRAD_BLOCKS row ranges, then a fixed tree over each column's sums.
+    #[allow(clippy::too_many_arguments)]
     fn bias_gradient(
         &mut self,
         op: &str,
