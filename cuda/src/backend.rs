@@ -1,6 +1,6 @@
 //! CudaBackend: mnist-core's `Backend` on one CUDA stream. Convolutions are im2col + cuBLAS
-//! SGEMM (TF32 off), everything else a small NVRTC-compiled kernel; every op is queued on the
-//! stream and only `download` waits, so a training step never synchronises with the host.
+//! SGEMM (TF32 off) or, for small patches, direct kernels; everything else a small NVRTC kernel.
+//! Every op is queued on the stream and only `download` waits.
 //! Training steps are recorded once per shape as a CUDA graph and replayed (see `begin_step`).
 //! Leaves out: multiple streams and GPUs, and f16 math (later work).
 
