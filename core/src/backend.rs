@@ -91,6 +91,24 @@ impl Default for Adadelta {
 /// Running sums that `softmax_xent_forward` adds to: `[loss_sum, correct_count]`.
 pub const METRICS_LEN: usize = 2;
 
+/// What differs between training steps of the same shape: the batch's first sample (in the
+/// dataset's current order) and the dropout seeds of the two dropout layers. A backend that
+/// records a step (a CUDA graph) keeps these on the device and sets them before each replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepValues {
+    pub start: usize,
+    pub dropout_seeds: [u64; 2],
+}
+
+/// What `Backend::begin_step` leaves to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepMode {
+    /// Run the step's ops, then call `end_step` (the backend may be recording them).
+    Run,
+    /// The backend replayed a recording of the whole step with the new `StepValues`: skip the ops.
+    Replayed,
+}
+
 /// Layer-level operations. Buffers are flat; parameters are `Span`s of one flat buffer
 /// (see `ParamLayout`). Argument order: outputs, saved state, inputs, parameters, dimensions.
 /// Parameter gradients are overwritten by each backward call, not accumulated.
@@ -242,4 +260,22 @@ pub trait Backend {
         grads: &Self::Buffer,
         hyper: Adadelta,
     ) -> Result<()>;
+
+    /// Optional step recording, for backends where launching an op costs more than running it
+    /// (CUDA graphs); the defaults record nothing. `Network::train_step` calls this before a
+    /// step's ops with everything those ops depend on besides the network's own buffers: the
+    /// dataset, the batch size, the optimizer and `values`. On `Run` the caller runs the ops
+    /// (while recording, every `start` and dropout seed it passes is one of `values`) and then
+    /// calls `end_step`; on `Replayed` the step is done.
+    fn begin_step(&mut self, data: &Self::Dataset, batch: usize, hyper: Adadelta, values: StepValues) -> Result<StepMode> {
+        let _ = (data, batch, hyper, values);
+        Ok(StepMode::Run)
+    }
+    /// Ends what `begin_step` started; `ops_error` is the ops' first error, if any. Returns
+    /// true when a recording failed and was dropped: nothing ran, and the caller must run the
+    /// ops again (the backend then runs steps of this shape op by op).
+    fn end_step(&mut self, ops_error: Option<&crate::error::Error>) -> Result<bool> {
+        let _ = ops_error;
+        Ok(false)
+    }
 }

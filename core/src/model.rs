@@ -5,7 +5,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::backend::{Adadelta, Backend, Conv2dDims, DenseDims, PoolDims, METRICS_LEN};
+use crate::backend::{Adadelta, Backend, Conv2dDims, DenseDims, PoolDims, StepMode, StepValues, METRICS_LEN};
 use crate::config::*;
 use crate::data::{mix64, Rng};
 use crate::error::{Error, Result};
@@ -302,8 +302,24 @@ impl<B: Backend> Network<B> {
     /// One training step on samples `start..start + batch` of `data` (in its current order):
     /// forward with dropout, backward, Adadelta. The batch's loss and accuracy are added to
     /// the running metrics.
+    /// A backend may record the step's ops once and replay them (see `Backend::begin_step`).
     pub fn train_step(&mut self, data: &B::Dataset, start: usize, batch: usize, dropout_seed: u64) -> Result<()> {
         self.check_batch(batch)?;
+        let dropout_seeds = [dropout_layer_seed(dropout_seed, 1), dropout_layer_seed(dropout_seed, 2)];
+        let values = StepValues { start, dropout_seeds };
+        if self.backend.begin_step(data, batch, self.hyper, values)? == StepMode::Replayed {
+            return Ok(());
+        }
+        let ops = self.train_step_ops(data, start, batch, dropout_seed);
+        if self.backend.end_step(ops.as_ref().err())? {
+            // A recording failed and was dropped, so nothing ran: run the ops one by one.
+            return self.train_step_ops(data, start, batch, dropout_seed);
+        }
+        ops
+    }
+
+    /// The ops of `train_step`, in order.
+    fn train_step_ops(&mut self, data: &B::Dataset, start: usize, batch: usize, dropout_seed: u64) -> Result<()> {
         self.backend.load_batch(&mut self.x, &mut self.labels, data, start, batch)?;
         self.forward(batch, Some(dropout_seed), true)?;
         self.backward(batch, Some(dropout_seed))?;

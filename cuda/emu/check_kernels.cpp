@@ -2,6 +2,7 @@
 // CUDA emulation (blocks run one after another; threads of kernels that use __syncthreads run
 // as real threads with a barrier) and compares each kernel with a naive reference. Leaves out:
 // cuBLAS, launches from Rust, and anything about GPU timing or memory; the GPU tests do those.
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <cmath>
@@ -97,14 +98,20 @@ static void check_load_batch() {
     for (i64 i = 0; i < n; ++i) order[i] = (u32)((i * 17 + 3) % n);
     std::vector<float> x(count * sample, -1.0f);
     std::vector<u32> got_labels(count, 99);
-    launch(blocks_for(count * sample), 256, false, [&] { load_batch(x.data(), got_labels.data(), images.data(), labels.data(), order.data(), start, count, sample); });
-    bool ok = true;
-    for (i64 s = 0; s < count; ++s) {
-        u32 src = order[start + s];
-        ok &= got_labels[s] == labels[src];
-        for (i64 j = 0; j < sample; ++j) ok &= x[s * sample + j] == (float)images[src * sample + j] * (1.0f / 255.0f);
+    // The start as an argument, then from device memory (a recorded step's), which wins.
+    const u64 start_at = start;
+    for (const u64* at : {(const u64*)nullptr, &start_at}) {
+        std::fill(x.begin(), x.end(), -1.0f);
+        std::fill(got_labels.begin(), got_labels.end(), 99u);
+        launch(blocks_for(count * sample), 256, false, [&] { load_batch(x.data(), got_labels.data(), images.data(), labels.data(), order.data(), at ? 999 : start, at, count, sample); });
+        bool ok = true;
+        for (i64 s = 0; s < count; ++s) {
+            u32 src = order[start + s];
+            ok &= got_labels[s] == labels[src];
+            for (i64 j = 0; j < sample; ++j) ok &= x[s * sample + j] == (float)images[src * sample + j] * (1.0f / 255.0f);
+        }
+        expect(ok, at ? "load_batch reads its start from start_at" : "load_batch gathers by order and scales by 1/255");
     }
-    expect(ok, "load_batch gathers by order and scales by 1/255");
 }
 
 static void check_conv() {
@@ -137,6 +144,37 @@ static void check_conv() {
                     want[(((size_t)s * oh + y) * ow + x) * oc + o] = acc > 0 ? acc : 0;
                 }
     expect(close(out, want, 1e-5), "im2col + GEMM + bias_act(relu) is the NHWC/HWIO convolution");
+    std::vector<float> direct(out.size(), NAN);
+    launch(blocks_for((i64)direct.size()), 256, false, [&] { conv2d_direct(direct.data(), inp.data(), kern.data(), bias.data(), samples, h, w, c, k, oc, 1); });
+    expect(close(direct, want, 1e-5), "conv2d_direct(relu) is the NHWC/HWIO convolution");
+    launch(blocks_for((i64)direct.size()), 256, false, [&] { conv2d_direct(direct.data(), inp.data(), kern.data(), bias.data(), samples, h, w, c, k, oc, 0); });
+    for (int s = 0; s < samples; ++s)
+        for (int y = 0; y < oh; ++y)
+            for (int x = 0; x < ow; ++x)
+                for (int o = 0; o < oc; ++o) {
+                    double acc = bias[o];
+                    for (int ky = 0; ky < k; ++ky)
+                        for (int kx = 0; kx < k; ++kx)
+                            for (int ci = 0; ci < c; ++ci)
+                                acc += (double)inp[(((size_t)s * h + y + ky) * w + x + kx) * c + ci] * kern[((size_t)(ky * k + kx) * c + ci) * oc + o];
+                    want[(((size_t)s * oh + y) * ow + x) * oc + o] = acc;
+                }
+    expect(close(direct, want, 1e-5), "conv2d_direct without ReLU");
+
+    // Kernel gradients without im2col: dkernel (patch, OC) = col^T @ dout, in 4-row blocks.
+    {
+        auto dout = random_floats(out.size(), -1, 1);
+        const int rows_per_block = 4, pairs = patch * oc;
+        const int blocks = (samples * rows + rows_per_block - 1) / rows_per_block;
+        std::vector<float> partial((size_t)pairs * blocks, NAN), dkernel(pairs, NAN);
+        launch(blocks, 64, false, [&] { conv2d_dkernel_partial(partial.data(), dout.data(), inp.data(), samples, h, w, c, k, oc, rows_per_block); });
+        launch(pairs, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dkernel.data(), partial.data(), blocks); });
+        std::vector<double> want_dk(pairs, 0.0);
+        for (int r = 0; r < samples * rows; ++r)
+            for (int p = 0; p < patch; ++p)
+                for (int o = 0; o < oc; ++o) want_dk[(size_t)p * oc + o] += (double)col[(size_t)r * patch + p] * dout[(size_t)r * oc + o];
+        expect(close(dkernel, want_dk, 1e-5), "conv2d_dkernel_partial + bias_grad_finish is col^T @ dout");
+    }
 
     // col2im is im2col's adjoint: <im2col(x), y> == <x, col2im(y)>.
     auto dcol = random_floats(col.size(), -1, 1);
@@ -147,11 +185,28 @@ static void check_conv() {
     for (size_t i = 0; i < inp.size(); ++i) rhs += (double)inp[i] * dinp[i];
     expect(std::fabs(lhs - rhs) < 1e-4 * (1 + std::fabs(lhs)), "col2im is the adjoint of im2col");
 
-    std::vector<float> dout = random_floats(out.size(), -1, 1), masked = dout;
-    launch(blocks_for((i64)out.size()), 256, false, [&] { relu_backward(masked.data(), out.data(), (i64)out.size()); });
-    bool ok = true;
-    for (size_t i = 0; i < out.size(); ++i) ok &= masked[i] == (out[i] <= 0 ? 0.0f : dout[i]);
-    expect(ok, "relu_backward masks by the output");
+    // Bias gradients: column sums of dout (rows, channels), masked by the ReLU when asked; 40
+    // channels on 32-thread blocks make some threads own two columns, and 7 rows per block
+    // leave a ragged last block.
+    const int channels = 40, rows_per_block = 7;
+    const i64 grad_rows = 50;
+    const int blocks = (int)((grad_rows + rows_per_block - 1) / rows_per_block);
+    auto relu_out = random_floats(grad_rows * channels, -1, 1);  // about half are <= 0
+    for (int relu : {0, 1}) {
+        std::vector<float> dout = random_floats(grad_rows * channels, -1, 1), masked = dout;
+        std::vector<float> partial(blocks * channels, NAN), dbias(channels, NAN);
+        launch(blocks, 32, false, [&] { bias_grad_partial(partial.data(), masked.data(), relu_out.data(), grad_rows, channels, rows_per_block, relu); });
+        launch(channels, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dbias.data(), partial.data(), blocks); });
+        std::vector<double> want(channels, 0.0);
+        bool ok = true;
+        for (i64 i = 0; i < grad_rows * channels; ++i) {
+            float g = relu && relu_out[i] <= 0 ? 0.0f : dout[i];
+            ok &= masked[i] == g;
+            want[i % channels] += g;
+        }
+        expect(ok, relu ? "bias_grad_partial masks dout by the ReLU's output" : "bias_grad_partial leaves dout alone without ReLU");
+        expect(close(dbias, want, 1e-4), relu ? "bias gradients (ReLU) are column sums" : "bias gradients are column sums");
+    }
 }
 
 static void check_maxpool() {
@@ -179,8 +234,8 @@ static void check_maxpool() {
                 }
     expect(ok, "maxpool2d_forward: max and argmax within the sample");
     auto dout = random_floats(out.size(), -1, 1);
-    std::vector<float> dinp(inp.size(), 0.0f);  // the host zeroes it first
-    launch(blocks_for(batch * out_len), 256, false, [&] { maxpool2d_backward(dinp.data(), argmax.data(), dout.data(), batch, in_len, out_len); });
+    std::vector<float> dinp(inp.size(), NAN);  // overwritten, ragged edge included (w = 5)
+    launch(blocks_for(batch * in_len), 256, false, [&] { maxpool2d_backward(dinp.data(), argmax.data(), dout.data(), batch, h, w, c, p); });
     std::vector<double> want(inp.size(), 0.0);
     for (int b = 0; b < batch; ++b)
         for (i64 o = 0; o < out_len; ++o) want[b * in_len + argmax[b * out_len + o]] += dout[b * out_len + o];
@@ -197,23 +252,26 @@ static void check_dropout() {
         {0xffffffffffffffffull, 0.75f, 4294967232ll, 3221225472u, 0xa012100408854014ull},
     };
     for (const Case& cs : cases) {
-        const i64 n = cs.first + 64;
-        const float scale = 1.0f / (1.0f - cs.rate);
-        std::vector<float> x(64, 1.0f);
-        // Run only the block that covers [first, n): x is addressed as if it started at 0.
-        float* base = x.data() - cs.first;
-        gridDim = {(unsigned)((n + 63) / 64), 1, 1};
-        blockDim = {64, 1, 1};
-        for (unsigned t = 0; t < 64; ++t) {
-            blockIdx = {(unsigned)(cs.first / 64), 0, 0};
-            threadIdx = {t, 0, 0};
-            dropout(base, n, cs.seed, cs.threshold, scale);
+        // The seed as an argument, then from device memory (a recorded step's), which wins.
+        for (const u64* seed_at : {(const u64*)nullptr, &cs.seed}) {
+            const i64 n = cs.first + 64;
+            const float scale = 1.0f / (1.0f - cs.rate);
+            std::vector<float> x(64, 1.0f);
+            // Run only the block that covers [first, n): x is addressed as if it started at 0.
+            float* base = x.data() - cs.first;
+            gridDim = {(unsigned)((n + 63) / 64), 1, 1};
+            blockDim = {64, 1, 1};
+            for (unsigned t = 0; t < 64; ++t) {
+                blockIdx = {(unsigned)(cs.first / 64), 0, 0};
+                threadIdx = {t, 0, 0};
+                dropout(base, n, seed_at ? ~cs.seed : cs.seed, seed_at, cs.threshold, scale);
+            }
+            bool ok = true;
+            for (int i = 0; i < 64; ++i) ok &= x[i] == (((cs.bits >> i) & 1) ? scale : 0.0f);
+            char what[112];
+            std::snprintf(what, sizeof what, "dropout mask equals the CPU's (seed %llx%s, from %lld)", (unsigned long long)cs.seed, seed_at ? " from seed_at" : "", (long long)cs.first);
+            expect(ok, what);
         }
-        bool ok = true;
-        for (int i = 0; i < 64; ++i) ok &= x[i] == (((cs.bits >> i) & 1) ? scale : 0.0f);
-        char what[96];
-        std::snprintf(what, sizeof what, "dropout mask equals the CPU's (seed %llx, from %lld)", (unsigned long long)cs.seed, (long long)cs.first);
-        expect(ok, what);
     }
 }
 

@@ -1,6 +1,7 @@
 // Convolution helpers around cuBLAS (layers/conv2d.rs): im2col, its adjoint col2im, the bias +
-// ReLU epilogue and the ReLU mask. Valid padding, stride 1, NHWC input, HWIO kernel.
-// Leaves out: the GEMMs (cuBLAS, src/gemm.rs) and bias gradients (a GEMM with a ones vector).
+// ReLU epilogue, a direct convolution and kernel gradient for small patches, and bias gradients
+// fused with the ReLU mask (shared with dense layers). Valid padding, stride 1, NHWC input, HWIO kernel.
+// Leaves out: the GEMMs (cuBLAS, src/gemm.rs).
 
 // col: (S*OH*OW, K*K*C); row r = the receptive field of output pixel r in (ky, kx, c) order,
 // the order of the kernel's leading axes. inp: (S, H, W, C).
@@ -48,6 +49,61 @@ extern "C" __global__ void col2im(float* dinp, const float* dcol, i64 samples, i
     }
 }
 
+// out: (S, OH, OW, OC) = inp (S, H, W, C) convolved with kernel (K, K, C, OC), plus bias, then
+// ReLU when relu != 0: one thread per output value. For layers with a small patch (conv1: K*K*C
+// = 9), where im2col + GEMM + bias_act would move several times the memory the math needs.
+extern "C" __global__ void conv2d_direct(float* out, const float* inp, const float* kernel, const float* bias, i64 samples,
+                                         int height, int width, int channels, int kernel_size, int out_channels, int relu) {
+    int oh = height - kernel_size + 1, ow = width - kernel_size + 1;
+    int span = kernel_size * channels;  // one kernel row of a receptive field is contiguous in NHWC
+    i64 pixels = (i64)oh * ow;
+    i64 in_len = (i64)height * width * channels;
+    FOR_EACH(i, samples * pixels * out_channels) {
+        i64 r = i / out_channels;
+        int o = (int)(i - r * out_channels);
+        i64 s = r / pixels;
+        int pix = (int)(r - s * pixels);
+        int oy = pix / ow, ox = pix - oy * ow;
+        const float* x = inp + s * in_len + ((i64)oy * width + ox) * channels;
+        float acc = 0.0f;
+        for (int ky = 0; ky < kernel_size; ++ky) {
+            for (int q = 0; q < span; ++q) acc += x[(i64)ky * width * channels + q] * kernel[(ky * span + q) * out_channels + o];
+        }
+        float v = acc + bias[o];
+        out[i] = relu ? fmaxf(v, 0.0f) : v;
+    }
+}
+
+// Kernel gradients for a small patch (conv1), stage 1, without an im2col matrix: for each pair
+// j = p * OC + o of patch position p and output channel o, block b writes partial[j][b], the sum
+// over output pixels r in [b * rows_per_block, (b + 1) * rows_per_block) of
+// im2col(inp)[r][p] * dout[r][o]. Consecutive threads take consecutive o (coalesced dout, one
+// shared inp value). Stage 2 is bias_grad_finish over the patch * OC pairs; fixed orders, so
+// deterministic.
+extern "C" __global__ void conv2d_dkernel_partial(float* partial, const float* dout, const float* inp, i64 samples,
+                                                  int height, int width, int channels, int kernel_size, int out_channels,
+                                                  int rows_per_block) {
+    int oh = height - kernel_size + 1, ow = width - kernel_size + 1;
+    int span = kernel_size * channels;
+    int pairs = kernel_size * span * out_channels;
+    i64 pixels = (i64)oh * ow;
+    i64 in_len = (i64)height * width * channels;
+    i64 first = (i64)blockIdx.x * rows_per_block;
+    i64 last = first + rows_per_block < samples * pixels ? first + rows_per_block : samples * pixels;
+    for (int j = threadIdx.x; j < pairs; j += blockDim.x) {
+        int p = j / out_channels, o = j - p * out_channels;
+        int ky = p / span, q = p - ky * span;  // q = kx * C + c
+        float sum = 0.0f;
+        for (i64 r = first; r < last; ++r) {
+            i64 s = r / pixels;
+            int pix = (int)(r - s * pixels);
+            int oy = pix / ow, ox = pix - oy * ow;
+            sum += inp[s * in_len + ((i64)(oy + ky) * width + ox) * channels + q] * dout[r * out_channels + o];
+        }
+        partial[(i64)j * gridDim.x + blockIdx.x] = sum;
+    }
+}
+
 // out: (rows, channels) += bias (channels), then ReLU when relu != 0. Shared by conv and dense.
 extern "C" __global__ void bias_act(float* out, const float* bias, i64 n, int channels, int relu) {
     FOR_EACH(i, n) {
@@ -56,9 +112,45 @@ extern "C" __global__ void bias_act(float* out, const float* bias, i64 n, int ch
     }
 }
 
-// dout *= (out > 0), in place (layers/relu.rs): out is the ReLU's output.
-extern "C" __global__ void relu_backward(float* dout, const float* out, i64 n) {
-    FOR_EACH(i, n) {
-        if (out[i] <= 0.0f) dout[i] = 0.0f;
+// Bias gradients, stage 1, fused with the ReLU's backward (layers/relu.rs): dout: (rows,
+// channels), masked in place by (out > 0) when relu != 0; block b writes partial[c][b], the sum
+// of column c over rows [b * rows_per_block, (b + 1) * rows_per_block). Thread t owns columns
+// t, t + blockDim.x, ..., so reads are coalesced across a row and every sum has a fixed order:
+// the result is deterministic (no atomics), as graph replays must be to match op by op.
+extern "C" __global__ void bias_grad_partial(float* partial, float* dout, const float* out, i64 rows, int channels,
+                                             int rows_per_block, int relu) {
+    i64 first = (i64)blockIdx.x * rows_per_block;
+    i64 last = first + rows_per_block < rows ? first + rows_per_block : rows;
+    for (int c = threadIdx.x; c < channels; c += blockDim.x) {
+        float sum = 0.0f;
+        for (i64 r = first; r < last; ++r) {
+            i64 i = r * channels + c;
+            float g = dout[i];
+            if (relu && out[i] <= 0.0f) {
+                g = 0.0f;
+                dout[i] = 0.0f;
+            }
+            sum += g;
+        }
+        partial[(i64)c * gridDim.x + blockIdx.x] = sum;
     }
+}
+
+#define BIAS_FINISH_BLOCK 256
+
+// Bias gradients, stage 2: dbias (channels), overwritten; block c sums partial[c][0..blocks)
+// with a fixed-shape tree. Launch with one block per channel of BIAS_FINISH_BLOCK threads.
+extern "C" __global__ void bias_grad_finish(float* dbias, const float* partial, int blocks) {
+    __shared__ float part[BIAS_FINISH_BLOCK];
+    int t = threadIdx.x;
+    const float* row = partial + (i64)blockIdx.x * blocks;
+    float sum = 0.0f;
+    for (int b = t; b < blocks; b += BIAS_FINISH_BLOCK) sum += row[b];
+    part[t] = sum;
+    __syncthreads();
+    for (int half = BIAS_FINISH_BLOCK / 2; half > 0; half /= 2) {
+        if (t < half) part[t] += part[t + half];
+        __syncthreads();
+    }
+    if (t == 0) dbias[blockIdx.x] = part[0];
 }

@@ -10,8 +10,10 @@ __device__ __forceinline__ u64 mix64(u64 z) {
 }
 
 // x: (n) *= keep(seed, i) * scale, in place; scale = 1 / (1 - rate), computed by the host in
-// f32 as the CPU does. The backward pass is the same launch on the gradient.
-extern "C" __global__ void dropout(float* x, i64 n, u64 seed, u32 threshold, float scale) {
+// f32 as the CPU does. The backward pass is the same launch on the gradient. seed_at: null, or
+// where a recorded step (CUDA graph) keeps this layer's seed, which then wins.
+extern "C" __global__ void dropout(float* x, i64 n, u64 seed, const u64* seed_at, u32 threshold, float scale) {
+    if (seed_at) seed = *seed_at;
     FOR_EACH(i, n) {
         u64 hash = mix64(seed + ((u64)i + 1ull) * 0x9e3779b97f4a7c15ull);
         x[i] = (u32)(hash >> 32) >= threshold ? x[i] * scale : 0.0f;

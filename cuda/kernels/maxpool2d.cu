@@ -30,13 +30,27 @@ extern "C" __global__ void maxpool2d_forward(float* out, u32* argmax, const floa
     }
 }
 
-// dinp (B, in_len) must be zeroed first; adds dout[o] at each window's argmax. Windows do not
-// overlap, so each target gets at most one add and the result is exact. An argmax outside the
-// sample is skipped (the CPU reports it as an error; the device cannot without a round trip).
-extern "C" __global__ void maxpool2d_backward(float* dinp, const u32* argmax, const float* dout, i64 batch, i64 in_len, i64 out_len) {
-    FOR_EACH(o, batch * out_len) {
-        i64 b = o / out_len;
-        u32 i = argmax[o];
-        if ((i64)i < in_len) atomicAdd(&dinp[b * in_len + i], dout[o]);
+// dinp: (B, H, W, C), overwritten: each input value gets its window's dout when it is that
+// window's argmax, else zero (also outside every window, at a ragged edge). One thread per
+// input value, so no zero-fill first and no atomics; `0.0f +` rounds like the CPU's zero-fill
+// and add (a -0.0 gradient becomes +0.0). Only an argmax inside its own window counts, which
+// is where maxpool2d_forward puts it.
+extern "C" __global__ void maxpool2d_backward(float* dinp, const u32* argmax, const float* dout, i64 batch, int height, int width, int channels, int pool) {
+    int oh = height / pool, ow = width / pool;
+    i64 in_len = (i64)height * width * channels;
+    i64 out_len = (i64)oh * ow * channels;
+    FOR_EACH(i, batch * in_len) {
+        i64 b = i / in_len;
+        int r = (int)(i - b * in_len);
+        int y = r / (width * channels);
+        int rem = r - y * width * channels;
+        int x = rem / channels, c = rem - x * channels;
+        int oy = y / pool, ox = x / pool;
+        float g = 0.0f;
+        if (oy < oh && ox < ow) {
+            i64 o = b * out_len + ((i64)oy * ow + ox) * channels + c;
+            if (argmax[o] == (u32)r) g = 0.0f + dout[o];
+        }
+        dinp[i] = g;
     }
 }

@@ -1,17 +1,19 @@
 //! CudaBackend: mnist-core's `Backend` on one CUDA stream. Convolutions are im2col + cuBLAS
-//! SGEMM (TF32 off), everything else a small NVRTC-compiled kernel; every op is queued on the
-//! stream and only `download` waits, so a training step never synchronises with the host.
-//! Leaves out: CUDA graphs, multiple streams and GPUs, and f16 math (later work).
+//! SGEMM (TF32 off) or, for small patches, direct kernels; everything else a small NVRTC kernel.
+//! Every op is queued on the stream and only `download` waits.
+//! Training steps are recorded once per shape as a CUDA graph and replayed (see `begin_step`).
+//! Leaves out: multiple streams and GPUs, and f16 math (later work).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use cudarc::cublas::{result as cublas, sys as cublas_sys, CudaBlas};
 use cudarc::driver::{
-    result as driver, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, DriverError,
-    LaunchConfig, PushKernelArg, ValidAsZeroBits,
+    result as driver, sys as driver_sys, CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr,
+    DeviceRepr, DriverError, LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use cudarc::nvrtc::Ptx;
-use mnist_core::backend::{Adadelta, Backend, Conv2dDims, DenseDims, PoolDims, METRICS_LEN};
+use mnist_core::backend::{Adadelta, Backend, Conv2dDims, DenseDims, PoolDims, StepMode, StepValues, METRICS_LEN};
 use mnist_core::layers::dropout::drop_threshold;
 use mnist_core::{Error, Result, Span};
 
@@ -24,9 +26,19 @@ const BLOCK: u32 = 256;
 const MAX_BLOCKS: usize = 1 << 16;
 /// softmax_xent_forward's block size (SOFTMAX_BLOCK in softmax_xent.cu).
 const SOFTMAX_BLOCK: u32 = 256;
+/// Bias gradients sum rows in about this many blocks (enough warps to keep an H100 or H200's
+/// memory busy), then reduce each column's partial sums in one block of BIAS_FINISH_BLOCK.
+const BIAS_GRAD_BLOCKS: usize = 2048;
+const BIAS_FINISH_BLOCK: u32 = 256; // BIAS_FINISH_BLOCK in conv2d.cu
 /// The im2col scratch holds at most this many floats (256 MiB); larger batches are convolved
 /// in chunks of samples. A batch of 128 of the default model needs 21 M (one chunk).
 const COL_CAP: usize = 1 << 26;
+/// Convolutions whose patch (K*K*C) is at most this run as one direct kernel (conv1: 9) instead
+/// of im2col + GEMM + bias_act; conv2's 288 stays a GEMM.
+const DIRECT_CONV_MAX_PATCH: usize = 32;
+/// cuBLAS's workspace, set by us so that cuBLAS allocates nothing while a step is recorded
+/// (NVIDIA's graph-capture advice; 32 MiB is what it recommends for Hopper).
+const CUBLAS_WORKSPACE_BYTES: usize = 32 << 20;
 
 /// Values on the device. `len` is the length the caller asked for; the allocation holds at
 /// least one value so a zero-length buffer still has a valid pointer.
@@ -78,11 +90,50 @@ enum Arg {
     F32(f32),
 }
 
+/// Everything a recorded training step depends on besides the network's buffers (which one
+/// Network owns for the backend's whole life) and `StepValues`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct StepKey {
+    batch: usize,
+    data: [u64; 5],  // images, labels and order addresses, N, sample_len
+    hyper: [u32; 3], // Adadelta's f32 bits
+}
+
+/// A captured CUDA graph. cudarc leaves `CudaGraph` !Send because its handles are raw pointers;
+/// CUDA allows a graph to be used from any thread as long as calls are serialised, which the
+/// backend's `&mut self` guarantees, so the backend stays Send as before.
+struct StepGraph(CudaGraph);
+// SAFETY: see above; the graph is only touched through `&mut CudaBackend`.
+unsafe impl Send for StepGraph {}
+
+enum Recording {
+    /// Ran once op by op (allocating scratch, loading cuBLAS's kernels); recorded next time.
+    WarmedUp,
+    Graph(StepGraph),
+    /// Recording failed once; steps of this shape run op by op from then on.
+    Failed,
+}
+
+/// How many steps were recorded and replayed, and why any recording failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepGraphStats {
+    pub recorded: usize,
+    pub replayed: usize,
+    pub failures: Vec<String>,
+}
+
 pub struct CudaBackend {
-    // Field order is drop order: buffers and cuBLAS go before the stream and context.
-    col: Option<CudaBuffer<f32>>,  // im2col / dcol scratch, grown on demand
-    ones: Option<CudaBuffer<f32>>, // all 1.0: bias gradients as GEMMs with a ones vector
+    // Field order is drop order: graphs first, then buffers and cuBLAS (before its workspace),
+    // then the stream and context.
+    graphs_enabled: bool,
+    graphs: HashMap<StepKey, Recording>,
+    recording: Option<(StepKey, StepValues)>, // between begin_step and end_step while capturing
+    graph_stats: StepGraphStats,
+    step_values: CudaBuffer<u64>, // (3): start, dropout seed 1, dropout seed 2 of the current step
+    col: Option<CudaBuffer<f32>>, // im2col / dcol scratch, grown on demand
+    partial: Option<CudaBuffer<f32>>, // (blocks, channels): bias gradients' per-block sums
     blas: CudaBlas,
+    _blas_workspace: CudaSlice<u8>,
     functions: Vec<CudaFunction>, // indexed by `Kernel as usize`
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
@@ -246,16 +297,109 @@ impl CudaBackend {
         unsafe { cublas_sys::cublasSetMathMode(*blas.handle(), cublas_sys::cublasMath_t::CUBLAS_DEFAULT_MATH) }
             .result()
             .map_err(|e| cublas_error("cublasSetMathMode", e))?;
+        let workspace = stream
+            .alloc_zeros::<u8>(CUBLAS_WORKSPACE_BYTES)
+            .map_err(|e| driver_error("cuMemAlloc", e))?;
+        // SAFETY: a live handle; the workspace outlives it (field order) and only this handle,
+        // on its one stream, uses it.
+        unsafe {
+            cublas_sys::cublasSetWorkspace_v2(
+                *blas.handle(),
+                workspace.device_ptr(&stream).0 as *mut std::ffi::c_void,
+                CUBLAS_WORKSPACE_BYTES,
+            )
+        }
+        .result()
+        .map_err(|e| cublas_error("cublasSetWorkspace", e))?;
         let name = format!("{device} (sm_{}{})", capability.0, capability.1);
+        let step_slice = stream
+            .alloc_zeros::<u64>(3)
+            .map_err(|e| driver_error("cuMemAlloc", e))?;
+        let step_ptr = step_slice.device_ptr(&stream).0;
         Ok(CudaBackend {
+            // MNIST_CUDA_GRAPHS=0 runs every step op by op (to measure what graphs save).
+            graphs_enabled: std::env::var("MNIST_CUDA_GRAPHS").as_deref() != Ok("0"),
+            graphs: HashMap::new(),
+            recording: None,
+            graph_stats: StepGraphStats::default(),
+            step_values: CudaBuffer {
+                slice: step_slice,
+                ptr: step_ptr,
+                len: 3,
+            },
             col: None,
-            ones: None,
+            partial: None,
             blas,
+            _blas_workspace: workspace,
             functions,
             stream,
             ctx,
             name,
         })
+    }
+
+    /// Turns step recording (CUDA graphs) on or off; off drops every recording. On by default
+    /// unless `MNIST_CUDA_GRAPHS=0`.
+    pub fn set_step_graphs(&mut self, enabled: bool) {
+        self.graphs_enabled = enabled;
+        self.graphs.clear();
+    }
+
+    /// Lets cuBLAS use TF32 tensor cores for the f32 GEMMs (10-bit mantissa products, f32
+    /// sums), or not (the default, which the CPU-vs-CUDA tolerances assume). Drops every
+    /// recording, since recorded GEMMs keep the math they were captured with.
+    pub fn set_tf32(&mut self, enabled: bool) -> Result<()> {
+        let mode = if enabled {
+            cublas_sys::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH
+        } else {
+            cublas_sys::cublasMath_t::CUBLAS_DEFAULT_MATH
+        };
+        // SAFETY: a live handle.
+        unsafe { cublas_sys::cublasSetMathMode(*self.blas.handle(), mode) }
+            .result()
+            .map_err(|e| cublas_error("cublasSetMathMode", e))?;
+        self.graphs.clear();
+        Ok(())
+    }
+
+    /// How many steps were recorded and replayed so far, and why any recording failed.
+    pub fn step_graph_stats(&self) -> &StepGraphStats {
+        &self.graph_stats
+    }
+
+    /// Forgets every recording: they hold addresses of scratch that is about to be replaced.
+    fn drop_recordings(&mut self, op: &str) -> Result<()> {
+        if self.recording.is_some() {
+            return Err(backend_error(op, "scratch would grow while a step is recorded"));
+        }
+        self.graphs.clear();
+        Ok(())
+    }
+
+    /// Where a recorded step's kernels read the value `wanted` from: `slot` of `step_values`,
+    /// checked to hold what the caller passed; null (use the argument) when not recording.
+    fn step_value_at(&self, op: &str, slot: usize, wanted: u64) -> Result<u64> {
+        let Some((_, values)) = self.recording else {
+            return Ok(0);
+        };
+        let have = [values.start as u64, values.dropout_seeds[0], values.dropout_seeds[1]];
+        if have[slot] != wanted {
+            return Err(backend_error(
+                op,
+                "a recorded step passed a value that begin_step was not given",
+            ));
+        }
+        Ok(self.step_values.at(slot))
+    }
+
+    /// Copies a step's values to the device, in stream order before the step's kernels.
+    fn write_step_values(&mut self, values: StepValues) -> Result<()> {
+        let host = [values.start as u64, values.dropout_seeds[0], values.dropout_seeds[1]];
+        // From pageable memory: CUDA stages the 24 bytes before returning, so `host` may go.
+        let mut view = self.step_values.slice.slice_mut(0..3);
+        self.stream
+            .memcpy_htod(&host, &mut view)
+            .map_err(|e| driver_error("cuMemcpyHtoD (step values)", e))
     }
 
     /// Waits for every queued operation; reports the first asynchronous error.
@@ -384,48 +528,124 @@ impl CudaBackend {
     /// A scratch buffer of at least `len` floats for im2col and dcol.
     fn col_scratch(&mut self, len: usize) -> Result<u64> {
         if self.col.as_ref().is_none_or(|c| c.len < len) {
+            self.drop_recordings("im2col scratch")?;
             self.col = None; // free the old one first (stream-ordered)
             self.col = Some(self.alloc_buffer(len)?);
         }
         Ok(self.col.as_ref().map_or(0, |c| c.ptr))
     }
 
-    /// A vector of at least `len` ones.
-    fn ones(&mut self, len: usize) -> Result<u64> {
-        if self.ones.as_ref().is_none_or(|o| o.len < len) {
-            let ones = self.alloc_buffer::<f32>(len)?;
-            self.fill_range(ones.ptr, len, 1.0)?;
-            self.ones = Some(ones);
+    /// A scratch buffer of at least `len` floats for the bias gradients' partial sums.
+    fn partial_scratch(&mut self, len: usize) -> Result<u64> {
+        if self.partial.as_ref().is_none_or(|p| p.len < len) {
+            self.drop_recordings("bias gradient scratch")?;
+            self.partial = None;
+            self.partial = Some(self.alloc_buffer(len)?);
         }
-        Ok(self.ones.as_ref().map_or(0, |o| o.ptr))
+        Ok(self.partial.as_ref().map_or(0, |p| p.ptr))
     }
 
-    /// dbias (cols) = column sums of dout (rows, cols), overwritten: ones (1 x rows) @ dout.
+    /// dbias (cols) = column sums of dout (rows, cols), overwritten; with `relu`, dout is first
+    /// masked in place by (out > 0), the ReLU's backward. Two deterministic kernels: column sums
+    /// over about BIAS_GRAD_BLOCKS row ranges, then a fixed tree over each column's sums.
+    #[allow(clippy::too_many_arguments)]
     fn bias_gradient(
         &mut self,
         op: &str,
         dbias: (u64, usize),
-        dout: (u64, usize),
+        dout: u64,
+        out: u64,
         rows: usize,
         cols: usize,
+        relu: bool,
     ) -> Result<()> {
         if rows == 0 {
             return self.zero_range(dbias.0, cols);
         }
-        let ones = self.ones(rows)?;
-        let g = RowMajorGemm {
-            m: 1,
-            n: cols,
-            k: rows,
-            transpose_a: false,
-            transpose_b: false,
-            lda: rows,
-            ldb: cols,
-            ldc: cols,
-            alpha: 1.0,
-            beta: 0.0,
+        if cols == 0 {
+            return Ok(());
+        }
+        // Enough blocks to fill the GPU, each summing at least 8 rows.
+        let rows_per_block = rows.div_ceil(BIAS_GRAD_BLOCKS).max(8);
+        let blocks = rows.div_ceil(rows_per_block);
+        let partial = self.partial_scratch(blocks * cols)?;
+        // One thread per column up to BLOCK, in whole warps.
+        let threads = (cols.div_ceil(32) * 32).min(BLOCK as usize) as u32;
+        let config = LaunchConfig {
+            grid_dim: (blocks as u32, 1, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: 0,
         };
-        self.gemm(op, g, (ones, rows), dout, dbias)
+        let args = [
+            Arg::Ptr(partial),
+            Arg::Ptr(dout),
+            Arg::Ptr(out),
+            Arg::I64(rows as i64),
+            Arg::I32(int(op, cols)?),
+            Arg::I32(int(op, rows_per_block)?),
+            Arg::I32(relu as i32),
+        ];
+        // SAFETY: bias_grad_partial(float* partial, float* dout, const float* out, i64 rows, int
+        // channels, int rows_per_block, int relu); dout and out hold rows * cols values
+        // (checked by the callers), partial cols * blocks, and block b touches only rows
+        // [b * rows_per_block, rows) and column b of partial.
+        unsafe { self.launch(Kernel::BiasGradPartial, config, &args) }?;
+        self.sum_partials(op, dbias.0, partial, blocks, cols)
+    }
+
+    /// dst (cols) = for each column j, the sum of partial[j][0..blocks) (bias_grad_finish).
+    fn sum_partials(&self, op: &str, dst: u64, partial: u64, blocks: usize, cols: usize) -> Result<()> {
+        let args = [Arg::Ptr(dst), Arg::Ptr(partial), Arg::I32(int(op, blocks)?)];
+        let config = LaunchConfig {
+            grid_dim: (int(op, cols)? as u32, 1, 1),
+            block_dim: (BIAS_FINISH_BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: bias_grad_finish(float* dbias, const float* partial, int blocks), launched with
+        // one block per column of BIAS_FINISH_BLOCK threads as it requires; callers pass dst with
+        // cols values (a checked span) and partial with cols * blocks.
+        unsafe { self.launch(Kernel::BiasGradFinish, config, &args) }
+    }
+
+    /// dkernel (patch, OC) = im2col(inp)^T @ dout for a small patch, without the im2col matrix:
+    /// partial sums over about BIAS_GRAD_BLOCKS row ranges, then `sum_partials`.
+    fn conv2d_dkernel_direct(
+        &mut self,
+        op: &str,
+        dkernel: (u64, usize),
+        dout: u64,
+        inp: u64,
+        d: &Conv2dDims,
+    ) -> Result<()> {
+        let rows = d.batch * d.out_height() * d.out_width();
+        let pairs = d.patch_len() * d.out_channels;
+        let rows_per_block = rows.div_ceil(BIAS_GRAD_BLOCKS).max(8);
+        let blocks = rows.div_ceil(rows_per_block);
+        let partial = self.partial_scratch(blocks * pairs)?;
+        let config = LaunchConfig {
+            grid_dim: (blocks as u32, 1, 1),
+            // One thread per pair (conv1: 288), in whole warps, up to CUDA's 1024.
+            block_dim: ((pairs.div_ceil(32) * 32).min(1024) as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let args = [
+            Arg::Ptr(partial),
+            Arg::Ptr(dout),
+            Arg::Ptr(inp),
+            Arg::I64(d.batch as i64),
+            Arg::I32(int(op, d.height)?),
+            Arg::I32(int(op, d.width)?),
+            Arg::I32(int(op, d.in_channels)?),
+            Arg::I32(int(op, d.kernel)?),
+            Arg::I32(int(op, d.out_channels)?),
+            Arg::I32(int(op, rows_per_block)?),
+        ];
+        // SAFETY: conv2d_dkernel_partial(float* partial, const float* dout, const float* inp, i64
+        // samples, int height, int width, int channels, int kernel_size, int out_channels, int
+        // rows_per_block); conv2d_backward checked dout (batch * out_len) and inp (batch *
+        // in_len); partial holds pairs * blocks and block b writes only column b of it.
+        unsafe { self.launch(Kernel::Conv2dDkernelPartial, config, &args) }?;
+        self.sum_partials(op, dkernel.0, partial, blocks, pairs)
     }
 
     /// out (n) += bias (broadcast over rows of `channels`), then ReLU if `relu`.
@@ -445,19 +665,38 @@ impl CudaBackend {
         unsafe { self.launch(Kernel::BiasAct, elementwise(n), &args) }
     }
 
-    /// dout (n) *= (out > 0), in place.
-    fn relu_backward(&self, dout: u64, out: u64, n: usize) -> Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        // SAFETY: relu_backward(float* dout, const float* out, i64 n); both hold n values.
-        unsafe {
-            self.launch(
-                Kernel::ReluBackward,
-                elementwise(n),
-                &[Arg::Ptr(dout), Arg::Ptr(out), Arg::I64(n as i64)],
-            )
-        }
+    /// `conv2d_forward` for a small patch: one kernel instead of im2col + GEMM + bias_act.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_direct(
+        &self,
+        out: &mut CudaBuffer<f32>,
+        inp: &CudaBuffer<f32>,
+        params: &CudaBuffer<f32>,
+        kernel: Span,
+        bias: Span,
+        d: &Conv2dDims,
+        relu: bool,
+    ) -> Result<()> {
+        let op = "conv2d_direct";
+        let args = [
+            Arg::Ptr(out.ptr),
+            Arg::Ptr(inp.ptr),
+            Arg::Ptr(params.at(kernel.offset)),
+            Arg::Ptr(params.at(bias.offset)),
+            Arg::I64(d.batch as i64),
+            Arg::I32(int(op, d.height)?),
+            Arg::I32(int(op, d.width)?),
+            Arg::I32(int(op, d.in_channels)?),
+            Arg::I32(int(op, d.kernel)?),
+            Arg::I32(int(op, d.out_channels)?),
+            Arg::I32(relu as i32),
+        ];
+        // SAFETY: conv2d_direct(float* out, const float* inp, const float* kernel, const float*
+        // bias, i64 samples, int height, int width, int channels, int kernel_size, int
+        // out_channels, int relu); conv2d_forward checked out (batch * out_len), inp (batch *
+        // in_len) and the kernel (patch * OC) and bias (OC) spans; every read window lies
+        // inside its sample because the convolution is "valid".
+        unsafe { self.launch(Kernel::Conv2dDirect, elementwise(d.batch * d.out_len()), &args) }
     }
 
     /// Samples per im2col chunk so that the scratch stays under COL_CAP.
@@ -563,6 +802,7 @@ impl Backend for CudaBackend {
         if count == 0 {
             return Ok(());
         }
+        let start_at = self.step_value_at("load_batch", 0, start as u64)?;
         let args = [
             Arg::Ptr(x.ptr),
             Arg::Ptr(labels.ptr),
@@ -570,13 +810,16 @@ impl Backend for CudaBackend {
             Arg::Ptr(data.labels.ptr),
             Arg::Ptr(data.order.ptr),
             Arg::I64(start as i64),
+            Arg::Ptr(start_at),
             Arg::I64(count as i64),
             Arg::I64(n as i64),
         ];
         // SAFETY: load_batch(float* x, u32* labels, const u8* images, const u8* all_labels,
-        // const u32* order, i64 start, i64 count, i64 sample_len). x and labels hold count
-        // samples (checked); start + count <= N, and set_order keeps every order entry < N, so
-        // the gathers stay inside images (N * sample_len) and all_labels (N).
+        // const u32* order, i64 start, const u64* start_at, i64 count, i64 sample_len). x and
+        // labels hold count samples (checked); start + count <= N, and set_order keeps every
+        // order entry < N, so the gathers stay inside images (N * sample_len) and all_labels
+        // (N). start_at is null or step_values[0], which begin_step checks the same way before
+        // every replay.
         unsafe { self.launch(Kernel::LoadBatch, elementwise(count * n), &args) }
     }
 
@@ -598,6 +841,9 @@ impl Backend for CudaBackend {
         check_span(op, params, bias, oc)?;
         if d.batch == 0 {
             return Ok(());
+        }
+        if patch <= DIRECT_CONV_MAX_PATCH {
+            return self.conv2d_direct(out, inp, params, kernel, bias, &d, relu);
         }
         let rows = d.out_height() * d.out_width();
         let chunk = Self::conv_chunk(&d);
@@ -666,10 +912,11 @@ impl Backend for CudaBackend {
             return self.zero_range(dbias.0, bias.len);
         }
         let rows = d.out_height() * d.out_width();
-        if relu {
-            self.relu_backward(dout.ptr, out.ptr, d.batch * out_len)?;
+        self.bias_gradient(op, dbias, dout.ptr, out.ptr, d.batch * rows, oc, relu)?;
+        if dinp.is_none() && patch <= DIRECT_CONV_MAX_PATCH {
+            // conv1: no dinp, and a patch too small for im2col + GEMM to pay.
+            return self.conv2d_dkernel_direct(op, dkernel, dout.ptr, inp.ptr, &d);
         }
-        self.bias_gradient(op, dbias, (dout.ptr, d.batch * out_len), d.batch * rows, oc)?;
         let chunk = Self::conv_chunk(&d);
         let col = self.col_scratch(chunk * rows * patch)?;
         let dinp_ptr = dinp.map(|b| b.ptr);
@@ -765,8 +1012,7 @@ impl Backend for CudaBackend {
         check(op, "dinp", dinp.len, d.batch * in_len)?;
         check(op, "argmax", argmax.len, d.batch * out_len)?;
         check(op, "dout", dout.len, d.batch * out_len)?;
-        self.zero_range(dinp.ptr, d.batch * in_len)?;
-        if d.batch * out_len == 0 {
+        if d.batch * in_len == 0 {
             return Ok(());
         }
         let args = [
@@ -774,13 +1020,16 @@ impl Backend for CudaBackend {
             Arg::Ptr(argmax.ptr),
             Arg::Ptr(dout.ptr),
             Arg::I64(d.batch as i64),
-            Arg::I64(in_len as i64),
-            Arg::I64(out_len as i64),
+            Arg::I32(int(op, d.height)?),
+            Arg::I32(int(op, d.width)?),
+            Arg::I32(int(op, d.channels)?),
+            Arg::I32(int(op, d.pool)?),
         ];
         // SAFETY: maxpool2d_backward(float* dinp, const u32* argmax, const float* dout, i64
-        // batch, i64 in_len, i64 out_len); sizes checked above, and the kernel skips any
-        // argmax >= in_len, so every write stays inside its sample of dinp.
-        unsafe { self.launch(Kernel::Maxpool2dBackward, elementwise(d.batch * out_len), &args) }
+        // batch, int height, int width, int channels, int pool); dinp holds batch * in_len
+        // values, argmax and dout batch * out_len (checked); each thread writes its own dinp
+        // value and reads only its window's argmax and dout.
+        unsafe { self.launch(Kernel::Maxpool2dBackward, elementwise(d.batch * in_len), &args) }
     }
 
     fn dropout_forward(&mut self, x: &mut CudaBuffer<f32>, len: usize, rate: f32, seed: u64) -> Result<()> {
@@ -790,15 +1039,22 @@ impl Backend for CudaBackend {
         }
         // The same threshold and f32 scale as layers::dropout::dropout_apply.
         let (threshold, scale) = (drop_threshold(rate), 1.0f32 / (1.0 - rate));
+        // While recording, the seed is the first or second dropout layer's (begin_step made
+        // sure they differ), read from the device at replay.
+        let seed_at = match self.recording {
+            Some((_, v)) if v.dropout_seeds[1] == seed => self.step_value_at("dropout", 2, seed)?,
+            _ => self.step_value_at("dropout", 1, seed)?,
+        };
         let args = [
             Arg::Ptr(x.ptr),
             Arg::I64(len as i64),
             Arg::U64(seed),
+            Arg::Ptr(seed_at),
             Arg::U32(threshold),
             Arg::F32(scale),
         ];
-        // SAFETY: dropout(float* x, i64 n, u64 seed, u32 threshold, float scale); x holds len
-        // values (checked).
+        // SAFETY: dropout(float* x, i64 n, u64 seed, const u64* seed_at, u32 threshold, float
+        // scale); x holds len values (checked); seed_at is null or a slot of step_values.
         unsafe { self.launch(Kernel::Dropout, elementwise(len), &args) }
     }
 
@@ -882,10 +1138,7 @@ impl Backend for CudaBackend {
             self.zero_range(dkernel.0, kernel.len)?;
             return self.zero_range(dbias.0, bias.len);
         }
-        if relu {
-            self.relu_backward(dout.ptr, out.ptr, b * o)?;
-        }
-        self.bias_gradient(op, dbias, (dout.ptr, b * o), b, o)?;
+        self.bias_gradient(op, dbias, dout.ptr, out.ptr, b, o, relu)?;
         // dkernel (I, O) = inp^T (I, B) @ dout (B, O)
         let g = RowMajorGemm {
             m: i,
@@ -1031,5 +1284,97 @@ impl Backend for CudaBackend {
         // grads, i64 n, float learning_rate, float rho, float keep, float epsilon); all four
         // buffers hold n values (checked).
         unsafe { self.launch(Kernel::Adadelta, elementwise(n), &args) }
+    }
+
+    /// Records a training step as a CUDA graph the second time a shape is seen (the first runs
+    /// op by op, so scratch and cuBLAS are set up outside the capture) and replays it after,
+    /// with `values` copied to the device first: one graph launch instead of ~40 launches.
+    fn begin_step(
+        &mut self,
+        data: &CudaDataset,
+        batch: usize,
+        hyper: Adadelta,
+        values: StepValues,
+    ) -> Result<StepMode> {
+        if !self.graphs_enabled || self.recording.is_some() {
+            return Ok(StepMode::Run);
+        }
+        // load_batch's check, which a replay must make itself.
+        if values.start + batch > data.len() {
+            return Err(Error::invalid(
+                "batch",
+                format!("samples {}..{} of {}", values.start, values.start + batch, data.len()),
+            ));
+        }
+        let key = StepKey {
+            batch,
+            data: [
+                data.images.ptr,
+                data.labels.ptr,
+                data.order.ptr,
+                data.len() as u64,
+                data.sample_len as u64,
+            ],
+            hyper: [
+                hyper.learning_rate.to_bits(),
+                hyper.rho.to_bits(),
+                hyper.epsilon.to_bits(),
+            ],
+        };
+        match self.graphs.get(&key) {
+            None => {
+                self.graphs.insert(key, Recording::WarmedUp);
+                Ok(StepMode::Run)
+            }
+            Some(Recording::Failed) => Ok(StepMode::Run),
+            // The two dropout layers are told apart by their seeds: equal ones (a 2^-64 chance)
+            // run op by op and the next step is recorded instead.
+            Some(Recording::WarmedUp) if values.dropout_seeds[0] == values.dropout_seeds[1] => Ok(StepMode::Run),
+            Some(Recording::WarmedUp) => {
+                self.write_step_values(values)?;
+                // Thread-local mode: an allocation or synchronisation on this thread during the
+                // capture is an error (a bug here), while other threads' CUDA work is unaffected.
+                self.stream
+                    .begin_capture(driver_sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+                    .map_err(|e| driver_error("cuStreamBeginCapture", e))?;
+                self.recording = Some((key, values));
+                self.graphs.insert(key, Recording::Failed); // until end_step succeeds
+                Ok(StepMode::Run)
+            }
+            Some(Recording::Graph(graph)) => {
+                let exec = graph.0.cu_graph_exec();
+                self.write_step_values(values)?;
+                // SAFETY: a graph instantiated from this stream's capture, launched on the same
+                // stream; every address in it belongs to buffers that live as long as the
+                // backend and the network (scratch that is replaced drops the recordings).
+                unsafe { driver::graph::launch(exec, self.stream.cu_stream()) }
+                    .map_err(|e| driver_error("cuGraphLaunch (training step)", e))?;
+                self.graph_stats.replayed += 1;
+                Ok(StepMode::Replayed)
+            }
+        }
+    }
+
+    fn end_step(&mut self, ops_error: Option<&Error>) -> Result<bool> {
+        let Some((key, _)) = self.recording.take() else {
+            return Ok(false);
+        };
+        // Ends the capture on every path, so the stream never stays in capture mode.
+        let captured = self.stream.end_capture(driver_sys::CUgraphInstantiate_flags(0));
+        let why = match (ops_error, captured) {
+            (None, Ok(Some(graph))) => {
+                graph
+                    .launch()
+                    .map_err(|e| driver_error("cuGraphLaunch (training step, first)", e))?;
+                self.graphs.insert(key, Recording::Graph(StepGraph(graph)));
+                self.graph_stats.recorded += 1;
+                return Ok(false);
+            }
+            (Some(e), _) => format!("an op failed while recording: {e}"),
+            (None, Ok(None)) => "the capture was empty".to_string(),
+            (None, Err(e)) => format!("{}", driver_error("cuStreamEndCapture", e)),
+        };
+        self.graph_stats.failures.push(why);
+        Ok(true)
     }
 }

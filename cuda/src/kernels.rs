@@ -20,13 +20,16 @@ pub const KERNEL_FILES: [(&str, &str); 7] = [
 ];
 
 /// The `extern "C"` kernels, in `Kernel`'s order.
-pub const KERNEL_NAMES: [&str; 12] = [
+pub const KERNEL_NAMES: [&str; 15] = [
     "fill_f32",
     "load_batch",
     "im2col",
     "col2im",
+    "conv2d_direct",
+    "conv2d_dkernel_partial",
     "bias_act",
-    "relu_backward",
+    "bias_grad_partial",
+    "bias_grad_finish",
     "maxpool2d_forward",
     "maxpool2d_backward",
     "dropout",
@@ -42,8 +45,11 @@ pub(crate) enum Kernel {
     LoadBatch,
     Im2col,
     Col2im,
+    Conv2dDirect,
+    Conv2dDkernelPartial,
     BiasAct,
-    ReluBackward,
+    BiasGradPartial,
+    BiasGradFinish,
     Maxpool2dForward,
     Maxpool2dBackward,
     Dropout,
@@ -53,13 +59,16 @@ pub(crate) enum Kernel {
 }
 
 impl Kernel {
-    pub(crate) const ALL: [Kernel; 12] = [
+    pub(crate) const ALL: [Kernel; 15] = [
         Kernel::FillF32,
         Kernel::LoadBatch,
         Kernel::Im2col,
         Kernel::Col2im,
+        Kernel::Conv2dDirect,
+        Kernel::Conv2dDkernelPartial,
         Kernel::BiasAct,
-        Kernel::ReluBackward,
+        Kernel::BiasGradPartial,
+        Kernel::BiasGradFinish,
         Kernel::Maxpool2dForward,
         Kernel::Maxpool2dBackward,
         Kernel::Dropout,

@@ -66,8 +66,11 @@ fn one_epoch_on_the_gpu_reaches_the_cpus_accuracy() {
     let test = test.unwrap();
     // One line the GPU check script greps for its table.
     println!(
-        "GPU_EPOCH device=\"{device}\" setup_s={setup:.3} epoch_train_s={:.3} loss={:.4} val_acc={:.4}",
-        timer.train_seconds[0], train.loss, test.accuracy
+        "GPU_EPOCH device=\"{device}\" setup_s={setup:.3} epoch_train_s={:.3} loss={:.4} val_acc={:.4} graphs={:?}",
+        timer.train_seconds[0],
+        train.loss,
+        test.accuracy,
+        trainer.network.backend.step_graph_stats()
     );
     assert!(train.loss.is_finite());
     assert!(

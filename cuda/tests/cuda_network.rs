@@ -214,3 +214,80 @@ fn keras_model_trains_like_the_cpu() {
 fn keras_model_property_is_sound() {
     keras_model_property(CpuBackend::new(1));
 }
+
+/// 15 steps over 300 samples in batches of 64 (each pass's fifth batch has 44) on a small model:
+/// with step graphs on, each batch shape runs op by op once, is recorded the next time and
+/// replayed after (2 recordings, 11 replays). Returns the network for its state and stats.
+fn steps_over_passes<B: Backend>(backend: B) -> Result<Network<B>> {
+    let config = Config {
+        height: 12,
+        width: 12,
+        conv1_filters: 4,
+        conv2_filters: 8,
+        hidden: 16,
+        ..Config::keras_mnist_cnn()
+    };
+    let data = synthetic(&config, 300, 21);
+    let mut backend = backend;
+    let mut dev = backend.upload_dataset(&data.images, &data.labels, data.sample_len())?;
+    let mut order: Vec<u32> = (0..300).collect();
+    let mut net = Network::new(backend, config, 64)?;
+    net.init(3)?;
+    net.reset_metrics()?;
+    let mut done = 0;
+    for step in 0..15u64 {
+        if done == 0 {
+            // A new order per pass, as per epoch: a replay must read the new one.
+            Rng::new(step).shuffle(&mut order);
+            net.backend.set_order(&mut dev, &order)?;
+        }
+        let b = 64.min(300 - done);
+        net.train_step(&dev, done, b, 1000 + step)?;
+        done = (done + b) % 300;
+    }
+    Ok(net)
+}
+
+/// Steps replayed from a recording end like steps run op by op: the same kernels on the same
+/// values, so bit-identical unless cuBLAS picks other GEMM kernels under capture (reported, and
+/// then judged by the CPU comparison's tolerances). A stale start or a swapped dropout seed
+/// would change whole batches or masks, far beyond them.
+fn replay_matches<B: Backend>(replayed: B, op_by_op: B) -> Network<B> {
+    let mut r = steps_over_passes(replayed).unwrap();
+    let mut o = steps_over_passes(op_by_op).unwrap();
+    let (rp, op) = (r.params().unwrap(), o.params().unwrap());
+    let ((ra, ru), (oa, ou)) = (r.optimizer_state().unwrap(), o.optimizer_state().unwrap());
+    let (rg, og) = (r.grads().unwrap(), o.grads().unwrap());
+    let identical = rp == op && ra == oa && ru == ou && rg == og;
+    eprintln!("replayed vs op by op: bit-identical = {identical}");
+    assert_close_except("params", &rp, &op, RTOL, 1.0, 0);
+    assert_close_except("Adadelta accum_grad", &ra, &oa, RTOL, 1.0, 0);
+    assert_close_except("Adadelta accum_update", &ru, &ou, RTOL, 1.0, 0);
+    assert_close_except("grads of the last step", &rg, &og, RTOL, 0.1, rg.len() / 2000);
+    assert_metrics(
+        "running metrics",
+        r.read_metrics(15 * 64).unwrap(),
+        o.read_metrics(15 * 64).unwrap(),
+    );
+    r
+}
+
+#[test]
+fn recorded_steps_replay_like_steps_run_op_by_op() {
+    let Some(mut gpu) = common::gpu("recorded_steps_replay_like_steps_run_op_by_op") else {
+        return;
+    };
+    gpu.set_step_graphs(true);
+    let mut op_by_op = mnist_cuda::CudaBackend::new(0).unwrap();
+    op_by_op.set_step_graphs(false);
+    let net = replay_matches(gpu, op_by_op);
+    let stats = net.backend.step_graph_stats();
+    eprintln!("step graphs: {stats:?}");
+    assert_eq!(stats.failures, Vec::<String>::new(), "recording failed");
+    assert_eq!((stats.recorded, stats.replayed), (2, 11));
+}
+
+#[test]
+fn recorded_steps_property_is_sound() {
+    replay_matches(CpuBackend::new(1), CpuBackend::new(1));
+}

@@ -158,7 +158,9 @@ fn conv_strategy() -> impl Strategy<Value = ConvCase> {
         1usize..=3,
         0usize..7,
         0usize..7,
-        1usize..5,
+        // Up to 8 channels: patches (K*K*C) on both sides of DIRECT_CONV_MAX_PATCH (32), so
+        // the direct kernel and im2col + GEMM are both compared.
+        1usize..9,
         1usize..6,
         any::<bool>(),
         any::<bool>(),

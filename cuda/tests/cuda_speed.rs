@@ -1,0 +1,87 @@
+//! Pure training time per epoch on the GPU (469 steps of the default model on real MNIST, no
+//! validation), stream synchronised around each epoch, median of several: with step graphs,
+//! without, and (a diagnostic) with TF32 GEMMs; one GPU_SPEED line for the GPU check's table.
+//! SKIPPED without a GPU or the data.
+//! Leaves out: accuracy (cuda_mnist.rs) and the CPU (there is nothing to time here).
+
+mod common;
+
+use std::time::Instant;
+
+use mnist_core::codec::mnist;
+use mnist_core::model::Network;
+use mnist_core::{Backend, Config, Rng};
+use mnist_cuda::CudaBackend;
+
+/// Seconds of each of `epochs` epochs (the first is a warm-up, left out of the median).
+fn epoch_seconds(
+    mut backend: CudaBackend,
+    images: &[u8],
+    labels: &[u8],
+    sample_len: usize,
+    epochs: usize,
+) -> (Vec<f64>, String) {
+    let mut data = backend.upload_dataset(images, labels, sample_len).unwrap();
+    let n = labels.len();
+    let batch = 128;
+    let mut net = Network::new(backend, Config::default(), batch).unwrap();
+    net.init(1).unwrap();
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut seconds = Vec::new();
+    for epoch in 0..epochs {
+        Rng::new(epoch as u64).shuffle(&mut order);
+        net.backend.set_order(&mut data, &order).unwrap();
+        net.backend.synchronize().unwrap();
+        let started = Instant::now();
+        let mut start = 0;
+        let mut step = 0u64;
+        while start < n {
+            let b = batch.min(n - start);
+            net.train_step(&data, start, b, (epoch as u64) << 32 | step).unwrap();
+            start += b;
+            step += 1;
+        }
+        net.backend.synchronize().unwrap();
+        seconds.push(started.elapsed().as_secs_f64());
+    }
+    let loss = net.read_metrics(epochs * n).unwrap().loss;
+    assert!(loss.is_finite(), "training diverged: mean loss {loss}");
+    (seconds, format!("{:?}", net.backend.step_graph_stats()))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[test]
+fn training_epoch_time() {
+    let Some(mut gpu) = common::gpu("training_epoch_time") else {
+        return;
+    };
+    let Some(path) = mnist_tests::mnist_data() else { return };
+    let split = mnist::from_npz(&std::fs::read(path).unwrap()).unwrap();
+    let train = &split.train;
+    let device = gpu.device_name();
+    let epochs = 6;
+    gpu.set_step_graphs(true);
+    let (with_graphs, stats) = epoch_seconds(gpu, &train.images, &train.labels, train.sample_len(), epochs);
+    let mut eager = CudaBackend::new(0).unwrap();
+    eager.set_step_graphs(false);
+    let (op_by_op, _) = epoch_seconds(eager, &train.images, &train.labels, train.sample_len(), epochs);
+    // A diagnostic, not the default: how much of the step the f32 GEMMs take.
+    let mut tf32 = CudaBackend::new(0).unwrap();
+    tf32.set_tf32(true).unwrap();
+    let (with_tf32, _) = epoch_seconds(tf32, &train.images, &train.labels, train.sample_len(), epochs);
+    eprintln!(
+        "with graphs: {with_graphs:.3?}\nop by op:    {op_by_op:.3?}\ntf32 gemms:  {with_tf32:.3?}\ngraphs: {stats}"
+    );
+    // One line the GPU check script greps for its table.
+    println!(
+        "GPU_SPEED device=\"{device}\" train_epoch_s={:.4} without_graphs={:.4} with_tf32_gemms={:.4} epochs={} graphs={stats}",
+        median(with_graphs[1..].to_vec()),
+        median(op_by_op[1..].to_vec()),
+        median(with_tf32[1..].to_vec()),
+        epochs - 1
+    );
+}
