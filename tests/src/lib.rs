@@ -12,7 +12,7 @@ pub fn mnist_data() -> Option<PathBuf> {
             Some(path)
         }
         None => {
-            eprintln!("SKIPPED: MNIST_DATA is not set; this real-data test did not run");
+            skipped("MNIST_DATA is not set; this real-data test did not run");
             None
         }
     }
@@ -29,6 +29,13 @@ pub fn fashion_dir() -> Option<&'static Path> {
         return Some(dir);
     }
     assert!(std::env::var_os("MNIST_REQUIRE_FASHION").is_none(), "MNIST_REQUIRE_FASHION is set but {FASHION_DIR} is missing");
-    eprintln!("SKIPPED: {FASHION_DIR} is missing (apt-get install dataset-fashion-mnist); this Fashion-MNIST test did not run");
+    skipped(&format!("{FASHION_DIR} is missing (apt-get install dataset-fashion-mnist); this Fashion-MNIST test did not run"));
     None
+}
+
+/// Prints a SKIPPED line straight to stderr: libtest hides eprintln! output of passing tests,
+/// and a test that did not run must say so visibly.
+pub fn skipped(why: &str) {
+    let line = format!("SKIPPED: {why}\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
 }

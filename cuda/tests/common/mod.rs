@@ -15,7 +15,9 @@ pub fn gpu(test: &str) -> Option<CudaBackend> {
             panic!("MNIST_REQUIRE_GPU=1 but {test} has no GPU: {e}")
         }
         Err(e) => {
-            eprintln!("SKIPPED: no CUDA GPU ({e}); {test} compared nothing");
+            // Straight to stderr: libtest hides eprintln! of passing tests, and this must be seen.
+            let line = format!("SKIPPED: no CUDA GPU ({e}); {test} compared nothing\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             None
         }
     }
