@@ -100,3 +100,32 @@ fn sigterm_writes_a_checkpoint_exits_143_and_the_next_start_completes() {
     let history = std::fs::read_to_string(out.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 7, "all six epochs are in the history:\n{history}");
 }
+
+#[test]
+fn a_corrupt_newest_checkpoint_is_skipped_with_a_warning() {
+    let dir = temp_dir("corrupt");
+    let data = dir.join("small.npz");
+    std::fs::write(&data, synthetic_npz(640, 120)).unwrap();
+    let (data, out, ckpt) = (data.to_str().unwrap(), dir.join("out"), dir.join("ckpt"));
+    // Two epochs with a checkpoint after each, then ask for a third.
+    let mut args = train_args(data, out.to_str().unwrap(), "2");
+    args.extend(["--checkpoint-dir", ckpt.to_str().unwrap()]);
+    assert!(command(&args).output().unwrap().status.success());
+    let saved = checkpoints(&ckpt);
+    assert_eq!(saved, ["checkpoint-e0001-s000000.ckpt", "checkpoint-e0002-s000000.ckpt"]);
+    // Flip one byte in the middle of the newest one: its checksum no longer matches.
+    let newest = ckpt.join(&saved[1]);
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&newest, bytes).unwrap();
+
+    let mut args = train_args(data, out.to_str().unwrap(), "3");
+    args.extend(["--checkpoint-dir", ckpt.to_str().unwrap()]);
+    let output = command(&args).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("warning: skipping checkpoint") && stderr.contains("checkpoint-e0002") && stderr.contains("checksum"), "{stderr}");
+    assert!(stdout.contains("checkpoint-e0001-s000000.ckpt (epoch 2, step 0)"), "{stdout}");
+    assert!(stdout.contains("Epoch 2/3 - ") && stdout.contains("Epoch 3/3 - ") && !stdout.contains("Epoch 1/3 - "), "{stdout}");
+}
