@@ -126,7 +126,8 @@ pub struct TrainArgs {
     /// Log format on stdout.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Seconds between progress heartbeats when stdout is not a terminal (0: none).
+    /// Seconds between progress heartbeats when stdout is not a terminal, at most three per
+    /// epoch (0: none).
     #[arg(long, default_value_t = 30)]
     pub heartbeat_secs: u64,
     /// More detail (repeatable).

@@ -13,6 +13,9 @@ use serde_json::json;
 
 use crate::cli::LogFormat;
 
+/// Heartbeat lines per epoch at most (plain and JSON logs).
+pub const MAX_HEARTBEATS_PER_EPOCH: usize = 3;
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Style {
     /// A terminal: redraw a progress line in place.
@@ -54,6 +57,7 @@ pub struct Reporter<W: Write> {
     epoch_start: Instant,
     last_output: Instant,
     steps_done_in_run: usize,
+    heartbeats_this_epoch: usize,
     last_running: Option<Metrics>,
     pub records: Vec<EpochRecord>,
     /// Checkpointing: stop the run (so the caller can save) after each epoch and this often.
@@ -79,6 +83,7 @@ impl<W: Write> Reporter<W> {
             epoch_start: now,
             last_output: now,
             steps_done_in_run: 0,
+            heartbeats_this_epoch: 0,
             last_running: None,
             records: Vec::new(),
             checkpoint: None,
@@ -170,10 +175,13 @@ impl<W: Write> Reporter<W> {
             }
             Style::Lines | Style::Json => {
                 let Some(every) = self.heartbeat else { return };
-                if now - self.last_output < every || self.quiet {
+                // At most every `every` and at most a few per epoch, so even a slow machine's
+                // 12-epoch log stays short (under 60 lines).
+                if now - self.last_output < every || self.quiet || self.heartbeats_this_epoch >= MAX_HEARTBEATS_PER_EPOCH {
                     return;
                 }
                 self.last_output = now;
+                self.heartbeats_this_epoch += 1;
                 let epoch_secs = (now - self.epoch_start).as_secs_f64();
                 let rate = samples_done as f64 / epoch_secs.max(1e-9);
                 let eta = self.eta(now, position);
@@ -235,6 +243,7 @@ impl<W: Write> Observer for Reporter<W> {
             }
             Event::EpochStarted { epoch } => {
                 self.epoch_start = Instant::now();
+                self.heartbeats_this_epoch = 0;
                 self.last_running = None;
                 if self.style == Style::Live && !self.quiet {
                     self.line(&format!("Epoch {epoch}/{}", self.epochs));
@@ -338,6 +347,26 @@ mod tests {
         assert_eq!(records[0]["event"], "epoch_end");
         assert_eq!(records[1]["epoch"], 2);
         assert_eq!(records[2]["test_accuracy"].as_f64().unwrap() as f32, 0.95);
+    }
+
+    #[test]
+    fn heartbeats_are_spaced_and_capped_per_epoch() {
+        let mut buf = Vec::new();
+        {
+            let mut r = Reporter::new(&mut buf, Style::Lines, false, Some(Duration::ZERO), Arc::default());
+            r.on_event(&Event::Started { epochs: 2, steps_per_epoch: 50, train_samples: 5000, test_samples: 10 });
+            for epoch in 1..=2 {
+                r.on_event(&Event::EpochStarted { epoch });
+                for step in 1..=50 {
+                    r.on_event(&Event::Step { epoch, step, steps_per_epoch: 50, samples_done: step * 100, running: None });
+                }
+                r.on_event(&Event::EpochEnded { epoch, train: metrics(0.5, 0.9), test: None });
+            }
+        }
+        let text = String::from_utf8(buf).unwrap();
+        let beats = text.lines().filter(|l| l.contains(" - step ")).count();
+        assert_eq!(beats, 2 * MAX_HEARTBEATS_PER_EPOCH, "{text}");
+        assert!(text.lines().any(|l| l.starts_with("Epoch 1/2 - step 1/50 - ")), "{text}");
     }
 
     #[test]
