@@ -3,22 +3,46 @@
 // fused with the ReLU mask (shared with dense layers). Valid padding, stride 1, NHWC input, HWIO kernel.
 // Leaves out: the GEMMs (cuBLAS, src/gemm.rs).
 
-// col: (S*OH*OW, K*K*C); row r = the receptive field of output pixel r in (ky, kx, c) order,
-// the order of the kernel's leading axes. inp: (S, H, W, C).
-extern "C" __global__ void im2col(float* col, const float* inp, i64 samples, int height, int width, int channels, int kernel) {
+// im2col's copy loop in units of T (float, or float4 when C % 4 == 0 and both pointers are
+// 16-byte aligned) and index type I (u32 when every index fits, since 64-bit divisions are
+// subroutines of ~70 instructions: they, not memory, bounded the old kernel at ~400 GB/s).
+// Consecutive threads write consecutive col entries (coalesced) and read consecutive input
+// values within a run of K*C (one kernel row of the receptive field, contiguous in NHWC).
+template <typename I, typename T>
+__device__ __forceinline__ void im2col_copy(T* col, const T* inp, I samples, int height, int width, int channels, int kernel) {
     int oh = height - kernel + 1, ow = width - kernel + 1;
-    int span = kernel * channels;  // one kernel row of a receptive field is contiguous in NHWC
+    int span = kernel * channels;  // channels in units of T
     int patch = kernel * span;
-    i64 pixels = (i64)oh * ow;
-    i64 in_len = (i64)height * width * channels;
-    FOR_EACH(e, samples * pixels * patch) {
-        i64 r = e / patch;
+    I pixels = (I)oh * ow;
+    I in_len = (I)height * width * channels;
+    I n = samples * pixels * patch;
+    I stride = (I)gridDim.x * blockDim.x;
+    for (I e = (I)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += stride) {
+        I r = e / patch;
         int p = (int)(e - r * patch);
-        i64 s = r / pixels;
+        I s = r / pixels;
         int pix = (int)(r - s * pixels);
         int oy = pix / ow, ox = pix - oy * ow;
         int ky = p / span, q = p - ky * span;  // q = kx * C + c
-        col[e] = inp[s * in_len + ((i64)(oy + ky) * width + ox) * channels + q];
+        col[e] = inp[s * in_len + ((I)(oy + ky) * width + ox) * channels + q];
+    }
+}
+
+// col: (S*OH*OW, K*K*C); row r = the receptive field of output pixel r in (ky, kx, c) order,
+// the order of the kernel's leading axes. inp: (S, H, W, C). Any grid (grid-stride loops).
+extern "C" __global__ void im2col(float* col, const float* inp, i64 samples, int height, int width, int channels, int kernel) {
+    i64 n = samples * (i64)(height - kernel + 1) * (width - kernel + 1) * kernel * kernel * channels;
+    // u32 indices while n plus one grid stride cannot wrap (grids are capped at 2^16 * 1024).
+    bool narrow = n <= 0x7fffffffLL;
+    if ((channels & 3) == 0 && (((u64)col | (u64)inp) & 15) == 0) {
+        float4* c4 = (float4*)col;
+        const float4* i4 = (const float4*)inp;
+        if (narrow) im2col_copy<u32, float4>(c4, i4, (u32)samples, height, width, channels / 4, kernel);
+        else im2col_copy<i64, float4>(c4, i4, samples, height, width, channels / 4, kernel);
+    } else if (narrow) {
+        im2col_copy<u32, float>(col, inp, (u32)samples, height, width, channels, kernel);
+    } else {
+        im2col_copy<i64, float>(col, inp, samples, height, width, channels, kernel);
     }
 }
 
@@ -112,18 +136,44 @@ extern "C" __global__ void bias_act(float* out, const float* bias, i64 n, int ch
     }
 }
 
+#define BIAS_PARTIAL_MAX_BLOCK 1024
+
 // Bias gradients, stage 1, fused with the ReLU's backward (layers/relu.rs): dout: (rows,
 // channels), masked in place by (out > 0) when relu != 0; block b writes partial[c][b], the sum
-// of column c over rows [b * rows_per_block, (b + 1) * rows_per_block). Thread t owns columns
-// t, t + blockDim.x, ..., so reads are coalesced across a row and every sum has a fixed order:
-// the result is deterministic (no atomics), as graph replays must be to match op by op.
-extern "C" __global__ void bias_grad_partial(float* partial, float* dout, const float* out, i64 rows, int channels,
-                                             int rows_per_block, int relu) {
+// of column c over rows [b * rows_per_block, (b + 1) * rows_per_block). The block is `lanes`
+// lanes of blockDim.x / lanes threads; with lanes > 1 a lane must have exactly `channels`
+// threads. Lane l sums rows first + l, first + l + lanes, ... of its columns (a warp reads
+// consecutive columns of a row, the block `lanes` consecutive rows: coalesced, many loads in
+// flight); the lanes' sums are then added in lane order in shared memory. Every sum has a
+// fixed order: the result is deterministic (no atomics), as graph replays must be to match op
+// by op. Any grid; blockDim.x <= BIAS_PARTIAL_MAX_BLOCK.
+extern "C" __global__ void bias_grad_partial(float* __restrict__ partial, float* __restrict__ dout, const float* __restrict__ out,
+                                             i64 rows, int channels, int rows_per_block, int relu, int lanes) {
+    __shared__ float lane_sums[BIAS_PARTIAL_MAX_BLOCK];
+    int width = blockDim.x / lanes;
+    int lane = threadIdx.x / width, k = threadIdx.x - lane * width;
     i64 first = (i64)blockIdx.x * rows_per_block;
     i64 last = first + rows_per_block < rows ? first + rows_per_block : rows;
-    for (int c = threadIdx.x; c < channels; c += blockDim.x) {
+    for (int c = k; c < channels && lane < lanes; c += width) {
         float sum = 0.0f;
-        for (i64 r = first; r < last; ++r) {
+        i64 r = first + lane;
+        // Four rows' loads before their adds (same order of adds as one row at a time).
+        for (; r + 3 * lanes < last; r += 4 * lanes) {
+            i64 i = r * channels + c, step = (i64)lanes * channels;
+            float g0 = dout[i], g1 = dout[i + step], g2 = dout[i + 2 * step], g3 = dout[i + 3 * step];
+            if (relu) {
+                float o0 = out[i], o1 = out[i + step], o2 = out[i + 2 * step], o3 = out[i + 3 * step];
+                if (o0 <= 0.0f) { g0 = 0.0f; dout[i] = 0.0f; }
+                if (o1 <= 0.0f) { g1 = 0.0f; dout[i + step] = 0.0f; }
+                if (o2 <= 0.0f) { g2 = 0.0f; dout[i + 2 * step] = 0.0f; }
+                if (o3 <= 0.0f) { g3 = 0.0f; dout[i + 3 * step] = 0.0f; }
+            }
+            sum += g0;
+            sum += g1;
+            sum += g2;
+            sum += g3;
+        }
+        for (; r < last; r += lanes) {
             i64 i = r * channels + c;
             float g = dout[i];
             if (relu && out[i] <= 0.0f) {
@@ -132,7 +182,15 @@ extern "C" __global__ void bias_grad_partial(float* partial, float* dout, const 
             }
             sum += g;
         }
-        partial[(i64)c * gridDim.x + blockIdx.x] = sum;
+        if (lanes == 1) partial[(i64)c * gridDim.x + blockIdx.x] = sum;
+        else lane_sums[threadIdx.x] = sum;  // c == k: one column per thread
+    }
+    if (lanes == 1) return;  // uniform across the block: no barrier needed
+    __syncthreads();
+    if ((int)threadIdx.x < channels) {
+        float sum = 0.0f;
+        for (int l = 0; l < lanes; ++l) sum += lane_sums[l * width + threadIdx.x];
+        partial[(i64)threadIdx.x * gridDim.x + blockIdx.x] = sum;
     }
 }
 

@@ -30,6 +30,8 @@ const SOFTMAX_BLOCK: u32 = 256;
 /// memory busy), then reduce each column's partial sums in one block of BIAS_FINISH_BLOCK.
 const BIAS_GRAD_BLOCKS: usize = 2048;
 const BIAS_FINISH_BLOCK: u32 = 256; // BIAS_FINISH_BLOCK in conv2d.cu
+/// Rows each bias_grad_partial thread sums (conv2, 128 x 24 x 24 x 64: 1,152 blocks of 256).
+const BIAS_ROWS_PER_THREAD: usize = 16;
 /// The im2col scratch holds at most this many floats (256 MiB); larger batches are convolved
 /// in chunks of samples. A batch of 128 of the default model needs 21 M (one chunk).
 const COL_CAP: usize = 1 << 26;
@@ -565,12 +567,19 @@ impl CudaBackend {
         if cols == 0 {
             return Ok(());
         }
-        // Enough blocks to fill the GPU, each summing at least 8 rows.
-        let rows_per_block = rows.div_ceil(BIAS_GRAD_BLOCKS).max(8);
+        // Blocks of `lanes` lanes of `cols` threads (up to BLOCK threads), each thread summing
+        // about BIAS_ROWS_PER_THREAD rows; wider rows get one lane of BLOCK threads (whole
+        // warps), each thread owning several columns.
+        let (lanes, threads) = if cols <= BLOCK as usize {
+            let lanes = BLOCK as usize / cols;
+            (lanes, lanes * cols)
+        } else {
+            (1, BLOCK as usize)
+        };
+        let rows_per_block = (lanes * BIAS_ROWS_PER_THREAD).max(rows.div_ceil(MAX_BLOCKS));
         let blocks = rows.div_ceil(rows_per_block);
         let partial = self.partial_scratch(blocks * cols)?;
-        // One thread per column up to BLOCK, in whole warps.
-        let threads = (cols.div_ceil(32) * 32).min(BLOCK as usize) as u32;
+        let threads = threads as u32;
         let config = LaunchConfig {
             grid_dim: (blocks as u32, 1, 1),
             block_dim: (threads, 1, 1),
@@ -584,11 +593,14 @@ impl CudaBackend {
             Arg::I32(int(op, cols)?),
             Arg::I32(int(op, rows_per_block)?),
             Arg::I32(relu as i32),
+            Arg::I32(int(op, lanes)?),
         ];
         // SAFETY: bias_grad_partial(float* partial, float* dout, const float* out, i64 rows, int
-        // channels, int rows_per_block, int relu); dout and out hold rows * cols values
-        // (checked by the callers), partial cols * blocks, and block b touches only rows
-        // [b * rows_per_block, rows) and column b of partial.
+        // channels, int rows_per_block, int relu, int lanes); dout and out hold rows * cols
+        // values (checked by the callers; distinct buffers, as its __restrict__ needs), partial
+        // cols * blocks, and block b touches only rows [b * rows_per_block, rows) and column b
+        // of partial; the block is `lanes` lanes of exactly `cols` threads when lanes > 1, and
+        // at most BLOCK (<= BIAS_PARTIAL_MAX_BLOCK) threads.
         unsafe { self.launch(Kernel::BiasGradPartial, config, &args) }?;
         self.sum_partials(op, dbias.0, partial, blocks, cols)
     }
@@ -711,6 +723,9 @@ impl CudaBackend {
             Kernel::Im2col => samples * d.out_height() * d.out_width() * d.patch_len(),
             _ => samples * d.in_len(),
         };
+        // im2col copies float4s when C % 4 == 0 (and the pointers are aligned, as ours are; a
+        // misaligned one falls back to floats, still correct on this grid: grid-stride loops).
+        let n = if kernel == Kernel::Im2col && d.in_channels % 4 == 0 { n / 4 } else { n };
         let args = [
             Arg::Ptr(dst),
             Arg::Ptr(src),
