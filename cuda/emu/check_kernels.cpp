@@ -162,19 +162,26 @@ static void check_conv() {
                 }
     expect(close(direct, want, 1e-5), "conv2d_direct without ReLU");
 
-    // Kernel gradients without im2col: dkernel (patch, OC) = col^T @ dout, in 4-row blocks.
+    // Kernel gradients without im2col: dkernel (patch, OC) = col^T @ dout, with one lane of
+    // threads owning several channels, and with lanes of exactly OC threads; rows per block
+    // that leave ragged lanes and blocks, and lanes that step over several output rows.
     {
         auto dout = random_floats(out.size(), -1, 1);
-        const int rows_per_block = 4, pairs = patch * oc;
-        const int blocks = (samples * rows + rows_per_block - 1) / rows_per_block;
-        std::vector<float> partial((size_t)pairs * blocks, NAN), dkernel(pairs, NAN);
-        launch(blocks, 64, false, [&] { conv2d_dkernel_partial(partial.data(), dout.data(), inp.data(), samples, h, w, c, k, oc, rows_per_block); });
-        launch(pairs, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dkernel.data(), partial.data(), blocks); });
-        std::vector<double> want_dk(pairs, 0.0);
-        for (int r = 0; r < samples * rows; ++r)
-            for (int p = 0; p < patch; ++p)
-                for (int o = 0; o < oc; ++o) want_dk[(size_t)p * oc + o] += (double)col[(size_t)r * patch + p] * dout[(size_t)r * oc + o];
-        expect(close(dkernel, want_dk, 1e-5), "conv2d_dkernel_partial + bias_grad_finish is col^T @ dout");
+        const int pairs = patch * oc;
+        struct DkShape { int lanes, threads, rows_per_block; };
+        for (DkShape ds : {DkShape{1, 3, 4}, DkShape{3, 12, 7}, DkShape{8, 32, 40}, DkShape{16, 64, 200}}) {
+            const int blocks = (samples * rows + ds.rows_per_block - 1) / ds.rows_per_block;
+            std::vector<float> partial((size_t)pairs * blocks, NAN), dkernel(pairs, NAN);
+            launch(blocks, ds.threads, true, [&] { conv2d_dkernel_partial(partial.data(), dout.data(), inp.data(), samples, h, w, c, k, oc, ds.rows_per_block, ds.lanes); });
+            launch(pairs, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dkernel.data(), partial.data(), blocks); });
+            std::vector<double> want_dk(pairs, 0.0);
+            for (int r = 0; r < samples * rows; ++r)
+                for (int p = 0; p < patch; ++p)
+                    for (int o = 0; o < oc; ++o) want_dk[(size_t)p * oc + o] += (double)col[(size_t)r * patch + p] * dout[(size_t)r * oc + o];
+            char what[128];
+            std::snprintf(what, sizeof what, "conv2d_dkernel_partial + bias_grad_finish is col^T @ dout (%d lanes, %d rows/block)", ds.lanes, ds.rows_per_block);
+            expect(close(dkernel, want_dk, 1e-5), what);
+        }
     }
 
     // col2im is im2col's adjoint: <im2col(x), y> == <x, col2im(y)>.

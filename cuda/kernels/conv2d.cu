@@ -98,32 +98,80 @@ extern "C" __global__ void conv2d_direct(float* out, const float* inp, const flo
     }
 }
 
-// Kernel gradients for a small patch (conv1), stage 1, without an im2col matrix: for each pair
-// j = p * OC + o of patch position p and output channel o, block b writes partial[j][b], the sum
-// over output pixels r in [b * rows_per_block, (b + 1) * rows_per_block) of
-// im2col(inp)[r][p] * dout[r][o]. Consecutive threads take consecutive o (coalesced dout, one
-// shared inp value). Stage 2 is bias_grad_finish over the patch * OC pairs; fixed orders, so
-// deterministic.
-extern "C" __global__ void conv2d_dkernel_partial(float* partial, const float* dout, const float* inp, i64 samples,
-                                                  int height, int width, int channels, int kernel_size, int out_channels,
-                                                  int rows_per_block) {
+#define DKERNEL_MAX_PATCH 32   // DIRECT_CONV_MAX_PATCH in src/backend.rs
+#define DKERNEL_MAX_BLOCK 256  // BLOCK in src/backend.rs
+#if defined(__CUDACC__)
+#define UNROLL _Pragma("unroll")
+#else
+#define UNROLL
+#endif
+
+// Kernel gradients for a small patch (conv1), stage 1, without an im2col matrix: block b writes
+// partial[p * OC + o][b], the sum over output pixels r in [b * rows_per_block, (b + 1) *
+// rows_per_block) of im2col(inp)[r][p] * dout[r][o], for every patch position p (patch =
+// K*K*C <= DKERNEL_MAX_PATCH) and output channel o. The block is `lanes` lanes of
+// blockDim.x / lanes threads (exactly OC when lanes > 1; blockDim.x <= DKERNEL_MAX_BLOCK);
+// thread o of lane l sums rows first + l, first + l + lanes, ...: one coalesced dout read per
+// row, the patch's input values shared by the warp (broadcast), the patch's sums in registers,
+// and no divisions inside the row loop. The lanes' sums are added in lane order in shared
+// memory. Stage 2 is bias_grad_finish over the patch * OC pairs; fixed orders, so deterministic.
+extern "C" __global__ void conv2d_dkernel_partial(float* __restrict__ partial, const float* __restrict__ dout, const float* __restrict__ inp,
+                                                  i64 samples, int height, int width, int channels, int kernel_size, int out_channels,
+                                                  int rows_per_block, int lanes) {
+    __shared__ float lane_sums[DKERNEL_MAX_BLOCK * DKERNEL_MAX_PATCH];
     int oh = height - kernel_size + 1, ow = width - kernel_size + 1;
     int span = kernel_size * channels;
-    int pairs = kernel_size * span * out_channels;
+    int patch = kernel_size * span;
     i64 pixels = (i64)oh * ow;
     i64 in_len = (i64)height * width * channels;
     i64 first = (i64)blockIdx.x * rows_per_block;
     i64 last = first + rows_per_block < samples * pixels ? first + rows_per_block : samples * pixels;
-    for (int j = threadIdx.x; j < pairs; j += blockDim.x) {
-        int p = j / out_channels, o = j - p * out_channels;
+    int group = blockDim.x / lanes;
+    int lane = threadIdx.x / group, k = threadIdx.x - lane * group;
+    int off[DKERNEL_MAX_PATCH];  // input offset of patch position p from the pixel's window corner
+    UNROLL
+    for (int p = 0; p < DKERNEL_MAX_PATCH; ++p) {
         int ky = p / span, q = p - ky * span;  // q = kx * C + c
-        float sum = 0.0f;
-        for (i64 r = first; r < last; ++r) {
-            i64 s = r / pixels;
-            int pix = (int)(r - s * pixels);
-            int oy = pix / ow, ox = pix - oy * ow;
-            sum += inp[s * in_len + ((i64)(oy + ky) * width + ox) * channels + q] * dout[r * out_channels + o];
+        off[p] = p < patch ? ky * width * channels + q : 0;
+    }
+    for (int o = k; o < out_channels && lane < lanes; o += group) {
+        float acc[DKERNEL_MAX_PATCH];
+        UNROLL
+        for (int p = 0; p < DKERNEL_MAX_PATCH; ++p) acc[p] = 0.0f;
+        i64 r = first + lane;
+        i64 s = r / pixels;
+        int pix = (int)(r - s * pixels);
+        int oy = pix / ow, ox = pix - oy * ow;
+        for (; r < last; r += lanes) {
+            float g = dout[r * out_channels + o];
+            const float* x = inp + s * in_len + ((i64)oy * width + ox) * channels;
+            UNROLL
+            for (int p = 0; p < DKERNEL_MAX_PATCH; ++p) {
+                if (p < patch) acc[p] += x[off[p]] * g;
+            }
+            // Next pixel of this lane: lanes further on, without a division.
+            ox += lanes;
+            while (ox >= ow) {
+                ox -= ow;
+                if (++oy == oh) {
+                    oy = 0;
+                    ++s;
+                }
+            }
         }
+        UNROLL
+        for (int p = 0; p < DKERNEL_MAX_PATCH; ++p) {
+            if (p >= patch) continue;
+            if (lanes == 1) partial[((i64)p * out_channels + o) * gridDim.x + blockIdx.x] = acc[p];
+            else lane_sums[(lane * patch + p) * out_channels + o] = acc[p];  // o == k: one channel per thread
+        }
+    }
+    if (lanes == 1) return;  // uniform across the block: no barrier needed
+    __syncthreads();
+    int pairs = patch * out_channels;
+    for (int j = threadIdx.x; j < pairs; j += blockDim.x) {
+        float sum = 0.0f;
+        for (int l = 0; l < lanes; ++l) sum += lane_sums[l * pairs + j];
         partial[(i64)j * gridDim.x + blockIdx.x] = sum;
     }
 }
