@@ -46,19 +46,24 @@ extern "C" __global__ void im2col(float* col, const float* inp, i64 samples, int
     }
 }
 
-// dinp: (S, H, W, C), overwritten with the adjoint of im2col: each input value sums the dcol
-// entries that copied it, in the CPU's order (ky, kx descending) so the sums match bit for bit.
-extern "C" __global__ void col2im(float* dinp, const float* dcol, i64 samples, int height, int width, int channels, int kernel) {
+// col2im's loop with index type I (u32 when every index fits: see im2col_copy).
+template <typename I>
+__device__ __forceinline__ void col2im_sum(float* dinp, const float* dcol, I samples, int height, int width, int channels, int kernel) {
     int oh = height - kernel + 1, ow = width - kernel + 1;
     int span = kernel * channels;
     int patch = kernel * span;
-    i64 in_len = (i64)height * width * channels;
-    FOR_EACH(i, samples * in_len) {
-        i64 s = i / in_len;
+    int row_len = width * channels;
+    I in_len = (I)height * row_len;
+    I pixels = (I)oh * ow;
+    I n = samples * in_len;
+    I stride = (I)gridDim.x * blockDim.x;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        I s = i / in_len;
         int rem = (int)(i - s * in_len);
-        int y = rem / (width * channels);
-        rem -= y * width * channels;
+        int y = rem / row_len;
+        rem -= y * row_len;
         int x = rem / channels, c = rem - x * channels;
+        const float* d = dcol + s * pixels * patch + c;
         float acc = 0.0f;
         for (int ky = kernel - 1; ky >= 0; --ky) {
             int oy = y - ky;
@@ -66,11 +71,21 @@ extern "C" __global__ void col2im(float* dinp, const float* dcol, i64 samples, i
             for (int kx = kernel - 1; kx >= 0; --kx) {
                 int ox = x - kx;
                 if (ox < 0 || ox >= ow) continue;
-                acc += dcol[(s * oh * ow + (i64)oy * ow + ox) * patch + ky * span + kx * channels + c];
+                acc += d[((I)oy * ow + ox) * patch + ky * span + kx * channels];
             }
         }
         dinp[i] = acc;
     }
+}
+
+// dinp: (S, H, W, C), overwritten with the adjoint of im2col: each input value sums the dcol
+// entries that copied it, in the CPU's order (ky, kx descending) so the sums match bit for bit.
+// Consecutive threads take consecutive c: coalesced dcol reads within each C run.
+extern "C" __global__ void col2im(float* dinp, const float* dcol, i64 samples, int height, int width, int channels, int kernel) {
+    i64 n_in = samples * height * width * channels;
+    i64 n_col = samples * (i64)(height - kernel + 1) * (width - kernel + 1) * kernel * kernel * channels;
+    if (n_in <= 0x7fffffffLL && n_col <= 0x7fffffffLL) col2im_sum<u32>(dinp, dcol, (u32)samples, height, width, channels, kernel);
+    else col2im_sum<i64>(dinp, dcol, samples, height, width, channels, kernel);
 }
 
 // out: (S, OH, OW, OC) = inp (S, H, W, C) convolved with kernel (K, K, C, OC), plus bias, then
