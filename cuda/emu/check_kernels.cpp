@@ -17,6 +17,7 @@
 #include <vector>
 
 struct uint3 { unsigned x, y, z; };
+struct alignas(16) float4 { float x, y, z, w; };
 static thread_local uint3 threadIdx, blockIdx;
 static uint3 blockDim, gridDim;
 static std::barrier<>* block_barrier = nullptr;
@@ -161,19 +162,26 @@ static void check_conv() {
                 }
     expect(close(direct, want, 1e-5), "conv2d_direct without ReLU");
 
-    // Kernel gradients without im2col: dkernel (patch, OC) = col^T @ dout, in 4-row blocks.
+    // Kernel gradients without im2col: dkernel (patch, OC) = col^T @ dout, with one lane of
+    // threads owning several channels, and with lanes of exactly OC threads; rows per block
+    // that leave ragged lanes and blocks, and lanes that step over several output rows.
     {
         auto dout = random_floats(out.size(), -1, 1);
-        const int rows_per_block = 4, pairs = patch * oc;
-        const int blocks = (samples * rows + rows_per_block - 1) / rows_per_block;
-        std::vector<float> partial((size_t)pairs * blocks, NAN), dkernel(pairs, NAN);
-        launch(blocks, 64, false, [&] { conv2d_dkernel_partial(partial.data(), dout.data(), inp.data(), samples, h, w, c, k, oc, rows_per_block); });
-        launch(pairs, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dkernel.data(), partial.data(), blocks); });
-        std::vector<double> want_dk(pairs, 0.0);
-        for (int r = 0; r < samples * rows; ++r)
-            for (int p = 0; p < patch; ++p)
-                for (int o = 0; o < oc; ++o) want_dk[(size_t)p * oc + o] += (double)col[(size_t)r * patch + p] * dout[(size_t)r * oc + o];
-        expect(close(dkernel, want_dk, 1e-5), "conv2d_dkernel_partial + bias_grad_finish is col^T @ dout");
+        const int pairs = patch * oc;
+        struct DkShape { int lanes, threads, rows_per_block; };
+        for (DkShape ds : {DkShape{1, 3, 4}, DkShape{3, 12, 7}, DkShape{8, 32, 40}, DkShape{16, 64, 200}}) {
+            const int blocks = (samples * rows + ds.rows_per_block - 1) / ds.rows_per_block;
+            std::vector<float> partial((size_t)pairs * blocks, NAN), dkernel(pairs, NAN);
+            launch(blocks, ds.threads, true, [&] { conv2d_dkernel_partial(partial.data(), dout.data(), inp.data(), samples, h, w, c, k, oc, ds.rows_per_block, ds.lanes); });
+            launch(pairs, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dkernel.data(), partial.data(), blocks); });
+            std::vector<double> want_dk(pairs, 0.0);
+            for (int r = 0; r < samples * rows; ++r)
+                for (int p = 0; p < patch; ++p)
+                    for (int o = 0; o < oc; ++o) want_dk[(size_t)p * oc + o] += (double)col[(size_t)r * patch + p] * dout[(size_t)r * oc + o];
+            char what[128];
+            std::snprintf(what, sizeof what, "conv2d_dkernel_partial + bias_grad_finish is col^T @ dout (%d lanes, %d rows/block)", ds.lanes, ds.rows_per_block);
+            expect(close(dkernel, want_dk, 1e-5), what);
+        }
     }
 
     // col2im is im2col's adjoint: <im2col(x), y> == <x, col2im(y)>.
@@ -185,27 +193,65 @@ static void check_conv() {
     for (size_t i = 0; i < inp.size(); ++i) rhs += (double)inp[i] * dinp[i];
     expect(std::fabs(lhs - rhs) < 1e-4 * (1 + std::fabs(lhs)), "col2im is the adjoint of im2col");
 
-    // Bias gradients: column sums of dout (rows, channels), masked by the ReLU when asked; 40
-    // channels on 32-thread blocks make some threads own two columns, and 7 rows per block
-    // leave a ragged last block.
-    const int channels = 40, rows_per_block = 7;
-    const i64 grad_rows = 50;
-    const int blocks = (int)((grad_rows + rows_per_block - 1) / rows_per_block);
-    auto relu_out = random_floats(grad_rows * channels, -1, 1);  // about half are <= 0
-    for (int relu : {0, 1}) {
-        std::vector<float> dout = random_floats(grad_rows * channels, -1, 1), masked = dout;
-        std::vector<float> partial(blocks * channels, NAN), dbias(channels, NAN);
-        launch(blocks, 32, false, [&] { bias_grad_partial(partial.data(), masked.data(), relu_out.data(), grad_rows, channels, rows_per_block, relu); });
-        launch(channels, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dbias.data(), partial.data(), blocks); });
-        std::vector<double> want(channels, 0.0);
-        bool ok = true;
-        for (i64 i = 0; i < grad_rows * channels; ++i) {
-            float g = relu && relu_out[i] <= 0 ? 0.0f : dout[i];
-            ok &= masked[i] == g;
-            want[i % channels] += g;
+    // Bias gradients: column sums of dout (rows, channels), masked by the ReLU when asked.
+    // Shapes: 40 channels on one 32-thread lane (threads own two columns); lanes of exactly
+    // `channels` threads, with rows per block that leave ragged lanes and blocks and that run
+    // the four-row loop.
+    struct BiasShape { int channels, lanes, threads, rows_per_block; i64 rows; };
+    const BiasShape bias_shapes[] = {{40, 1, 32, 7, 50}, {10, 3, 30, 7, 50}, {8, 4, 32, 37, 101}, {16, 2, 32, 64, 64}, {5, 6, 30, 24, 200}};
+    for (const BiasShape& bs : bias_shapes) {
+        const int channels = bs.channels;
+        const i64 grad_rows = bs.rows;
+        const int blocks = (int)((grad_rows + bs.rows_per_block - 1) / bs.rows_per_block);
+        auto relu_out = random_floats(grad_rows * channels, -1, 1);  // about half are <= 0
+        for (int relu : {0, 1}) {
+            std::vector<float> dout = random_floats(grad_rows * channels, -1, 1), masked = dout;
+            std::vector<float> partial(blocks * channels, NAN), dbias(channels, NAN);
+            launch(blocks, bs.threads, true, [&] { bias_grad_partial(partial.data(), masked.data(), relu_out.data(), grad_rows, channels, bs.rows_per_block, relu, bs.lanes); });
+            launch(channels, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dbias.data(), partial.data(), blocks); });
+            std::vector<double> want(channels, 0.0);
+            bool ok = true;
+            for (i64 i = 0; i < grad_rows * channels; ++i) {
+                float g = relu && relu_out[i] <= 0 ? 0.0f : dout[i];
+                ok &= masked[i] == g;
+                want[i % channels] += g;
+            }
+            char what[160];
+            std::snprintf(what, sizeof what, "bias_grad_partial %s dout (%d channels, %d lanes)", relu ? "masks" : "leaves alone", channels, bs.lanes);
+            expect(ok, what);
+            std::snprintf(what, sizeof what, "bias gradients%s are column sums (%d channels, %d lanes, %d rows/block)", relu ? " (ReLU)" : "", channels, bs.lanes, bs.rows_per_block);
+            expect(close(dbias, want, 1e-4), what);
         }
-        expect(ok, relu ? "bias_grad_partial masks dout by the ReLU's output" : "bias_grad_partial leaves dout alone without ReLU");
-        expect(close(dbias, want, 1e-4), relu ? "bias gradients (ReLU) are column sums" : "bias gradients are column sums");
+    }
+}
+
+static void check_im2col_shapes() {
+    struct Shape { int samples, h, w, c, k; bool misalign; };
+    const Shape shapes[] = {{2, 6, 5, 3, 3, false}, {2, 6, 5, 4, 3, true}, {3, 7, 6, 4, 3, false}, {2, 5, 7, 8, 2, false}, {1, 4, 4, 8, 4, false}};
+    for (const Shape& sh : shapes) {
+        const int oh = sh.h - sh.k + 1, ow = sh.w - sh.k + 1, patch = sh.k * sh.k * sh.c;
+        auto store = random_floats((size_t)sh.samples * sh.h * sh.w * sh.c + 1, -1, 1);
+        const float* inp = store.data() + (sh.misalign ? 1 : 0);
+        std::vector<float> col((size_t)sh.samples * oh * ow * patch, NAN);
+        for (unsigned grid : {1u, 2u, 5u})
+            for (unsigned block : {32u, 64u}) {
+                std::fill(col.begin(), col.end(), NAN);
+                launch(grid, block, false, [&] { im2col(col.data(), inp, sh.samples, sh.h, sh.w, sh.c, sh.k); });
+                bool ok = true;
+                for (int s = 0; s < sh.samples; ++s)
+                    for (int y = 0; y < oh; ++y)
+                        for (int x = 0; x < ow; ++x)
+                            for (int ky = 0; ky < sh.k; ++ky)
+                                for (int kx = 0; kx < sh.k; ++kx)
+                                    for (int c = 0; c < sh.c; ++c) {
+                                        size_t r = ((size_t)s * oh + y) * ow + x;
+                                        float want = inp[(((size_t)s * sh.h + y + ky) * sh.w + x + kx) * sh.c + c];
+                                        ok &= col[r * patch + (ky * sh.k + kx) * sh.c + c] == want;
+                                    }
+                char what[128];
+                std::snprintf(what, sizeof what, "im2col C=%d K=%d%s on %ux%u", sh.c, sh.k, sh.misalign ? " misaligned" : "", grid, block);
+                expect(ok, what);
+            }
     }
 }
 
@@ -343,6 +389,7 @@ static void check_adadelta() {
 int main() {
     check_load_batch();
     check_conv();
+    check_im2col_shapes();
     check_maxpool();
     check_dropout();
     check_softmax();

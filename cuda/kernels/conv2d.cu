@@ -3,38 +3,67 @@
 // fused with the ReLU mask (shared with dense layers). Valid padding, stride 1, NHWC input, HWIO kernel.
 // Leaves out: the GEMMs (cuBLAS, src/gemm.rs).
 
-// col: (S*OH*OW, K*K*C); row r = the receptive field of output pixel r in (ky, kx, c) order,
-// the order of the kernel's leading axes. inp: (S, H, W, C).
-extern "C" __global__ void im2col(float* col, const float* inp, i64 samples, int height, int width, int channels, int kernel) {
+// im2col's copy loop in units of T (float, or float4 when C % 4 == 0 and both pointers are
+// 16-byte aligned) and index type I (u32 when every index fits, since 64-bit divisions are
+// subroutines of ~70 instructions: they, not memory, bounded the old kernel at ~400 GB/s).
+// Consecutive threads write consecutive col entries (coalesced) and read consecutive input
+// values within a run of K*C (one kernel row of the receptive field, contiguous in NHWC).
+template <typename I, typename T>
+__device__ __forceinline__ void im2col_copy(T* col, const T* inp, I samples, int height, int width, int channels, int kernel) {
     int oh = height - kernel + 1, ow = width - kernel + 1;
-    int span = kernel * channels;  // one kernel row of a receptive field is contiguous in NHWC
+    int span = kernel * channels;  // channels in units of T
     int patch = kernel * span;
-    i64 pixels = (i64)oh * ow;
-    i64 in_len = (i64)height * width * channels;
-    FOR_EACH(e, samples * pixels * patch) {
-        i64 r = e / patch;
+    I pixels = (I)oh * ow;
+    I in_len = (I)height * width * channels;
+    I n = samples * pixels * patch;
+    I stride = (I)gridDim.x * blockDim.x;
+    for (I e = (I)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += stride) {
+        I r = e / patch;
         int p = (int)(e - r * patch);
-        i64 s = r / pixels;
+        I s = r / pixels;
         int pix = (int)(r - s * pixels);
         int oy = pix / ow, ox = pix - oy * ow;
         int ky = p / span, q = p - ky * span;  // q = kx * C + c
-        col[e] = inp[s * in_len + ((i64)(oy + ky) * width + ox) * channels + q];
+        col[e] = inp[s * in_len + ((I)(oy + ky) * width + ox) * channels + q];
     }
 }
 
-// dinp: (S, H, W, C), overwritten with the adjoint of im2col: each input value sums the dcol
-// entries that copied it, in the CPU's order (ky, kx descending) so the sums match bit for bit.
-extern "C" __global__ void col2im(float* dinp, const float* dcol, i64 samples, int height, int width, int channels, int kernel) {
+// col: (S*OH*OW, K*K*C); row r = the receptive field of output pixel r in (ky, kx, c) order,
+// the order of the kernel's leading axes. inp: (S, H, W, C). Any grid (grid-stride loops).
+extern "C" __global__ void im2col(float* col, const float* inp, i64 samples, int height, int width, int channels, int kernel) {
+    i64 n = samples * (i64)(height - kernel + 1) * (width - kernel + 1) * kernel * kernel * channels;
+    // u32 indices while n plus one grid stride cannot wrap (grids are capped at 2^16 * 1024).
+    bool narrow = n <= 0x7fffffffLL;
+    if ((channels & 3) == 0 && (((u64)col | (u64)inp) & 15) == 0) {
+        float4* c4 = (float4*)col;
+        const float4* i4 = (const float4*)inp;
+        if (narrow) im2col_copy<u32, float4>(c4, i4, (u32)samples, height, width, channels / 4, kernel);
+        else im2col_copy<i64, float4>(c4, i4, samples, height, width, channels / 4, kernel);
+    } else if (narrow) {
+        im2col_copy<u32, float>(col, inp, (u32)samples, height, width, channels, kernel);
+    } else {
+        im2col_copy<i64, float>(col, inp, samples, height, width, channels, kernel);
+    }
+}
+
+// col2im's loop with index type I (u32 when every index fits: see im2col_copy).
+template <typename I>
+__device__ __forceinline__ void col2im_sum(float* dinp, const float* dcol, I samples, int height, int width, int channels, int kernel) {
     int oh = height - kernel + 1, ow = width - kernel + 1;
     int span = kernel * channels;
     int patch = kernel * span;
-    i64 in_len = (i64)height * width * channels;
-    FOR_EACH(i, samples * in_len) {
-        i64 s = i / in_len;
+    int row_len = width * channels;
+    I in_len = (I)height * row_len;
+    I pixels = (I)oh * ow;
+    I n = samples * in_len;
+    I stride = (I)gridDim.x * blockDim.x;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        I s = i / in_len;
         int rem = (int)(i - s * in_len);
-        int y = rem / (width * channels);
-        rem -= y * width * channels;
+        int y = rem / row_len;
+        rem -= y * row_len;
         int x = rem / channels, c = rem - x * channels;
+        const float* d = dcol + s * pixels * patch + c;
         float acc = 0.0f;
         for (int ky = kernel - 1; ky >= 0; --ky) {
             int oy = y - ky;
@@ -42,11 +71,21 @@ extern "C" __global__ void col2im(float* dinp, const float* dcol, i64 samples, i
             for (int kx = kernel - 1; kx >= 0; --kx) {
                 int ox = x - kx;
                 if (ox < 0 || ox >= ow) continue;
-                acc += dcol[(s * oh * ow + (i64)oy * ow + ox) * patch + ky * span + kx * channels + c];
+                acc += d[((I)oy * ow + ox) * patch + ky * span + kx * channels];
             }
         }
         dinp[i] = acc;
     }
+}
+
+// dinp: (S, H, W, C), overwritten with the adjoint of im2col: each input value sums the dcol
+// entries that copied it, in the CPU's order (ky, kx descending) so the sums match bit for bit.
+// Consecutive threads take consecutive c: coalesced dcol reads within each C run.
+extern "C" __global__ void col2im(float* dinp, const float* dcol, i64 samples, int height, int width, int channels, int kernel) {
+    i64 n_in = samples * height * width * channels;
+    i64 n_col = samples * (i64)(height - kernel + 1) * (width - kernel + 1) * kernel * kernel * channels;
+    if (n_in <= 0x7fffffffLL && n_col <= 0x7fffffffLL) col2im_sum<u32>(dinp, dcol, (u32)samples, height, width, channels, kernel);
+    else col2im_sum<i64>(dinp, dcol, samples, height, width, channels, kernel);
 }
 
 // out: (S, OH, OW, OC) = inp (S, H, W, C) convolved with kernel (K, K, C, OC), plus bias, then
@@ -74,32 +113,80 @@ extern "C" __global__ void conv2d_direct(float* out, const float* inp, const flo
     }
 }
 
-// Kernel gradients for a small patch (conv1), stage 1, without an im2col matrix: for each pair
-// j = p * OC + o of patch position p and output channel o, block b writes partial[j][b], the sum
-// over output pixels r in [b * rows_per_block, (b + 1) * rows_per_block) of
-// im2col(inp)[r][p] * dout[r][o]. Consecutive threads take consecutive o (coalesced dout, one
-// shared inp value). Stage 2 is bias_grad_finish over the patch * OC pairs; fixed orders, so
-// deterministic.
-extern "C" __global__ void conv2d_dkernel_partial(float* partial, const float* dout, const float* inp, i64 samples,
-                                                  int height, int width, int channels, int kernel_size, int out_channels,
-                                                  int rows_per_block) {
+#define DKERNEL_MAX_PATCH 32   // DIRECT_CONV_MAX_PATCH in src/backend.rs
+#define DKERNEL_MAX_BLOCK 256  // BLOCK in src/backend.rs
+#if defined(__CUDACC__)
+#define UNROLL _Pragma("unroll")
+#else
+#define UNROLL
+#endif
+
+// Kernel gradients for a small patch (conv1), stage 1, without an im2col matrix: block b writes
+// partial[p * OC + o][b], the sum over output pixels r in [b * rows_per_block, (b + 1) *
+// rows_per_block) of im2col(inp)[r][p] * dout[r][o], for every patch position p (patch =
+// K*K*C <= DKERNEL_MAX_PATCH) and output channel o. The block is `lanes` lanes of
+// blockDim.x / lanes threads (exactly OC when lanes > 1; blockDim.x <= DKERNEL_MAX_BLOCK);
+// thread o of lane l sums rows first + l, first + l + lanes, ...: one coalesced dout read per
+// row, the patch's input values shared by the warp (broadcast), the patch's sums in registers,
+// and no divisions inside the row loop. The lanes' sums are added in lane order in shared
+// memory. Stage 2 is bias_grad_finish over the patch * OC pairs; fixed orders, so deterministic.
+extern "C" __global__ void conv2d_dkernel_partial(float* __restrict__ partial, const float* __restrict__ dout, const float* __restrict__ inp,
+                                                  i64 samples, int height, int width, int channels, int kernel_size, int out_channels,
+                                                  int rows_per_block, int lanes) {
+    __shared__ float lane_sums[DKERNEL_MAX_BLOCK * DKERNEL_MAX_PATCH];
     int oh = height - kernel_size + 1, ow = width - kernel_size + 1;
     int span = kernel_size * channels;
-    int pairs = kernel_size * span * out_channels;
+    int patch = kernel_size * span;
     i64 pixels = (i64)oh * ow;
     i64 in_len = (i64)height * width * channels;
     i64 first = (i64)blockIdx.x * rows_per_block;
     i64 last = first + rows_per_block < samples * pixels ? first + rows_per_block : samples * pixels;
-    for (int j = threadIdx.x; j < pairs; j += blockDim.x) {
-        int p = j / out_channels, o = j - p * out_channels;
+    int group = blockDim.x / lanes;
+    int lane = threadIdx.x / group, k = threadIdx.x - lane * group;
+    int off[DKERNEL_MAX_PATCH];  // input offset of patch position p from the pixel's window corner
+    UNROLL
+    for (int p = 0; p < DKERNEL_MAX_PATCH; ++p) {
         int ky = p / span, q = p - ky * span;  // q = kx * C + c
-        float sum = 0.0f;
-        for (i64 r = first; r < last; ++r) {
-            i64 s = r / pixels;
-            int pix = (int)(r - s * pixels);
-            int oy = pix / ow, ox = pix - oy * ow;
-            sum += inp[s * in_len + ((i64)(oy + ky) * width + ox) * channels + q] * dout[r * out_channels + o];
+        off[p] = p < patch ? ky * width * channels + q : 0;
+    }
+    for (int o = k; o < out_channels && lane < lanes; o += group) {
+        float acc[DKERNEL_MAX_PATCH];
+        UNROLL
+        for (int p = 0; p < DKERNEL_MAX_PATCH; ++p) acc[p] = 0.0f;
+        i64 r = first + lane;
+        i64 s = r / pixels;
+        int pix = (int)(r - s * pixels);
+        int oy = pix / ow, ox = pix - oy * ow;
+        for (; r < last; r += lanes) {
+            float g = dout[r * out_channels + o];
+            const float* x = inp + s * in_len + ((i64)oy * width + ox) * channels;
+            UNROLL
+            for (int p = 0; p < DKERNEL_MAX_PATCH; ++p) {
+                if (p < patch) acc[p] += x[off[p]] * g;
+            }
+            // Next pixel of this lane: lanes further on, without a division.
+            ox += lanes;
+            while (ox >= ow) {
+                ox -= ow;
+                if (++oy == oh) {
+                    oy = 0;
+                    ++s;
+                }
+            }
         }
+        UNROLL
+        for (int p = 0; p < DKERNEL_MAX_PATCH; ++p) {
+            if (p >= patch) continue;
+            if (lanes == 1) partial[((i64)p * out_channels + o) * gridDim.x + blockIdx.x] = acc[p];
+            else lane_sums[(lane * patch + p) * out_channels + o] = acc[p];  // o == k: one channel per thread
+        }
+    }
+    if (lanes == 1) return;  // uniform across the block: no barrier needed
+    __syncthreads();
+    int pairs = patch * out_channels;
+    for (int j = threadIdx.x; j < pairs; j += blockDim.x) {
+        float sum = 0.0f;
+        for (int l = 0; l < lanes; ++l) sum += lane_sums[l * pairs + j];
         partial[(i64)j * gridDim.x + blockIdx.x] = sum;
     }
 }
@@ -112,18 +199,44 @@ extern "C" __global__ void bias_act(float* out, const float* bias, i64 n, int ch
     }
 }
 
+#define BIAS_PARTIAL_MAX_BLOCK 1024
+
 // Bias gradients, stage 1, fused with the ReLU's backward (layers/relu.rs): dout: (rows,
 // channels), masked in place by (out > 0) when relu != 0; block b writes partial[c][b], the sum
-// of column c over rows [b * rows_per_block, (b + 1) * rows_per_block). Thread t owns columns
-// t, t + blockDim.x, ..., so reads are coalesced across a row and every sum has a fixed order:
-// the result is deterministic (no atomics), as graph replays must be to match op by op.
-extern "C" __global__ void bias_grad_partial(float* partial, float* dout, const float* out, i64 rows, int channels,
-                                             int rows_per_block, int relu) {
+// of column c over rows [b * rows_per_block, (b + 1) * rows_per_block). The block is `lanes`
+// lanes of blockDim.x / lanes threads; with lanes > 1 a lane must have exactly `channels`
+// threads. Lane l sums rows first + l, first + l + lanes, ... of its columns (a warp reads
+// consecutive columns of a row, the block `lanes` consecutive rows: coalesced, many loads in
+// flight); the lanes' sums are then added in lane order in shared memory. Every sum has a
+// fixed order: the result is deterministic (no atomics), as graph replays must be to match op
+// by op. Any grid; blockDim.x <= BIAS_PARTIAL_MAX_BLOCK.
+extern "C" __global__ void bias_grad_partial(float* __restrict__ partial, float* __restrict__ dout, const float* __restrict__ out,
+                                             i64 rows, int channels, int rows_per_block, int relu, int lanes) {
+    __shared__ float lane_sums[BIAS_PARTIAL_MAX_BLOCK];
+    int width = blockDim.x / lanes;
+    int lane = threadIdx.x / width, k = threadIdx.x - lane * width;
     i64 first = (i64)blockIdx.x * rows_per_block;
     i64 last = first + rows_per_block < rows ? first + rows_per_block : rows;
-    for (int c = threadIdx.x; c < channels; c += blockDim.x) {
+    for (int c = k; c < channels && lane < lanes; c += width) {
         float sum = 0.0f;
-        for (i64 r = first; r < last; ++r) {
+        i64 r = first + lane;
+        // Four rows' loads before their adds (same order of adds as one row at a time).
+        for (; r + 3 * lanes < last; r += 4 * lanes) {
+            i64 i = r * channels + c, step = (i64)lanes * channels;
+            float g0 = dout[i], g1 = dout[i + step], g2 = dout[i + 2 * step], g3 = dout[i + 3 * step];
+            if (relu) {
+                float o0 = out[i], o1 = out[i + step], o2 = out[i + 2 * step], o3 = out[i + 3 * step];
+                if (o0 <= 0.0f) { g0 = 0.0f; dout[i] = 0.0f; }
+                if (o1 <= 0.0f) { g1 = 0.0f; dout[i + step] = 0.0f; }
+                if (o2 <= 0.0f) { g2 = 0.0f; dout[i + 2 * step] = 0.0f; }
+                if (o3 <= 0.0f) { g3 = 0.0f; dout[i + 3 * step] = 0.0f; }
+            }
+            sum += g0;
+            sum += g1;
+            sum += g2;
+            sum += g3;
+        }
+        for (; r < last; r += lanes) {
             i64 i = r * channels + c;
             float g = dout[i];
             if (relu && out[i] <= 0.0f) {
@@ -132,7 +245,15 @@ extern "C" __global__ void bias_grad_partial(float* partial, float* dout, const 
             }
             sum += g;
         }
-        partial[(i64)c * gridDim.x + blockIdx.x] = sum;
+        if (lanes == 1) partial[(i64)c * gridDim.x + blockIdx.x] = sum;
+        else lane_sums[threadIdx.x] = sum;  // c == k: one column per thread
+    }
+    if (lanes == 1) return;  // uniform across the block: no barrier needed
+    __syncthreads();
+    if ((int)threadIdx.x < channels) {
+        float sum = 0.0f;
+        for (int l = 0; l < lanes; ++l) sum += lane_sums[l * width + threadIdx.x];
+        partial[(i64)threadIdx.x * gridDim.x + blockIdx.x] = sum;
     }
 }
 

@@ -30,27 +30,39 @@ extern "C" __global__ void maxpool2d_forward(float* out, u32* argmax, const floa
     }
 }
 
-// dinp: (B, H, W, C), overwritten: each input value gets its window's dout when it is that
-// window's argmax, else zero (also outside every window, at a ragged edge). One thread per
-// input value, so no zero-fill first and no atomics; `0.0f +` rounds like the CPU's zero-fill
-// and add (a -0.0 gradient becomes +0.0). Only an argmax inside its own window counts, which
-// is where maxpool2d_forward puts it.
-extern "C" __global__ void maxpool2d_backward(float* dinp, const u32* argmax, const float* dout, i64 batch, int height, int width, int channels, int pool) {
+// maxpool2d_backward's loop with index type I (u32 when every index fits: a 64-bit division
+// per value, not memory, bounded the i64-only kernel).
+template <typename I>
+__device__ __forceinline__ void maxpool2d_backward_gather(float* dinp, const u32* argmax, const float* dout, I batch, int height, int width, int channels, int pool) {
     int oh = height / pool, ow = width / pool;
-    i64 in_len = (i64)height * width * channels;
-    i64 out_len = (i64)oh * ow * channels;
-    FOR_EACH(i, batch * in_len) {
-        i64 b = i / in_len;
+    int row_len = width * channels;
+    I in_len = (I)height * row_len;
+    I out_len = (I)oh * ow * channels;
+    I n = batch * in_len;
+    I stride = (I)gridDim.x * blockDim.x;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        I b = i / in_len;
         int r = (int)(i - b * in_len);
-        int y = r / (width * channels);
-        int rem = r - y * width * channels;
+        int y = r / row_len;
+        int rem = r - y * row_len;
         int x = rem / channels, c = rem - x * channels;
         int oy = y / pool, ox = x / pool;
         float g = 0.0f;
         if (oy < oh && ox < ow) {
-            i64 o = b * out_len + ((i64)oy * ow + ox) * channels + c;
+            I o = b * out_len + ((I)oy * ow + ox) * channels + c;
             if (argmax[o] == (u32)r) g = 0.0f + dout[o];
         }
         dinp[i] = g;
     }
+}
+
+// dinp: (B, H, W, C), overwritten: each input value gets its window's dout when it is that
+// window's argmax, else zero (also outside every window, at a ragged edge). One thread per
+// input value, so no zero-fill first and no atomics; `0.0f +` rounds like the CPU's zero-fill
+// and add (a -0.0 gradient becomes +0.0). Only an argmax inside its own window counts, which
+// is where maxpool2d_forward puts it. Consecutive threads take consecutive values (coalesced).
+extern "C" __global__ void maxpool2d_backward(float* dinp, const u32* argmax, const float* dout, i64 batch, int height, int width, int channels, int pool) {
+    i64 n = batch * height * width * channels;
+    if (n <= 0x7fffffffLL) maxpool2d_backward_gather<u32>(dinp, argmax, dout, (u32)batch, height, width, channels, pool);
+    else maxpool2d_backward_gather<i64>(dinp, argmax, dout, batch, height, width, channels, pool);
 }

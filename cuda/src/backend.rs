@@ -26,10 +26,12 @@ const BLOCK: u32 = 256;
 const MAX_BLOCKS: usize = 1 << 16;
 /// softmax_xent_forward's block size (SOFTMAX_BLOCK in softmax_xent.cu).
 const SOFTMAX_BLOCK: u32 = 256;
-/// Bias gradients sum rows in about this many blocks (enough warps to keep an H100 or H200's
-/// memory busy), then reduce each column's partial sums in one block of BIAS_FINISH_BLOCK.
-const BIAS_GRAD_BLOCKS: usize = 2048;
+/// Bias (and small-patch kernel) gradients sum rows in blocks of lanes, each thread summing
+/// about BIAS_ROWS_PER_THREAD rows (conv2's bias, 128 x 24 x 24 rows x 64: 1,152 blocks of 256;
+/// conv1's, 128 x 26 x 26 x 32: 676), then reduce each column's partial sums in one block of
+/// BIAS_FINISH_BLOCK.
 const BIAS_FINISH_BLOCK: u32 = 256; // BIAS_FINISH_BLOCK in conv2d.cu
+const BIAS_ROWS_PER_THREAD: usize = 16;
 /// The im2col scratch holds at most this many floats (256 MiB); larger batches are convolved
 /// in chunks of samples. A batch of 128 of the default model needs 21 M (one chunk).
 const COL_CAP: usize = 1 << 26;
@@ -547,7 +549,8 @@ impl CudaBackend {
 
     /// dbias (cols) = column sums of dout (rows, cols), overwritten; with `relu`, dout is first
     /// masked in place by (out > 0), the ReLU's backward. Two deterministic kernels: column sums
-    /// over about BIAS_GRAD_BLOCKS row ranges, then a fixed tree over each column's sums.
+    /// over row ranges of about BIAS_ROWS_PER_THREAD rows per thread, then a fixed tree over
+    /// each column's sums.
     #[allow(clippy::too_many_arguments)]
     fn bias_gradient(
         &mut self,
@@ -565,12 +568,19 @@ impl CudaBackend {
         if cols == 0 {
             return Ok(());
         }
-        // Enough blocks to fill the GPU, each summing at least 8 rows.
-        let rows_per_block = rows.div_ceil(BIAS_GRAD_BLOCKS).max(8);
+        // Blocks of `lanes` lanes of `cols` threads (up to BLOCK threads), each thread summing
+        // about BIAS_ROWS_PER_THREAD rows; wider rows get one lane of BLOCK threads (whole
+        // warps), each thread owning several columns.
+        let (lanes, threads) = if cols <= BLOCK as usize {
+            let lanes = BLOCK as usize / cols;
+            (lanes, lanes * cols)
+        } else {
+            (1, BLOCK as usize)
+        };
+        let rows_per_block = (lanes * BIAS_ROWS_PER_THREAD).max(rows.div_ceil(MAX_BLOCKS));
         let blocks = rows.div_ceil(rows_per_block);
         let partial = self.partial_scratch(blocks * cols)?;
-        // One thread per column up to BLOCK, in whole warps.
-        let threads = (cols.div_ceil(32) * 32).min(BLOCK as usize) as u32;
+        let threads = threads as u32;
         let config = LaunchConfig {
             grid_dim: (blocks as u32, 1, 1),
             block_dim: (threads, 1, 1),
@@ -584,11 +594,14 @@ impl CudaBackend {
             Arg::I32(int(op, cols)?),
             Arg::I32(int(op, rows_per_block)?),
             Arg::I32(relu as i32),
+            Arg::I32(int(op, lanes)?),
         ];
         // SAFETY: bias_grad_partial(float* partial, float* dout, const float* out, i64 rows, int
-        // channels, int rows_per_block, int relu); dout and out hold rows * cols values
-        // (checked by the callers), partial cols * blocks, and block b touches only rows
-        // [b * rows_per_block, rows) and column b of partial.
+        // channels, int rows_per_block, int relu, int lanes); dout and out hold rows * cols
+        // values (checked by the callers; distinct buffers, as its __restrict__ needs), partial
+        // cols * blocks, and block b touches only rows [b * rows_per_block, rows) and column b
+        // of partial; the block is `lanes` lanes of exactly `cols` threads when lanes > 1, and
+        // at most BLOCK (<= BIAS_PARTIAL_MAX_BLOCK) threads.
         unsafe { self.launch(Kernel::BiasGradPartial, config, &args) }?;
         self.sum_partials(op, dbias.0, partial, blocks, cols)
     }
@@ -608,7 +621,7 @@ impl CudaBackend {
     }
 
     /// dkernel (patch, OC) = im2col(inp)^T @ dout for a small patch, without the im2col matrix:
-    /// partial sums over about BIAS_GRAD_BLOCKS row ranges, then `sum_partials`.
+    /// partial sums over row ranges (as `bias_gradient`), then `sum_partials`.
     fn conv2d_dkernel_direct(
         &mut self,
         op: &str,
@@ -619,13 +632,21 @@ impl CudaBackend {
     ) -> Result<()> {
         let rows = d.batch * d.out_height() * d.out_width();
         let pairs = d.patch_len() * d.out_channels;
-        let rows_per_block = rows.div_ceil(BIAS_GRAD_BLOCKS).max(8);
+        let oc = d.out_channels;
+        // Lanes of exactly OC threads (conv1: 8 lanes of 32), each thread summing about
+        // BIAS_ROWS_PER_THREAD rows for the whole patch; wider layers get one lane of BLOCK.
+        let (lanes, threads) = if oc <= BLOCK as usize {
+            let lanes = BLOCK as usize / oc;
+            (lanes, lanes * oc)
+        } else {
+            (1, BLOCK as usize)
+        };
+        let rows_per_block = (lanes * BIAS_ROWS_PER_THREAD).max(rows.div_ceil(MAX_BLOCKS));
         let blocks = rows.div_ceil(rows_per_block);
         let partial = self.partial_scratch(blocks * pairs)?;
         let config = LaunchConfig {
             grid_dim: (blocks as u32, 1, 1),
-            // One thread per pair (conv1: 288), in whole warps, up to CUDA's 1024.
-            block_dim: ((pairs.div_ceil(32) * 32).min(1024) as u32, 1, 1),
+            block_dim: (threads as u32, 1, 1),
             shared_mem_bytes: 0,
         };
         let args = [
@@ -639,11 +660,15 @@ impl CudaBackend {
             Arg::I32(int(op, d.kernel)?),
             Arg::I32(int(op, d.out_channels)?),
             Arg::I32(int(op, rows_per_block)?),
+            Arg::I32(int(op, lanes)?),
         ];
         // SAFETY: conv2d_dkernel_partial(float* partial, const float* dout, const float* inp, i64
         // samples, int height, int width, int channels, int kernel_size, int out_channels, int
-        // rows_per_block); conv2d_backward checked dout (batch * out_len) and inp (batch *
-        // in_len); partial holds pairs * blocks and block b writes only column b of it.
+        // rows_per_block, int lanes); conv2d_backward checked dout (batch * out_len) and inp
+        // (batch * in_len); partial holds pairs * blocks and block b writes only column b of it;
+        // the patch is at most DIRECT_CONV_MAX_PATCH (= DKERNEL_MAX_PATCH, the callers' test),
+        // and the block at most BLOCK (= DKERNEL_MAX_BLOCK) threads, exactly `lanes` * OC when
+        // lanes > 1, as the kernel needs.
         unsafe { self.launch(Kernel::Conv2dDkernelPartial, config, &args) }?;
         self.sum_partials(op, dkernel.0, partial, blocks, pairs)
     }
@@ -711,6 +736,9 @@ impl CudaBackend {
             Kernel::Im2col => samples * d.out_height() * d.out_width() * d.patch_len(),
             _ => samples * d.in_len(),
         };
+        // im2col copies float4s when C % 4 == 0 (and the pointers are aligned, as ours are; a
+        // misaligned one falls back to floats, still correct on this grid: grid-stride loops).
+        let n = if kernel == Kernel::Im2col && d.in_channels % 4 == 0 { n / 4 } else { n };
         let args = [
             Arg::Ptr(dst),
             Arg::Ptr(src),
