@@ -34,7 +34,7 @@ fn train_logs_like_keras_and_writes_the_model_and_history() {
     let termination = dir.join("termination-log");
     std::fs::write(&termination, "").unwrap();
     let output = mnist(
-        &["train", "--data", data.to_str().unwrap(), "--epochs", "3", "--out-dir", out_dir.to_str().unwrap(), "--threads", "2"],
+        &["train", "--data", data.to_str().unwrap(), "--epochs", "3", "--out-dir", out_dir.to_str().unwrap(), "--threads", "2", "--backend", "cpu"],
         &[("MNIST_TERMINATION_LOG", &termination)],
     );
     let stdout = text(&output.stdout);
