@@ -386,6 +386,55 @@ static void check_adadelta() {
     expect(x[0] == 2.5f && x[998] == 2.5f && x[999] == 3.0f, "fill_f32 fills exactly n values");
 }
 
+// The i64 fallbacks (taken only past 2^31 values, too large to emulate) against the u32 paths
+// the checks above exercise: the same index arithmetic, so bit-equal results.
+static void check_wide_paths() {
+    const int samples = 3, h = 7, w = 6, c = 2, k = 3, oc = 4, p = 2;
+    const int oh = h - k + 1, ow = w - k + 1;
+    auto inp = random_floats((size_t)samples * h * w * c, -1, 1);
+    auto kern = random_floats((size_t)k * k * c * oc, -0.5, 0.5);
+    auto bias = random_floats(oc, -0.1f, 0.1f);
+    auto same = [](const auto& a, const auto& b) { return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(a[0])) == 0; };
+
+    std::vector<float> narrow((size_t)samples * oh * ow * oc, NAN), wide = narrow;
+    launch(blocks_for((i64)narrow.size()), 256, false, [&] { conv2d_direct(narrow.data(), inp.data(), kern.data(), bias.data(), samples, h, w, c, k, oc, 1); });
+    launch(blocks_for((i64)wide.size()), 256, false, [&] { conv2d_direct_loop<i64>(wide.data(), inp.data(), kern.data(), bias.data(), samples, h, w, c, k, oc, 1); });
+    expect(same(narrow, wide), "conv2d_direct: i64 fallback equals the u32 path");
+
+    narrow = random_floats(narrow.size(), -1, 1);
+    wide = narrow;
+    launch(blocks_for((i64)narrow.size()), 256, false, [&] { bias_act(narrow.data(), bias.data(), (i64)narrow.size(), oc, 1); });
+    launch(blocks_for((i64)wide.size()), 256, false, [&] { bias_act_loop<i64>(wide.data(), bias.data(), (i64)wide.size(), oc, 1); });
+    expect(same(narrow, wide), "bias_act: i64 fallback equals the u32 path");
+
+    const i64 pooled = (i64)samples * (h / p) * (w / p) * c;
+    std::vector<float> pn(pooled, NAN), pw(pooled, NAN);
+    std::vector<u32> an(pooled, 7), aw(pooled, 7);
+    launch(blocks_for(pooled), 256, false, [&] { maxpool2d_forward(pn.data(), an.data(), inp.data(), samples, h, w, c, p); });
+    launch(blocks_for(pooled), 256, false, [&] { maxpool2d_forward_loop<i64>(pw.data(), aw.data(), inp.data(), samples, h, w, c, p); });
+    expect(same(pn, pw) && same(an, aw), "maxpool2d_forward: i64 fallback equals the u32 path");
+
+    const i64 n = 37, sample = 11, start = 5, count = 20;
+    std::vector<u8> images(n * sample), labels(n);
+    for (auto& b : images) b = (u8)(rng() & 255);
+    for (auto& l : labels) l = (u8)(rng() % 10);
+    std::vector<u32> order(n);
+    for (i64 i = 0; i < n; ++i) order[i] = (u32)((i * 17 + 3) % n);
+    std::vector<float> xn(count * sample, NAN), xw = xn;
+    std::vector<u32> ln(count, 99), lw(count, 99);
+    launch(blocks_for(count * sample), 256, false, [&] { load_batch(xn.data(), ln.data(), images.data(), labels.data(), order.data(), start, nullptr, count, sample); });
+    launch(blocks_for(count * sample), 256, false, [&] { load_batch_loop<i64>(xw.data(), lw.data(), images.data(), labels.data(), order.data(), start, count, sample); });
+    expect(same(xn, xw) && same(ln, lw), "load_batch: i64 fallback equals the u32 path");
+
+    const int batch = 5, classes = 10;
+    auto probs = random_floats(batch * classes, 0, 1);
+    std::vector<u32> lab = {0, 3, 9, 12, 4};  // 12: a label >= classes (NaN row)
+    std::vector<float> dn(batch * classes, 1.0f), dw = dn;
+    launch(blocks_for(batch * classes), 256, false, [&] { softmax_xent_backward(dn.data(), probs.data(), lab.data(), batch, classes, 0.2f); });
+    launch(blocks_for(batch * classes), 256, false, [&] { softmax_xent_backward_loop<i64>(dw.data(), probs.data(), lab.data(), (i64)batch * classes, classes, 0.2f); });
+    expect(same(dn, dw), "softmax_xent_backward: i64 fallback equals the u32 path");
+}
+
 int main() {
     check_load_batch();
     check_conv();
@@ -394,6 +443,7 @@ int main() {
     check_dropout();
     check_softmax();
     check_adadelta();
+    check_wide_paths();
     std::printf("%d passed, %d failed\n", passed, failures);
     return failures ? 1 : 0;
 }

@@ -88,22 +88,23 @@ extern "C" __global__ void col2im(float* dinp, const float* dcol, i64 samples, i
     else col2im_sum<i64>(dinp, dcol, samples, height, width, channels, kernel);
 }
 
-// out: (S, OH, OW, OC) = inp (S, H, W, C) convolved with kernel (K, K, C, OC), plus bias, then
-// ReLU when relu != 0: one thread per output value. For layers with a small patch (conv1: K*K*C
-// = 9), where im2col + GEMM + bias_act would move several times the memory the math needs.
-extern "C" __global__ void conv2d_direct(float* out, const float* inp, const float* kernel, const float* bias, i64 samples,
-                                         int height, int width, int channels, int kernel_size, int out_channels, int relu) {
+// conv2d_direct's loop with index type I (u32 when every index fits: see im2col_copy).
+template <typename I>
+__device__ __forceinline__ void conv2d_direct_loop(float* out, const float* inp, const float* kernel, const float* bias, I samples,
+                                                   int height, int width, int channels, int kernel_size, int out_channels, int relu) {
     int oh = height - kernel_size + 1, ow = width - kernel_size + 1;
     int span = kernel_size * channels;  // one kernel row of a receptive field is contiguous in NHWC
-    i64 pixels = (i64)oh * ow;
-    i64 in_len = (i64)height * width * channels;
-    FOR_EACH(i, samples * pixels * out_channels) {
-        i64 r = i / out_channels;
+    I pixels = (I)oh * ow;
+    I in_len = (I)height * width * channels;
+    I n = samples * pixels * out_channels;
+    I stride = (I)gridDim.x * blockDim.x;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        I r = i / (I)out_channels;
         int o = (int)(i - r * out_channels);
-        i64 s = r / pixels;
+        I s = r / pixels;
         int pix = (int)(r - s * pixels);
         int oy = pix / ow, ox = pix - oy * ow;
-        const float* x = inp + s * in_len + ((i64)oy * width + ox) * channels;
+        const float* x = inp + s * in_len + ((I)oy * width + ox) * channels;
         float acc = 0.0f;
         for (int ky = 0; ky < kernel_size; ++ky) {
             for (int q = 0; q < span; ++q) acc += x[(i64)ky * width * channels + q] * kernel[(ky * span + q) * out_channels + o];
@@ -111,6 +112,18 @@ extern "C" __global__ void conv2d_direct(float* out, const float* inp, const flo
         float v = acc + bias[o];
         out[i] = relu ? fmaxf(v, 0.0f) : v;
     }
+}
+
+// out: (S, OH, OW, OC) = inp (S, H, W, C) convolved with kernel (K, K, C, OC), plus bias, then
+// ReLU when relu != 0: one thread per output value. For layers with a small patch (conv1: K*K*C
+// = 9), where im2col + GEMM + bias_act would move several times the memory the math needs.
+extern "C" __global__ void conv2d_direct(float* out, const float* inp, const float* kernel, const float* bias, i64 samples,
+                                         int height, int width, int channels, int kernel_size, int out_channels, int relu) {
+    i64 n_out = samples * (i64)(height - kernel_size + 1) * (width - kernel_size + 1) * out_channels;
+    i64 n_in = samples * height * width * channels;
+    if (n_out <= 0x7fffffffLL && n_in <= 0x7fffffffLL)
+        conv2d_direct_loop<u32>(out, inp, kernel, bias, (u32)samples, height, width, channels, kernel_size, out_channels, relu);
+    else conv2d_direct_loop<i64>(out, inp, kernel, bias, samples, height, width, channels, kernel_size, out_channels, relu);
 }
 
 #define DKERNEL_MAX_PATCH 32   // DIRECT_CONV_MAX_PATCH in src/backend.rs
@@ -192,11 +205,19 @@ extern "C" __global__ void conv2d_dkernel_partial(float* __restrict__ partial, c
 }
 
 // out: (rows, channels) += bias (channels), then ReLU when relu != 0. Shared by conv and dense.
-extern "C" __global__ void bias_act(float* out, const float* bias, i64 n, int channels, int relu) {
-    FOR_EACH(i, n) {
-        float v = out[i] + bias[i % channels];
+// bias_act's loop with index type I (u32 when n fits: an i64 `%` per value bounded it).
+template <typename I>
+__device__ __forceinline__ void bias_act_loop(float* out, const float* bias, I n, int channels, int relu) {
+    I stride = (I)gridDim.x * blockDim.x;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        float v = out[i] + bias[i % (I)channels];
         out[i] = relu ? fmaxf(v, 0.0f) : v;
     }
+}
+
+extern "C" __global__ void bias_act(float* out, const float* bias, i64 n, int channels, int relu) {
+    if (n <= 0x7fffffffLL) bias_act_loop<u32>(out, bias, (u32)n, channels, relu);
+    else bias_act_loop<i64>(out, bias, n, channels, relu);
 }
 
 #define BIAS_PARTIAL_MAX_BLOCK 1024

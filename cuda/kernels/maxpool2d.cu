@@ -1,17 +1,20 @@
 // Max pooling with a square, non-overlapping window (layers/maxpool2d.rs), NHWC; the argmax is
 // the index within the sample's input. Leaves out: overlapping windows and padding.
 
-// out, argmax: (B, H/P, W/P, C); inp: (B, H, W, C). `>` keeps the first of equal values and a
-// NaN never wins silently, as on the CPU.
-extern "C" __global__ void maxpool2d_forward(float* out, u32* argmax, const float* inp, i64 batch, int height, int width, int channels, int pool) {
+// maxpool2d_forward's loop with index type I (u32 when every index fits: see maxpool2d_backward).
+template <typename I>
+__device__ __forceinline__ void maxpool2d_forward_loop(float* out, u32* argmax, const float* inp, I batch, int height, int width, int channels, int pool) {
     int oh = height / pool, ow = width / pool;
-    i64 out_len = (i64)oh * ow * channels;
-    i64 in_len = (i64)height * width * channels;
-    FOR_EACH(o, batch * out_len) {
-        i64 b = o / out_len;
+    int row_len = ow * channels;
+    I out_len = (I)oh * row_len;
+    I in_len = (I)height * width * channels;
+    I n = batch * out_len;
+    I stride = (I)gridDim.x * blockDim.x;
+    for (I o = (I)blockIdx.x * blockDim.x + threadIdx.x; o < n; o += stride) {
+        I b = o / out_len;
         int r = (int)(o - b * out_len);
-        int oy = r / (ow * channels);
-        r -= oy * ow * channels;
+        int oy = r / row_len;
+        r -= oy * row_len;
         int ox = r / channels, c = r - ox * channels;
         const float* x = inp + b * in_len;
         float best = NEG_INF;
@@ -28,6 +31,14 @@ extern "C" __global__ void maxpool2d_forward(float* out, u32* argmax, const floa
         out[o] = best == NEG_INF ? x[best_index] : best;
         argmax[o] = (u32)best_index;
     }
+}
+
+// out, argmax: (B, H/P, W/P, C); inp: (B, H, W, C). `>` keeps the first of equal values and a
+// NaN never wins silently, as on the CPU.
+extern "C" __global__ void maxpool2d_forward(float* out, u32* argmax, const float* inp, i64 batch, int height, int width, int channels, int pool) {
+    i64 n_in = batch * height * width * channels;  // >= the output's length
+    if (n_in <= 0x7fffffffLL) maxpool2d_forward_loop<u32>(out, argmax, inp, (u32)batch, height, width, channels, pool);
+    else maxpool2d_forward_loop<i64>(out, argmax, inp, batch, height, width, channels, pool);
 }
 
 // maxpool2d_backward's loop with index type I (u32 when every index fits: a 64-bit division

@@ -57,12 +57,12 @@ extern "C" __global__ void softmax_xent_forward(float* probs, float* metrics, co
     }
 }
 
-// dlogits: (B, classes), overwritten: (probs - onehot) * scale with scale = 1 / B; zero for a
-// row whose true-class probability was clipped (the clip passes no gradient); NaN for a label
-// >= classes.
-extern "C" __global__ void softmax_xent_backward(float* dlogits, const float* probs, const u32* labels, int batch, int classes, float scale) {
-    FOR_EACH(i, (i64)batch * classes) {
-        i64 row = i / classes;
+// softmax_xent_backward's loop with index type I (u32 when batch * classes fits).
+template <typename I>
+__device__ __forceinline__ void softmax_xent_backward_loop(float* dlogits, const float* probs, const u32* labels, I n, int classes, float scale) {
+    I stride = (I)gridDim.x * blockDim.x;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        I row = i / (I)classes;
         int j = (int)(i - row * classes);
         u32 label = labels[row];
         if (label >= (u32)classes) {
@@ -76,4 +76,13 @@ extern "C" __global__ void softmax_xent_backward(float* dlogits, const float* pr
             dlogits[i] = (probs[i] - ((u32)j == label ? 1.0f : 0.0f)) * scale;
         }
     }
+}
+
+// dlogits: (B, classes), overwritten: (probs - onehot) * scale with scale = 1 / B; zero for a
+// row whose true-class probability was clipped (the clip passes no gradient); NaN for a label
+// >= classes.
+extern "C" __global__ void softmax_xent_backward(float* dlogits, const float* probs, const u32* labels, int batch, int classes, float scale) {
+    i64 n = (i64)batch * classes;
+    if (n <= 0x7fffffffLL) softmax_xent_backward_loop<u32>(dlogits, probs, labels, (u32)n, classes, scale);
+    else softmax_xent_backward_loop<i64>(dlogits, probs, labels, n, classes, scale);
 }
