@@ -130,7 +130,7 @@ pub struct TrainArgs {
     /// epoch (0: none).
     #[arg(long, default_value_t = 30)]
     pub heartbeat_secs: u64,
-    /// More detail (repeatable).
+    /// More detail on stderr: data load time and each epoch's samples/s.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only the final results and errors.

@@ -22,7 +22,7 @@ pub fn load_path(path: &Path) -> Result<Loaded, Failure> {
     Ok(Loaded { split, source: path.display().to_string() })
 }
 
-pub fn load(args: &DataArgs, _verbose: bool) -> Result<Loaded, Failure> {
+pub fn load(args: &DataArgs) -> Result<Loaded, Failure> {
     let mut loaded = match &args.data {
         Some(path) => load_path(path)?,
         None => fetch(args)?,

@@ -92,7 +92,11 @@ fn train_on<B: BackendInfo>(backend: B, args: &TrainArgs, style: Style, signals:
         "version": env!("CARGO_PKG_VERSION"), "backend": label, "device": device, "threads": backend.threads(),
     }));
 
-    let loaded = datasource::load(&args.data, args.verbose > 0)?;
+    let load_started = std::time::Instant::now();
+    let loaded = datasource::load(&args.data)?;
+    if args.verbose > 0 {
+        eprintln!("data loaded in {:.2}s", load_started.elapsed().as_secs_f64());
+    }
     let (train, test) = (&loaded.split.train, &loaded.split.test);
     reporter.info(&format!("data: {}", loaded.source), json!({ "data": loaded.source }));
     reporter.info(
@@ -172,6 +176,11 @@ fn train_on<B: BackendInfo>(backend: B, args: &TrainArgs, style: Style, signals:
     };
     reporter.result(test_metrics);
 
+    if args.verbose > 0 {
+        for r in reporter.records.iter().filter(|r| r.seconds.is_finite()) {
+            eprintln!("epoch {}: {:.0} samples/s including validation", r.epoch, train.len() as f64 / r.seconds);
+        }
+    }
     let written = write_outputs(args, &mut trainer, &reporter.records)?;
     reporter.info(&format!("model: {written}"), json!({ "model": written }));
     Ok(format!("trained {} epochs: test accuracy {:.4}, test loss {:.4}", args.epochs, test_metrics.accuracy, test_metrics.loss))

@@ -77,6 +77,8 @@ fn json_logs_are_one_object_per_line() {
     std::fs::write(&data, synthetic_npz(256, 60)).unwrap();
     let output = mnist(&["train", "--data", data.to_str().unwrap(), "--epochs", "2", "--out-dir", dir.to_str().unwrap(), "--log-format", "json"], &[]);
     assert!(output.status.success(), "{}", text(&output.stderr));
+    // Without -v nothing extra goes to stderr.
+    assert!(!text(&output.stderr).contains("samples/s including validation"), "{}", text(&output.stderr));
     let records: Vec<serde_json::Value> = text(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let events: Vec<&str> = records.iter().map(|r| r["event"].as_str().unwrap()).collect();
     assert_eq!(events.iter().filter(|e| **e == "epoch_end").count(), 2, "{events:?}");
@@ -84,6 +86,21 @@ fn json_logs_are_one_object_per_line() {
     let result = records.iter().find(|r| r["event"] == "result").unwrap();
     assert!(result["test_accuracy"].as_f64().unwrap() > 0.0);
     assert_eq!(records.iter().find(|r| r["train_samples"].is_number()).unwrap()["train_samples"], 256);
+}
+
+#[test]
+fn verbose_adds_load_time_and_throughput_on_stderr() {
+    let dir = temp_dir("verbose");
+    let data = dir.join("small.npz");
+    std::fs::write(&data, synthetic_npz(256, 60)).unwrap();
+    let output = mnist(&["train", "--data", data.to_str().unwrap(), "--epochs", "2", "--out-dir", dir.to_str().unwrap(), "-v"], &[]);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("data loaded in "), "{stderr}");
+    for epoch in 1..=2 {
+        assert!(stderr.contains(&format!("epoch {epoch}: ")) && stderr.contains("samples/s including validation"), "{stderr}");
+    }
+    assert!(!text(&output.stdout).contains("samples/s including"), "diagnostics stay off stdout");
 }
 
 #[test]
