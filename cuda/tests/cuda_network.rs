@@ -15,7 +15,7 @@ mod common;
 
 use common::{assert_close, assert_close_except, RTOL};
 use mnist_core::model::{Metrics, Network};
-use mnist_core::{Backend, Config, CpuBackend, Dataset, Result, Rng};
+use mnist_core::{Backend, Config, Dataset, Result, Rng};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 
@@ -169,7 +169,7 @@ fn small_models_property<B: Backend>(make: impl Fn() -> B, cases: u32) {
                 ..Config::keras_mnist_cnn()
             };
             let data = synthetic(&config, batch * steps + 3, seed);
-            let c = train_body(CpuBackend::new(2), config, &data, batch, steps, seed, None).unwrap();
+            let c = train_body(common::reference_cpu(2), config, &data, batch, steps, seed, None).unwrap();
             let g = train_body(make(), config, &data, batch, steps, seed, Some(&c.params)).unwrap();
             compare(&g, &c);
             Ok(())
@@ -184,7 +184,7 @@ fn small_models_property<B: Backend>(make: impl Fn() -> B, cases: u32) {
 fn keras_model_property<B: Backend>(backend: B) {
     let config = Config::keras_mnist_cnn();
     let data = synthetic(&config, 100, 11);
-    let c = train_body(CpuBackend::new(2), config, &data, 32, 3, 5, None).unwrap();
+    let c = train_body(common::reference_cpu(2), config, &data, 32, 3, 5, None).unwrap();
     let g = train_body(backend, config, &data, 32, 3, 5, Some(&c.params)).unwrap();
     compare(&g, &c);
 }
@@ -200,7 +200,7 @@ fn small_models_train_like_the_cpu() {
 
 #[test]
 fn small_models_property_is_sound() {
-    small_models_property(|| CpuBackend::new(1), 6);
+    small_models_property(|| common::reference_cpu(1), 6);
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn keras_model_trains_like_the_cpu() {
 
 #[test]
 fn keras_model_property_is_sound() {
-    keras_model_property(CpuBackend::new(1));
+    keras_model_property(common::reference_cpu(1));
 }
 
 /// 15 steps over 300 samples in batches of 64 (each pass's fifth batch has 44) on a small model:
@@ -292,5 +292,5 @@ fn recorded_steps_replay_like_steps_run_op_by_op() {
 
 #[test]
 fn recorded_steps_property_is_sound() {
-    replay_matches(CpuBackend::new(1), CpuBackend::new(1));
+    replay_matches(common::reference_cpu(1), common::reference_cpu(1));
 }

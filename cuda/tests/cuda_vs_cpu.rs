@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use common::{assert_close, assert_same, buffer, host, indices_host, labels_on, RTOL};
 use mnist_core::backend::{Adadelta, Conv2dDims, DenseDims, PoolDims, METRICS_LEN};
-use mnist_core::{Backend, CpuBackend, Result, Rng, Span};
+use mnist_core::{Backend, Result, Rng, Span};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -26,7 +26,7 @@ macro_rules! cpu_and_gpu_tests {
         }
         #[test]
         fn $self_test() {
-            $property(CpuBackend::new(1), 8);
+            $property(common::reference_cpu(1), 8);
         }
     )*};
 }
@@ -106,7 +106,7 @@ fn load_batch_body<B: Backend>(
 }
 
 fn load_batch_property<G: Backend>(gpu: G, cases: u32) {
-    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(CpuBackend::new(2)));
+    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
     let strategy = (1usize..60, 1usize..40, any::<u64>())
         .prop_flat_map(|(n, sample_len, seed)| (Just(n), Just(sample_len), Just(seed), 0..n))
         .prop_flat_map(|(n, s, seed, start)| (Just(n), Just(s), Just(seed), Just(start), 1..=n - start));
@@ -231,7 +231,7 @@ fn conv_body<B: Backend>(be: &mut B, c: &ConvCase, out_for_backward: Option<&[f3
 }
 
 fn conv2d_property<G: Backend>(gpu: G, cases: u32) {
-    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(CpuBackend::new(2)));
+    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
     check(conv_strategy(), cases, |case| {
         let c = conv_body(&mut *cpu.borrow_mut(), &case, None).unwrap();
         let g = conv_body(&mut *gpu.borrow_mut(), &case, Some(&c.out)).unwrap();
@@ -273,7 +273,7 @@ fn maxpool_body<B: Backend>(be: &mut B, d: PoolDims, seed: u64) -> Result<(Vec<f
 }
 
 fn maxpool2d_property<G: Backend>(gpu: G, cases: u32) {
-    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(CpuBackend::new(2)));
+    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
     let strategy = (1usize..4, 1usize..4, 0usize..8, 0usize..8, 1usize..5, any::<u64>()).prop_map(
         |(batch, pool, dh, dw, channels, seed)| {
             (
@@ -309,7 +309,7 @@ fn dropout_body<B: Backend>(be: &mut B, x: &[f32], len: usize, rate: f32, seed: 
 }
 
 fn dropout_property<G: Backend>(gpu: G, cases: u32) {
-    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(CpuBackend::new(2)));
+    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
     let rates = prop_oneof![Just(0.0f32), Just(0.25), Just(0.5), 0.0f32..0.95];
     check(
         (1usize..5000, 0usize..10, rates, any::<u64>()),
@@ -372,7 +372,7 @@ fn dense_body<B: Backend>(
 }
 
 fn dense_property<G: Backend>(gpu: G, cases: u32) {
-    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(CpuBackend::new(2)));
+    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
     let strategy = (
         1usize..40,
         1usize..300,
@@ -428,7 +428,7 @@ fn softmax_body<B: Backend>(
 }
 
 fn softmax_xent_property<G: Backend>(gpu: G, cases: u32) {
-    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(CpuBackend::new(2)));
+    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
     // Up to 600 rows: several blocks of the forward's reduction, the last one partial.
     check(
         (1usize..600, 2usize..20, 0.5f32..40.0, any::<u64>()),
@@ -463,7 +463,7 @@ fn adadelta_body<B: Backend>(be: &mut B, n: usize, hyper: Adadelta, seed: u64, s
 }
 
 fn adadelta_property<G: Backend>(gpu: G, cases: u32) {
-    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(CpuBackend::new(2)));
+    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
     check(
         (
             1usize..3000,

@@ -18,6 +18,7 @@ pub fn run(args: BenchArgs) -> Result<String, Failure> {
         None => synthetic(needed.min(60_000)),
     };
     let mut backend = CpuBackend::new(args.threads);
+    backend.set_winograd(args.conv == crate::cli::ConvAlgorithm::Winograd);
     let threads = backend.threads();
     let device = backend.device_name();
     let dev = backend.upload_dataset(&data.images, &data.labels, data.sample_len()).map_err(|e| core_failure("bench", e))?;
@@ -47,7 +48,7 @@ pub fn run(args: BenchArgs) -> Result<String, Failure> {
     // 71.6 MFLOP per sample for a training step of the default model (forward + backward).
     let gflops = median * 71.6e6 / 1e9;
     println!("device: {device}");
-    println!("mnist_cpu threads={threads} batch={batch} samples_per_s={median:.1} epoch_s={:.2} gflop_s={gflops:.1}", 60_000.0 / median);
+    println!("mnist_cpu conv={:?} threads={threads} batch={batch} samples_per_s={median:.1} epoch_s={:.2} gflop_s={gflops:.1}", args.conv, 60_000.0 / median);
     Ok(String::new())
 }
 

@@ -13,22 +13,28 @@ use alloc::vec::Vec;
 use crate::backend::{Adadelta, Backend, Conv2dDims, DenseDims, PoolDims, METRICS_LEN};
 use crate::config::Span;
 use crate::error::{Error, Result};
-use crate::layers::{conv2d, dense, dropout, maxpool2d, relu, softmax_xent};
+use crate::layers::{conv2d, conv2d_winograd, dense, dropout, maxpool2d, relu, softmax_xent};
 use crate::optim::adadelta_update;
 pub use pool::{part_range, Pool, SharedMut};
 
-/// Per-thread scratch: im2col matrices and partial conv gradients.
+/// Per-thread scratch: im2col matrices, Winograd tiles and partial conv gradients.
 #[derive(Default)]
 struct Scratch {
     col: Vec<f32>,
     dcol: Vec<f32>,
     dkernel: Vec<f32>,
     dbias: Vec<f32>,
+    winograd_v: Vec<f32>,  // (36, T, C): input tiles, then their gradient
+    winograd_m: Vec<f32>,  // (36, T, OC): output tiles, then their gradient
+    winograd_du: Vec<f32>, // (36, C, OC): this thread's share of the transformed kernel's gradient
 }
 
 pub struct CpuBackend {
     pool: Pool,
     scratch: Vec<Scratch>,
+    /// 3x3 convolutions with 8k channels go through Winograd F(4x4, 3x3) unless turned off.
+    winograd: bool,
+    winograd_u: Vec<f32>, // (36, C, OC): the kernel being applied, transformed
 }
 
 /// The dataset, kept as u8 until a batch needs floats.
@@ -87,11 +93,21 @@ impl CpuBackend {
         let threads = if threads == 0 { available_threads() } else { threads };
         let pool = Pool::new(threads);
         let scratch = (0..pool.threads()).map(|_| Scratch::default()).collect();
-        CpuBackend { pool, scratch }
+        CpuBackend { pool, scratch, winograd: true, winograd_u: Vec::new() }
     }
 
     pub fn threads(&self) -> usize {
         self.pool.threads()
+    }
+
+    /// Turns the Winograd convolution off (im2col + sgemm for every shape) or back on: the
+    /// reference path for comparisons and benchmarks.
+    pub fn set_winograd(&mut self, on: bool) {
+        self.winograd = on;
+    }
+
+    fn uses_winograd(&self, d: &Conv2dDims) -> bool {
+        self.winograd && conv2d_winograd::applies(d)
     }
 
     /// Sizes every thread's scratch for convolutions of these shapes, so later calls do not
@@ -105,12 +121,112 @@ impl CpuBackend {
     fn grow_scratch(&mut self, d: &Conv2dDims) {
         let col = d.out_height() * d.out_width() * d.patch_len();
         let kernel = d.patch_len() * d.out_channels;
+        let winograd = self.uses_winograd(d);
         for s in &mut self.scratch {
-            grow(&mut s.col, col);
-            grow(&mut s.dcol, col);
             grow(&mut s.dkernel, kernel);
             grow(&mut s.dbias, d.out_channels);
+            if winograd {
+                grow(&mut s.winograd_v, conv2d_winograd::input_scratch_len(d));
+                grow(&mut s.winograd_m, conv2d_winograd::output_scratch_len(d));
+                grow(&mut s.winograd_du, conv2d_winograd::transformed_kernel_len(d));
+            } else {
+                grow(&mut s.col, col);
+                grow(&mut s.dcol, col);
+            }
         }
+        if winograd {
+            grow(&mut self.winograd_u, conv2d_winograd::transformed_kernel_len(d));
+        }
+    }
+}
+
+impl CpuBackend {
+    /// `conv2d_forward` through Winograd: the kernel transformed once, then samples split
+    /// across threads. Buffers are already checked.
+    fn conv2d_winograd_forward(&mut self, out: &mut [f32], inp: &[f32], kernel: &[f32], bias: &[f32], d: Conv2dDims, relu: bool) -> Result<()> {
+        let u = &mut self.winograd_u[..conv2d_winograd::transformed_kernel_len(&d)];
+        conv2d_winograd::kernel_transform(u, kernel, &d);
+        let u = &*u;
+        let (parts, in_len, out_len) = (self.pool.threads(), d.in_len(), d.out_len());
+        let outs = SharedMut::new(&mut out[..d.batch * out_len]);
+        let scratch = SharedMut::new(&mut self.scratch);
+        self.pool.run(&|part| {
+            let samples = part_range(d.batch, parts, part);
+            // SAFETY: each part takes its own scratch and its own samples' outputs.
+            let s = unsafe { &mut scratch.range_mut(part..part + 1)[0] };
+            let out = unsafe { outs.range_mut(samples.start * out_len..samples.end * out_len) };
+            for (o, b) in out.chunks_exact_mut(out_len).zip(samples) {
+                let x = &inp[b * in_len..][..in_len];
+                conv2d_winograd::conv2d_winograd_forward(o, &mut s.winograd_v, &mut s.winograd_m, x, u, bias, &d, relu);
+            }
+        });
+        Ok(())
+    }
+
+    /// `conv2d_backward` through Winograd: each thread sums its samples' gradient of the
+    /// transformed kernel; the parts are added in a fixed order and transformed back once.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_winograd_backward(
+        &mut self,
+        dinp: Option<&mut Vec<f32>>,
+        dparams: &mut [f32],
+        dout: &mut [f32],
+        out: &[f32],
+        inp: &[f32],
+        weights: &[f32],
+        kernel: Span,
+        bias: Span,
+        d: Conv2dDims,
+        relu: bool,
+    ) -> Result<()> {
+        let op = "conv2d_backward";
+        let u_len = conv2d_winograd::transformed_kernel_len(&d);
+        let u = &mut self.winograd_u[..u_len];
+        conv2d_winograd::kernel_transform(u, weights, &d);
+        let u = &*u;
+        let (parts, in_len, out_len) = (self.pool.threads(), d.in_len(), d.out_len());
+        let douts = SharedMut::new(&mut dout[..d.batch * out_len]);
+        let dinps = dinp.map(|v| SharedMut::new(&mut v[..d.batch * in_len]));
+        let scratch = SharedMut::new(&mut self.scratch);
+        self.pool.run(&|part| {
+            let samples = part_range(d.batch, parts, part);
+            // SAFETY: each part takes its own scratch and its own samples' rows.
+            let s = unsafe { &mut scratch.range_mut(part..part + 1)[0] };
+            let dout = unsafe { douts.range_mut(samples.start * out_len..samples.end * out_len) };
+            let mut dinp = dinps.as_ref().map(|v| unsafe { v.range_mut(samples.start * in_len..samples.end * in_len) });
+            let (du, dbias) = (&mut s.winograd_du[..u_len], &mut s.dbias[..d.out_channels]);
+            du.fill(0.0);
+            dbias.fill(0.0);
+            for (i, b) in samples.enumerate() {
+                conv2d_winograd::conv2d_winograd_backward(
+                    dinp.as_deref_mut().map(|v| &mut v[i * in_len..][..in_len]),
+                    du,
+                    dbias,
+                    &mut s.winograd_v,
+                    &mut s.winograd_m,
+                    &mut dout[i * out_len..][..out_len],
+                    &out[b * out_len..][..out_len],
+                    &inp[b * in_len..][..in_len],
+                    u,
+                    &d,
+                    relu,
+                );
+            }
+        });
+        // Sum the parts in a fixed order (deterministic for a thread count), then dU -> dkernel.
+        let (first, rest) = self.scratch.split_at_mut(1);
+        for s in rest.iter() {
+            for (a, b) in first[0].winograd_du[..u_len].iter_mut().zip(&s.winograd_du) {
+                *a += b;
+            }
+            for (a, b) in first[0].dbias[..d.out_channels].iter_mut().zip(&s.dbias) {
+                *a += b;
+            }
+        }
+        let (dk, db) = two_spans_mut(dparams, kernel, bias, op)?;
+        conv2d_winograd::kernel_transform_adjoint(dk, &first[0].winograd_du[..u_len], &d);
+        db.copy_from_slice(&first[0].dbias[..d.out_channels]);
+        Ok(())
     }
 }
 
@@ -217,6 +333,9 @@ impl Backend for CpuBackend {
         check_span(op, params, bias, d.out_channels)?;
         self.grow_scratch(&d);
         let (kernel, bias) = (&params[kernel.range()], &params[bias.range()]);
+        if self.uses_winograd(&d) {
+            return self.conv2d_winograd_forward(out, inp, kernel, bias, d, relu);
+        }
         let (parts, in_len, out_len) = (self.threads(), d.in_len(), d.out_len());
         let outs = SharedMut::new(&mut out[..d.batch * out_len]);
         let scratch = SharedMut::new(&mut self.scratch);
@@ -260,6 +379,9 @@ impl Backend for CpuBackend {
         check_span(op, dparams, bias, d.out_channels)?;
         self.grow_scratch(&d);
         let weights = &params[kernel.range()];
+        if self.uses_winograd(&d) {
+            return self.conv2d_winograd_backward(dinp, dparams, dout, out, inp, weights, kernel, bias, d, relu);
+        }
         let parts = self.threads();
         let douts = SharedMut::new(&mut dout[..d.batch * out_len]);
         let dinps = dinp.map(|v| SharedMut::new(&mut v[..d.batch * in_len]));

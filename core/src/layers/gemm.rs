@@ -138,6 +138,12 @@ fn best_isa() -> Isa {
     Isa::Portable
 }
 
+/// Whether this CPU runs AVX2 and FMA code (the other layers' SIMD paths ask too).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2() -> bool {
+    matches!(best_isa(), Isa::Avx2 | Isa::Avx512)
+}
+
 /// Which kernel `gemm` runs on this CPU, for logs and benchmarks.
 pub fn kernel_name() -> &'static str {
     match best_isa() {

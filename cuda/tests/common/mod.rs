@@ -128,3 +128,11 @@ pub fn indices_host<B: Backend>(be: &mut B, indices: &B::Indices, len: usize) ->
         .map(|row| row.iter().position(|&v| v < 0.0).map_or(u32::MAX, |p| p as u32))
         .collect())
 }
+
+/// The CPU backend on its simple reference path (im2col convolutions, not Winograd): what
+/// every CUDA result is judged against, so the tolerances measure the GPU alone.
+pub fn reference_cpu(threads: usize) -> mnist_core::CpuBackend {
+    let mut cpu = mnist_core::CpuBackend::new(threads);
+    cpu.set_winograd(false);
+    cpu
+}
