@@ -59,16 +59,23 @@ fn keras_model_gradients_match_im2col() {
     compare(Config::default(), 8);
 }
 
+/// Training losses track the reference step for step. (Parameters are not compared: a
+/// ReLU or max-pool tie decided differently by a rounding flips a whole gradient row, and
+/// Adadelta's first steps magnify tiny gradients, so parameters drift apart chaotically.)
 #[test]
-fn training_steps_stay_close_to_im2col() {
+fn training_losses_track_im2col() {
     let config = Config::default();
     let (images, labels) = random_data(&config, 64, 23);
     let (mut reference, data) = network(config, 32, 2, false, &images, &labels);
     let (mut net, data_w) = network(config, 32, 2, true, &images, &labels);
-    for step in 0..4u64 {
+    for step in 0..6u64 {
         let start = (step as usize % 2) * 32;
+        for n in [&mut reference, &mut net] {
+            n.reset_metrics().unwrap();
+        }
         reference.train_step(&data, start, 32, step).unwrap();
         net.train_step(&data_w, start, 32, step).unwrap();
+        let (want, got) = (reference.read_metrics(32).unwrap().loss, net.read_metrics(32).unwrap().loss);
+        assert_near(&format!("loss of step {step}"), &[got], &[want], 1e-4);
     }
-    assert_near("parameters after 4 steps", &net.params().unwrap(), &reference.params().unwrap(), 1e-4);
 }
