@@ -71,6 +71,7 @@ fn main() {
         ("conv1 fwd   676x9 @ 9x32", Operand::new(676, 9, false), 9, Operand::new(9, 32, false), 32, 1.0),
         ("conv1 dker  (676x9)^T @ 676x32", Operand::new(676, 9, true), 9, Operand::new(676, 32, false), 32, 1.0),
         ("wino fwd    36x32 @ 32x64", Operand::new(36, 32, false), 32, Operand::new(32, 64, false), 64, 0.0),
+        ("wino fwd x8 288x32 @ 32x64", Operand::new(288, 32, false), 32, Operand::new(32, 64, false), 64, 0.0),
         ("wino dU     (36x32)^T @ 36x64", Operand::new(36, 32, true), 32, Operand::new(36, 64, false), 64, 1.0),
         ("wino dV     36x64 @ (32x64)^T", Operand::new(36, 64, false), 64, Operand::new(32, 64, true), 64, 0.0),
         ("dense fwd   64x9216 @ 9216x128", Operand::new(64, 9216, false), 9216, Operand::new(9216, 128, false), 128, 1.0),

@@ -26,10 +26,10 @@ fn main() {
     t("conv1 fwd", 5, || be.conv2d_forward(&mut a1, &x, &params, l.span(0), l.span(1), c1, true).unwrap());
     t("conv2 fwd", 5, || be.conv2d_forward(&mut a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap());
     t("conv2 bwd", 5, || { da2.fill(0.1); be.conv2d_backward(Some(&mut da1), &mut grads, &mut da2, &a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap() });
-    be.set_winograd(false);
-    t("conv2 fwd im2col", 5, || be.conv2d_forward(&mut a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap());
-    t("conv2 bwd im2col", 5, || { da2.fill(0.1); be.conv2d_backward(Some(&mut da1), &mut grads, &mut da2, &a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap() });
-    be.set_winograd(true);
+    be.set_fast_convolutions(false);
+    t("conv2 fwd ref", 5, || be.conv2d_forward(&mut a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap());
+    t("conv2 bwd ref", 5, || { da2.fill(0.1); be.conv2d_backward(Some(&mut da1), &mut grads, &mut da2, &a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap() });
+    be.set_fast_convolutions(true);
     t("conv2 fwd", 5, || be.conv2d_forward(&mut a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap());
     t("conv2 bwd", 5, || { da2.fill(0.1); be.conv2d_backward(Some(&mut da1), &mut grads, &mut da2, &a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap() });
     t("conv1 bwd", 5, || { da1.fill(0.1); be.conv2d_backward(None, &mut grads, &mut da1, &a1, &x, &params, l.span(0), l.span(1), c1, true).unwrap() });

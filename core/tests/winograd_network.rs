@@ -17,7 +17,7 @@ fn assert_near(what: &str, got: &[f32], want: &[f32], tol: f32) {
 
 fn network(config: Config, batch: usize, threads: usize, winograd: bool, images: &[u8], labels: &[u8]) -> (Network<CpuBackend>, <CpuBackend as Backend>::Dataset) {
     let mut backend = CpuBackend::new(threads);
-    backend.set_winograd(winograd);
+    backend.set_fast_convolutions(winograd);
     let data = backend.upload_dataset(images, labels, config.input_len()).unwrap();
     let mut net = Network::new(backend, config, batch).unwrap();
     net.init(3).unwrap();

@@ -738,7 +738,7 @@ impl CudaBackend {
         };
         // im2col copies float4s when C % 4 == 0 (and the pointers are aligned, as ours are; a
         // misaligned one falls back to floats, still correct on this grid: grid-stride loops).
-        let n = if kernel == Kernel::Im2col && d.in_channels % 4 == 0 { n / 4 } else { n };
+        let n = if kernel == Kernel::Im2col && d.in_channels.is_multiple_of(4) { n / 4 } else { n };
         let args = [
             Arg::Ptr(dst),
             Arg::Ptr(src),

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use clap::ValueEnum;
+
 use mnist_core::model::Network;
 use mnist_core::{Backend, Config, CpuBackend, Dataset, Rng};
 
@@ -18,7 +20,7 @@ pub fn run(args: BenchArgs) -> Result<String, Failure> {
         None => synthetic(needed.min(60_000)),
     };
     let mut backend = CpuBackend::new(args.threads);
-    backend.set_winograd(args.conv == crate::cli::ConvAlgorithm::Winograd);
+    backend.set_fast_convolutions(args.conv == crate::cli::ConvAlgorithm::Fast);
     let threads = backend.threads();
     let device = backend.device_name();
     let dev = backend.upload_dataset(&data.images, &data.labels, data.sample_len()).map_err(|e| core_failure("bench", e))?;
@@ -48,7 +50,7 @@ pub fn run(args: BenchArgs) -> Result<String, Failure> {
     // 71.6 MFLOP per sample for a training step of the default model (forward + backward).
     let gflops = median * 71.6e6 / 1e9;
     println!("device: {device}");
-    println!("mnist_cpu conv={:?} threads={threads} batch={batch} samples_per_s={median:.1} epoch_s={:.2} gflop_s={gflops:.1}", args.conv, 60_000.0 / median);
+    println!("mnist_cpu conv={} threads={threads} batch={batch} samples_per_s={median:.1} epoch_s={:.2} gflop_s={gflops:.1}", args.conv.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string()), 60_000.0 / median);
     Ok(String::new())
 }
 

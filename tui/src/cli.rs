@@ -157,14 +157,16 @@ pub struct BenchArgs {
     /// Real MNIST to train on (synthetic images otherwise; the speed is the same).
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
-    /// How the 3x3 convolutions run: Winograd F(4x4, 3x3), or im2col + sgemm (the reference).
-    #[arg(long, value_enum, default_value_t = ConvAlgorithm::Winograd)]
+    /// How the convolutions run.
+    #[arg(long, value_enum, default_value_t = ConvAlgorithm::Fast)]
     pub conv: ConvAlgorithm,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ConvAlgorithm {
-    Winograd,
+    /// Winograd F(4x4, 3x3) for conv2, direct for conv1 (what training uses).
+    Fast,
+    /// im2col + sgemm for both (the reference path).
     Im2col,
 }
 

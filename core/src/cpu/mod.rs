@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 use crate::backend::{Adadelta, Backend, Conv2dDims, DenseDims, PoolDims, METRICS_LEN};
 use crate::config::Span;
 use crate::error::{Error, Result};
-use crate::layers::{conv2d, conv2d_winograd, dense, dropout, maxpool2d, relu, softmax_xent};
+use crate::layers::{conv2d, conv2d_direct, conv2d_winograd, dense, dropout, maxpool2d, relu, softmax_xent};
 use crate::optim::adadelta_update;
 pub use pool::{part_range, Pool, SharedMut};
 
@@ -32,8 +32,9 @@ struct Scratch {
 pub struct CpuBackend {
     pool: Pool,
     scratch: Vec<Scratch>,
-    /// 3x3 convolutions with 8k channels go through Winograd F(4x4, 3x3) unless turned off.
-    winograd: bool,
+    /// Fast convolutions (Winograd F(4x4, 3x3) for 3x3 kernels over 8k channels, direct for
+    /// short receptive fields) unless turned off for the im2col reference.
+    fast_convolutions: bool,
     winograd_u: Vec<f32>, // (36, C, OC): the kernel being applied, transformed
 }
 
@@ -93,21 +94,25 @@ impl CpuBackend {
         let threads = if threads == 0 { available_threads() } else { threads };
         let pool = Pool::new(threads);
         let scratch = (0..pool.threads()).map(|_| Scratch::default()).collect();
-        CpuBackend { pool, scratch, winograd: true, winograd_u: Vec::new() }
+        CpuBackend { pool, scratch, fast_convolutions: true, winograd_u: Vec::new() }
     }
 
     pub fn threads(&self) -> usize {
         self.pool.threads()
     }
 
-    /// Turns the Winograd convolution off (im2col + sgemm for every shape) or back on: the
-    /// reference path for comparisons and benchmarks.
-    pub fn set_winograd(&mut self, on: bool) {
-        self.winograd = on;
+    /// Turns the fast convolutions off (im2col + sgemm for every shape: the reference path,
+    /// for comparisons and benchmarks) or back on.
+    pub fn set_fast_convolutions(&mut self, on: bool) {
+        self.fast_convolutions = on;
     }
 
     fn uses_winograd(&self, d: &Conv2dDims) -> bool {
-        self.winograd && conv2d_winograd::applies(d)
+        self.fast_convolutions && conv2d_winograd::applies(d)
+    }
+
+    fn uses_direct(&self, d: &Conv2dDims) -> bool {
+        self.fast_convolutions && !self.uses_winograd(d) && conv2d_direct::applies(d)
     }
 
     /// Sizes every thread's scratch for convolutions of these shapes, so later calls do not
@@ -121,7 +126,7 @@ impl CpuBackend {
     fn grow_scratch(&mut self, d: &Conv2dDims) {
         let col = d.out_height() * d.out_width() * d.patch_len();
         let kernel = d.patch_len() * d.out_channels;
-        let winograd = self.uses_winograd(d);
+        let (winograd, direct) = (self.uses_winograd(d), self.uses_direct(d));
         for s in &mut self.scratch {
             grow(&mut s.dkernel, kernel);
             grow(&mut s.dbias, d.out_channels);
@@ -129,7 +134,7 @@ impl CpuBackend {
                 grow(&mut s.winograd_v, conv2d_winograd::input_scratch_len(d));
                 grow(&mut s.winograd_m, conv2d_winograd::output_scratch_len(d));
                 grow(&mut s.winograd_du, conv2d_winograd::transformed_kernel_len(d));
-            } else {
+            } else if !direct {
                 grow(&mut s.col, col);
                 grow(&mut s.dcol, col);
             }
@@ -336,7 +341,7 @@ impl Backend for CpuBackend {
         if self.uses_winograd(&d) {
             return self.conv2d_winograd_forward(out, inp, kernel, bias, d, relu);
         }
-        let (parts, in_len, out_len) = (self.threads(), d.in_len(), d.out_len());
+        let (parts, in_len, out_len, direct) = (self.threads(), d.in_len(), d.out_len(), self.uses_direct(&d));
         let outs = SharedMut::new(&mut out[..d.batch * out_len]);
         let scratch = SharedMut::new(&mut self.scratch);
         self.pool.run(&|part| {
@@ -345,7 +350,12 @@ impl Backend for CpuBackend {
             let s = unsafe { &mut scratch.range_mut(part..part + 1)[0] };
             let out = unsafe { outs.range_mut(samples.start * out_len..samples.end * out_len) };
             for (o, b) in out.chunks_exact_mut(out_len).zip(samples) {
-                conv2d::conv2d_forward(o, &mut s.col, &inp[b * in_len..][..in_len], kernel, bias, &d, relu);
+                let x = &inp[b * in_len..][..in_len];
+                if direct {
+                    conv2d_direct::conv2d_direct_forward(o, x, kernel, bias, &d, relu);
+                } else {
+                    conv2d::conv2d_forward(o, &mut s.col, x, kernel, bias, &d, relu);
+                }
             }
         });
         Ok(())
@@ -382,7 +392,7 @@ impl Backend for CpuBackend {
         if self.uses_winograd(&d) {
             return self.conv2d_winograd_backward(dinp, dparams, dout, out, inp, weights, kernel, bias, d, relu);
         }
-        let parts = self.threads();
+        let (parts, direct) = (self.threads(), self.uses_direct(&d));
         let douts = SharedMut::new(&mut dout[..d.batch * out_len]);
         let dinps = dinp.map(|v| SharedMut::new(&mut v[..d.batch * in_len]));
         let scratch = SharedMut::new(&mut self.scratch);
@@ -397,15 +407,20 @@ impl Backend for CpuBackend {
             dbias.fill(0.0);
             for (i, b) in samples.enumerate() {
                 let di = dinp.as_deref_mut().map(|v| &mut v[i * in_len..][..in_len]);
+                let (dy, y, x) = (&mut dout[i * out_len..][..out_len], &out[b * out_len..][..out_len], &inp[b * in_len..][..in_len]);
+                if direct {
+                    conv2d_direct::conv2d_direct_backward(di, dkernel, dbias, dy, y, x, weights, &d, relu);
+                    continue;
+                }
                 conv2d::conv2d_backward(
                     di,
                     dkernel,
                     dbias,
                     &mut s.col,
                     &mut s.dcol,
-                    &mut dout[i * out_len..][..out_len],
-                    &out[b * out_len..][..out_len],
-                    &inp[b * in_len..][..in_len],
+                    dy,
+                    y,
+                    x,
                     weights,
                     &d,
                     relu,

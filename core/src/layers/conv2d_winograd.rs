@@ -65,7 +65,7 @@ const fn transpose<const R: usize, const C: usize>(m: &[[f32; C]; R]) -> [[f32; 
 
 /// Whether this path handles `d`; conv2d.rs handles every shape.
 pub fn applies(d: &Conv2dDims) -> bool {
-    d.kernel == 3 && d.in_channels % LANES == 0 && d.out_channels % LANES == 0 && d.in_channels > 0 && d.out_channels > 0
+    d.kernel == 3 && d.in_channels.is_multiple_of(LANES) && d.out_channels.is_multiple_of(LANES) && d.in_channels > 0 && d.out_channels > 0
 }
 
 /// Tiles per sample: the output cut into 4x4 tiles, the ragged edge padded.
@@ -172,19 +172,29 @@ fn tiles(d: &Conv2dDims) -> impl Iterator<Item = (usize, usize, usize)> {
 }
 
 /// V = B^T d B for every 6x6 input tile (zero beyond the image). v: (36, T, C); inp: (H, W, C).
+/// Each 2-D transform is two passes of 1-D ones (columns, then rows) so that only a dozen
+/// vectors are live at a time and stay in registers.
 #[inline(always)]
 fn input_transform(v: &mut [f32], inp: &[f32], d: &Conv2dDims) {
     let (c, t_count) = (d.in_channels, tile_count(d));
     for (t, y0, x0) in tiles(d) {
         for c0 in (0..c).step_by(LANES) {
-            let mut tile = [[ZERO; ALPHA]; ALPHA];
-            for (a, row) in tile.iter_mut().enumerate().filter(|(a, _)| y0 + a < d.height) {
-                for (b, px) in row.iter_mut().enumerate().filter(|(b, _)| x0 + b < d.width) {
-                    *px = load(inp, ((y0 + a) * d.width + x0 + b) * c + c0);
+            let mut half = [[ZERO; ALPHA]; ALPHA]; // B^T d, by rows
+            for b in 0..ALPHA {
+                let mut column = [ZERO; ALPHA];
+                if x0 + b < d.width {
+                    for (a, x) in column.iter_mut().enumerate().filter(|(a, _)| y0 + a < d.height) {
+                        *x = load(inp, ((y0 + a) * d.width + x0 + b) * c + c0);
+                    }
+                }
+                for (row, x) in half.iter_mut().zip(apply(&BT, &column)) {
+                    row[b] = x;
                 }
             }
-            for (p, lanes) in sandwich(&BT, &tile).iter().flatten().enumerate() {
-                v[(p * t_count + t) * c + c0..][..LANES].copy_from_slice(lanes);
+            for (i, row) in half.iter().enumerate() {
+                for (j, lanes) in apply(&BT, row).iter().enumerate() {
+                    v[((i * ALPHA + j) * t_count + t) * c + c0..][..LANES].copy_from_slice(lanes);
+                }
             }
         }
     }
@@ -196,13 +206,15 @@ fn input_transform_adjoint(dinp: &mut [f32], dv: &[f32], d: &Conv2dDims) {
     let (c, t_count) = (d.in_channels, tile_count(d));
     for (t, y0, x0) in tiles(d) {
         for c0 in (0..c).step_by(LANES) {
-            let mut tile = [[ZERO; ALPHA]; ALPHA];
-            for (p, lanes) in tile.iter_mut().flatten().enumerate() {
-                *lanes = load(dv, (p * t_count + t) * c + c0);
+            let mut half = [[ZERO; ALPHA]; ALPHA]; // B dV, by rows
+            for j in 0..ALPHA {
+                let column: [Lanes; ALPHA] = core::array::from_fn(|i| load(dv, ((i * ALPHA + j) * t_count + t) * c + c0));
+                for (row, x) in half.iter_mut().zip(apply(&B, &column)) {
+                    row[j] = x;
+                }
             }
-            let back = sandwich(&B, &tile);
-            for (a, row) in back.iter().enumerate().filter(|(a, _)| y0 + a < d.height) {
-                for (b, lanes) in row.iter().enumerate().filter(|(b, _)| x0 + b < d.width) {
+            for (a, row) in half.iter().enumerate().filter(|(a, _)| y0 + a < d.height) {
+                for (b, lanes) in apply(&B, row).iter().enumerate().filter(|(b, _)| x0 + b < d.width) {
                     let at = ((y0 + a) * d.width + x0 + b) * c + c0;
                     for (x, g) in dinp[at..at + LANES].iter_mut().zip(lanes) {
                         *x += g;
@@ -219,13 +231,16 @@ fn output_transform(out: &mut [f32], m: &[f32], bias: &[f32], d: &Conv2dDims, re
     let (oc, t_count, (oh, ow)) = (d.out_channels, tile_count(d), (d.out_height(), d.out_width()));
     for (t, y0, x0) in tiles(d) {
         for o0 in (0..oc).step_by(LANES) {
-            let mut tile = [[ZERO; ALPHA]; ALPHA];
-            for (p, lanes) in tile.iter_mut().flatten().enumerate() {
-                *lanes = load(m, (p * t_count + t) * oc + o0);
+            let mut half = [[ZERO; ALPHA]; TILE]; // A^T M, by rows
+            for q in 0..ALPHA {
+                let column: [Lanes; ALPHA] = core::array::from_fn(|p| load(m, ((p * ALPHA + q) * t_count + t) * oc + o0));
+                for (row, x) in half.iter_mut().zip(apply(&AT, &column)) {
+                    row[q] = x;
+                }
             }
             let b = load(bias, o0);
-            for (i, row) in sandwich(&AT, &tile).iter().enumerate().filter(|(i, _)| y0 + i < oh) {
-                for (j, lanes) in row.iter().enumerate().filter(|(j, _)| x0 + j < ow) {
+            for (i, row) in half.iter().enumerate().filter(|(i, _)| y0 + i < oh) {
+                for (j, lanes) in apply(&AT, row).iter().enumerate().filter(|(j, _)| x0 + j < ow) {
                     let at = ((y0 + i) * ow + x0 + j) * oc + o0;
                     for ((y, &v), &b) in out[at..at + LANES].iter_mut().zip(lanes).zip(&b) {
                         let v = v + b;
@@ -245,14 +260,22 @@ fn output_transform_adjoint(dm: &mut [f32], dout: &[f32], d: &Conv2dDims) {
     let (oc, t_count, (oh, ow)) = (d.out_channels, tile_count(d), (d.out_height(), d.out_width()));
     for (t, y0, x0) in tiles(d) {
         for o0 in (0..oc).step_by(LANES) {
-            let mut tile = [[ZERO; TILE]; TILE];
-            for (i, row) in tile.iter_mut().enumerate().filter(|(i, _)| y0 + i < oh) {
-                for (j, lanes) in row.iter_mut().enumerate().filter(|(j, _)| x0 + j < ow) {
-                    *lanes = load(dout, ((y0 + i) * ow + x0 + j) * oc + o0);
+            let mut half = [[ZERO; TILE]; ALPHA]; // A dY, by rows
+            for j in 0..TILE {
+                let mut column = [ZERO; TILE];
+                if x0 + j < ow {
+                    for (i, x) in column.iter_mut().enumerate().filter(|(i, _)| y0 + i < oh) {
+                        *x = load(dout, ((y0 + i) * ow + x0 + j) * oc + o0);
+                    }
+                }
+                for (row, x) in half.iter_mut().zip(apply(&A, &column)) {
+                    row[j] = x;
                 }
             }
-            for (p, lanes) in sandwich(&A, &tile).iter().flatten().enumerate() {
-                dm[(p * t_count + t) * oc + o0..][..LANES].copy_from_slice(lanes);
+            for (p, row) in half.iter().enumerate() {
+                for (q, lanes) in apply(&A, row).iter().enumerate() {
+                    dm[((p * ALPHA + q) * t_count + t) * oc + o0..][..LANES].copy_from_slice(lanes);
+                }
             }
         }
     }

@@ -3,6 +3,7 @@
 //! Leaves out: threading and buffer management (cpu/), the model's wiring (model.rs).
 
 pub mod conv2d;
+pub mod conv2d_direct;
 pub mod conv2d_winograd;
 pub mod dense;
 pub mod dropout;

@@ -129,10 +129,10 @@ pub fn indices_host<B: Backend>(be: &mut B, indices: &B::Indices, len: usize) ->
         .collect())
 }
 
-/// The CPU backend on its simple reference path (im2col convolutions, not Winograd): what
+/// The CPU backend on its simple reference path (im2col convolutions, not Winograd or direct): what
 /// every CUDA result is judged against, so the tolerances measure the GPU alone.
 pub fn reference_cpu(threads: usize) -> mnist_core::CpuBackend {
     let mut cpu = mnist_core::CpuBackend::new(threads);
-    cpu.set_winograd(false);
+    cpu.set_fast_convolutions(false);
     cpu
 }

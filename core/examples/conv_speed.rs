@@ -1,7 +1,8 @@
-//! Development aid: one sample's conv2 forward and backward, Winograd against im2col, single
-//! thread, microseconds per sample (median of alternating rounds).
+//! Development aid: one sample's conv2 forward and backward, Winograd against im2col, and
+//! conv1's, direct against im2col; single thread, microseconds per sample (median of
+//! alternating rounds).
 use mnist_core::backend::Conv2dDims;
-use mnist_core::layers::{conv2d, conv2d_winograd as w};
+use mnist_core::layers::{conv2d, conv2d_direct, conv2d_winograd as w};
 use std::time::Instant;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -44,5 +45,26 @@ fn main() {
             w::conv2d_winograd_backward(Some(&mut dx), &mut du, &mut db, &mut v, &mut m, &mut dy, &y, &x, &u, &d, true)
         }));
     }
-    println!("us/sample  fwd im2col {:.1}  winograd {:.1}   bwd im2col {:.1}  winograd {:.1}", median(a), median(bb), median(c), median(e));
+    let d1 = Conv2dDims { batch: 1, height: 28, width: 28, in_channels: 1, out_channels: 32, kernel: 3 };
+    let x1: Vec<f32> = (0..d1.in_len()).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+    let k1 = &k[..9 * 32];
+    let (mut y1, mut dy1) = (vec![0.0; d1.out_len()], vec![0.0; d1.out_len()]);
+    let mut col1 = vec![0.0; d1.out_height() * d1.out_width() * 9];
+    let mut dcol1 = col1.clone();
+    let (mut dk1, mut db1) = (vec![0.0; 9 * 32], vec![0.0; 32]);
+    let (mut f, mut g, mut h, mut i) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..9 {
+        f.push(time(&mut || conv2d::conv2d_forward(&mut y1, &mut col1, &x1, k1, &b[..32], &d1, true)));
+        g.push(time(&mut || conv2d_direct::conv2d_direct_forward(&mut y1, &x1, k1, &b[..32], &d1, true)));
+        h.push(time(&mut || {
+            dy1.fill(0.1);
+            conv2d::conv2d_backward(None, &mut dk1, &mut db1, &mut col1, &mut dcol1, &mut dy1, &y1, &x1, k1, &d1, true)
+        }));
+        i.push(time(&mut || {
+            dy1.fill(0.1);
+            conv2d_direct::conv2d_direct_backward(None, &mut dk1, &mut db1, &mut dy1, &y1, &x1, k1, &d1, true)
+        }));
+    }
+    println!("conv1 us/sample  fwd im2col {:.1}  direct {:.1}   bwd im2col {:.1}  direct {:.1}", median(f), median(g), median(h), median(i));
+    println!("conv2 us/sample  fwd im2col {:.1}  winograd {:.1}   bwd im2col {:.1}  winograd {:.1}", median(a), median(bb), median(c), median(e));
 }
