@@ -22,7 +22,10 @@ const LANES: usize = 8;
 type Lanes = [f32; LANES];
 const ZERO: Lanes = [0.0; LANES];
 
-/// Interpolation points 0, -1, 1, -1/2, 1/2 and infinity, scaled so B^T is all small integers.
+// Interpolation points 0, -1, 1, -1/2, 1/2 and infinity, scaled so B^T is all small integers.
+// B^T, A^T and their transposes are applied through the written-out `bt`, `at`, `b` and `a`
+// below; the tests check those against these matrices.
+#[cfg_attr(not(test), allow(dead_code))]
 const BT: [[f32; 6]; 6] = [
     [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
     [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
@@ -39,14 +42,17 @@ const G: [[f32; 3]; 6] = [
     [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
     [0.0, 0.0, 1.0],
 ];
+#[cfg_attr(not(test), allow(dead_code))]
 const AT: [[f32; 6]; 4] = [
     [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
     [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
     [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
     [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
 ];
+#[cfg_attr(not(test), allow(dead_code))]
 const B: [[f32; 6]; 6] = transpose(&BT);
 const GT: [[f32; 6]; 3] = transpose(&G);
+#[cfg_attr(not(test), allow(dead_code))]
 const A: [[f32; 4]; 6] = transpose(&AT);
 
 const fn transpose<const R: usize, const C: usize>(m: &[[f32; C]; R]) -> [[f32; R]; C] {
@@ -171,28 +177,112 @@ fn tiles(d: &Conv2dDims) -> impl Iterator<Item = (usize, usize, usize)> {
     (0..tile_count(d)).map(move |t| (t, t / tiles_x * TILE, t % tiles_x * TILE))
 }
 
+/// Eight lanes with element-wise arithmetic, so the transforms below read as formulas and
+/// compile to one vector instruction per operation.
+#[derive(Clone, Copy)]
+struct V(Lanes);
+
+impl core::ops::Add for V {
+    type Output = V;
+    #[inline(always)]
+    fn add(mut self, other: V) -> V {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+        self
+    }
+}
+
+impl core::ops::Sub for V {
+    type Output = V;
+    #[inline(always)]
+    fn sub(mut self, other: V) -> V {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a -= b;
+        }
+        self
+    }
+}
+
+impl core::ops::Mul<V> for f32 {
+    type Output = V;
+    #[inline(always)]
+    fn mul(self, mut v: V) -> V {
+        for a in &mut v.0 {
+            *a *= self;
+        }
+        v
+    }
+}
+
+impl core::ops::Neg for V {
+    type Output = V;
+    #[inline(always)]
+    fn neg(self) -> V {
+        -1.0 * self
+    }
+}
+
+// The 1-D transforms of the tiles, written out: the matrices' zeros and ones cost nothing and
+// common terms are shared. The tests check each against its matrix.
+
+/// B^T x: 6 inputs to 6 points.
+#[inline(always)]
+fn bt(x: &[Lanes; ALPHA]) -> [Lanes; ALPHA] {
+    let [x0, x1, x2, x3, x4, x5] = x.map(V);
+    let (p, q) = (x4 - 4.0 * x2, x3 - 4.0 * x1); // rows 1 and 2
+    let (r, s) = (x4 - x2, 2.0 * (x3 - x1)); // rows 3 and 4
+    [4.0 * x0 - 5.0 * x2 + x4, p + q, p - q, r + s, r - s, 4.0 * x1 - 5.0 * x3 + x5].map(|v| v.0)
+}
+
+/// B x (the adjoint of `bt`): 6 points back to 6 inputs.
+#[inline(always)]
+fn b(x: &[Lanes; ALPHA]) -> [Lanes; ALPHA] {
+    let [x0, x1, x2, x3, x4, x5] = x.map(V);
+    let (s12, d21, s34, d34) = (x1 + x2, x2 - x1, x3 + x4, x3 - x4);
+    [4.0 * x0, 4.0 * (d21 + x5) - 2.0 * d34, -(5.0 * x0 + 4.0 * s12 + s34), 2.0 * d34 - d21 - 5.0 * x5, x0 + s12 + s34, x5].map(|v| v.0)
+}
+
+/// A^T x: 6 points to the 4 outputs.
+#[inline(always)]
+fn at(x: &[Lanes; ALPHA]) -> [Lanes; TILE] {
+    let [x0, x1, x2, x3, x4, x5] = x.map(V);
+    let (s12, d12, s34, d34) = (x1 + x2, x1 - x2, x3 + x4, x3 - x4);
+    [x0 + s12 + s34, d12 + 2.0 * d34, s12 + 4.0 * s34, d12 + 8.0 * d34 + x5].map(|v| v.0)
+}
+
+/// A x (the adjoint of `at`): 4 outputs back to 6 points.
+#[inline(always)]
+fn a(x: &[Lanes; TILE]) -> [Lanes; ALPHA] {
+    let [x0, x1, x2, x3] = x.map(V);
+    let (even, odd, even4, odd4) = (x0 + x2, x1 + x3, x0 + 4.0 * x2, 2.0 * x1 + 8.0 * x3);
+    [x0, even + odd, even - odd, even4 + odd4, even4 - odd4, x3].map(|v| v.0)
+}
+
 /// V = B^T d B for every 6x6 input tile (zero beyond the image). v: (36, T, C); inp: (H, W, C).
-/// Each 2-D transform is two passes of 1-D ones (columns, then rows) so that only a dozen
-/// vectors are live at a time and stay in registers.
+/// Each 2-D transform is 1-D ones over the columns, then over the rows, so only a dozen
+/// vectors are live at a time.
 #[inline(always)]
 fn input_transform(v: &mut [f32], inp: &[f32], d: &Conv2dDims) {
     let (c, t_count) = (d.in_channels, tile_count(d));
     for (t, y0, x0) in tiles(d) {
+        let (rows, cols) = (ALPHA.min(d.height - y0), ALPHA.min(d.width - x0));
         for c0 in (0..c).step_by(LANES) {
             let mut half = [[ZERO; ALPHA]; ALPHA]; // B^T d, by rows
-            for b in 0..ALPHA {
+            for j in 0..ALPHA {
                 let mut column = [ZERO; ALPHA];
-                if x0 + b < d.width {
-                    for (a, x) in column.iter_mut().enumerate().filter(|(a, _)| y0 + a < d.height) {
-                        *x = load(inp, ((y0 + a) * d.width + x0 + b) * c + c0);
+                for (i, x) in column.iter_mut().enumerate() {
+                    if i < rows && j < cols {
+                        *x = load(inp, ((y0 + i) * d.width + x0 + j) * c + c0);
                     }
                 }
-                for (row, x) in half.iter_mut().zip(apply(&BT, &column)) {
-                    row[b] = x;
+                let column = bt(&column);
+                for i in 0..ALPHA {
+                    half[i][j] = column[i];
                 }
             }
             for (i, row) in half.iter().enumerate() {
-                for (j, lanes) in apply(&BT, row).iter().enumerate() {
+                for (j, lanes) in bt(row).iter().enumerate() {
                     v[((i * ALPHA + j) * t_count + t) * c + c0..][..LANES].copy_from_slice(lanes);
                 }
             }
@@ -205,17 +295,19 @@ fn input_transform(v: &mut [f32], inp: &[f32], d: &Conv2dDims) {
 fn input_transform_adjoint(dinp: &mut [f32], dv: &[f32], d: &Conv2dDims) {
     let (c, t_count) = (d.in_channels, tile_count(d));
     for (t, y0, x0) in tiles(d) {
+        let (rows, cols) = (ALPHA.min(d.height - y0), ALPHA.min(d.width - x0));
         for c0 in (0..c).step_by(LANES) {
             let mut half = [[ZERO; ALPHA]; ALPHA]; // B dV, by rows
             for j in 0..ALPHA {
                 let column: [Lanes; ALPHA] = core::array::from_fn(|i| load(dv, ((i * ALPHA + j) * t_count + t) * c + c0));
-                for (row, x) in half.iter_mut().zip(apply(&B, &column)) {
-                    row[j] = x;
+                let column = b(&column);
+                for i in 0..ALPHA {
+                    half[i][j] = column[i];
                 }
             }
-            for (a, row) in half.iter().enumerate().filter(|(a, _)| y0 + a < d.height) {
-                for (b, lanes) in apply(&B, row).iter().enumerate().filter(|(b, _)| x0 + b < d.width) {
-                    let at = ((y0 + a) * d.width + x0 + b) * c + c0;
+            for (i, row) in half.iter().enumerate().take(rows) {
+                for (j, lanes) in b(row).iter().enumerate().take(cols) {
+                    let at = ((y0 + i) * d.width + x0 + j) * c + c0;
                     for (x, g) in dinp[at..at + LANES].iter_mut().zip(lanes) {
                         *x += g;
                     }
@@ -230,19 +322,21 @@ fn input_transform_adjoint(dinp: &mut [f32], dv: &[f32], d: &Conv2dDims) {
 fn output_transform(out: &mut [f32], m: &[f32], bias: &[f32], d: &Conv2dDims, relu: bool) {
     let (oc, t_count, (oh, ow)) = (d.out_channels, tile_count(d), (d.out_height(), d.out_width()));
     for (t, y0, x0) in tiles(d) {
+        let (rows, cols) = (TILE.min(oh - y0), TILE.min(ow - x0));
         for o0 in (0..oc).step_by(LANES) {
             let mut half = [[ZERO; ALPHA]; TILE]; // A^T M, by rows
             for q in 0..ALPHA {
                 let column: [Lanes; ALPHA] = core::array::from_fn(|p| load(m, ((p * ALPHA + q) * t_count + t) * oc + o0));
-                for (row, x) in half.iter_mut().zip(apply(&AT, &column)) {
-                    row[q] = x;
+                let column = at(&column);
+                for i in 0..TILE {
+                    half[i][q] = column[i];
                 }
             }
-            let b = load(bias, o0);
-            for (i, row) in half.iter().enumerate().filter(|(i, _)| y0 + i < oh) {
-                for (j, lanes) in apply(&AT, row).iter().enumerate().filter(|(j, _)| x0 + j < ow) {
+            let bias = load(bias, o0);
+            for (i, row) in half.iter().enumerate().take(rows) {
+                for (j, lanes) in at(row).iter().enumerate().take(cols) {
                     let at = ((y0 + i) * ow + x0 + j) * oc + o0;
-                    for ((y, &v), &b) in out[at..at + LANES].iter_mut().zip(lanes).zip(&b) {
+                    for ((y, &v), &b) in out[at..at + LANES].iter_mut().zip(lanes).zip(&bias) {
                         let v = v + b;
                         // `v < 0` keeps a NaN, as relu_forward does.
                         *y = if relu && v < 0.0 { 0.0 } else { v };
@@ -259,21 +353,23 @@ fn output_transform(out: &mut [f32], m: &[f32], bias: &[f32], d: &Conv2dDims, re
 fn output_transform_adjoint(dm: &mut [f32], dout: &[f32], d: &Conv2dDims) {
     let (oc, t_count, (oh, ow)) = (d.out_channels, tile_count(d), (d.out_height(), d.out_width()));
     for (t, y0, x0) in tiles(d) {
+        let (rows, cols) = (TILE.min(oh - y0), TILE.min(ow - x0));
         for o0 in (0..oc).step_by(LANES) {
             let mut half = [[ZERO; TILE]; ALPHA]; // A dY, by rows
             for j in 0..TILE {
                 let mut column = [ZERO; TILE];
-                if x0 + j < ow {
-                    for (i, x) in column.iter_mut().enumerate().filter(|(i, _)| y0 + i < oh) {
+                for (i, x) in column.iter_mut().enumerate() {
+                    if i < rows && j < cols {
                         *x = load(dout, ((y0 + i) * ow + x0 + j) * oc + o0);
                     }
                 }
-                for (row, x) in half.iter_mut().zip(apply(&A, &column)) {
-                    row[j] = x;
+                let column = a(&column);
+                for p in 0..ALPHA {
+                    half[p][j] = column[p];
                 }
             }
             for (p, row) in half.iter().enumerate() {
-                for (q, lanes) in apply(&A, row).iter().enumerate() {
+                for (q, lanes) in a(row).iter().enumerate() {
                     dm[((p * ALPHA + q) * t_count + t) * oc + o0..][..LANES].copy_from_slice(lanes);
                 }
             }
@@ -428,6 +524,24 @@ mod tests {
                 assert!((y - want).abs() < 1e-6, "output {i}: {y} vs {want}");
             }
         }
+    }
+
+    /// The written-out 1-D transforms are the matrices (and their transposes).
+    #[test]
+    fn written_out_transforms_match_the_matrices() {
+        let mut rng = Rng::new(9);
+        let mut lanes = || -> Lanes { core::array::from_fn(|_| rng.next_f32() - 0.5) };
+        let x6: [Lanes; 6] = core::array::from_fn(|_| lanes());
+        let x4: [Lanes; 4] = core::array::from_fn(|_| lanes());
+        let close = |what: &str, got: &[Lanes], want: &[Lanes]| {
+            for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+                assert!((g - w).abs() <= 1e-5, "{what}: {g} vs {w}");
+            }
+        };
+        close("B^T", &bt(&x6), &apply(&BT, &x6));
+        close("B", &b(&x6), &apply(&B, &x6));
+        close("A^T", &at(&x6), &apply(&AT, &x6));
+        close("A", &a(&x4), &apply(&A, &x4));
     }
 
     fn max_abs(v: &[f32]) -> f64 {
