@@ -1,5 +1,6 @@
 //! `mnist bench`: times CPU training steps of the default model and prints samples/s and the
-//! implied time of one 60,000-sample epoch (median of repeats), for comparison with anchors.
+//! implied time of one 60,000-sample epoch (median of repeats), for comparison with anchors;
+//! with --inference, the latency of one image and the time to classify the test set.
 
 use std::time::Instant;
 
@@ -12,7 +13,19 @@ use crate::cli::BenchArgs;
 use crate::train_cmd::core_failure;
 use crate::Failure;
 
+fn conv_name(args: &BenchArgs) -> String {
+    args.conv.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 pub fn run(args: BenchArgs) -> Result<String, Failure> {
+    if args.inference {
+        return inference(args);
+    }
     let batch = args.batch_size.max(1);
     let needed = batch * (args.steps + args.warmup).max(1);
     let data = match &args.data {
@@ -45,12 +58,55 @@ pub fn run(args: BenchArgs) -> Result<String, Failure> {
         run_steps(&mut net, args.steps.max(1))?;
         rates.push((args.steps.max(1) * batch) as f64 / t.elapsed().as_secs_f64());
     }
-    rates.sort_by(f64::total_cmp);
-    let median = rates[rates.len() / 2];
+    let median = median(rates);
     // 71.6 MFLOP per sample for a training step of the default model (forward + backward).
     let gflops = median * 71.6e6 / 1e9;
     println!("device: {device}");
-    println!("mnist_cpu conv={} threads={threads} batch={batch} samples_per_s={median:.1} epoch_s={:.2} gflop_s={gflops:.1}", args.conv.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string()), 60_000.0 / median);
+    println!("mnist_cpu conv={} threads={threads} batch={batch} samples_per_s={median:.1} epoch_s={:.2} gflop_s={gflops:.1}", conv_name(&args), 60_000.0 / median);
+    Ok(String::new())
+}
+
+/// Inference: the median latency of single-image predictions, and the median time to
+/// classify the test set (with an untrained model: the arithmetic is the same).
+fn inference(args: BenchArgs) -> Result<String, Failure> {
+    let test = match &args.data {
+        Some(path) => crate::datasource::load_path(path)?.split.test,
+        None => synthetic(10_000),
+    };
+    let images: Vec<f32> = test.images.iter().map(|&b| b as f32 / 255.0).collect();
+    let mut backend = CpuBackend::new(args.threads);
+    backend.set_fast_convolutions(args.conv == crate::cli::ConvAlgorithm::Fast);
+    let (threads, device) = (backend.threads(), backend.device_name());
+    let mut net = Network::new(backend, Config::default(), args.batch_size.max(1)).map_err(|e| core_failure("bench", e))?;
+    net.init(1).map_err(|e| core_failure("bench", e))?;
+    let n_in = Config::default().input_len();
+    let mut predict = |images: &[f32]| -> Result<f64, Failure> {
+        let t = Instant::now();
+        let probs = net.predict(images).map_err(|e| core_failure("bench", e))?;
+        std::hint::black_box(probs);
+        Ok(t.elapsed().as_secs_f64())
+    };
+    for i in 0..args.warmup.max(1) {
+        predict(&images[i * n_in..][..n_in])?;
+    }
+    let mut single = Vec::new();
+    for i in 0..200.min(test.len()) {
+        single.push(predict(&images[i * n_in..][..n_in])?);
+    }
+    let mut whole = Vec::new();
+    for _ in 0..args.repeats.max(1) {
+        whole.push(predict(&images)?);
+    }
+    let (single, whole) = (median(single), median(whole));
+    println!("device: {device}");
+    println!(
+        "mnist_cpu_inference conv={} threads={threads} single_image_ms={:.3} images={} batch={} set_s={whole:.3} images_per_s={:.0}",
+        conv_name(&args),
+        single * 1e3,
+        test.len(),
+        args.batch_size.max(1),
+        test.len() as f64 / whole
+    );
     Ok(String::new())
 }
 

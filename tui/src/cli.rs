@@ -160,6 +160,10 @@ pub struct BenchArgs {
     /// How the convolutions run.
     #[arg(long, value_enum, default_value_t = ConvAlgorithm::Fast)]
     pub conv: ConvAlgorithm,
+    /// Time inference instead of training: one image at a time (latency), then the whole
+    /// test set (10,000 images; synthetic ones without --data) in batches of --batch-size.
+    #[arg(long)]
+    pub inference: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

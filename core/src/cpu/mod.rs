@@ -36,6 +36,10 @@ pub struct CpuBackend {
     /// short receptive fields) unless turned off for the im2col reference.
     fast_convolutions: bool,
     winograd_u: Vec<f32>, // (36, C, OC): the kernel being applied, transformed
+    /// The kernel (and its shape) that `winograd_u` was made from: a backward pass, or the
+    /// next forward with unchanged weights (inference), reuses the transform.
+    winograd_kernel: Vec<f32>,
+    winograd_dims: Option<(usize, usize)>,
 }
 
 /// The dataset, kept as u8 until a batch needs floats.
@@ -94,7 +98,7 @@ impl CpuBackend {
         let threads = if threads == 0 { available_threads() } else { threads };
         let pool = Pool::new(threads);
         let scratch = (0..pool.threads()).map(|_| Scratch::default()).collect();
-        CpuBackend { pool, scratch, fast_convolutions: true, winograd_u: Vec::new() }
+        CpuBackend { pool, scratch, fast_convolutions: true, winograd_u: Vec::new(), winograd_kernel: Vec::new(), winograd_dims: None }
     }
 
     pub fn threads(&self) -> usize {
@@ -141,17 +145,33 @@ impl CpuBackend {
         }
         if winograd {
             grow(&mut self.winograd_u, conv2d_winograd::transformed_kernel_len(d));
+            let kernel_len = d.patch_len() * d.out_channels;
+            if self.winograd_kernel.capacity() < kernel_len {
+                self.winograd_kernel.reserve(kernel_len - self.winograd_kernel.len());
+            }
         }
     }
 }
 
 impl CpuBackend {
+    /// Makes `winograd_u` hold `kernel` transformed, unless it already does (the kernel is
+    /// compared value for value: cheap next to transforming it).
+    fn transform_kernel(&mut self, kernel: &[f32], d: &Conv2dDims) {
+        let u = &mut self.winograd_u[..conv2d_winograd::transformed_kernel_len(d)];
+        let dims = Some((d.in_channels, d.out_channels));
+        if self.winograd_dims != dims || self.winograd_kernel != kernel {
+            conv2d_winograd::kernel_transform(u, kernel, d);
+            self.winograd_kernel.clear();
+            self.winograd_kernel.extend_from_slice(kernel);
+            self.winograd_dims = dims;
+        }
+    }
+
     /// `conv2d_forward` through Winograd: the kernel transformed once, then samples split
     /// across threads. Buffers are already checked.
     fn conv2d_winograd_forward(&mut self, out: &mut [f32], inp: &[f32], kernel: &[f32], bias: &[f32], d: Conv2dDims, relu: bool) -> Result<()> {
-        let u = &mut self.winograd_u[..conv2d_winograd::transformed_kernel_len(&d)];
-        conv2d_winograd::kernel_transform(u, kernel, &d);
-        let u = &*u;
+        self.transform_kernel(kernel, &d);
+        let u = &self.winograd_u[..conv2d_winograd::transformed_kernel_len(&d)];
         let (parts, in_len, out_len) = (self.pool.threads(), d.in_len(), d.out_len());
         let outs = SharedMut::new(&mut out[..d.batch * out_len]);
         let scratch = SharedMut::new(&mut self.scratch);
@@ -186,9 +206,8 @@ impl CpuBackend {
     ) -> Result<()> {
         let op = "conv2d_backward";
         let u_len = conv2d_winograd::transformed_kernel_len(&d);
-        let u = &mut self.winograd_u[..u_len];
-        conv2d_winograd::kernel_transform(u, weights, &d);
-        let u = &*u;
+        self.transform_kernel(weights, &d);
+        let u = &self.winograd_u[..u_len];
         let (parts, in_len, out_len) = (self.pool.threads(), d.in_len(), d.out_len());
         let douts = SharedMut::new(&mut dout[..d.batch * out_len]);
         let dinps = dinp.map(|v| SharedMut::new(&mut v[..d.batch * in_len]));
