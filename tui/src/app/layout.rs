@@ -19,6 +19,8 @@ const TAB_PREFIX: &str = " mnist ";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AppLayout {
     pub too_small: bool,
+    /// The top row: the app's name and the tabs.
+    pub top: Rect,
     pub tabs: [Rect; 3],
     pub body: Rect,
     pub status: Rect,
@@ -101,7 +103,7 @@ pub fn layout(area: Rect) -> AppLayout {
         *slot = Rect::new(x, top.y, width, 1);
         x += width + 1;
     }
-    AppLayout { too_small: false, tabs, body, status, legend, train: train_layout(body), draw: draw_layout(body), explore: explore_layout(body) }
+    AppLayout { too_small: false, top, tabs, body, status, legend, train: train_layout(body), draw: draw_layout(body), explore: explore_layout(body) }
 }
 
 /// The view whose tab title is under a cell.

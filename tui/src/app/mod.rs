@@ -11,6 +11,9 @@ mod series;
 mod state;
 mod worker;
 
+#[cfg(test)]
+mod tests;
+
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};

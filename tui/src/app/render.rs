@@ -47,7 +47,7 @@ pub fn render(frame: &mut Frame, app: &App) {
 }
 
 fn render_tabs(buf: &mut Buffer, l: &AppLayout, view: View) {
-    let top = Rect::new(l.body.x, l.body.y.saturating_sub(1), l.body.width, 1);
+    let top = l.top;
     buf.set_stringn(top.x, top.y, layout::tab_prefix(), top.width as usize, Style::new().add_modifier(Modifier::BOLD));
     for ((rect, title), v) in l.tabs.iter().zip(TAB_TITLES).zip(View::ALL) {
         let style = if v == view { Style::new().fg(Color::Black).bg(ACCENT).add_modifier(Modifier::BOLD) } else { Style::new().fg(Color::Gray) };
