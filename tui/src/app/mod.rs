@@ -81,11 +81,16 @@ struct TerminalGuard;
 
 impl TerminalGuard {
     fn enter() -> std::io::Result<TerminalGuard> {
-        // The panic message must land on the normal screen, after the terminal is restored.
+        // A panic on the UI thread: restore the terminal, then the message lands on the normal
+        // screen. The other threads catch their panics and report them in the app (worker.rs),
+        // so their messages would only scribble over the screen.
         let previous = std::panic::take_hook();
+        let ui_thread = std::thread::current().id();
         std::panic::set_hook(Box::new(move |info| {
-            restore_terminal();
-            previous(info);
+            if std::thread::current().id() == ui_thread {
+                restore_terminal();
+                previous(info);
+            }
         }));
         enable_raw_mode()?;
         let guard = TerminalGuard;

@@ -142,9 +142,9 @@ fn render_train(frame: &mut Frame, l: &AppLayout, app: &App) {
     let model_line = format!("Model for draw/explore: {}", app.model.as_ref().map_or("none", |m| m.origin.as_str()));
     match &app.run {
         None => {
-            frame.render_widget(Paragraph::new(phase), row(0));
-            frame.render_widget(Paragraph::new(Line::styled(data_line, data_style)), row(1));
-            frame.render_widget(Paragraph::new(model_line), row(2));
+            // Before any run there is room to wrap a long "No data" reason.
+            let lines = vec![Line::from(phase), Line::from(model_line), Line::styled(data_line, data_style)];
+            frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
         }
         Some(run) => {
             let where_ = if run.epoch > 0 { format!(" - epoch {}/{} - step {}/{}", run.epoch, run.epochs, run.step, run.steps_per_epoch) } else { String::new() };

@@ -29,6 +29,8 @@ pub enum Msg {
     Resize(u16, u16),
     Worker(WorkerMsg),
     Data(DataMsg),
+    /// How loading the data for `args` is going (a download), for the status line.
+    DataProgress { text: String, args: DataArgs },
     Explore(ExploreMsg),
     /// The result of `Effect::LoadModel`.
     ModelLoaded(Result<Model, String>),
@@ -492,6 +494,12 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         }
         Msg::Worker(m) => on_worker(app, m),
         Msg::Data(m) => on_data(app, m),
+        Msg::DataProgress { text, args } => {
+            if matches!(&app.data, DataState::Loading(a) if *a == args) {
+                app.info(text);
+            }
+            Vec::new()
+        }
         Msg::Explore(ExploreMsg::Done { generation, result }) => {
             if app.explore.pending == Some(generation) {
                 app.explore.pending = None;

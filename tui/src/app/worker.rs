@@ -15,6 +15,7 @@ use mnist_cuda::CudaBackend;
 use super::models::{self, Model, Predictions};
 use super::state::Msg;
 use crate::cli::{BackendChoice, DataArgs};
+use crate::download::ProgressEvent;
 
 /// Shared with the UI: the worker checks these after every step.
 #[derive(Debug, Default)]
@@ -73,12 +74,47 @@ pub enum ExploreMsg {
     Done { generation: u64, result: Result<Predictions, String> },
 }
 
+/// Runs `work`, turning a panic into an error message: the app shows it instead of waiting
+/// forever for a thread that died (the panic hook leaves the terminal to the UI thread).
+fn catch_panic<T>(what: &str, work: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|payload| {
+        let message = payload.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| payload.downcast_ref::<String>().cloned());
+        format!("{what} crashed: {} (a bug: please report it)", message.unwrap_or_else(|| "no message".into()))
+    })
+}
+
+/// A line for the status bar about a download in progress, if the event is worth one.
+fn describe_download(event: &ProgressEvent) -> Option<String> {
+    match event {
+        ProgressEvent::Started { url, .. } => Some(format!("Downloading MNIST from {url}")),
+        ProgressEvent::Resumed { url, offset, .. } => Some(format!("Resuming the MNIST download from {url} at byte {offset}")),
+        ProgressEvent::Bytes { done, total: Some(total) } if *total > 0 => Some(format!("Downloading MNIST: {}%", done * 100 / total)),
+        ProgressEvent::Bytes { done, .. } => Some(format!("Downloading MNIST: {} kB", done / 1000)),
+        ProgressEvent::Retrying { attempt, attempts, delay, reason, .. } => {
+            Some(format!("Download failed ({reason}); attempt {attempt} of {attempts} in {:.0}s", delay.as_secs_f64()))
+        }
+        ProgressEvent::Discarded { reason, .. } => Some(format!("The cached MNIST was bad ({reason}); fetching it again")),
+        ProgressEvent::Verified { .. } | ProgressEvent::Done { .. } => None,
+    }
+}
+
 pub fn spawn_data_loader(args: DataArgs, tx: Sender<Msg>) {
     std::thread::spawn(move || {
-        // Download progress would go to stderr, under the app's screen: it is dropped.
-        let msg = match crate::datasource::load_with_progress(&args, &mut |_| {}) {
-            Ok(loaded) => DataMsg::Loaded { split: Arc::new(loaded.split), source: loaded.source, args },
-            Err(failure) => DataMsg::Failed { message: failure.message, args },
+        // Download progress cannot go to stderr (under the app's screen): it goes to the status
+        // bar, at most 5 times a second.
+        let mut last_sent: Option<Instant> = None;
+        let mut progress = |event: ProgressEvent| {
+            let due = last_sent.is_none_or(|t| t.elapsed() >= Duration::from_millis(200)) || !matches!(event, ProgressEvent::Bytes { .. });
+            if let Some(text) = describe_download(&event).filter(|_| due) {
+                last_sent = Some(Instant::now());
+                let _ = tx.send(Msg::DataProgress { text, args: args.clone() });
+            }
+        };
+        let loaded = catch_panic("loading the data", || crate::datasource::load_with_progress(&args, &mut progress));
+        let msg = match loaded {
+            Ok(Ok(loaded)) => DataMsg::Loaded { split: Arc::new(loaded.split), source: loaded.source, args },
+            Ok(Err(failure)) => DataMsg::Failed { message: failure.message, args },
+            Err(message) => DataMsg::Failed { message, args },
         };
         let _ = tx.send(Msg::Data(msg));
     });
@@ -86,7 +122,7 @@ pub fn spawn_data_loader(args: DataArgs, tx: Sender<Msg>) {
 
 pub fn spawn_predict_all(model: Model, split: Arc<Split>, generation: u64, tx: Sender<Msg>) {
     std::thread::spawn(move || {
-        let result = models::predict_all(&model, &split.test);
+        let result = catch_panic("predicting the test set", || models::predict_all(&model, &split.test)).and_then(|r| r);
         let _ = tx.send(Msg::Explore(ExploreMsg::Done { generation, result }));
     });
 }
@@ -97,7 +133,7 @@ pub fn spawn_training(settings: RunSettings, split: Arc<Split>, control: Arc<Run
             let _ = tx.send(Msg::Worker(m));
         };
         let failed = |message: String| WorkerMsg::Done { end: RunEnd::Failed(message), params: None };
-        match settings.backend {
+        let trained = catch_panic("the training worker", || match settings.backend {
             BackendChoice::Cpu => train_on(CpuBackend::new(settings.threads), "cpu", None, &settings, &split, &control, &tx),
             BackendChoice::Cuda => match CudaBackend::new(0) {
                 Ok(backend) => train_on(backend, "cuda", None, &settings, &split, &control, &tx),
@@ -110,6 +146,9 @@ pub fn spawn_training(settings: RunSettings, split: Arc<Split>, control: Arc<Run
                     train_on(CpuBackend::new(settings.threads), "cpu", Some(note), &settings, &split, &control, &tx)
                 }
             },
+        });
+        if let Err(message) = trained {
+            send(failed(message));
         }
     });
 }
@@ -250,6 +289,21 @@ mod tests {
         control.stop.store(true, Ordering::SeqCst);
         let msgs = collect(&rx);
         assert!(matches!(msgs.last(), Some(WorkerMsg::Done { end: RunEnd::Stopped, params: Some(_) })), "{:?}", msgs.last());
+    }
+
+    #[test]
+    fn a_panic_becomes_a_message() {
+        let caught = catch_panic("the test", || -> u32 { panic!("boom {}", 7) });
+        assert_eq!(caught, Err("the test crashed: boom 7 (a bug: please report it)".into()));
+        assert_eq!(catch_panic("the test", || 5), Ok(5));
+    }
+
+    #[test]
+    fn download_progress_reads_as_a_status_line() {
+        let bytes = ProgressEvent::Bytes { done: 5_500_000, total: Some(11_000_000) };
+        assert_eq!(describe_download(&bytes).as_deref(), Some("Downloading MNIST: 50%"));
+        let retry = ProgressEvent::Retrying { url: "u".into(), attempt: 2, attempts: 4, delay: Duration::from_secs(2), reason: "refused".into() };
+        assert_eq!(describe_download(&retry).as_deref(), Some("Download failed (refused); attempt 2 of 4 in 2s"));
     }
 
     #[test]
