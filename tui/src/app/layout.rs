@@ -75,7 +75,10 @@ impl PadGeometry {
 
     /// The cell showing pixel (x, y).
     pub fn cell_of(&self, x: usize, y: usize) -> (u16, u16) {
-        (self.inner.x + x as u16 * self.cell_width, self.inner.y + y as u16 / self.pixels_per_row.max(1))
+        (
+            self.inner.x + x as u16 * self.cell_width,
+            self.inner.y + y as u16 / self.pixels_per_row.max(1),
+        )
     }
 }
 
@@ -92,10 +95,19 @@ pub const IMAGE_BLOCK: (u16, u16) = (SIDE as u16 + 2, SIDE as u16 / 2 + 2);
 
 pub fn layout(area: Rect) -> AppLayout {
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
-        return AppLayout { too_small: true, body: area, ..AppLayout::default() };
+        return AppLayout {
+            too_small: true,
+            body: area,
+            ..AppLayout::default()
+        };
     }
-    let [top, body, status, legend] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1), Constraint::Length(LEGEND_ROWS)]).areas(area);
+    let [top, body, status, legend] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(0),
+        Constraint::Length(1),
+        Constraint::Length(LEGEND_ROWS),
+    ])
+    .areas(area);
     let mut tabs = [Rect::default(); 3];
     let mut x = top.x + TAB_PREFIX.len() as u16;
     for (slot, title) in tabs.iter_mut().zip(TAB_TITLES) {
@@ -103,12 +115,26 @@ pub fn layout(area: Rect) -> AppLayout {
         *slot = Rect::new(x, top.y, width, 1);
         x += width + 1;
     }
-    AppLayout { too_small: false, top, tabs, body, status, legend, train: train_layout(body), draw: draw_layout(body), explore: explore_layout(body) }
+    AppLayout {
+        too_small: false,
+        top,
+        tabs,
+        body,
+        status,
+        legend,
+        train: train_layout(body),
+        draw: draw_layout(body),
+        explore: explore_layout(body),
+    }
 }
 
 /// The view whose tab title is under a cell.
 pub fn tab_at(layout: &AppLayout, column: u16, row: u16) -> Option<View> {
-    layout.tabs.iter().position(|r| r.contains(Position::new(column, row))).map(|i| View::ALL[i])
+    layout
+        .tabs
+        .iter()
+        .position(|r| r.contains(Position::new(column, row)))
+        .map(|i| View::ALL[i])
 }
 
 pub fn tab_prefix() -> &'static str {
@@ -119,7 +145,12 @@ fn train_layout(body: Rect) -> TrainLayout {
     let [top, charts] = Layout::vertical([Constraint::Length(10), Constraint::Min(0)]).areas(body);
     let [settings, progress] = Layout::horizontal([Constraint::Length(34), Constraint::Min(0)]).areas(top);
     let [loss, accuracy] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(charts);
-    TrainLayout { settings, progress, loss, accuracy }
+    TrainLayout {
+        settings,
+        progress,
+        loss,
+        accuracy,
+    }
 }
 
 fn draw_layout(body: Rect) -> DrawLayout {
@@ -135,21 +166,55 @@ fn draw_layout(body: Rect) -> DrawLayout {
         _ => (0, 0),
     };
     if cell_width == 0 {
-        return DrawLayout { pad: None, pad_block: body, ..DrawLayout::default() };
+        return DrawLayout {
+            pad: None,
+            pad_block: body,
+            ..DrawLayout::default()
+        };
     }
     let pad_size = (side * cell_width + 2, side / pixels_per_row + 2);
     let [pad_column, right] = Layout::horizontal([Constraint::Length(pad_size.0), Constraint::Min(0)]).areas(body);
     let [pad_block, _] = Layout::vertical([Constraint::Length(pad_size.1), Constraint::Min(0)]).areas(pad_column);
-    let inner = Rect::new(pad_block.x + 1, pad_block.y + 1, side * cell_width, side / pixels_per_row);
-    let [seen_row, bars, _] = Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Length(12), Constraint::Min(0)]).areas(right);
+    let inner = Rect::new(
+        pad_block.x + 1,
+        pad_block.y + 1,
+        side * cell_width,
+        side / pixels_per_row,
+    );
+    let [seen_row, bars, _] = Layout::vertical([
+        Constraint::Length(IMAGE_BLOCK.1),
+        Constraint::Length(12),
+        Constraint::Min(0),
+    ])
+    .areas(right);
     let [seen, info] = Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(seen_row);
-    DrawLayout { pad: Some(PadGeometry { inner, cell_width, pixels_per_row }), pad_block, seen, info, bars }
+    DrawLayout {
+        pad: Some(PadGeometry {
+            inner,
+            cell_width,
+            pixels_per_row,
+        }),
+        pad_block,
+        seen,
+        info,
+        bars,
+    }
 }
 
 fn explore_layout(body: Rect) -> ExploreLayout {
-    let [list, middle, confusion] = Layout::horizontal([Constraint::Length(34), Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(body);
+    let [list, middle, confusion] = Layout::horizontal([
+        Constraint::Length(34),
+        Constraint::Length(IMAGE_BLOCK.0),
+        Constraint::Min(0),
+    ])
+    .areas(body);
     let [image, details] = Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Min(0)]).areas(middle);
-    ExploreLayout { list, image, details, confusion }
+    ExploreLayout {
+        list,
+        image,
+        details,
+        confusion,
+    }
 }
 
 #[cfg(test)]
@@ -170,7 +235,9 @@ mod tests {
     #[test]
     fn hit_testing_inverts_cell_of() {
         for size in [(120, 40), (120, 24), (70, 40), (60, 22)] {
-            let Some(pad) = layout(Rect::new(0, 0, size.0, size.1)).draw.pad else { continue };
+            let Some(pad) = layout(Rect::new(0, 0, size.0, size.1)).draw.pad else {
+                continue;
+            };
             for (x, y) in [(0, 0), (27, 27), (13, 6), (5, 20)] {
                 let (c, r) = pad.cell_of(x, y);
                 let y_seen = y - y % pad.pixels_per_row as usize;
@@ -196,12 +263,35 @@ mod tests {
             for h in 0..=45 {
                 let area = Rect::new(0, 0, w, h);
                 let l = layout(area);
-                let mut rects = vec![l.body, l.status, l.legend, l.train.settings, l.train.progress, l.train.loss, l.train.accuracy];
-                rects.extend([l.draw.pad_block, l.draw.seen, l.draw.info, l.draw.bars, l.explore.list, l.explore.image, l.explore.details, l.explore.confusion]);
+                let mut rects = vec![
+                    l.body,
+                    l.status,
+                    l.legend,
+                    l.train.settings,
+                    l.train.progress,
+                    l.train.loss,
+                    l.train.accuracy,
+                ];
+                rects.extend([
+                    l.draw.pad_block,
+                    l.draw.seen,
+                    l.draw.info,
+                    l.draw.bars,
+                    l.explore.list,
+                    l.explore.image,
+                    l.explore.details,
+                    l.explore.confusion,
+                ]);
                 rects.extend(l.tabs);
                 rects.extend(l.draw.pad.map(|p| p.inner));
                 for r in rects {
-                    assert!(r.area() == 0 || area.contains(Position::new(r.x, r.y)) && r.right() <= area.right() && r.bottom() <= area.bottom(), "{w}x{h}: {r:?}");
+                    assert!(
+                        r.area() == 0
+                            || area.contains(Position::new(r.x, r.y))
+                                && r.right() <= area.right()
+                                && r.bottom() <= area.bottom(),
+                        "{w}x{h}: {r:?}"
+                    );
                 }
             }
         }

@@ -14,7 +14,6 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
-
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -73,7 +72,12 @@ impl FrameLimiter {
 /// Leaves raw mode, the alternate screen and mouse capture; harmless when already left.
 fn restore_terminal() {
     let _ = disable_raw_mode();
-    let _ = execute!(std::io::stdout(), DisableMouseCapture, LeaveAlternateScreen, crossterm::cursor::Show);
+    let _ = execute!(
+        std::io::stdout(),
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
 }
 
 /// Restores the terminal when dropped, including while unwinding from a panic.
@@ -111,10 +115,18 @@ fn settings_from(args: &TuiArgs) -> Settings {
         batch_size: args.batch_size.max(1),
         backend: args.backend,
         seed: args.seed,
-        data: args.data.data.as_ref().map_or(String::new(), |p| p.display().to_string()),
+        data: args
+            .data
+            .data
+            .as_ref()
+            .map_or(String::new(), |p| p.display().to_string()),
         limit: args.data.limit.unwrap_or(0),
         threads: args.threads,
-        download: crate::cli::DataArgs { data: None, limit: None, ..args.data.clone() },
+        download: crate::cli::DataArgs {
+            data: None,
+            limit: None,
+            ..args.data.clone()
+        },
     }
 }
 
@@ -128,7 +140,10 @@ fn first_model(args: &TuiArgs) -> Result<models::Model, String> {
 
 pub fn run(args: TuiArgs, signals: &crate::Signals) -> Result<String, Failure> {
     if !(std::io::stdout().is_terminal() && std::io::stdin().is_terminal()) {
-        return Err(Failure::new(crate::EXIT_BAD_INPUT, "the app needs a terminal on stdin and stdout; for logs use `mnist train`".into()));
+        return Err(Failure::new(
+            crate::EXIT_BAD_INPUT,
+            "the app needs a terminal on stdin and stdout; for logs use `mnist train`".into(),
+        ));
     }
     // Checked before the screen is taken over, so a bad --model is one clear line.
     let model = first_model(&args).map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, e))?;
@@ -137,8 +152,10 @@ pub fn run(args: TuiArgs, signals: &crate::Signals) -> Result<String, Failure> {
     let stop = Arc::new(AtomicBool::new(false));
     signals.forward_to(stop.clone());
 
-    let guard = TerminalGuard::enter().map_err(|e| Failure::new(crate::EXIT_INTERNAL, format!("cannot set up the terminal: {e}")))?;
-    let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout())).map_err(|e| Failure::new(crate::EXIT_INTERNAL, format!("cannot set up the terminal: {e}")))?;
+    let guard = TerminalGuard::enter()
+        .map_err(|e| Failure::new(crate::EXIT_INTERNAL, format!("cannot set up the terminal: {e}")))?;
+    let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))
+        .map_err(|e| Failure::new(crate::EXIT_INTERNAL, format!("cannot set up the terminal: {e}")))?;
     spawn_input_reader(tx.clone());
     for effect in effects {
         carry_out(effect, &tx);
@@ -149,7 +166,13 @@ pub fn run(args: TuiArgs, signals: &crate::Signals) -> Result<String, Failure> {
     result.map(|()| String::new())
 }
 
-fn event_loop(app: &mut App, terminal: &mut Terminal<CrosstermBackend<std::io::Stdout>>, rx: &Receiver<Msg>, tx: &Sender<Msg>, stop: &AtomicBool) -> Result<(), Failure> {
+fn event_loop(
+    app: &mut App,
+    terminal: &mut Terminal<CrosstermBackend<std::io::Stdout>>,
+    rx: &Receiver<Msg>,
+    tx: &Sender<Msg>,
+    stop: &AtomicBool,
+) -> Result<(), Failure> {
     let failed = |e: std::io::Error| Failure::new(crate::EXIT_INTERNAL, format!("cannot draw: {e}"));
     let mut frames = FrameLimiter::default();
     frames.changed();
@@ -212,8 +235,16 @@ fn spawn_input_reader(tx: Sender<Msg>) {
 fn carry_out(effect: Effect, tx: &Sender<Msg>) {
     match effect {
         Effect::LoadData(args) => worker::spawn_data_loader(args, tx.clone()),
-        Effect::StartTraining { settings, split, control } => worker::spawn_training(settings, split, control, tx.clone()),
-        Effect::PredictAll { model, split, generation } => worker::spawn_predict_all(model, split, generation, tx.clone()),
+        Effect::StartTraining {
+            settings,
+            split,
+            control,
+        } => worker::spawn_training(settings, split, control, tx.clone()),
+        Effect::PredictAll {
+            model,
+            split,
+            generation,
+        } => worker::spawn_predict_all(model, split, generation, tx.clone()),
         Effect::SaveModel { model, prefix } => {
             let _ = tx.send(Msg::ModelSaved(models::save(&model, &prefix)));
         }

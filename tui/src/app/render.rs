@@ -25,7 +25,10 @@ pub fn render(frame: &mut Frame, app: &App) {
     let area = frame.area();
     let l = layout(area);
     if l.too_small {
-        let text = format!("Window too small ({}x{}): enlarge it to at least {MIN_WIDTH}x{MIN_HEIGHT}. q quits.", area.width, area.height);
+        let text = format!(
+            "Window too small ({}x{}): enlarge it to at least {MIN_WIDTH}x{MIN_HEIGHT}. q quits.",
+            area.width, area.height
+        );
         frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
         return;
     }
@@ -39,8 +42,14 @@ pub fn render(frame: &mut Frame, app: &App) {
         StatusKind::Info => Style::new(),
         StatusKind::Error => Style::new().fg(Color::LightRed).add_modifier(Modifier::BOLD),
     };
-    frame.render_widget(Paragraph::new(Line::styled(app.status.0.as_str(), status_style)), l.status);
-    frame.render_widget(Paragraph::new(legend(app)).style(Style::new().fg(Color::Gray)), l.legend);
+    frame.render_widget(
+        Paragraph::new(Line::styled(app.status.0.as_str(), status_style)),
+        l.status,
+    );
+    frame.render_widget(
+        Paragraph::new(legend(app)).style(Style::new().fg(Color::Gray)),
+        l.legend,
+    );
     if let Some(prompt) = &app.prompt {
         render_prompt(frame, area, prompt);
     }
@@ -48,9 +57,19 @@ pub fn render(frame: &mut Frame, app: &App) {
 
 fn render_tabs(buf: &mut Buffer, l: &AppLayout, view: View) {
     let top = l.top;
-    buf.set_stringn(top.x, top.y, layout::tab_prefix(), top.width as usize, Style::new().add_modifier(Modifier::BOLD));
+    buf.set_stringn(
+        top.x,
+        top.y,
+        layout::tab_prefix(),
+        top.width as usize,
+        Style::new().add_modifier(Modifier::BOLD),
+    );
     for ((rect, title), v) in l.tabs.iter().zip(TAB_TITLES).zip(View::ALL) {
-        let style = if v == view { Style::new().fg(Color::Black).bg(ACCENT).add_modifier(Modifier::BOLD) } else { Style::new().fg(Color::Gray) };
+        let style = if v == view {
+            Style::new().fg(Color::Black).bg(ACCENT).add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().fg(Color::Gray)
+        };
         buf.set_stringn(rect.x, rect.y, title, rect.width as usize, style);
     }
 }
@@ -69,33 +88,90 @@ fn legend(app: &App) -> Vec<Line<'static>> {
     if let Some(prompt) = &app.prompt {
         return match prompt {
             Prompt::ConfirmQuit => vec![pairs(&[("y", "quit and stop training"), ("n", "keep going")])],
-            _ => vec![pairs(&[("type", "the checkpoint prefix"), ("Enter", "ok"), ("Esc", "cancel")])],
+            _ => vec![pairs(&[
+                ("type", "the checkpoint prefix"),
+                ("Enter", "ok"),
+                ("Esc", "cancel"),
+            ])],
         };
     }
     if app.editing.is_some() {
-        return vec![pairs(&[("type", "the value"), ("Enter", "set"), ("Esc", "cancel"), ("Backspace", "delete")])];
+        return vec![pairs(&[
+            ("type", "the value"),
+            ("Enter", "set"),
+            ("Esc", "cancel"),
+            ("Backspace", "delete"),
+        ])];
     }
     let view_keys: &[(&str, &str)] = match app.view {
-        View::Train => &[("s", "start"), ("p/space", "pause/resume"), ("x", "stop"), ("w", "whole run/recent"), ("↑↓", "setting"), ("←→", "change"), ("Enter", "type it")],
-        View::Draw => &[("mouse", "left draws, right erases"), ("arrows", "move"), ("space", "dab"), ("d", "pen down/up"), ("+/-", "brush"), ("c", "clear")],
-        View::Explore => &[("↑↓ PgUp PgDn Home End", "browse"), ("m", "misclassified only / all"), ("mouse", "click, scroll")],
+        View::Train => &[
+            ("s", "start"),
+            ("p/space", "pause/resume"),
+            ("x", "stop"),
+            ("w", "whole run/recent"),
+            ("↑↓", "setting"),
+            ("←→", "change"),
+            ("Enter", "type it"),
+        ],
+        View::Draw => &[
+            ("mouse", "left draws, right erases"),
+            ("arrows", "move"),
+            ("space", "dab"),
+            ("d", "pen down/up"),
+            ("+/-", "brush"),
+            ("c", "clear"),
+        ],
+        View::Explore => &[
+            ("↑↓ PgUp PgDn Home End", "browse"),
+            ("m", "misclassified only / all"),
+            ("mouse", "click, scroll"),
+        ],
     };
-    let global = [("Tab/1-3", "views"), ("o", "load model"), ("e", "save model"), ("q", "quit")];
+    let global = [
+        ("Tab/1-3", "views"),
+        ("o", "load model"),
+        ("e", "save model"),
+        ("q", "quit"),
+    ];
     vec![pairs(view_keys), pairs(&global)]
 }
 
 fn render_prompt(frame: &mut Frame, area: Rect, prompt: &Prompt) {
     let (title, lines): (&str, Vec<Line>) = match prompt {
-        Prompt::ConfirmQuit => ("Quit?", vec![Line::from("Training is running. Quit and stop it?"), Line::from("y: quit   n: keep training")]),
-        Prompt::SaveModel { input, offered } => (
-            if *offered { "Training ended: save the model?" } else { "Save the model" },
-            vec![Line::from("MXNet checkpoint prefix (PREFIX-symbol.json, PREFIX-0000.params):"), Line::from(format!("> {input}_"))],
+        Prompt::ConfirmQuit => (
+            "Quit?",
+            vec![
+                Line::from("Training is running. Quit and stop it?"),
+                Line::from("y: quit   n: keep training"),
+            ],
         ),
-        Prompt::LoadModel { input } => ("Load a model", vec![Line::from("MXNet checkpoint prefix (PREFIX-symbol.json, PREFIX-0000.params):"), Line::from(format!("> {input}_"))]),
+        Prompt::SaveModel { input, offered } => (
+            if *offered {
+                "Training ended: save the model?"
+            } else {
+                "Save the model"
+            },
+            vec![
+                Line::from("MXNet checkpoint prefix (PREFIX-symbol.json, PREFIX-0000.params):"),
+                Line::from(format!("> {input}_")),
+            ],
+        ),
+        Prompt::LoadModel { input } => (
+            "Load a model",
+            vec![
+                Line::from("MXNet checkpoint prefix (PREFIX-symbol.json, PREFIX-0000.params):"),
+                Line::from(format!("> {input}_")),
+            ],
+        ),
     };
     let width = area.width.saturating_sub(4).min(76);
     let height = 4u16.min(area.height);
-    let popup = Rect::new(area.x + (area.width - width) / 2, area.y + area.height.saturating_sub(height) / 2, width, height);
+    let popup = Rect::new(
+        area.x + (area.width - width) / 2,
+        area.y + area.height.saturating_sub(height) / 2,
+        width,
+        height,
+    );
     frame.render_widget(Clear, popup);
     let block = Block::bordered().title(title).border_style(Style::new().fg(ACCENT));
     frame.render_widget(Paragraph::new(lines).block(block), popup);
@@ -112,11 +188,30 @@ fn render_train(frame: &mut Frame, l: &AppLayout, app: &App) {
             Some((f, text)) if f == field => format!("{text}_"),
             _ => app.settings.value(*field),
         };
-        let style = if selected { Style::new().fg(Color::Black).bg(if locked { Color::Gray } else { ACCENT }) } else { Style::new() };
-        lines.push(Line::from(vec![Span::raw(if selected { "> " } else { "  " }), Span::styled(format!("{:<11}{value}", field.label()), style)]));
+        let style = if selected {
+            Style::new()
+                .fg(Color::Black)
+                .bg(if locked { Color::Gray } else { ACCENT })
+        } else {
+            Style::new()
+        };
+        lines.push(Line::from(vec![
+            Span::raw(if selected { "> " } else { "  " }),
+            Span::styled(format!("{:<11}{value}", field.label()), style),
+        ]));
     }
-    lines.push(Line::styled(if locked { "locked while training" } else { "s starts a run" }, Style::new().fg(Color::Gray)));
-    frame.render_widget(Paragraph::new(lines).block(Block::bordered().title("Settings")), t.settings);
+    lines.push(Line::styled(
+        if locked {
+            "locked while training"
+        } else {
+            "s starts a run"
+        },
+        Style::new().fg(Color::Gray),
+    ));
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title("Settings")),
+        t.settings,
+    );
 
     // Progress.
     let block = Block::bordered().title("Progress");
@@ -138,19 +233,49 @@ fn render_train(frame: &mut Frame, l: &AppLayout, app: &App) {
         DataState::Ready { source, .. } => format!("Data: {source}"),
         DataState::Failed { message, .. } => format!("No data: {message}"),
     };
-    let data_style = if matches!(app.data, DataState::Failed { .. }) { Style::new().fg(Color::LightRed) } else { Style::new() };
-    let model_line = format!("Model for draw/explore: {}", app.model.as_ref().map_or("none", |m| m.origin.as_str()));
+    let data_style = if matches!(app.data, DataState::Failed { .. }) {
+        Style::new().fg(Color::LightRed)
+    } else {
+        Style::new()
+    };
+    let model_line = format!(
+        "Model for draw/explore: {}",
+        app.model.as_ref().map_or("none", |m| m.origin.as_str())
+    );
     match &app.run {
         None => {
             // Before any run there is room to wrap a long "No data" reason.
-            let lines = vec![Line::from(phase), Line::from(model_line), Line::styled(data_line, data_style)];
+            let lines = vec![
+                Line::from(phase),
+                Line::from(model_line),
+                Line::styled(data_line, data_style),
+            ];
             frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
         }
         Some(run) => {
-            let where_ = if run.epoch > 0 { format!(" - epoch {}/{} - step {}/{}", run.epoch, run.epochs, run.step, run.steps_per_epoch) } else { String::new() };
-            frame.render_widget(Paragraph::new(Line::styled(format!("{phase}{where_}"), Style::new().add_modifier(Modifier::BOLD))), row(0));
+            let where_ = if run.epoch > 0 {
+                format!(
+                    " - epoch {}/{} - step {}/{}",
+                    run.epoch, run.epochs, run.step, run.steps_per_epoch
+                )
+            } else {
+                String::new()
+            };
+            frame.render_widget(
+                Paragraph::new(Line::styled(
+                    format!("{phase}{where_}"),
+                    Style::new().add_modifier(Modifier::BOLD),
+                )),
+                row(0),
+            );
             let epoch_label = format!("epoch {:.0}%", run.epoch_fraction() * 100.0);
-            frame.render_widget(Gauge::default().ratio(run.epoch_fraction()).label(epoch_label).gauge_style(Style::new().fg(TRAIN_COLOUR)), row(1));
+            frame.render_widget(
+                Gauge::default()
+                    .ratio(run.epoch_fraction())
+                    .label(epoch_label)
+                    .gauge_style(Style::new().fg(TRAIN_COLOUR)),
+                row(1),
+            );
             let eta = match (&app.phase, run.eta) {
                 (Phase::Running, Some(eta)) => format!("ETA {}", format_duration(eta)),
                 (Phase::Running, None) => "ETA after warm-up".into(),
@@ -158,15 +283,28 @@ fn render_train(frame: &mut Frame, l: &AppLayout, app: &App) {
                 _ => String::new(),
             };
             let run_label = format!("run {:.0}%  {eta}", run.run_fraction() * 100.0);
-            frame.render_widget(Gauge::default().ratio(run.run_fraction()).label(run_label).gauge_style(Style::new().fg(ACCENT)), row(2));
+            frame.render_widget(
+                Gauge::default()
+                    .ratio(run.run_fraction())
+                    .label(run_label)
+                    .gauge_style(Style::new().fg(ACCENT)),
+                row(2),
+            );
             let rate = match (&app.phase, run.samples_per_second) {
                 (Phase::Running, Some(r)) => format!("{r:.0} samples/s"),
                 _ => "- samples/s".into(),
             };
-            let backend = if run.backend.is_empty() { "starting".into() } else { format!("backend {} - device {}", run.backend, run.device) };
+            let backend = if run.backend.is_empty() {
+                "starting".into()
+            } else {
+                format!("backend {} - device {}", run.backend, run.device)
+            };
             frame.render_widget(Paragraph::new(format!("{rate} - {backend}")), row(3));
             let last = match run.last_epoch {
-                Some((e, train, Some(test))) => format!("Epoch {e}: loss {:.4} acc {:.4} - val_loss {:.4} val_acc {:.4}", train.loss, train.accuracy, test.loss, test.accuracy),
+                Some((e, train, Some(test))) => format!(
+                    "Epoch {e}: loss {:.4} acc {:.4} - val_loss {:.4} val_acc {:.4}",
+                    train.loss, train.accuracy, test.loss, test.accuracy
+                ),
                 Some((e, train, None)) => format!("Epoch {e}: loss {:.4} acc {:.4}", train.loss, train.accuracy),
                 None => "No epoch finished yet".into(),
             };
@@ -182,13 +320,30 @@ fn render_train(frame: &mut Frame, l: &AppLayout, app: &App) {
         ChartWindow::Recent => "recent",
     };
     let (train_loss, val_loss, train_acc, val_acc) = match &app.run {
-        Some(r) => (&r.train_loss[..], &r.val_loss[..], &r.train_accuracy[..], &r.val_accuracy[..]),
+        Some(r) => (
+            &r.train_loss[..],
+            &r.val_loss[..],
+            &r.train_accuracy[..],
+            &r.val_accuracy[..],
+        ),
         None => (&[][..], &[][..], &[][..], &[][..]),
     };
     let epochs = app.run.as_ref().map_or(app.settings.epochs, |r| r.epochs);
-    let loss = ChartSpec { title: format!("Loss ({window})"), y_title: "loss", train: train_loss, validation: val_loss, accuracy: false };
+    let loss = ChartSpec {
+        title: format!("Loss ({window})"),
+        y_title: "loss",
+        train: train_loss,
+        validation: val_loss,
+        accuracy: false,
+    };
     render_chart(frame, t.loss, &loss, app.chart_window, epochs);
-    let accuracy = ChartSpec { title: format!("Accuracy ({window})"), y_title: "accuracy", train: train_acc, validation: val_acc, accuracy: true };
+    let accuracy = ChartSpec {
+        title: format!("Accuracy ({window})"),
+        y_title: "accuracy",
+        train: train_acc,
+        validation: val_acc,
+        accuracy: true,
+    };
     render_chart(frame, t.accuracy, &accuracy, app.chart_window, epochs);
 }
 
@@ -203,7 +358,10 @@ struct ChartSpec<'a> {
 fn render_chart(frame: &mut Frame, area: Rect, spec: &ChartSpec, window: ChartWindow, epochs: usize) {
     let block = Block::bordered().title(spec.title.as_str());
     if spec.train.is_empty() && spec.validation.is_empty() {
-        let text = Paragraph::new("No training yet: s starts a run").alignment(Alignment::Center).style(Style::new().fg(Color::Gray)).block(block);
+        let text = Paragraph::new("No training yet: s starts a run")
+            .alignment(Alignment::Center)
+            .style(Style::new().fg(Color::Gray))
+            .block(block);
         frame.render_widget(text, area);
         return;
     }
@@ -212,11 +370,19 @@ fn render_chart(frame: &mut Frame, area: Rect, spec: &ChartSpec, window: ChartWi
         ChartWindow::Recent => {
             let points = recent(spec.train, RECENT_POINTS).to_vec();
             let first = points.first().map_or(0.0, |p| p.0);
-            let last = points.last().map_or(first, |p| p.0).max(spec.validation.last().map_or(0.0, |p| p.0));
+            let last = points
+                .last()
+                .map_or(first, |p| p.0)
+                .max(spec.validation.last().map_or(0.0, |p| p.0));
             (points, [first, if last > first { last } else { first + 0.01 }])
         }
     };
-    let validation: Vec<(f64, f64)> = spec.validation.iter().copied().filter(|p| p.0 >= x_bounds[0] && p.0 <= x_bounds[1]).collect();
+    let validation: Vec<(f64, f64)> = spec
+        .validation
+        .iter()
+        .copied()
+        .filter(|p| p.0 >= x_bounds[0] && p.0 <= x_bounds[1])
+        .collect();
     let values = train.iter().chain(&validation).map(|p| p.1).filter(|v| v.is_finite());
     let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if lo > hi { (0.0, 1.0) } else { (lo, hi) };
@@ -230,15 +396,37 @@ fn render_chart(frame: &mut Frame, area: Rect, spec: &ChartSpec, window: ChartWi
     let y_labels = [y_bounds[0], (y_bounds[0] + y_bounds[1]) / 2.0, y_bounds[1]].map(|v| format!("{v:.digits$}"));
     let x_labels = [x_bounds[0], (x_bounds[0] + x_bounds[1]) / 2.0, x_bounds[1]].map(|v| format!("{v:.1}"));
     let datasets = vec![
-        Dataset::default().name("train (smoothed)").marker(Marker::Braille).graph_type(GraphType::Line).style(Style::new().fg(TRAIN_COLOUR)).data(&train),
-        Dataset::default().name("validation").marker(Marker::Dot).graph_type(GraphType::Line).style(Style::new().fg(VALIDATION_COLOUR)).data(&validation),
+        Dataset::default()
+            .name("train (smoothed)")
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::new().fg(TRAIN_COLOUR))
+            .data(&train),
+        Dataset::default()
+            .name("validation")
+            .marker(Marker::Dot)
+            .graph_type(GraphType::Line)
+            .style(Style::new().fg(VALIDATION_COLOUR))
+            .data(&validation),
     ];
     let chart = Chart::new(datasets)
         .block(block)
         // Keep the legend (which colour is which) unless the chart is tiny.
         .hidden_legend_constraints((Constraint::Percentage(60), Constraint::Percentage(60)))
-        .x_axis(Axis::default().title("epoch").bounds(x_bounds).labels(x_labels).style(Style::new().fg(Color::Gray)))
-        .y_axis(Axis::default().title(spec.y_title).bounds(y_bounds).labels(y_labels).style(Style::new().fg(Color::Gray)));
+        .x_axis(
+            Axis::default()
+                .title("epoch")
+                .bounds(x_bounds)
+                .labels(x_labels)
+                .style(Style::new().fg(Color::Gray)),
+        )
+        .y_axis(
+            Axis::default()
+                .title(spec.y_title)
+                .bounds(y_bounds)
+                .labels(y_labels)
+                .style(Style::new().fg(Color::Gray)),
+        );
     frame.render_widget(chart, area);
 }
 
@@ -265,7 +453,10 @@ fn draw_half_blocks(buf: &mut Buffer, area: Rect, pixel: &dyn Fn(usize, usize) -
     let threshold = 0.25;
     for row in 0..(SIDE as u16 / 2).min(area.height) {
         for x in 0..(SIDE as u16).min(area.width) {
-            let (top, bottom) = (pixel(x as usize, 2 * row as usize), pixel(x as usize, 2 * row as usize + 1));
+            let (top, bottom) = (
+                pixel(x as usize, 2 * row as usize),
+                pixel(x as usize, 2 * row as usize + 1),
+            );
             let (symbol, fg, bg) = match (top >= threshold, bottom >= threshold) {
                 (true, true) => ('█', grey(top.max(bottom)), Color::Reset),
                 (true, false) => ('▀', grey(top), grey(bottom)),
@@ -293,23 +484,47 @@ fn render_draw(frame: &mut Frame, l: &AppLayout, app: &App) {
 
     frame.render_widget(Block::bordered().title("Model input"), d.seen);
     let seen_inner = Block::bordered().inner(d.seen);
-    draw_half_blocks(frame.buffer_mut(), seen_inner, &|x, y| app.seen.get(y * SIDE + x).copied().unwrap_or(0.0));
+    draw_half_blocks(frame.buffer_mut(), seen_inner, &|x, y| {
+        app.seen.get(y * SIDE + x).copied().unwrap_or(0.0)
+    });
 
     let mut info = Vec::new();
     match (&app.probabilities, &app.classifier) {
-        (_, None) => info.push(Line::styled("No model: o loads one, or train one", Style::new().fg(Color::LightRed))),
+        (_, None) => info.push(Line::styled(
+            "No model: o loads one, or train one",
+            Style::new().fg(Color::LightRed),
+        )),
         (Some(p), Some(_)) => {
             let (class, probability) = argmax(p);
-            info.push(Line::styled(format!("Prediction: {class} ({:.1}%)", probability * 100.0), Style::new().fg(ACCENT).add_modifier(Modifier::BOLD)));
+            info.push(Line::styled(
+                format!("Prediction: {class} ({:.1}%)", probability * 100.0),
+                Style::new().fg(ACCENT).add_modifier(Modifier::BOLD),
+            ));
         }
         (None, Some(_)) => info.push(Line::from("Draw a digit on the pad")),
     }
     info.push(Line::from(""));
-    info.push(Line::from(format!("Model: {}", app.model.as_ref().map_or("none", |m| m.origin.as_str()))));
+    info.push(Line::from(format!(
+        "Model: {}",
+        app.model.as_ref().map_or("none", |m| m.origin.as_str())
+    )));
     info.push(Line::from(""));
-    info.push(Line::styled("Left: what the model sees (cropped,", Style::new().fg(Color::Gray)));
-    info.push(Line::styled("fitted in 20x20, centred by mass).", Style::new().fg(Color::Gray)));
-    frame.render_widget(Paragraph::new(info).wrap(Wrap { trim: false }), Rect { x: d.info.x + 1, width: d.info.width.saturating_sub(1), ..d.info });
+    info.push(Line::styled(
+        "Left: what the model sees (cropped,",
+        Style::new().fg(Color::Gray),
+    ));
+    info.push(Line::styled(
+        "fitted in 20x20, centred by mass).",
+        Style::new().fg(Color::Gray),
+    ));
+    frame.render_widget(
+        Paragraph::new(info).wrap(Wrap { trim: false }),
+        Rect {
+            x: d.info.x + 1,
+            width: d.info.width.saturating_sub(1),
+            ..d.info
+        },
+    );
 
     let block = Block::bordered().title("Probabilities");
     let inner = block.inner(d.bars);
@@ -375,26 +590,45 @@ fn render_explore(frame: &mut Frame, l: &AppLayout, app: &App) {
     let body = l.body;
     let message = match (&app.data, &app.model, &app.explore) {
         (DataState::Loading(_), _, _) => Some("Loading the test data...".to_string()),
-        (DataState::Failed { message, .. }, _, _) => Some(format!("No test data: {message}. Set Data in the train view (1).")),
+        (DataState::Failed { message, .. }, _, _) => {
+            Some(format!("No test data: {message}. Set Data in the train view (1)."))
+        }
         (_, None, _) => Some("No model: o loads one, or train one in the train view (1)".into()),
         (_, _, ex) if ex.error.is_some() => ex.error.clone(),
-        (DataState::Ready { split, .. }, Some(model), ex) if ex.predictions.as_ref().is_none_or(|(g, _)| *g != app.generation) => {
-            Some(format!("Predicting {} test images with the model {}...", split.test.len(), model.origin))
+        (DataState::Ready { split, .. }, Some(model), ex)
+            if ex.predictions.as_ref().is_none_or(|(g, _)| *g != app.generation) =>
+        {
+            Some(format!(
+                "Predicting {} test images with the model {}...",
+                split.test.len(),
+                model.origin
+            ))
         }
         _ => None,
     };
     if let Some(message) = message {
-        frame.render_widget(Paragraph::new(message).wrap(Wrap { trim: true }).block(Block::bordered().title("Explore")), body);
+        frame.render_widget(
+            Paragraph::new(message)
+                .wrap(Wrap { trim: true })
+                .block(Block::bordered().title("Explore")),
+            body,
+        );
         return;
     }
-    let (Some(split), Some((_, predictions))) = (app.data.split(), &app.explore.predictions) else { return };
+    let (Some(split), Some((_, predictions))) = (app.data.split(), &app.explore.predictions) else {
+        return;
+    };
     let labels = &split.test.labels;
     let indices = app.explore_indices();
     let total = labels.len().min(predictions.classes.len());
     let wrong = (0..total).filter(|&i| predictions.classes[i] != labels[i]).count();
 
     // The list.
-    let title = if app.explore.only_wrong { format!("Misclassified: {} of {total}", indices.len()) } else { format!("Test images: {total}") };
+    let title = if app.explore.only_wrong {
+        format!("Misclassified: {} of {total}", indices.len())
+    } else {
+        format!("Test images: {total}")
+    };
     let block = Block::bordered().title(title);
     let inner = block.inner(e.list);
     frame.render_widget(block, e.list);
@@ -407,9 +641,17 @@ fn render_explore(frame: &mut Frame, l: &AppLayout, app: &App) {
         .take(height)
         .map(|(position, &i)| {
             let (pred, conf, label) = (predictions.classes[i], predictions.confidence[i], labels[i]);
-            let mark = if pred == label { Span::styled("ok", Style::new().fg(ACCENT)) } else { Span::styled("XX", Style::new().fg(Color::LightRed)) };
+            let mark = if pred == label {
+                Span::styled("ok", Style::new().fg(ACCENT))
+            } else {
+                Span::styled("XX", Style::new().fg(Color::LightRed))
+            };
             let text = format!("#{i:<5} true {label} pred {pred} {:>5.1}% ", conf * 100.0);
-            let style = if position == app.explore.selected { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() };
+            let style = if position == app.explore.selected {
+                Style::new().add_modifier(Modifier::REVERSED)
+            } else {
+                Style::new()
+            };
             Line::from(vec![Span::styled(text, style), mark])
         })
         .collect();
@@ -421,31 +663,61 @@ fn render_explore(frame: &mut Frame, l: &AppLayout, app: &App) {
 
     // The selected image and its prediction.
     let selected = indices.get(app.explore.selected).copied();
-    frame.render_widget(Block::bordered().title(selected.map_or("Image".into(), |i| format!("Image #{i}"))), e.image);
+    frame.render_widget(
+        Block::bordered().title(selected.map_or("Image".into(), |i| format!("Image #{i}"))),
+        e.image,
+    );
     if let Some(i) = selected {
         let image = &split.test.images[i * split.test.sample_len()..(i + 1) * split.test.sample_len()];
-        draw_half_blocks(frame.buffer_mut(), Block::bordered().inner(e.image), &|x, y| image.get(y * SIDE + x).map_or(0.0, |&b| b as f32 / 255.0));
+        draw_half_blocks(frame.buffer_mut(), Block::bordered().inner(e.image), &|x, y| {
+            image.get(y * SIDE + x).map_or(0.0, |&b| b as f32 / 255.0)
+        });
         let (pred, conf, label) = (predictions.classes[i], predictions.confidence[i], labels[i]);
-        let verdict = if pred == label { Line::styled("correct", Style::new().fg(ACCENT)) } else { Line::styled("WRONG", Style::new().fg(Color::LightRed).add_modifier(Modifier::BOLD)) };
-        let details = vec![Line::from(format!("True label: {label}")), Line::from(format!("Predicted:  {pred} ({:.1}%)", conf * 100.0)), verdict];
-        frame.render_widget(Paragraph::new(details), Rect { x: e.details.x + 1, width: e.details.width.saturating_sub(1), ..e.details });
+        let verdict = if pred == label {
+            Line::styled("correct", Style::new().fg(ACCENT))
+        } else {
+            Line::styled("WRONG", Style::new().fg(Color::LightRed).add_modifier(Modifier::BOLD))
+        };
+        let details = vec![
+            Line::from(format!("True label: {label}")),
+            Line::from(format!("Predicted:  {pred} ({:.1}%)", conf * 100.0)),
+            verdict,
+        ];
+        frame.render_widget(
+            Paragraph::new(details),
+            Rect {
+                x: e.details.x + 1,
+                width: e.details.width.saturating_sub(1),
+                ..e.details
+            },
+        );
     }
 
     // The confusion matrix.
     let mut matrix = [[0u32; 10]; 10];
-    for i in 0..total {
-        let (t, p) = (labels[i] as usize, predictions.classes[i] as usize);
+    for (&t, &p) in labels.iter().zip(&predictions.classes) {
+        let (t, p) = (t as usize, p as usize);
         if t < 10 && p < 10 {
             matrix[t][p] += 1;
         }
     }
-    let accuracy = if total > 0 { (total - wrong) as f64 / total as f64 } else { 0.0 };
-    let mut lines = vec![Line::from(format!("accuracy {accuracy:.4}: {wrong} of {total} wrong")), Line::from("rows: true class, columns: predicted")];
+    let accuracy = if total > 0 {
+        (total - wrong) as f64 / total as f64
+    } else {
+        0.0
+    };
+    let mut lines = vec![
+        Line::from(format!("accuracy {accuracy:.4}: {wrong} of {total} wrong")),
+        Line::from("rows: true class, columns: predicted"),
+    ];
     let mut header = String::from("     ");
     header.extend((0..10).map(|c| format!("{c:>4}")));
     lines.push(Line::styled(header, Style::new().add_modifier(Modifier::BOLD)));
     for (t, row) in matrix.iter().enumerate() {
-        let mut spans = vec![Span::styled(format!("{t:>4} "), Style::new().add_modifier(Modifier::BOLD))];
+        let mut spans = vec![Span::styled(
+            format!("{t:>4} "),
+            Style::new().add_modifier(Modifier::BOLD),
+        )];
         for (p, &n) in row.iter().enumerate() {
             let style = match (t == p, n) {
                 (true, _) => Style::new().fg(ACCENT),
@@ -456,5 +728,8 @@ fn render_explore(frame: &mut Frame, l: &AppLayout, app: &App) {
         }
         lines.push(Line::from(spans));
     }
-    frame.render_widget(Paragraph::new(lines).block(Block::bordered().title("Confusion matrix")), e.confusion);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title("Confusion matrix")),
+        e.confusion,
+    );
 }

@@ -30,7 +30,10 @@ pub enum Msg {
     Worker(WorkerMsg),
     Data(DataMsg),
     /// How loading the data for `args` is going (a download), for the status line.
-    DataProgress { text: String, args: DataArgs },
+    DataProgress {
+        text: String,
+        args: DataArgs,
+    },
     Explore(ExploreMsg),
     /// The result of `Effect::LoadModel`.
     ModelLoaded(Result<Model, String>),
@@ -42,10 +45,23 @@ pub enum Msg {
 #[derive(Debug, Clone)]
 pub enum Effect {
     LoadData(DataArgs),
-    StartTraining { settings: RunSettings, split: Arc<Split>, control: Arc<RunControl> },
-    PredictAll { model: Model, split: Arc<Split>, generation: u64 },
-    SaveModel { model: Model, prefix: String },
-    LoadModel { prefix: String },
+    StartTraining {
+        settings: RunSettings,
+        split: Arc<Split>,
+        control: Arc<RunControl>,
+    },
+    PredictAll {
+        model: Model,
+        split: Arc<Split>,
+        generation: u64,
+    },
+    SaveModel {
+        model: Model,
+        prefix: String,
+    },
+    LoadModel {
+        prefix: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +90,14 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 6] = [Field::Epochs, Field::BatchSize, Field::Backend, Field::Seed, Field::Data, Field::Limit];
+    pub const ALL: [Field; 6] = [
+        Field::Epochs,
+        Field::BatchSize,
+        Field::Backend,
+        Field::Seed,
+        Field::Data,
+        Field::Limit,
+    ];
     pub fn label(self) -> &'static str {
         match self {
             Field::Epochs => "Epochs",
@@ -112,7 +135,13 @@ impl Settings {
     }
 
     pub fn run_settings(&self) -> RunSettings {
-        RunSettings { epochs: self.epochs, batch_size: self.batch_size, seed: self.seed, backend: self.backend, threads: self.threads }
+        RunSettings {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            seed: self.seed,
+            backend: self.backend,
+            threads: self.threads,
+        }
     }
 
     pub fn value(&self, field: Field) -> String {
@@ -131,16 +160,34 @@ impl Settings {
     /// The left and right arrows: numbers up and down (batch size and limit by doubling),
     /// the backend round the choices; the data path is only typed.
     fn adjust(&mut self, field: Field, up: bool) {
-        let step = |v: usize, lo: usize| if up { v.saturating_add(1) } else { v.saturating_sub(1).max(lo) };
+        let step = |v: usize, lo: usize| {
+            if up {
+                v.saturating_add(1)
+            } else {
+                v.saturating_sub(1).max(lo)
+            }
+        };
         match field {
             Field::Epochs => self.epochs = step(self.epochs, 1).min(9999),
-            Field::BatchSize => self.batch_size = if up { (self.batch_size * 2).min(65536) } else { (self.batch_size / 2).max(1) },
+            Field::BatchSize => {
+                self.batch_size = if up {
+                    (self.batch_size * 2).min(65536)
+                } else {
+                    (self.batch_size / 2).max(1)
+                }
+            }
             Field::Backend => {
                 let all = [BackendChoice::Auto, BackendChoice::Cpu, BackendChoice::Cuda];
                 let i = all.iter().position(|&b| b == self.backend).unwrap_or(0);
                 self.backend = all[(i + if up { 1 } else { all.len() - 1 }) % all.len()];
             }
-            Field::Seed => self.seed = if up { self.seed.saturating_add(1) } else { self.seed.saturating_sub(1) },
+            Field::Seed => {
+                self.seed = if up {
+                    self.seed.saturating_add(1)
+                } else {
+                    self.seed.saturating_sub(1)
+                }
+            }
             Field::Data => {}
             Field::Limit => {
                 self.limit = match (up, self.limit) {
@@ -164,7 +211,13 @@ impl Settings {
             Field::Epochs => self.epochs = number("epochs", 1)? as usize,
             Field::BatchSize => self.batch_size = number("batch size", 1)? as usize,
             Field::Seed => self.seed = number("seed", 0)?,
-            Field::Limit => self.limit = if text == "all" { 0 } else { number("limit (0: all)", 0)? as usize },
+            Field::Limit => {
+                self.limit = if text == "all" {
+                    0
+                } else {
+                    number("limit (0: all)", 0)? as usize
+                }
+            }
             Field::Data => self.data = text.to_string(),
             Field::Backend => {
                 self.backend = match text {
@@ -190,8 +243,14 @@ pub fn backend_name(b: BackendChoice) -> &'static str {
 #[derive(Debug, Clone)]
 pub enum DataState {
     Loading(DataArgs),
-    Ready { split: Arc<Split>, source: String, args: DataArgs },
-    Failed { message: String },
+    Ready {
+        split: Arc<Split>,
+        source: String,
+        args: DataArgs,
+    },
+    Failed {
+        message: String,
+    },
 }
 
 impl DataState {
@@ -305,14 +364,26 @@ impl Run {
 
     fn apply(&mut self, event: &Event, at: std::time::Instant) {
         match *event {
-            Event::Started { epochs, steps_per_epoch, train_samples, test_samples } => {
-                (self.epochs, self.steps_per_epoch, self.train_samples, self.test_samples) = (epochs, steps_per_epoch, train_samples, test_samples);
+            Event::Started {
+                epochs,
+                steps_per_epoch,
+                train_samples,
+                test_samples,
+            } => {
+                (self.epochs, self.steps_per_epoch, self.train_samples, self.test_samples) =
+                    (epochs, steps_per_epoch, train_samples, test_samples);
             }
             Event::EpochStarted { epoch } => {
                 (self.epoch, self.step, self.samples_in_epoch) = (epoch, 0, 0);
                 self.smoother.new_epoch();
             }
-            Event::Step { epoch, step, samples_done, running, .. } => {
+            Event::Step {
+                epoch,
+                step,
+                samples_done,
+                running,
+                ..
+            } => {
                 (self.epoch, self.step, self.samples_in_epoch) = (epoch, step, samples_done);
                 let x = (epoch - 1) as f64 + self.epoch_fraction();
                 if let Some(m) = running {
@@ -344,8 +415,13 @@ pub enum Prompt {
     /// Quitting would stop a running training.
     ConfirmQuit,
     /// A checkpoint prefix to save to; `offered` when training just ended.
-    SaveModel { input: String, offered: bool },
-    LoadModel { input: String },
+    SaveModel {
+        input: String,
+        offered: bool,
+    },
+    LoadModel {
+        input: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -416,7 +492,10 @@ impl App {
             prediction_stale: false,
             explore: Explore::default(),
             prompt: None,
-            status: ("Ready: set up the run and press s to train, or draw a digit in the draw view (2)".into(), StatusKind::Info),
+            status: (
+                "Ready: set up the run and press s to train, or draw a digit in the draw view (2)".into(),
+                StatusKind::Info,
+            ),
             screen: Rect::new(0, 0, 120, 40),
             out_dir,
             quit: false,
@@ -478,7 +557,9 @@ impl App {
             return Vec::new();
         };
         let labels = &split.test.labels;
-        (0..labels.len().min(p.classes.len())).filter(|&i| !self.explore.only_wrong || p.classes[i] != labels[i]).collect()
+        (0..labels.len().min(p.classes.len()))
+            .filter(|&i| !self.explore.only_wrong || p.classes[i] != labels[i])
+            .collect()
     }
 }
 
@@ -535,7 +616,11 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
 
 /// Asks for the explore view's predictions when it is shown and they are out of date.
 fn explore_effects(app: &mut App) -> Vec<Effect> {
-    let current = app.explore.predictions.as_ref().is_some_and(|(g, _)| *g == app.generation);
+    let current = app
+        .explore
+        .predictions
+        .as_ref()
+        .is_some_and(|(g, _)| *g == app.generation);
     if app.view != View::Explore || current || app.explore.pending == Some(app.generation) {
         return Vec::new();
     }
@@ -544,7 +629,11 @@ fn explore_effects(app: &mut App) -> Vec<Effect> {
     };
     app.explore.pending = Some(app.generation);
     app.explore.error = None;
-    vec![Effect::PredictAll { model: model.clone(), split: split.clone(), generation: app.generation }]
+    vec![Effect::PredictAll {
+        model: model.clone(),
+        split: split.clone(),
+        generation: app.generation,
+    }]
 }
 
 fn on_data(app: &mut App, msg: DataMsg) -> Vec<Effect> {
@@ -560,7 +649,11 @@ fn on_data(app: &mut App, msg: DataMsg) -> Vec<Effect> {
     app.generation += 1;
     match &app.data {
         DataState::Ready { split, source, .. } => {
-            let text = format!("Data ready: {} train and {} test images from {source}", split.train.len(), split.test.len());
+            let text = format!(
+                "Data ready: {} train and {} test images from {source}",
+                split.train.len(),
+                split.test.len()
+            );
             app.info(text);
             if std::mem::take(&mut app.start_when_loaded) {
                 return start_training(app);
@@ -589,7 +682,11 @@ fn on_worker(app: &mut App, msg: WorkerMsg) -> Vec<Effect> {
         }
         WorkerMsg::Progress { event, at } => run.apply(&event, at),
         WorkerMsg::Snapshot { epoch, params } => {
-            let model = Model { config: Config::default(), params: Arc::new(params), origin: format!("being trained (epoch {epoch})") };
+            let model = Model {
+                config: Config::default(),
+                params: Arc::new(params),
+                origin: format!("being trained (epoch {epoch})"),
+            };
             app.set_model(model);
         }
         WorkerMsg::Done { end, params } => {
@@ -597,9 +694,15 @@ fn on_worker(app: &mut App, msg: WorkerMsg) -> Vec<Effect> {
             let test = run.last_epoch.and_then(|(_, _, t)| t);
             if let Some(params) = params {
                 let origin = format!("trained here ({epochs_done} epochs)");
-                app.set_model(Model { config: Config::default(), params: Arc::new(params), origin });
+                app.set_model(Model {
+                    config: Config::default(),
+                    params: Arc::new(params),
+                    origin,
+                });
             }
-            let result = test.map_or(String::new(), |t| format!(": test accuracy {:.4}, loss {:.4}", t.accuracy, t.loss));
+            let result = test.map_or(String::new(), |t| {
+                format!(": test accuracy {:.4}, loss {:.4}", t.accuracy, t.loss)
+            });
             match end {
                 RunEnd::Completed => {
                     app.phase = Phase::Completed;
@@ -626,13 +729,19 @@ fn on_worker(app: &mut App, msg: WorkerMsg) -> Vec<Effect> {
 fn start_training(app: &mut App) -> Vec<Effect> {
     let args = app.settings.data_args();
     match &app.data {
-        DataState::Ready { split, args: loaded, .. } if *loaded == args => {
+        DataState::Ready {
+            split, args: loaded, ..
+        } if *loaded == args => {
             let split = split.clone();
             let control = Arc::new(RunControl::default());
             app.run = Some(Run::new(control.clone(), app.settings.epochs));
             app.phase = Phase::Running;
             app.info("Training started");
-            vec![Effect::StartTraining { settings: app.settings.run_settings(), split, control }]
+            vec![Effect::StartTraining {
+                settings: app.settings.run_settings(),
+                split,
+                control,
+            }]
         }
         DataState::Loading(loading) if *loading == args => {
             app.start_when_loaded = true;
@@ -676,9 +785,18 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         KeyCode::Tab => app.view = View::ALL[(app.view.index() + 1) % 3],
         KeyCode::BackTab => app.view = View::ALL[(app.view.index() + 2) % 3],
         KeyCode::Char(c @ '1'..='3') => app.view = View::ALL[c as usize - '1' as usize],
-        KeyCode::Char('o') => app.prompt = Some(Prompt::LoadModel { input: app.out_dir.join("mnist_cnn").display().to_string() }),
+        KeyCode::Char('o') => {
+            app.prompt = Some(Prompt::LoadModel {
+                input: app.out_dir.join("mnist_cnn").display().to_string(),
+            })
+        }
         KeyCode::Char('e') => match app.model {
-            Some(_) => app.prompt = Some(Prompt::SaveModel { input: app.out_dir.join("mnist_cnn").display().to_string(), offered: false }),
+            Some(_) => {
+                app.prompt = Some(Prompt::SaveModel {
+                    input: app.out_dir.join("mnist_cnn").display().to_string(),
+                    offered: false,
+                })
+            }
             None => app.error("No model to save yet"),
         },
         _ => {
@@ -742,7 +860,11 @@ fn on_path_prompt(app: &mut App, save: Option<bool>, mut input: String, key: Key
                 (None, _) => vec![Effect::LoadModel { prefix }],
             };
         }
-        KeyCode::Esc => app.info(if save == Some(true) { "Not saved: press e to save the model later" } else { "Cancelled" }),
+        KeyCode::Esc => app.info(if save == Some(true) {
+            "Not saved: press e to save the model later"
+        } else {
+            "Cancelled"
+        }),
         KeyCode::Backspace => {
             input.pop();
             app.prompt = Some(rebuild(input));
@@ -794,7 +916,9 @@ fn on_train_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             }
             (Phase::Paused, Some(run)) => {
                 run.control.paused.store(false, Ordering::SeqCst);
-                app.run.as_mut().map(|r| r.throughput.restart());
+                if let Some(run) = app.run.as_mut() {
+                    run.throughput.restart();
+                }
                 app.phase = Phase::Running;
                 app.info("Resumed");
             }
@@ -822,10 +946,16 @@ fn on_train_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         }
         KeyCode::Up => app.selected_field = app.selected_field.saturating_sub(1),
         KeyCode::Down => app.selected_field = (app.selected_field + 1).min(Field::ALL.len() - 1),
-        KeyCode::Left | KeyCode::Right | KeyCode::Enter if locked => app.info("Settings are locked while a run is going"),
+        KeyCode::Left | KeyCode::Right | KeyCode::Enter if locked => {
+            app.info("Settings are locked while a run is going")
+        }
         KeyCode::Left | KeyCode::Right => app.settings.adjust(field, key.code == KeyCode::Right),
         KeyCode::Enter => {
-            let text = if field == Field::Data { app.settings.data.clone() } else { app.settings.value(field) };
+            let text = if field == Field::Data {
+                app.settings.data.clone()
+            } else {
+                app.settings.value(field)
+            };
             app.editing = Some((field, text));
             app.info(format!("Editing {}: Enter sets it, Esc cancels", field.label()));
         }
@@ -904,7 +1034,9 @@ fn on_mouse(app: &mut App, mouse: MouseEvent) -> Vec<Effect> {
                     }
                 }
                 // A drag that leaves the pad keeps drawing along its edge.
-                MouseEventKind::Drag(button @ (MouseButton::Left | MouseButton::Right)) if app.pad.last_drag.is_some() => {
+                MouseEventKind::Drag(button @ (MouseButton::Left | MouseButton::Right))
+                    if app.pad.last_drag.is_some() =>
+                {
                     let (x, y) = pad.clamped_pixel_at(column, row);
                     app.pad.mouse_paint(x, y, true, button == MouseButton::Right);
                     app.pad_changed();
@@ -920,7 +1052,11 @@ fn on_mouse(app: &mut App, mouse: MouseEvent) -> Vec<Effect> {
                 MouseEventKind::ScrollDown if inside => on_explore_key(app, KeyEvent::from(KeyCode::Down)),
                 MouseEventKind::ScrollUp if inside => on_explore_key(app, KeyEvent::from(KeyCode::Up)),
                 MouseEventKind::Down(MouseButton::Left) if inside && row > list.y && row + 1 < list.bottom() => {
-                    let offset = super::render::list_offset(app.explore.selected, app.explore_indices().len(), list.height.saturating_sub(2) as usize);
+                    let offset = super::render::list_offset(
+                        app.explore.selected,
+                        app.explore_indices().len(),
+                        list.height.saturating_sub(2) as usize,
+                    );
                     app.explore.selected = offset + (row - list.y - 1) as usize;
                     on_explore_key(app, KeyEvent::from(KeyCode::Null));
                 }
