@@ -44,6 +44,9 @@ pub struct DrawLayout {
     pub pad: Option<PadGeometry>,
     pub pad_block: Rect,
     pub seen: Rect,
+    /// Beside the model's input: the predicted class.
+    pub prediction: Rect,
+    /// Under the bars: which model, and what the input view shows.
     pub info: Rect,
     pub bars: Rect,
 }
@@ -181,13 +184,14 @@ fn draw_layout(body: Rect) -> DrawLayout {
         side * cell_width,
         side / pixels_per_row,
     );
-    let [seen_row, bars, _] = Layout::vertical([
+    let [seen_row, bars, info] = Layout::vertical([
         Constraint::Length(IMAGE_BLOCK.1),
         Constraint::Length(12),
         Constraint::Min(0),
     ])
     .areas(right);
-    let [seen, info] = Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(seen_row);
+    let [seen, prediction] =
+        Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(seen_row);
     DrawLayout {
         pad: Some(PadGeometry {
             inner,
@@ -196,19 +200,18 @@ fn draw_layout(body: Rect) -> DrawLayout {
         }),
         pad_block,
         seen,
-        info,
+        prediction,
         bars,
+        info,
     }
 }
 
+/// The list on the left; on the right the selected image beside its details, and the confusion
+/// matrix under them (so 100 columns hold it all).
 fn explore_layout(body: Rect) -> ExploreLayout {
-    let [list, middle, confusion] = Layout::horizontal([
-        Constraint::Length(34),
-        Constraint::Length(IMAGE_BLOCK.0),
-        Constraint::Min(0),
-    ])
-    .areas(body);
-    let [image, details] = Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Min(0)]).areas(middle);
+    let [list, right] = Layout::horizontal([Constraint::Length(32), Constraint::Min(0)]).areas(body);
+    let [top, confusion] = Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Min(0)]).areas(right);
+    let [image, details] = Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(top);
     ExploreLayout {
         list,
         image,

@@ -7,7 +7,7 @@ use ratatui::layout::{Alignment, Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Chart, Clear, Dataset, Gauge, GraphType, Paragraph, Wrap};
+use ratatui::widgets::{Axis, Block, Chart, Clear, Dataset, Gauge, GraphType, LegendPosition, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::layout::{self, layout, AppLayout, PadGeometry, MIN_HEIGHT, MIN_WIDTH, TAB_TITLES};
@@ -413,6 +413,12 @@ fn render_chart(frame: &mut Frame, area: Rect, spec: &ChartSpec, window: ChartWi
         .block(block)
         // Keep the legend (which colour is which) unless the chart is tiny.
         .hidden_legend_constraints((Constraint::Percentage(60), Constraint::Percentage(60)))
+        // In the corner the curve leaves empty: loss falls, accuracy rises.
+        .legend_position(Some(if spec.accuracy {
+            LegendPosition::BottomRight
+        } else {
+            LegendPosition::TopRight
+        }))
         .x_axis(
             Axis::default()
                 .title("epoch")
@@ -488,43 +494,37 @@ fn render_draw(frame: &mut Frame, l: &AppLayout, app: &App) {
         app.seen.get(y * SIDE + x).copied().unwrap_or(0.0)
     });
 
-    let mut info = Vec::new();
-    match (&app.probabilities, &app.classifier) {
-        (_, None) => info.push(Line::styled(
-            "No model: o loads one, or train one",
-            Style::new().fg(Color::LightRed),
-        )),
+    let prediction = match (&app.probabilities, &app.classifier) {
+        (_, None) => Line::styled("No model: o loads one, or train one", Style::new().fg(Color::LightRed)),
         (Some(p), Some(_)) => {
             let (class, probability) = argmax(p);
-            info.push(Line::styled(
+            Line::styled(
                 format!("Prediction: {class} ({:.1}%)", probability * 100.0),
                 Style::new().fg(ACCENT).add_modifier(Modifier::BOLD),
-            ));
+            )
         }
-        (None, Some(_)) => info.push(Line::from("Draw a digit on the pad")),
-    }
-    info.push(Line::from(""));
-    info.push(Line::from(format!(
-        "Model: {}",
-        app.model.as_ref().map_or("none", |m| m.origin.as_str())
-    )));
-    info.push(Line::from(""));
-    info.push(Line::styled(
-        "Left: what the model sees (cropped,",
-        Style::new().fg(Color::Gray),
-    ));
-    info.push(Line::styled(
-        "fitted in 20x20, centred by mass).",
-        Style::new().fg(Color::Gray),
-    ));
+        (None, Some(_)) => Line::from("Draw a digit on the pad"),
+    };
+    let beside = Rect {
+        x: d.prediction.x + 1,
+        width: d.prediction.width.saturating_sub(1),
+        ..d.prediction
+    };
     frame.render_widget(
-        Paragraph::new(info).wrap(Wrap { trim: false }),
-        Rect {
-            x: d.info.x + 1,
-            width: d.info.width.saturating_sub(1),
-            ..d.info
-        },
+        Paragraph::new(vec![Line::from(""), prediction]).wrap(Wrap { trim: false }),
+        beside,
     );
+    let info = vec![
+        Line::from(format!(
+            "Model: {}",
+            app.model.as_ref().map_or("none", |m| m.origin.as_str())
+        )),
+        Line::styled(
+            "Model input: the pad cropped to the ink, fitted in 20x20 and centred by mass, as MNIST's digits were.",
+            Style::new().fg(Color::Gray),
+        ),
+    ];
+    frame.render_widget(Paragraph::new(info).wrap(Wrap { trim: false }), d.info);
 
     let block = Block::bordered().title("Probabilities");
     let inner = block.inner(d.bars);
@@ -710,12 +710,12 @@ fn render_explore(frame: &mut Frame, l: &AppLayout, app: &App) {
         Line::from(format!("accuracy {accuracy:.4}: {wrong} of {total} wrong")),
         Line::from("rows: true class, columns: predicted"),
     ];
-    let mut header = String::from("     ");
+    let mut header = String::from("    ");
     header.extend((0..10).map(|c| format!("{c:>4}")));
     lines.push(Line::styled(header, Style::new().add_modifier(Modifier::BOLD)));
     for (t, row) in matrix.iter().enumerate() {
         let mut spans = vec![Span::styled(
-            format!("{t:>4} "),
+            format!("{t:>3} "),
             Style::new().add_modifier(Modifier::BOLD),
         )];
         for (p, &n) in row.iter().enumerate() {
