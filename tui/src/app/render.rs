@@ -479,7 +479,7 @@ fn draw_half_blocks(buf: &mut Buffer, area: Rect, pixel: &dyn Fn(usize, usize) -
 fn render_draw(frame: &mut Frame, l: &AppLayout, app: &App) {
     let d = &l.draw;
     let Some(pad) = d.pad else {
-        let text = "The window is too small for the pad: enlarge it to at least 32 columns and 20 rows.";
+        let text = "The window is too small for the pad: enlarge it to at least 20 rows.";
         frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), d.pad_block);
         return;
     };

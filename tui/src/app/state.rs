@@ -781,7 +781,7 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         return Vec::new();
     }
     match key.code {
-        KeyCode::Char('q') | KeyCode::Esc if key.code != KeyCode::Esc || app.view == View::Train => request_quit(app),
+        KeyCode::Char('q') => request_quit(app),
         KeyCode::Tab => app.view = View::ALL[(app.view.index() + 1) % 3],
         KeyCode::BackTab => app.view = View::ALL[(app.view.index() + 2) % 3],
         KeyCode::Char(c @ '1'..='3') => app.view = View::ALL[c as usize - '1' as usize],
