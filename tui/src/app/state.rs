@@ -385,7 +385,7 @@ impl Run {
                 ..
             } => {
                 (self.epoch, self.step, self.samples_in_epoch) = (epoch, step, samples_done);
-                let x = (epoch - 1) as f64 + self.epoch_fraction();
+                let x = epoch.saturating_sub(1) as f64 + self.epoch_fraction();
                 if let Some(m) = running {
                     if let Some((loss, accuracy)) = self.smoother.push(samples_done, m.loss, m.accuracy) {
                         self.train_loss.push((x, loss));
