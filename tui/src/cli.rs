@@ -21,6 +21,16 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+impl Cli {
+    /// The app's settings when `mnist` is run with no command: TuiArgs' defaults.
+    pub fn tui_defaults() -> TuiArgs {
+        match Cli::parse_from(["mnist", "tui"]).command {
+            Some(Command::Tui(args)) => args,
+            _ => unreachable!("`mnist tui` parses as the tui command"),
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train the Keras mnist_cnn model (the sample's job): download MNIST, train, report test
@@ -33,6 +43,9 @@ pub enum Command {
     Predict(PredictArgs),
     /// Time training steps and print samples/s and the time of one epoch.
     Bench(BenchArgs),
+    /// The interactive terminal app: train and watch the curves, draw a digit and see the
+    /// prediction, browse the test set (what `mnist` alone opens on a terminal).
+    Tui(TuiArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -61,7 +74,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct DataArgs {
     /// A local MNIST: a Keras-style .npz file, or a directory with the four idx(.gz) files.
     /// Without it, mnist.npz is downloaded (and cached) like Keras's get_file does.
@@ -230,4 +243,32 @@ pub struct PredictArgs {
     /// CPU threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct TuiArgs {
+    /// Passes over the training set (editable in the app).
+    #[arg(long, default_value_t = 12)]
+    pub epochs: usize,
+    /// Samples per training step (editable in the app).
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Seed for initialisation, shuffling and dropout (editable in the app).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where training runs (editable in the app).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// CPU threads for training (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Start with this MXNet checkpoint (PREFIX-symbol.json, PREFIX-0000.params) instead of
+    /// the model shipped inside the binary.
+    #[arg(long, value_name = "PREFIX")]
+    pub model: Option<String>,
+    /// The folder the save prompt suggests for models.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out_dir: PathBuf,
 }

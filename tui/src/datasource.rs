@@ -8,7 +8,7 @@ use mnist_core::codec::mnist;
 use mnist_core::Split;
 
 use crate::cli::DataArgs;
-use crate::download::{self, ErrorKind, FetchOptions, ProgressRenderer, Source};
+use crate::download::{self, ErrorKind, FetchOptions, ProgressEvent, ProgressRenderer, Source};
 use crate::Failure;
 
 pub struct Loaded {
@@ -22,10 +22,17 @@ pub fn load_path(path: &Path) -> Result<Loaded, Failure> {
     Ok(Loaded { split, source: path.display().to_string() })
 }
 
+/// Loads the data, showing download progress on stderr.
 pub fn load(args: &DataArgs) -> Result<Loaded, Failure> {
+    let mut renderer = ProgressRenderer::stderr();
+    load_with_progress(args, &mut |event| renderer.handle(&event))
+}
+
+/// Loads the data, giving download progress to `progress` (the app cannot use stderr).
+pub fn load_with_progress(args: &DataArgs, progress: &mut dyn FnMut(ProgressEvent)) -> Result<Loaded, Failure> {
     let mut loaded = match &args.data {
         Some(path) => load_path(path)?,
-        None => fetch(args)?,
+        None => fetch(args, progress)?,
     };
     if let Some(limit) = args.limit {
         if limit == 0 {
@@ -39,7 +46,7 @@ pub fn load(args: &DataArgs) -> Result<Loaded, Failure> {
     Ok(loaded)
 }
 
-fn fetch(args: &DataArgs) -> Result<Loaded, Failure> {
+fn fetch(args: &DataArgs, progress: &mut dyn FnMut(ProgressEvent)) -> Result<Loaded, Failure> {
     let bad = |m: String| Failure::new(crate::EXIT_BAD_INPUT, m);
     let sha256 = match &args.sha256 {
         Some(hex) => Some(download::parse_sha256(hex).map_err(|e| bad(format!("--sha256: {e}")))?),
@@ -47,8 +54,7 @@ fn fetch(args: &DataArgs) -> Result<Loaded, Failure> {
     };
     let cache_dir = download::resolve_cache_dir(args.cache_dir.as_deref()).map_err(|e| bad(e.to_string()))?;
     let options = FetchOptions::mnist(cache_dir, download::resolve_data_url(args.data_url.clone()), sha256);
-    let mut renderer = ProgressRenderer::stderr();
-    let fetched = download::fetch(&options, &mut |event| renderer.handle(&event)).map_err(|e| {
+    let fetched = download::fetch(&options, progress).map_err(|e| {
         let code = match e.kind() {
             ErrorKind::Permanent => crate::EXIT_BAD_INPUT,
             ErrorKind::Transient => crate::EXIT_TRANSIENT,

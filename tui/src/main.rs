@@ -1,7 +1,9 @@
-//! The `mnist` binary: `mnist train` (headless, for pods and scripts), `predict` and `bench`.
+//! The `mnist` binary: `mnist train` (headless, for pods and scripts), `predict`, `bench`, and
+//! the interactive app (`mnist tui`, or `mnist` alone on a terminal).
 //! Errors become one clear sentence on stderr and a documented exit code; on exit a one-line
 //! summary goes to /dev/termination-log when it is writable (Kubernetes' convention).
 
+mod app;
 mod atomic;
 mod bench_cmd;
 mod checkpoints;
@@ -16,6 +18,8 @@ mod train_cmd;
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
+
+use std::io::IsTerminal;
 
 use clap::Parser;
 
@@ -100,9 +104,15 @@ fn main() {
         Some(cli::Command::Train(args)) => train_cmd::run(args, &Signals::install()),
         Some(cli::Command::Predict(args)) => predict_cmd::run(args),
         Some(cli::Command::Bench(args)) => bench_cmd::run(args),
+        Some(cli::Command::Tui(args)) => app::run(args, &Signals::install()),
+        // On a terminal `mnist` alone opens the app; in scripts and pods it only prints help.
+        None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => {
+            app::run(cli::Cli::tui_defaults(), &Signals::install())
+        }
         None => {
             use clap::CommandFactory;
             let _ = cli::Cli::command().print_help();
+            println!("\nOn a terminal, `mnist` with no command (or `mnist tui`) opens the interactive app.");
             Ok(String::new())
         }
     };

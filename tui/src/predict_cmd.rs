@@ -64,7 +64,7 @@ pub fn run(args: PredictArgs) -> Result<String, Failure> {
 }
 
 /// PREFIX-symbol.json and PREFIX-NNNN.params, imported into our layout.
-fn load_model(prefix: &str, epoch: u32) -> Result<mxnet::Imported, Failure> {
+pub(crate) fn load_model(prefix: &str, epoch: u32) -> Result<mxnet::Imported, Failure> {
     let read = |name: String| {
         std::fs::read(&name).map_err(|e| {
             let hint = match e.kind() {

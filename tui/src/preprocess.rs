@@ -194,6 +194,12 @@ pub fn mnist_style(grey: &Grey, width: usize, height: usize) -> Vec<f32> {
     if is_dark_on_light(&grey) {
         grey.pixels.iter_mut().for_each(|v| *v = 1.0 - *v);
     }
+    mnist_style_light_on_dark(grey, width, height)
+}
+
+/// `mnist_style` for an image known to be light ink on dark (the app's drawing pad), so a
+/// stroke along the border is never mistaken for a light background.
+pub fn mnist_style_light_on_dark(mut grey: Grey, width: usize, height: usize) -> Vec<f32> {
     let background = border_mean(&grey);
     let peak = grey.pixels.iter().copied().fold(0.0f32, f32::max);
     if peak - background < MIN_CONTRAST {

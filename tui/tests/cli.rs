@@ -181,3 +181,19 @@ fn a_missing_file_on_the_server_is_a_permanent_error() {
     assert!(text(&output.stderr).contains("404"), "{}", text(&output.stderr));
     assert_eq!(hits.load(Ordering::SeqCst), 1, "a 404 is not retried");
 }
+
+#[test]
+fn without_a_terminal_mnist_alone_prints_help_and_the_app_refuses_clearly() {
+    // output() gives the child pipes and no stdin: not a terminal.
+    let output = mnist(&[], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("Usage: mnist") && stdout.contains("tui"), "{stdout}");
+    assert!(stdout.contains("`mnist` with no command (or `mnist tui`) opens the interactive app"), "{stdout}");
+    assert!(!stdout.contains('\x1b'), "no terminal codes in a pipe: {stdout:?}");
+    let output = mnist(&["tui"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("the app needs a terminal") && !stderr.contains("panicked"), "{stderr}");
+    assert!(output.stdout.is_empty(), "{:?}", text(&output.stdout));
+}
