@@ -66,7 +66,10 @@ fn forward<const P: usize>(out: &mut [f32], inp: &[f32], kernel: &[f32], bias: &
     let last = offsets[P - 1];
     for o0 in (0..oc).step_by(LANES) {
         // This block of output channels' weights, one vector per (ky, kx, c), in registers.
-        let weights: [Lanes; P] = core::array::from_fn(|j| load(kernel, j * oc + o0));
+        let mut weights = [[0.0; LANES]; P];
+        for (j, w) in weights.iter_mut().enumerate() {
+            *w = load(kernel, j * oc + o0);
+        }
         let b = load(bias, o0);
         for oy in 0..d.out_height() {
             for ox in 0..ow {

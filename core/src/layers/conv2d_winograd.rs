@@ -223,40 +223,58 @@ impl core::ops::Neg for V {
     }
 }
 
+// (No `array::map` or `array::from_fn` in the hot loops: they are not always inlined, and a
+// call drops out of the AVX2 code into a generic copy.)
+#[inline(always)]
+fn six(x: &[Lanes; ALPHA]) -> [V; ALPHA] {
+    let [x0, x1, x2, x3, x4, x5] = *x;
+    [V(x0), V(x1), V(x2), V(x3), V(x4), V(x5)]
+}
+
+#[inline(always)]
+fn lanes<const N: usize>(v: [V; N]) -> [Lanes; N] {
+    let mut out = [ZERO; N];
+    for (o, v) in out.iter_mut().zip(v) {
+        *o = v.0;
+    }
+    out
+}
+
 // The 1-D transforms of the tiles, written out: the matrices' zeros and ones cost nothing and
 // common terms are shared. The tests check each against its matrix.
 
 /// B^T x: 6 inputs to 6 points.
 #[inline(always)]
 fn bt(x: &[Lanes; ALPHA]) -> [Lanes; ALPHA] {
-    let [x0, x1, x2, x3, x4, x5] = x.map(V);
+    let [x0, x1, x2, x3, x4, x5] = six(x);
     let (p, q) = (x4 - 4.0 * x2, x3 - 4.0 * x1); // rows 1 and 2
     let (r, s) = (x4 - x2, 2.0 * (x3 - x1)); // rows 3 and 4
-    [4.0 * x0 - 5.0 * x2 + x4, p + q, p - q, r + s, r - s, 4.0 * x1 - 5.0 * x3 + x5].map(|v| v.0)
+    lanes([4.0 * x0 - 5.0 * x2 + x4, p + q, p - q, r + s, r - s, 4.0 * x1 - 5.0 * x3 + x5])
 }
 
 /// B x (the adjoint of `bt`): 6 points back to 6 inputs.
 #[inline(always)]
 fn b(x: &[Lanes; ALPHA]) -> [Lanes; ALPHA] {
-    let [x0, x1, x2, x3, x4, x5] = x.map(V);
+    let [x0, x1, x2, x3, x4, x5] = six(x);
     let (s12, d21, s34, d34) = (x1 + x2, x2 - x1, x3 + x4, x3 - x4);
-    [4.0 * x0, 4.0 * (d21 + x5) - 2.0 * d34, -(5.0 * x0 + 4.0 * s12 + s34), 2.0 * d34 - d21 - 5.0 * x5, x0 + s12 + s34, x5].map(|v| v.0)
+    lanes([4.0 * x0, 4.0 * (d21 + x5) - 2.0 * d34, -(5.0 * x0 + 4.0 * s12 + s34), 2.0 * d34 - d21 - 5.0 * x5, x0 + s12 + s34, x5])
 }
 
 /// A^T x: 6 points to the 4 outputs.
 #[inline(always)]
 fn at(x: &[Lanes; ALPHA]) -> [Lanes; TILE] {
-    let [x0, x1, x2, x3, x4, x5] = x.map(V);
+    let [x0, x1, x2, x3, x4, x5] = six(x);
     let (s12, d12, s34, d34) = (x1 + x2, x1 - x2, x3 + x4, x3 - x4);
-    [x0 + s12 + s34, d12 + 2.0 * d34, s12 + 4.0 * s34, d12 + 8.0 * d34 + x5].map(|v| v.0)
+    lanes([x0 + s12 + s34, d12 + 2.0 * d34, s12 + 4.0 * s34, d12 + 8.0 * d34 + x5])
 }
 
 /// A x (the adjoint of `at`): 4 outputs back to 6 points.
 #[inline(always)]
 fn a(x: &[Lanes; TILE]) -> [Lanes; ALPHA] {
-    let [x0, x1, x2, x3] = x.map(V);
+    let [x0, x1, x2, x3] = *x;
+    let (x0, x1, x2, x3) = (V(x0), V(x1), V(x2), V(x3));
     let (even, odd, even4, odd4) = (x0 + x2, x1 + x3, x0 + 4.0 * x2, 2.0 * x1 + 8.0 * x3);
-    [x0, even + odd, even - odd, even4 + odd4, even4 - odd4, x3].map(|v| v.0)
+    lanes([x0, even + odd, even - odd, even4 + odd4, even4 - odd4, x3])
 }
 
 /// V = B^T d B for every 6x6 input tile (zero beyond the image). v: (36, T, C); inp: (H, W, C).
@@ -265,10 +283,10 @@ fn a(x: &[Lanes; TILE]) -> [Lanes; ALPHA] {
 #[inline(always)]
 fn input_transform(v: &mut [f32], inp: &[f32], d: &Conv2dDims) {
     let (c, t_count) = (d.in_channels, tile_count(d));
+    let mut half = [[ZERO; ALPHA]; ALPHA]; // B^T d, by rows (every element rewritten per tile)
     for (t, y0, x0) in tiles(d) {
         let (rows, cols) = (ALPHA.min(d.height - y0), ALPHA.min(d.width - x0));
         for c0 in (0..c).step_by(LANES) {
-            let mut half = [[ZERO; ALPHA]; ALPHA]; // B^T d, by rows
             for j in 0..ALPHA {
                 let mut column = [ZERO; ALPHA];
                 for (i, x) in column.iter_mut().enumerate() {
@@ -294,12 +312,15 @@ fn input_transform(v: &mut [f32], inp: &[f32], d: &Conv2dDims) {
 #[inline(always)]
 fn input_transform_adjoint(dinp: &mut [f32], dv: &[f32], d: &Conv2dDims) {
     let (c, t_count) = (d.in_channels, tile_count(d));
+    let mut half = [[ZERO; ALPHA]; ALPHA]; // B dV, by rows (every element rewritten per tile)
     for (t, y0, x0) in tiles(d) {
         let (rows, cols) = (ALPHA.min(d.height - y0), ALPHA.min(d.width - x0));
         for c0 in (0..c).step_by(LANES) {
-            let mut half = [[ZERO; ALPHA]; ALPHA]; // B dV, by rows
             for j in 0..ALPHA {
-                let column: [Lanes; ALPHA] = core::array::from_fn(|i| load(dv, ((i * ALPHA + j) * t_count + t) * c + c0));
+                let mut column = [ZERO; ALPHA];
+                for (i, x) in column.iter_mut().enumerate() {
+                    *x = load(dv, ((i * ALPHA + j) * t_count + t) * c + c0);
+                }
                 let column = b(&column);
                 for i in 0..ALPHA {
                     half[i][j] = column[i];
@@ -321,12 +342,15 @@ fn input_transform_adjoint(dinp: &mut [f32], dv: &[f32], d: &Conv2dDims) {
 #[inline(always)]
 fn output_transform(out: &mut [f32], m: &[f32], bias: &[f32], d: &Conv2dDims, relu: bool) {
     let (oc, t_count, (oh, ow)) = (d.out_channels, tile_count(d), (d.out_height(), d.out_width()));
+    let mut half = [[ZERO; ALPHA]; TILE]; // A^T M, by rows (every element rewritten per tile)
     for (t, y0, x0) in tiles(d) {
         let (rows, cols) = (TILE.min(oh - y0), TILE.min(ow - x0));
         for o0 in (0..oc).step_by(LANES) {
-            let mut half = [[ZERO; ALPHA]; TILE]; // A^T M, by rows
             for q in 0..ALPHA {
-                let column: [Lanes; ALPHA] = core::array::from_fn(|p| load(m, ((p * ALPHA + q) * t_count + t) * oc + o0));
+                let mut column = [ZERO; ALPHA];
+                for (p, x) in column.iter_mut().enumerate() {
+                    *x = load(m, ((p * ALPHA + q) * t_count + t) * oc + o0);
+                }
                 let column = at(&column);
                 for i in 0..TILE {
                     half[i][q] = column[i];
@@ -352,10 +376,10 @@ fn output_transform(out: &mut [f32], m: &[f32], bias: &[f32], d: &Conv2dDims, re
 #[inline(always)]
 fn output_transform_adjoint(dm: &mut [f32], dout: &[f32], d: &Conv2dDims) {
     let (oc, t_count, (oh, ow)) = (d.out_channels, tile_count(d), (d.out_height(), d.out_width()));
+    let mut half = [[ZERO; TILE]; ALPHA]; // A dY, by rows (every element rewritten per tile)
     for (t, y0, x0) in tiles(d) {
         let (rows, cols) = (TILE.min(oh - y0), TILE.min(ow - x0));
         for o0 in (0..oc).step_by(LANES) {
-            let mut half = [[ZERO; TILE]; ALPHA]; // A dY, by rows
             for j in 0..TILE {
                 let mut column = [ZERO; TILE];
                 for (i, x) in column.iter_mut().enumerate() {

@@ -172,14 +172,15 @@ fn gemm_with(isa: Isa, alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f
 trait Microkernel {
     const MR: usize;
     const NR: usize;
-    /// c[i][j] = alpha * sum_p a[i*rs_a + p*cs_a] * b[p*NR + j] + beta * c[i*rs_c + j] for
-    /// i < rows (1..=MR), j < NR, p < kc; beta == 0 overwrites c without reading it.
+    /// c[i][j] = alpha * sum_p a[i*rs_a + p*cs_a] * b[p*rs_b + j] + beta * c[i*rs_c + j] for
+    /// i < rows (1..=MR), j < NR, p < kc; beta == 0 overwrites c without reading it. B is a
+    /// packed panel (rs_b = NR) or NR columns of a row-major B read in place.
     ///
     /// # Safety
     /// Every index above must be inside the allocations behind `a`, `b` and `c`, and the
     /// running CPU must support the kernel's instructions.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32);
+    unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, rs_b: usize, c: *mut f32, rs_c: usize, alpha: f32, beta: f32);
 }
 
 /// Floats of stack for one packed block of B (kc x nc): 64 KB, which stays in L2.
@@ -203,6 +204,11 @@ fn blocked<K: Microkernel>(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mu
     // At least 128 columns: all of the dense layer's n, so its A is prepared only once.
     let nc_max = (B_BLOCK / kc_max) / K::NR * K::NR;
     let mut b_buf = [MaybeUninit::<f32>::uninit(); B_BLOCK];
+    // Read B in place when its panels are whole and either its rows are short (a panel's kc
+    // rows then share few L1 sets: the Winograd products) or A is a single panel of rows, so
+    // packing would copy all of B for one use (the dense layer for one image). Otherwise
+    // pack: the dense layer's 512-byte rows thrash L1 when read in place by 64 rows of A.
+    let b_in_place = b.col_stride == 1 && n.is_multiple_of(K::NR) && (b.row_stride <= 64 || m <= K::MR);
     let mut a_buf = [MaybeUninit::<f32>::uninit(); MC * KC_MAX];
     for jc in (0..n).step_by(nc_max) {
         let nc = nc_max.min(n - jc);
@@ -210,7 +216,11 @@ fn blocked<K: Microkernel>(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mu
             let kc = kc_max.min(k - pc);
             // Later passes over k add onto what the first one wrote.
             let beta = if pc == 0 { beta } else { 1.0 };
-            let b_packed = pack_b::<K>(&mut b_buf, &b, pc, kc, jc, nc);
+            let (b_panels, rs_b) = if b_in_place {
+                (&b.data[pc * b.row_stride + jc..], b.row_stride)
+            } else {
+                (pack_b::<K>(&mut b_buf, &b, pc, kc, jc, nc), K::NR)
+            };
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
                 let (a_block, rs_a, cs_a) = prepare_a(&mut a_buf, &a, ic, mc, pc, kc);
@@ -220,18 +230,18 @@ fn blocked<K: Microkernel>(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mu
                     let ap = a_block[ir * rs_a..][..(rows - 1) * rs_a + (kc - 1) * cs_a + 1].as_ptr();
                     for jr in (0..nc).step_by(K::NR) {
                         let cols = K::NR.min(nc - jr);
-                        let bp = b_packed[jr * kc..][..kc * K::NR].as_ptr();
+                        let bp = if b_in_place { &b_panels[jr..][..(kc - 1) * rs_b + K::NR] } else { &b_panels[jr * kc..][..kc * K::NR] }.as_ptr();
                         let offset = (ic + ir) * c_stride + jc + jr;
                         if cols == K::NR {
                             // SAFETY: A and B are the slices the kernel reads (indexed above);
                             // the tile's C rows are < m and columns < n, inside c as
                             // `check_views` found; `blocked` only runs kernels the CPU has.
-                            unsafe { K::tile(rows, kc, ap, rs_a, cs_a, bp, c.as_mut_ptr().add(offset), c_stride, alpha, beta) };
+                            unsafe { K::tile(rows, kc, ap, rs_a, cs_a, bp, rs_b, c.as_mut_ptr().add(offset), c_stride, alpha, beta) };
                         } else {
                             // Past n: compute the whole width into a local tile, keep `cols`.
                             let mut tile = [0.0f32; TILE_MAX];
                             // SAFETY: as above for A and B; C is the local MR x NR tile.
-                            unsafe { K::tile(rows, kc, ap, rs_a, cs_a, bp, tile.as_mut_ptr(), K::NR, 1.0, 0.0) };
+                            unsafe { K::tile(rows, kc, ap, rs_a, cs_a, bp, rs_b, tile.as_mut_ptr(), K::NR, 1.0, 0.0) };
                             for (i, t) in tile.chunks_exact(K::NR).take(rows).enumerate() {
                                 let dst = &mut c[offset + i * c_stride..][..cols];
                                 for (d, &t) in dst.iter_mut().zip(t) {
@@ -361,11 +371,11 @@ struct Portable<const MR: usize, const NR: usize>;
 impl<const MR: usize, const NR: usize> Microkernel for Portable<MR, NR> {
     const MR: usize = MR;
     const NR: usize = NR;
-    unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
+    unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, rs_b: usize, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
         let mut acc = [[0.0f32; NR]; MR];
         for p in 0..kc {
             // SAFETY: the caller keeps these indices inside `a` and `b` (see the trait).
-            let bp = unsafe { &*b.add(p * NR).cast::<[f32; NR]>() };
+            let bp = unsafe { &*b.add(p * rs_b).cast::<[f32; NR]>() };
             for (i, row) in acc.iter_mut().enumerate().take(rows) {
                 // SAFETY: as above.
                 let ai = unsafe { *a.add(i * rs_a + p * cs_a) };
@@ -409,15 +419,15 @@ mod x86 {
     impl Microkernel for Avx2 {
         const MR: usize = 6;
         const NR: usize = 16;
-        unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
+        unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, rs_b: usize, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
             // SAFETY: the caller upholds the trait's contract, including AVX2+FMA support.
-            unsafe { with_rows!(rows, avx2_x16, (kc, a, rs_a, cs_a, b, c, rs_c, alpha, beta), 1 2 3 4 5 6) }
+            unsafe { with_rows!(rows, avx2_x16, (kc, a, rs_a, cs_a, b, rs_b, c, rs_c, alpha, beta), 1 2 3 4 5 6) }
         }
     }
 
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn avx2_x16<const R: usize>(kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
+    unsafe fn avx2_x16<const R: usize>(kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, rs_b: usize, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
         // SAFETY: every pointer offset stays within the ranges the trait's contract names.
         unsafe {
             let mut acc = [[_mm256_setzero_ps(); 2]; R];
@@ -431,7 +441,7 @@ mod x86 {
                     row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
                 }
                 a = a.add(cs_a);
-                b = b.add(16);
+                b = b.add(rs_b);
             }
             let alpha = _mm256_set1_ps(alpha);
             let beta_v = _mm256_set1_ps(beta);
@@ -452,15 +462,15 @@ mod x86 {
     impl Microkernel for Avx512 {
         const MR: usize = 12;
         const NR: usize = 32;
-        unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
+        unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, rs_b: usize, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
             // SAFETY: the caller upholds the trait's contract, including AVX-512F support.
-            unsafe { with_rows!(rows, avx512_x32, (kc, a, rs_a, cs_a, b, c, rs_c, alpha, beta), 1 2 3 4 5 6 7 8 9 10 11 12) }
+            unsafe { with_rows!(rows, avx512_x32, (kc, a, rs_a, cs_a, b, rs_b, c, rs_c, alpha, beta), 1 2 3 4 5 6 7 8 9 10 11 12) }
         }
     }
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn avx512_x32<const R: usize>(kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
+    unsafe fn avx512_x32<const R: usize>(kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, rs_b: usize, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
         // SAFETY: every pointer offset stays within the ranges the trait's contract names.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); 2]; R];
@@ -474,7 +484,7 @@ mod x86 {
                     row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
                 }
                 a = a.add(cs_a);
-                b = b.add(32);
+                b = b.add(rs_b);
             }
             let alpha = _mm512_set1_ps(alpha);
             let beta_v = _mm512_set1_ps(beta);
@@ -630,6 +640,10 @@ mod tests {
             plain(9, 676, 32, true, false),    // conv1 dkernel
             plain(64, 9216, 128, false, false), // dense forward, half a batch of 128
             plain(64, 128, 9216, false, true),  // dense dinp = dout @ kernel^T
+            plain(1, 9216, 128, false, false),  // dense forward of one image: B read in place
+            plain(36, 32, 64, false, false),    // Winograd forward per point: B read in place
+            plain(32, 36, 64, true, false),     // Winograd dU = V^T @ dM: B read in place
+            plain(36, 64, 32, false, true),     // Winograd dV = dM @ U^T
         ];
         for (seed, case) in cases.into_iter().enumerate() {
             check(case, seed as u64, false);
