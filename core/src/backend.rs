@@ -279,3 +279,109 @@ pub trait Backend {
         Ok(false)
     }
 }
+
+/// The argument checks every backend makes before an op, on buffer lengths (in values) and
+/// parameter spans: the CPU and CUDA backends reject the same calls in the same words.
+/// Backends call these with their buffers' lengths; what only a host can check (label values)
+/// stays with the backend.
+pub mod checks {
+    use super::{Conv2dDims, DenseDims, PoolDims, METRICS_LEN};
+    use crate::config::Span;
+    use crate::error::{Error, Result};
+
+    /// `what` (a buffer of `have` values) must hold at least `need`.
+    pub fn length(op: &str, what: &str, have: usize, need: usize) -> Result<()> {
+        if have < need {
+            return Err(Error::Backend { op: op.into(), message: alloc::format!("{what} holds {have} values but {need} are needed") });
+        }
+        Ok(())
+    }
+
+    /// `span` must be exactly `need` values long and lie inside a buffer of `buffer` values.
+    pub fn span(op: &str, buffer: usize, span: Span, need: usize) -> Result<()> {
+        if span.len != need || span.offset + span.len > buffer {
+            return Err(Error::Backend {
+                op: op.into(),
+                message: alloc::format!("parameter span {span:?} does not fit {need} values in a buffer of {buffer}"),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn conv2d_forward(out: usize, inp: usize, params: usize, kernel: Span, bias: Span, d: &Conv2dDims) -> Result<()> {
+        let op = "conv2d_forward";
+        length(op, "out", out, d.batch * d.out_len())?;
+        length(op, "inp", inp, d.batch * d.in_len())?;
+        span(op, params, kernel, d.patch_len() * d.out_channels)?;
+        span(op, params, bias, d.out_channels)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_backward(dinp: Option<usize>, dparams: usize, dout: usize, out: usize, inp: usize, params: usize, kernel: Span, bias: Span, d: &Conv2dDims) -> Result<()> {
+        let op = "conv2d_backward";
+        let (in_len, out_len, kernel_len) = (d.in_len(), d.out_len(), d.patch_len() * d.out_channels);
+        length(op, "dout", dout, d.batch * out_len)?;
+        length(op, "out", out, d.batch * out_len)?;
+        length(op, "inp", inp, d.batch * in_len)?;
+        if let Some(dinp) = dinp {
+            length(op, "dinp", dinp, d.batch * in_len)?;
+        }
+        span(op, params, kernel, kernel_len)?;
+        span(op, params, bias, d.out_channels)?;
+        span(op, dparams, kernel, kernel_len)?;
+        span(op, dparams, bias, d.out_channels)
+    }
+
+    pub fn maxpool2d_forward(out: usize, argmax: usize, inp: usize, d: &PoolDims) -> Result<()> {
+        let op = "maxpool2d_forward";
+        length(op, "out", out, d.batch * d.out_len())?;
+        length(op, "argmax", argmax, d.batch * d.out_len())?;
+        length(op, "inp", inp, d.batch * d.in_len())
+    }
+
+    pub fn maxpool2d_backward(dinp: usize, argmax: usize, dout: usize, d: &PoolDims) -> Result<()> {
+        let op = "maxpool2d_backward";
+        length(op, "dinp", dinp, d.batch * d.in_len())?;
+        length(op, "argmax", argmax, d.batch * d.out_len())?;
+        length(op, "dout", dout, d.batch * d.out_len())
+    }
+
+    pub fn dense_forward(out: usize, inp: usize, params: usize, kernel: Span, bias: Span, d: &DenseDims) -> Result<()> {
+        let op = "dense_forward";
+        length(op, "out", out, d.batch * d.outputs)?;
+        length(op, "inp", inp, d.batch * d.inputs)?;
+        span(op, params, kernel, d.inputs * d.outputs)?;
+        span(op, params, bias, d.outputs)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn dense_backward(dinp: Option<usize>, dparams: usize, dout: usize, out: usize, inp: usize, params: usize, kernel: Span, bias: Span, d: &DenseDims) -> Result<()> {
+        let op = "dense_backward";
+        let (b, i, o) = (d.batch, d.inputs, d.outputs);
+        length(op, "dout", dout, b * o)?;
+        length(op, "out", out, b * o)?;
+        length(op, "inp", inp, b * i)?;
+        if let Some(dinp) = dinp {
+            length(op, "dinp", dinp, b * i)?;
+        }
+        span(op, params, kernel, i * o)?;
+        span(op, params, bias, o)?;
+        span(op, dparams, kernel, i * o)?;
+        span(op, dparams, bias, o)
+    }
+
+    pub fn softmax_xent_forward(probs: usize, metrics: usize, logits: usize, labels: usize, batch: usize, classes: usize) -> Result<()> {
+        let op = "softmax_xent_forward";
+        length(op, "probs", probs, batch * classes)?;
+        length(op, "logits", logits, batch * classes)?;
+        length(op, "labels", labels, batch)?;
+        length(op, "metrics", metrics, METRICS_LEN)
+    }
+
+    pub fn softmax_xent_backward(dlogits: usize, probs: usize, labels: usize, batch: usize, classes: usize) -> Result<()> {
+        let op = "softmax_xent_backward";
+        length(op, "dlogits", dlogits, batch * classes)?;
+        length(op, "probs", probs, batch * classes)?;
+        length(op, "labels", labels, batch)
+    }
+}

@@ -13,7 +13,7 @@ use cudarc::driver::{
     DeviceRepr, DriverError, LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use cudarc::nvrtc::Ptx;
-use mnist_core::backend::{Adadelta, Backend, Conv2dDims, DenseDims, PoolDims, StepMode, StepValues, METRICS_LEN};
+use mnist_core::backend::{checks, Adadelta, Backend, Conv2dDims, DenseDims, PoolDims, StepMode, StepValues};
 use mnist_core::layers::dropout::drop_threshold;
 use mnist_core::{Error, Result, Span};
 
@@ -163,29 +163,6 @@ fn driver_error(op: &str, e: DriverError) -> Error {
 
 fn cublas_error(op: &str, e: cublas::CublasError) -> Error {
     backend_error(op, format!("cuBLAS {:?}", e.0))
-}
-
-fn check(op: &str, what: &str, have: usize, need: usize) -> Result<()> {
-    if have < need {
-        return Err(backend_error(
-            op,
-            format!("{what} holds {have} values but {need} are needed"),
-        ));
-    }
-    Ok(())
-}
-
-fn check_span(op: &str, buffer: &CudaBuffer<f32>, span: Span, need: usize) -> Result<()> {
-    if span.len != need || span.offset + span.len > buffer.len {
-        return Err(backend_error(
-            op,
-            format!(
-                "parameter span {span:?} does not fit {need} values in a buffer of {}",
-                buffer.len
-            ),
-        ));
-    }
-    Ok(())
 }
 
 fn int(op: &str, v: usize) -> Result<i32> {
@@ -429,7 +406,7 @@ impl CudaBackend {
     }
 
     fn copy_in<T: DeviceRepr>(&mut self, dst: &mut CudaBuffer<T>, src: &[T]) -> Result<()> {
-        check("upload", "destination", dst.len, src.len())?;
+        checks::length("upload", "destination", dst.len, src.len())?;
         if src.is_empty() {
             return Ok(());
         }
@@ -774,7 +751,7 @@ impl Backend for CudaBackend {
         self.copy_in(dst, src)
     }
     fn download(&mut self, dst: &mut [f32], src: &CudaBuffer<f32>) -> Result<()> {
-        check("download", "source", src.len, dst.len())?;
+        checks::length("download", "source", src.len, dst.len())?;
         if !dst.is_empty() {
             let view = src.slice.slice(0..dst.len());
             self.stream
@@ -825,8 +802,8 @@ impl Backend for CudaBackend {
             ));
         }
         let n = data.sample_len;
-        check("load_batch", "x", x.len, count * n)?;
-        check("load_batch", "labels", labels.len, count)?;
+        checks::length("load_batch", "x", x.len, count * n)?;
+        checks::length("load_batch", "labels", labels.len, count)?;
         if count == 0 {
             return Ok(());
         }
@@ -863,10 +840,7 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         let op = "conv2d_forward";
         let (in_len, out_len, patch, oc) = (d.in_len(), d.out_len(), d.patch_len(), d.out_channels);
-        check(op, "out", out.len, d.batch * out_len)?;
-        check(op, "inp", inp.len, d.batch * in_len)?;
-        check_span(op, params, kernel, patch * oc)?;
-        check_span(op, params, bias, oc)?;
+        checks::conv2d_forward(out.len, inp.len, params.len, kernel, bias, &d)?;
         if d.batch == 0 {
             return Ok(());
         }
@@ -918,16 +892,8 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         let op = "conv2d_backward";
         let (in_len, out_len, patch, oc) = (d.in_len(), d.out_len(), d.patch_len(), d.out_channels);
-        check(op, "dout", dout.len, d.batch * out_len)?;
-        check(op, "out", out.len, d.batch * out_len)?;
-        check(op, "inp", inp.len, d.batch * in_len)?;
-        if let Some(dinp) = &dinp {
-            check(op, "dinp", dinp.len, d.batch * in_len)?;
-        }
-        check_span(op, params, kernel, patch * oc)?;
-        check_span(op, params, bias, oc)?;
-        check_span(op, dparams, kernel, patch * oc)?;
-        check_span(op, dparams, bias, oc)?;
+        let dinp_len = dinp.as_ref().map(|v| v.len);
+        checks::conv2d_backward(dinp_len, dparams.len, dout.len, out.len, inp.len, params.len, kernel, bias, &d)?;
         if kernel.offset < bias.offset + bias.len && bias.offset < kernel.offset + kernel.len {
             return Err(backend_error(op, "kernel and bias spans overlap"));
         }
@@ -1005,10 +971,8 @@ impl Backend for CudaBackend {
         d: PoolDims,
     ) -> Result<()> {
         let op = "maxpool2d_forward";
-        let (in_len, out_len) = (d.in_len(), d.out_len());
-        check(op, "out", out.len, d.batch * out_len)?;
-        check(op, "argmax", argmax.len, d.batch * out_len)?;
-        check(op, "inp", inp.len, d.batch * in_len)?;
+        let out_len = d.out_len();
+        checks::maxpool2d_forward(out.len, argmax.len, inp.len, &d)?;
         if d.batch * out_len == 0 {
             return Ok(());
         }
@@ -1036,10 +1000,8 @@ impl Backend for CudaBackend {
         d: PoolDims,
     ) -> Result<()> {
         let op = "maxpool2d_backward";
-        let (in_len, out_len) = (d.in_len(), d.out_len());
-        check(op, "dinp", dinp.len, d.batch * in_len)?;
-        check(op, "argmax", argmax.len, d.batch * out_len)?;
-        check(op, "dout", dout.len, d.batch * out_len)?;
+        let in_len = d.in_len();
+        checks::maxpool2d_backward(dinp.len, argmax.len, dout.len, &d)?;
         if d.batch * in_len == 0 {
             return Ok(());
         }
@@ -1061,7 +1023,7 @@ impl Backend for CudaBackend {
     }
 
     fn dropout_forward(&mut self, x: &mut CudaBuffer<f32>, len: usize, rate: f32, seed: u64) -> Result<()> {
-        check("dropout_forward", "x", x.len, len)?;
+        checks::length("dropout_forward", "x", x.len, len)?;
         if rate <= 0.0 || len == 0 {
             return Ok(());
         }
@@ -1103,10 +1065,7 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         let op = "dense_forward";
         let (b, i, o) = (d.batch, d.inputs, d.outputs);
-        check(op, "out", out.len, b * o)?;
-        check(op, "inp", inp.len, b * i)?;
-        check_span(op, params, kernel, i * o)?;
-        check_span(op, params, bias, o)?;
+        checks::dense_forward(out.len, inp.len, params.len, kernel, bias, &d)?;
         if b == 0 {
             return Ok(());
         }
@@ -1148,16 +1107,8 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         let op = "dense_backward";
         let (b, i, o) = (d.batch, d.inputs, d.outputs);
-        check(op, "dout", dout.len, b * o)?;
-        check(op, "out", out.len, b * o)?;
-        check(op, "inp", inp.len, b * i)?;
-        if let Some(dinp) = &dinp {
-            check(op, "dinp", dinp.len, b * i)?;
-        }
-        check_span(op, params, kernel, i * o)?;
-        check_span(op, params, bias, o)?;
-        check_span(op, dparams, kernel, i * o)?;
-        check_span(op, dparams, bias, o)?;
+        let dinp_len = dinp.as_ref().map(|v| v.len);
+        checks::dense_backward(dinp_len, dparams.len, dout.len, out.len, inp.len, params.len, kernel, bias, &d)?;
         let (dkernel, dbias) = (
             (dparams.at(kernel.offset), kernel.len),
             (dparams.at(bias.offset), bias.len),
@@ -1216,10 +1167,7 @@ impl Backend for CudaBackend {
         classes: usize,
     ) -> Result<()> {
         let op = "softmax_xent_forward";
-        check(op, "probs", probs.len, batch * classes)?;
-        check(op, "logits", logits.len, batch * classes)?;
-        check(op, "labels", labels.len, batch)?;
-        check(op, "metrics", metrics.len, METRICS_LEN)?;
+        checks::softmax_xent_forward(probs.len, metrics.len, logits.len, labels.len, batch, classes)?;
         if batch == 0 || classes == 0 {
             return Ok(());
         }
@@ -1252,9 +1200,7 @@ impl Backend for CudaBackend {
         classes: usize,
     ) -> Result<()> {
         let op = "softmax_xent_backward";
-        check(op, "dlogits", dlogits.len, batch * classes)?;
-        check(op, "probs", probs.len, batch * classes)?;
-        check(op, "labels", labels.len, batch)?;
+        checks::softmax_xent_backward(dlogits.len, probs.len, labels.len, batch, classes)?;
         if batch == 0 || classes == 0 {
             return Ok(());
         }

@@ -98,7 +98,7 @@ fn cuda_headers_resolve_through_mnist_cuda_include() {
         if std::env::var("MNIST_REQUIRE_NVRTC").as_deref() == Ok("1") {
             panic!("MNIST_REQUIRE_NVRTC=1 but MNIST_CUDA_INCLUDE is not set; eval cuda/ci/fetch_nvrtc.sh's output");
         }
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("SKIPPED: MNIST_CUDA_INCLUDE is not set; the header include was not tried\n").as_bytes()); // libtest hides eprintln!
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), b"SKIPPED: MNIST_CUDA_INCLUDE is not set; the header include was not tried\n"); // libtest hides eprintln!
         return;
     }
     let src =

@@ -8,8 +8,6 @@ use std::time::Instant;
 use mnist_core::codec::{idx, mnist, npy, npz, zip};
 use mnist_core::{Dataset, Error, Split};
 
-/// Where `apt-get install dataset-fashion-mnist` puts the four .gz files.
-
 fn class_counts(labels: &[u8]) -> Vec<usize> {
     let mut counts = vec![0; 10];
     for &l in labels {

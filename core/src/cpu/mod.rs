@@ -10,7 +10,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::backend::{Adadelta, Backend, Conv2dDims, DenseDims, PoolDims, METRICS_LEN};
+use crate::backend::{checks, Adadelta, Backend, Conv2dDims, DenseDims, PoolDims};
 use crate::config::Span;
 use crate::error::{Error, Result};
 use crate::layers::{conv2d, conv2d_direct, conv2d_winograd, dense, dropout, maxpool2d, relu, softmax_xent};
@@ -57,26 +57,6 @@ impl CpuDataset {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
-}
-
-fn check(op: &str, what: &str, have: usize, need: usize) -> Result<()> {
-    if have < need {
-        return Err(Error::Backend {
-            op: op.into(),
-            message: alloc::format!("{what} holds {have} values but {need} are needed"),
-        });
-    }
-    Ok(())
-}
-
-fn check_span(op: &str, buffer: &[f32], span: Span, need: usize) -> Result<()> {
-    if span.len != need || span.offset + span.len > buffer.len() {
-        return Err(Error::Backend {
-            op: op.into(),
-            message: alloc::format!("parameter span {span:?} does not fit {need} values in a buffer of {}", buffer.len()),
-        });
-    }
-    Ok(())
 }
 
 /// Two disjoint spans of one buffer, mutably.
@@ -286,12 +266,12 @@ impl Backend for CpuBackend {
         Ok(vec![0; len])
     }
     fn upload(&mut self, dst: &mut Vec<f32>, src: &[f32]) -> Result<()> {
-        check("upload", "destination", dst.len(), src.len())?;
+        checks::length("upload", "destination", dst.len(), src.len())?;
         dst[..src.len()].copy_from_slice(src);
         Ok(())
     }
     fn download(&mut self, dst: &mut [f32], src: &Vec<f32>) -> Result<()> {
-        check("download", "source", src.len(), dst.len())?;
+        checks::length("download", "source", src.len(), dst.len())?;
         dst.copy_from_slice(&src[..dst.len()]);
         Ok(())
     }
@@ -328,8 +308,8 @@ impl Backend for CpuBackend {
             return Err(Error::invalid("batch", alloc::format!("samples {start}..{} of {}", start + count, data.len())));
         }
         let n = data.sample_len;
-        check("load_batch", "x", x.len(), count * n)?;
-        check("load_batch", "labels", labels.len(), count)?;
+        checks::length("load_batch", "x", x.len(), count * n)?;
+        checks::length("load_batch", "labels", labels.len(), count)?;
         for (label, &i) in labels.iter_mut().zip(&data.order[start..start + count]) {
             *label = data.labels[i as usize] as u32;
         }
@@ -350,11 +330,7 @@ impl Backend for CpuBackend {
     }
 
     fn conv2d_forward(&mut self, out: &mut Vec<f32>, inp: &Vec<f32>, params: &Vec<f32>, kernel: Span, bias: Span, d: Conv2dDims, relu: bool) -> Result<()> {
-        let op = "conv2d_forward";
-        check(op, "out", out.len(), d.batch * d.out_len())?;
-        check(op, "inp", inp.len(), d.batch * d.in_len())?;
-        check_span(op, params, kernel, d.patch_len() * d.out_channels)?;
-        check_span(op, params, bias, d.out_channels)?;
+        checks::conv2d_forward(out.len(), inp.len(), params.len(), kernel, bias, &d)?;
         self.grow_scratch(&d);
         let (kernel, bias) = (&params[kernel.range()], &params[bias.range()]);
         if self.uses_winograd(&d) {
@@ -394,18 +370,8 @@ impl Backend for CpuBackend {
         relu: bool,
     ) -> Result<()> {
         let op = "conv2d_backward";
-        let (in_len, out_len) = (d.in_len(), d.out_len());
-        check(op, "dout", dout.len(), d.batch * out_len)?;
-        check(op, "out", out.len(), d.batch * out_len)?;
-        check(op, "inp", inp.len(), d.batch * in_len)?;
-        if let Some(dinp) = &dinp {
-            check(op, "dinp", dinp.len(), d.batch * in_len)?;
-        }
-        let kernel_len = d.patch_len() * d.out_channels;
-        check_span(op, params, kernel, kernel_len)?;
-        check_span(op, params, bias, d.out_channels)?;
-        check_span(op, dparams, kernel, kernel_len)?;
-        check_span(op, dparams, bias, d.out_channels)?;
+        checks::conv2d_backward(dinp.as_ref().map(|v| v.len()), dparams.len(), dout.len(), out.len(), inp.len(), params.len(), kernel, bias, &d)?;
+        let (in_len, out_len, kernel_len) = (d.in_len(), d.out_len(), d.patch_len() * d.out_channels);
         self.grow_scratch(&d);
         let weights = &params[kernel.range()];
         if self.uses_winograd(&d) {
@@ -462,11 +428,8 @@ impl Backend for CpuBackend {
     }
 
     fn maxpool2d_forward(&mut self, out: &mut Vec<f32>, argmax: &mut Vec<u32>, inp: &Vec<f32>, d: PoolDims) -> Result<()> {
-        let op = "maxpool2d_forward";
+        checks::maxpool2d_forward(out.len(), argmax.len(), inp.len(), &d)?;
         let (in_len, out_len) = (d.in_len(), d.out_len());
-        check(op, "out", out.len(), d.batch * out_len)?;
-        check(op, "argmax", argmax.len(), d.batch * out_len)?;
-        check(op, "inp", inp.len(), d.batch * in_len)?;
         let parts = self.threads();
         let outs = SharedMut::new(&mut out[..d.batch * out_len]);
         let argmaxes = SharedMut::new(&mut argmax[..d.batch * out_len]);
@@ -484,10 +447,8 @@ impl Backend for CpuBackend {
 
     fn maxpool2d_backward(&mut self, dinp: &mut Vec<f32>, argmax: &Vec<u32>, dout: &Vec<f32>, d: PoolDims) -> Result<()> {
         let op = "maxpool2d_backward";
+        checks::maxpool2d_backward(dinp.len(), argmax.len(), dout.len(), &d)?;
         let (in_len, out_len) = (d.in_len(), d.out_len());
-        check(op, "dinp", dinp.len(), d.batch * in_len)?;
-        check(op, "argmax", argmax.len(), d.batch * out_len)?;
-        check(op, "dout", dout.len(), d.batch * out_len)?;
         if argmax[..d.batch * out_len].iter().any(|&i| i as usize >= in_len) {
             return Err(Error::Backend { op: op.into(), message: "argmax index outside the sample".into() });
         }
@@ -505,7 +466,7 @@ impl Backend for CpuBackend {
     }
 
     fn dropout_forward(&mut self, x: &mut Vec<f32>, len: usize, rate: f32, seed: u64) -> Result<()> {
-        check("dropout_forward", "x", x.len(), len)?;
+        checks::length("dropout_forward", "x", x.len(), len)?;
         let parts = self.threads();
         let xs = SharedMut::new(&mut x[..len]);
         self.pool.run(&|part| {
@@ -523,11 +484,7 @@ impl Backend for CpuBackend {
     }
 
     fn dense_forward(&mut self, out: &mut Vec<f32>, inp: &Vec<f32>, params: &Vec<f32>, kernel: Span, bias: Span, d: DenseDims, relu: bool) -> Result<()> {
-        let op = "dense_forward";
-        check(op, "out", out.len(), d.batch * d.outputs)?;
-        check(op, "inp", inp.len(), d.batch * d.inputs)?;
-        check_span(op, params, kernel, d.inputs * d.outputs)?;
-        check_span(op, params, bias, d.outputs)?;
+        checks::dense_forward(out.len(), inp.len(), params.len(), kernel, bias, &d)?;
         let (kernel, bias) = (&params[kernel.range()], &params[bias.range()]);
         let parts = self.threads();
         let outs = SharedMut::new(&mut out[..d.batch * d.outputs]);
@@ -553,18 +510,8 @@ impl Backend for CpuBackend {
         d: DenseDims,
         relu: bool,
     ) -> Result<()> {
-        let op = "dense_backward";
+        checks::dense_backward(dinp.as_ref().map(|v| v.len()), dparams.len(), dout.len(), out.len(), inp.len(), params.len(), kernel, bias, &d)?;
         let (b, i, o) = (d.batch, d.inputs, d.outputs);
-        check(op, "dout", dout.len(), b * o)?;
-        check(op, "out", out.len(), b * o)?;
-        check(op, "inp", inp.len(), b * i)?;
-        if let Some(dinp) = &dinp {
-            check(op, "dinp", dinp.len(), b * i)?;
-        }
-        check_span(op, params, kernel, i * o)?;
-        check_span(op, params, bias, o)?;
-        check_span(op, dparams, kernel, i * o)?;
-        check_span(op, dparams, bias, o)?;
         let dout = &mut dout[..b * o];
         if relu {
             relu::relu_backward(dout, &out[..b * o]);
@@ -592,11 +539,7 @@ impl Backend for CpuBackend {
     }
 
     fn softmax_xent_forward(&mut self, probs: &mut Vec<f32>, metrics: &mut Vec<f32>, logits: &Vec<f32>, labels: &Vec<u32>, batch: usize, classes: usize) -> Result<()> {
-        let op = "softmax_xent_forward";
-        check(op, "probs", probs.len(), batch * classes)?;
-        check(op, "logits", logits.len(), batch * classes)?;
-        check(op, "labels", labels.len(), batch)?;
-        check(op, "metrics", metrics.len(), METRICS_LEN)?;
+        checks::softmax_xent_forward(probs.len(), metrics.len(), logits.len(), labels.len(), batch, classes)?;
         if labels[..batch].iter().any(|&l| l as usize >= classes) {
             return Err(Error::invalid("labels", alloc::format!("a label is not below the {classes} classes")));
         }
@@ -608,10 +551,7 @@ impl Backend for CpuBackend {
     }
 
     fn softmax_xent_backward(&mut self, dlogits: &mut Vec<f32>, probs: &Vec<f32>, labels: &Vec<u32>, batch: usize, classes: usize) -> Result<()> {
-        let op = "softmax_xent_backward";
-        check(op, "dlogits", dlogits.len(), batch * classes)?;
-        check(op, "probs", probs.len(), batch * classes)?;
-        check(op, "labels", labels.len(), batch)?;
+        checks::softmax_xent_backward(dlogits.len(), probs.len(), labels.len(), batch, classes)?;
         if labels[..batch].iter().any(|&l| l as usize >= classes) {
             return Err(Error::invalid("labels", alloc::format!("a label is not below the {classes} classes")));
         }

@@ -280,6 +280,7 @@ fn a(x: &[Lanes; TILE]) -> [Lanes; ALPHA] {
 /// V = B^T d B for every 6x6 input tile (zero beyond the image). v: (36, T, C); inp: (H, W, C).
 /// Each 2-D transform is 1-D ones over the columns, then over the rows, so only a dozen
 /// vectors are live at a time.
+#[allow(clippy::needless_range_loop)] // j indexes a column of a row-major tile
 #[inline(always)]
 fn input_transform(v: &mut [f32], inp: &[f32], d: &Conv2dDims) {
     let (c, t_count) = (d.in_channels, tile_count(d));
@@ -309,6 +310,7 @@ fn input_transform(v: &mut [f32], inp: &[f32], d: &Conv2dDims) {
 }
 
 /// The adjoint of `input_transform`: dinp += B dV B^T, tile by tile (tiles overlap).
+#[allow(clippy::needless_range_loop)] // j indexes a column of a row-major tile
 #[inline(always)]
 fn input_transform_adjoint(dinp: &mut [f32], dv: &[f32], d: &Conv2dDims) {
     let (c, t_count) = (d.in_channels, tile_count(d));
@@ -339,6 +341,7 @@ fn input_transform_adjoint(dinp: &mut [f32], dv: &[f32], d: &Conv2dDims) {
 }
 
 /// out = A^T M A + bias (then ReLU) for every tile, the ragged edge cropped. out: (OH, OW, OC).
+#[allow(clippy::needless_range_loop)] // j indexes a column of a row-major tile
 #[inline(always)]
 fn output_transform(out: &mut [f32], m: &[f32], bias: &[f32], d: &Conv2dDims, relu: bool) {
     let (oc, t_count, (oh, ow)) = (d.out_channels, tile_count(d), (d.out_height(), d.out_width()));
@@ -373,6 +376,7 @@ fn output_transform(out: &mut [f32], m: &[f32], bias: &[f32], d: &Conv2dDims, re
 
 /// The adjoint of `output_transform`'s linear part: dM = A dY A^T per tile (dY zero beyond
 /// the output). dm: (36, T, OC); dout: (OH, OW, OC).
+#[allow(clippy::needless_range_loop)] // j indexes a column of a row-major tile
 #[inline(always)]
 fn output_transform_adjoint(dm: &mut [f32], dout: &[f32], d: &Conv2dDims) {
     let (oc, t_count, (oh, ow)) = (d.out_channels, tile_count(d), (d.out_height(), d.out_width()));
