@@ -384,4 +384,25 @@ pub mod checks {
         length(op, "probs", probs, batch * classes)?;
         length(op, "labels", labels, batch)
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use alloc::string::ToString;
+
+        #[test]
+        fn short_buffers_and_misplaced_spans_are_named() {
+            let d = Conv2dDims { batch: 2, height: 5, width: 5, in_channels: 1, out_channels: 4, kernel: 3 };
+            let (kernel, bias) = (Span { offset: 0, len: 36 }, Span { offset: 36, len: 4 });
+            assert!(conv2d_forward(2 * 36, 2 * 25, 40, kernel, bias, &d).is_ok());
+            let short = conv2d_forward(2 * 36 - 1, 2 * 25, 40, kernel, bias, &d).unwrap_err().to_string();
+            assert!(short.contains("conv2d_forward") && short.contains("out holds 71 values but 72 are needed"), "{short}");
+            let outside = conv2d_forward(2 * 36, 2 * 25, 39, kernel, bias, &d).unwrap_err().to_string();
+            assert!(outside.contains("does not fit 4 values in a buffer of 39"), "{outside}");
+            let wrong_len = dense_forward(6, 6, 100, Span { offset: 0, len: 8 }, Span { offset: 9, len: 3 }, &DenseDims { batch: 2, inputs: 3, outputs: 3 });
+            assert!(wrong_len.unwrap_err().to_string().contains("does not fit 9 values"));
+            assert!(conv2d_backward(Some(2 * 25 - 1), 40, 72, 72, 50, 40, kernel, bias, &d).unwrap_err().to_string().contains("dinp holds 49"));
+            assert!(softmax_xent_forward(20, METRICS_LEN - 1, 20, 2, 2, 10).unwrap_err().to_string().contains("metrics holds 1"));
+        }
+    }
 }
