@@ -488,6 +488,21 @@ impl Backend for CpuBackend {
         let (kernel, bias) = (&params[kernel.range()], &params[bias.range()]);
         let parts = self.threads();
         let outs = SharedMut::new(&mut out[..d.batch * d.outputs]);
+        if d.batch < parts {
+            // Fewer rows than threads (one image): split the output columns instead, in
+            // blocks of 16, so each thread reads its share of the kernel (4.7 MB for dense1).
+            self.pool.run(&|part| {
+                let blocks = part_range(d.outputs.div_ceil(16), parts, part);
+                let columns = (blocks.start * 16).min(d.outputs)..(blocks.end * 16).min(d.outputs);
+                for row in 0..d.batch {
+                    let at = row * d.outputs;
+                    // SAFETY: each part writes its own columns of each row.
+                    let out = unsafe { outs.range_mut(at + columns.start..at + columns.end) };
+                    dense::dense_forward_columns(out, &inp[row * d.inputs..][..d.inputs], kernel, bias, columns.clone(), relu);
+                }
+            });
+            return Ok(());
+        }
         self.pool.run(&|part| {
             let rows = part_range(d.batch, parts, part);
             // SAFETY: each part writes its own rows.

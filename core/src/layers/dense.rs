@@ -18,6 +18,20 @@ pub fn dense_forward(out: &mut [f32], inp: &[f32], kernel: &[f32], bias: &[f32],
     }
 }
 
+/// Columns `columns` of one output row: out (len(columns)) = inp (I) @ kernel[:, columns] +
+/// bias[columns], so threads can share one row. kernel: (I, O); bias: (O).
+pub fn dense_forward_columns(out: &mut [f32], inp: &[f32], kernel: &[f32], bias: &[f32], columns: core::ops::Range<usize>, relu: bool) {
+    let (inputs, outputs, width) = (inp.len(), bias.len(), columns.len());
+    if width == 0 {
+        return;
+    }
+    out[..width].copy_from_slice(&bias[columns.clone()]);
+    gemm(1.0, Mat::rows(inp, 1, inputs, inputs), Mat::rows(&kernel[columns.start..], inputs, width, outputs), 1.0, out, width);
+    if relu {
+        relu_forward(&mut out[..width]);
+    }
+}
+
 /// dinp (B, I) = dout (B, O) @ kernel^T, overwritten. dout must already be ReLU-masked.
 pub fn dense_backward_input(dinp: &mut [f32], dout: &[f32], kernel: &[f32], inputs: usize, outputs: usize) {
     let batch = dout.len() / outputs;
@@ -81,6 +95,15 @@ mod tests {
             let mut y = vec![0.0; batch * outputs];
             dense_forward(&mut y, &x, &w, &b, inputs, relu);
             assert_close("dense forward", &y, &naive(&x64, &w64, &b64, batch, relu), 1e-5, 1e-5);
+            // Row by row in two column blocks (how threads share a one-image batch): the same.
+            let split = outputs / 2;
+            for (row, want) in y.chunks_exact(outputs).enumerate() {
+                let mut got = vec![f32::NAN; outputs];
+                let (left, right) = got.split_at_mut(split);
+                dense_forward_columns(left, &x[row * inputs..][..inputs], &w, &b, 0..split, relu);
+                dense_forward_columns(right, &x[row * inputs..][..inputs], &w, &b, split..outputs, relu);
+                assert_eq!(got, want, "dense forward by columns, row {row}");
+            }
 
             let mut dy = r.clone();
             if relu {

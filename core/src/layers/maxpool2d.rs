@@ -6,61 +6,38 @@ use crate::backend::PoolDims;
 
 /// out: (H/P, W/P, C); argmax: same shape, index into the sample's input; inp: (H, W, C).
 /// Channels are innermost in NHWC, so each window position updates a contiguous row of C
-/// running maxima: eight channels at a time in vector registers (compare and blend) where
-/// the CPU has AVX2, the remainder one by one.
+/// running maxima: eight channels at a time with AVX2 compares and blends where the CPU has
+/// them (written with intrinsics: the autovectoriser did so in some builds and not others).
 pub fn maxpool2d_forward(out: &mut [f32], argmax: &mut [u32], inp: &[f32], d: &PoolDims) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::layers::gemm::has_avx2() {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { forward_avx2(out, argmax, inp, d) };
-        return;
-    }
-    forward(out, argmax, inp, d);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn forward_avx2(out: &mut [f32], argmax: &mut [u32], inp: &[f32], d: &PoolDims) {
-    forward(out, argmax, inp, d);
-}
-
-const LANES: usize = 8;
-
-#[inline(always)]
-fn forward(out: &mut [f32], argmax: &mut [u32], inp: &[f32], d: &PoolDims) {
     let (p, c) = (d.pool, d.channels);
-    let vectors = c / LANES * LANES;
+    #[cfg(target_arch = "x86_64")]
+    let vectors = if crate::layers::gemm::has_avx2() && p * p <= MAX_WINDOW { c / 8 * 8 } else { 0 };
+    #[cfg(not(target_arch = "x86_64"))]
+    let vectors = 0;
     for oy in 0..d.out_height() {
         for ox in 0..d.out_width() {
             let o = (oy * d.out_width() + ox) * c;
             let first = ((oy * p) * d.width + ox * p) * c;
-            for c0 in (0..vectors).step_by(LANES) {
-                let mut best: [f32; LANES] = inp[first + c0..][..LANES].try_into().unwrap_or([0.0; LANES]);
-                let mut best_index = [0u32; LANES];
-                for (l, b) in best_index.iter_mut().enumerate() {
-                    *b = (first + c0 + l) as u32;
+            let window = |dy: usize, dx: usize| ((oy * p + dy) * d.width + ox * p + dx) * c;
+            #[cfg(target_arch = "x86_64")]
+            if vectors > 0 {
+                let mut starts = [0usize; MAX_WINDOW];
+                for (k, start) in starts.iter_mut().enumerate().take(p * p) {
+                    *start = window(k / p, k % p);
                 }
-                for dy in 0..p {
-                    for dx in 0..p {
-                        let start = ((oy * p + dy) * d.width + ox * p + dx) * c + c0;
-                        let row: [f32; LANES] = inp[start..][..LANES].try_into().unwrap_or([0.0; LANES]);
-                        for l in 0..LANES {
-                            // `>` keeps the first of equal values; a NaN candidate never wins,
-                            // but a NaN already in `best` stays (comparisons with it are false).
-                            let better = row[l] > best[l];
-                            best[l] = if better { row[l] } else { best[l] };
-                            best_index[l] = if better { (start + l) as u32 } else { best_index[l] };
-                        }
-                    }
+                for c0 in (0..vectors).step_by(8) {
+                    // SAFETY: the CPU has AVX2 (`vectors` is 0 otherwise); max8 checks that
+                    // every window's 8 channels lie inside `inp`.
+                    unsafe { x86::max8(&mut out[o + c0..o + c0 + 8], &mut argmax[o + c0..o + c0 + 8], inp, &starts[..p * p], c0) };
                 }
-                out[o + c0..][..LANES].copy_from_slice(&best);
-                argmax[o + c0..][..LANES].copy_from_slice(&best_index);
             }
             for j in vectors..c {
                 let (mut best, mut best_index) = (inp[first + j], (first + j) as u32);
                 for dy in 0..p {
                     for dx in 0..p {
-                        let at = ((oy * p + dy) * d.width + ox * p + dx) * c + j;
+                        let at = window(dy, dx) + j;
+                        // `>` keeps the first of equal values; a NaN candidate never wins,
+                        // but a NaN already in `best` stays (comparisons with it are false).
                         if inp[at] > best {
                             (best, best_index) = (inp[at], at as u32);
                         }
@@ -69,6 +46,44 @@ fn forward(out: &mut [f32], argmax: &mut [u32], inp: &[f32], d: &PoolDims) {
                 out[o + j] = best;
                 argmax[o + j] = best_index;
             }
+        }
+    }
+}
+
+/// The largest window (P x P) the vector path takes; larger ones go channel by channel.
+#[cfg(target_arch = "x86_64")]
+const MAX_WINDOW: usize = 16;
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use core::arch::x86_64::*;
+
+    /// out[l], argmax[l] = the max over the window positions `starts` (channel `offset` + l
+    /// of each; the first position the initial best) and its index, for the 8 lanes l.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn max8(out: &mut [f32], argmax: &mut [u32], inp: &[f32], starts: &[usize], offset: usize) {
+        assert!(out.len() == 8 && argmax.len() == 8 && !starts.is_empty());
+        assert!(starts.iter().all(|&s| s + offset + 8 <= inp.len() && s + offset + 8 <= u32::MAX as usize));
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        // SAFETY: every load reads 8 floats at a start checked above; the stores write the
+        // 8-long out and argmax.
+        unsafe {
+            let mut best = _mm256_loadu_ps(inp.as_ptr().add(starts[0] + offset));
+            let mut index = _mm256_add_epi32(_mm256_set1_epi32((starts[0] + offset) as i32), lanes);
+            for &start in &starts[1..] {
+                let start = start + offset;
+                let row = _mm256_loadu_ps(inp.as_ptr().add(start));
+                // Ordered `>`: false when either side is NaN, like the scalar path.
+                let better = _mm256_cmp_ps::<_CMP_GT_OQ>(row, best);
+                best = _mm256_blendv_ps(best, row, better);
+                let candidate = _mm256_add_epi32(_mm256_set1_epi32(start as i32), lanes);
+                index = _mm256_blendv_epi8(index, candidate, _mm256_castps_si256(better));
+            }
+            _mm256_storeu_ps(out.as_mut_ptr(), best);
+            _mm256_storeu_si256(argmax.as_mut_ptr().cast(), index);
         }
     }
 }
@@ -105,7 +120,8 @@ mod tests {
     #[test]
     fn maxpool_gradients_match_finite_differences() {
         // Channel counts below, at and past a multiple of 8: the scalar and the vector paths.
-        let shapes = [(4, 4, 1, 2), (5, 7, 3, 2), (6, 6, 2, 3), (4, 4, 8, 2), (5, 4, 11, 2), (4, 6, 16, 2)];
+        // Windows of 2, 3 and 5 (past the vector path's largest, 4x4, so channel by channel).
+        let shapes = [(4, 4, 1, 2), (5, 7, 3, 2), (6, 6, 2, 3), (4, 4, 8, 2), (5, 4, 11, 2), (4, 6, 16, 2), (7, 6, 8, 3), (5, 5, 9, 5)];
         for (seed, &(height, width, channels, pool)) in shapes.iter().enumerate() {
             let d = PoolDims { batch: 1, height, width, channels, pool };
             let mut rng = Rng::new(200 + seed as u64);
