@@ -147,91 +147,27 @@ impl CpuBackend {
         }
     }
 
-    /// `conv2d_forward` through Winograd: the kernel transformed once, then samples split
-    /// across threads. Buffers are already checked.
-    fn conv2d_winograd_forward(&mut self, out: &mut [f32], inp: &[f32], kernel: &[f32], bias: &[f32], d: Conv2dDims, relu: bool) -> Result<()> {
-        self.transform_kernel(kernel, &d);
-        let u = &self.winograd_u[..conv2d_winograd::transformed_kernel_len(&d)];
-        let (parts, in_len, out_len) = (self.pool.threads(), d.in_len(), d.out_len());
-        let outs = SharedMut::new(&mut out[..d.batch * out_len]);
-        let scratch = SharedMut::new(&mut self.scratch);
-        self.pool.run(&|part| {
-            let samples = part_range(d.batch, parts, part);
-            // SAFETY: each part takes its own scratch and its own samples' outputs.
-            let s = unsafe { &mut scratch.range_mut(part..part + 1)[0] };
-            let out = unsafe { outs.range_mut(samples.start * out_len..samples.end * out_len) };
-            for (o, b) in out.chunks_exact_mut(out_len).zip(samples) {
-                let x = &inp[b * in_len..][..in_len];
-                conv2d_winograd::conv2d_winograd_forward(o, &mut s.winograd_v, &mut s.winograd_m, x, u, bias, &d, relu);
-            }
-        });
-        Ok(())
-    }
-
-    /// `conv2d_backward` through Winograd: each thread sums its samples' gradient of the
-    /// transformed kernel; the parts are added in a fixed order and transformed back once.
-    #[allow(clippy::too_many_arguments)]
-    fn conv2d_winograd_backward(
-        &mut self,
-        dinp: Option<&mut Vec<f32>>,
-        dparams: &mut [f32],
-        dout: &mut [f32],
-        out: &[f32],
-        inp: &[f32],
-        weights: &[f32],
-        kernel: Span,
-        bias: Span,
-        d: Conv2dDims,
-        relu: bool,
-    ) -> Result<()> {
-        let op = "conv2d_backward";
-        let u_len = conv2d_winograd::transformed_kernel_len(&d);
-        self.transform_kernel(weights, &d);
-        let u = &self.winograd_u[..u_len];
-        let (parts, in_len, out_len) = (self.pool.threads(), d.in_len(), d.out_len());
-        let douts = SharedMut::new(&mut dout[..d.batch * out_len]);
-        let dinps = dinp.map(|v| SharedMut::new(&mut v[..d.batch * in_len]));
-        let scratch = SharedMut::new(&mut self.scratch);
-        self.pool.run(&|part| {
-            let samples = part_range(d.batch, parts, part);
-            // SAFETY: each part takes its own scratch and its own samples' rows.
-            let s = unsafe { &mut scratch.range_mut(part..part + 1)[0] };
-            let dout = unsafe { douts.range_mut(samples.start * out_len..samples.end * out_len) };
-            let mut dinp = dinps.as_ref().map(|v| unsafe { v.range_mut(samples.start * in_len..samples.end * in_len) });
-            let (du, dbias) = (&mut s.winograd_du[..u_len], &mut s.dbias[..d.out_channels]);
-            du.fill(0.0);
-            dbias.fill(0.0);
-            for (i, b) in samples.enumerate() {
-                conv2d_winograd::conv2d_winograd_backward(
-                    dinp.as_deref_mut().map(|v| &mut v[i * in_len..][..in_len]),
-                    du,
-                    dbias,
-                    &mut s.winograd_v,
-                    &mut s.winograd_m,
-                    &mut dout[i * out_len..][..out_len],
-                    &out[b * out_len..][..out_len],
-                    &inp[b * in_len..][..in_len],
-                    u,
-                    &d,
-                    relu,
-                );
-            }
-        });
-        // Sum the parts in a fixed order (deterministic for a thread count), then dU -> dkernel.
-        let (first, rest) = self.scratch.split_at_mut(1);
-        for s in rest.iter() {
-            for (a, b) in first[0].winograd_du[..u_len].iter_mut().zip(&s.winograd_du) {
-                *a += b;
-            }
-            for (a, b) in first[0].dbias[..d.out_channels].iter_mut().zip(&s.dbias) {
-                *a += b;
-            }
+    /// Picks how a convolution of shape `d` runs and readies it (scratch, and the Winograd
+    /// kernel transform, which the backward pass reuses), after the buffers were checked.
+    fn conv_path(&mut self, kernel: &[f32], d: &Conv2dDims) -> ConvPath {
+        self.grow_scratch(d);
+        if self.uses_winograd(d) {
+            self.transform_kernel(kernel, d);
+            ConvPath::Winograd
+        } else if self.uses_direct(d) {
+            ConvPath::Direct
+        } else {
+            ConvPath::Im2col
         }
-        let (dk, db) = two_spans_mut(dparams, kernel, bias, op)?;
-        conv2d_winograd::kernel_transform_adjoint(dk, &first[0].winograd_du[..u_len], &d);
-        db.copy_from_slice(&first[0].dbias[..d.out_channels]);
-        Ok(())
     }
+}
+
+/// How a convolution runs (see `CpuBackend::conv_path`).
+#[derive(Clone, Copy, PartialEq)]
+enum ConvPath {
+    Winograd,
+    Direct,
+    Im2col,
 }
 
 fn grow(v: &mut Vec<f32>, len: usize) {
@@ -331,12 +267,10 @@ impl Backend for CpuBackend {
 
     fn conv2d_forward(&mut self, out: &mut Vec<f32>, inp: &Vec<f32>, params: &Vec<f32>, kernel: Span, bias: Span, d: Conv2dDims, relu: bool) -> Result<()> {
         checks::conv2d_forward(out.len(), inp.len(), params.len(), kernel, bias, &d)?;
-        self.grow_scratch(&d);
         let (kernel, bias) = (&params[kernel.range()], &params[bias.range()]);
-        if self.uses_winograd(&d) {
-            return self.conv2d_winograd_forward(out, inp, kernel, bias, d, relu);
-        }
-        let (parts, in_len, out_len, direct) = (self.threads(), d.in_len(), d.out_len(), self.uses_direct(&d));
+        let path = self.conv_path(kernel, &d);
+        let u = &self.winograd_u[..];
+        let (parts, in_len, out_len) = (self.pool.threads(), d.in_len(), d.out_len());
         let outs = SharedMut::new(&mut out[..d.batch * out_len]);
         let scratch = SharedMut::new(&mut self.scratch);
         self.pool.run(&|part| {
@@ -346,10 +280,10 @@ impl Backend for CpuBackend {
             let out = unsafe { outs.range_mut(samples.start * out_len..samples.end * out_len) };
             for (o, b) in out.chunks_exact_mut(out_len).zip(samples) {
                 let x = &inp[b * in_len..][..in_len];
-                if direct {
-                    conv2d_direct::conv2d_direct_forward(o, x, kernel, bias, &d, relu);
-                } else {
-                    conv2d::conv2d_forward(o, &mut s.col, x, kernel, bias, &d, relu);
+                match path {
+                    ConvPath::Winograd => conv2d_winograd::conv2d_winograd_forward(o, &mut s.winograd_v, &mut s.winograd_m, x, u, bias, &d, relu),
+                    ConvPath::Direct => conv2d_direct::conv2d_direct_forward(o, x, kernel, bias, &d, relu),
+                    ConvPath::Im2col => conv2d::conv2d_forward(o, &mut s.col, x, kernel, bias, &d, relu),
                 }
             }
         });
@@ -371,13 +305,15 @@ impl Backend for CpuBackend {
     ) -> Result<()> {
         let op = "conv2d_backward";
         checks::conv2d_backward(dinp.as_ref().map(|v| v.len()), dparams.len(), dout.len(), out.len(), inp.len(), params.len(), kernel, bias, &d)?;
-        let (in_len, out_len, kernel_len) = (d.in_len(), d.out_len(), d.patch_len() * d.out_channels);
-        self.grow_scratch(&d);
+        let (in_len, out_len) = (d.in_len(), d.out_len());
         let weights = &params[kernel.range()];
-        if self.uses_winograd(&d) {
-            return self.conv2d_winograd_backward(dinp, dparams, dout, out, inp, weights, kernel, bias, d, relu);
-        }
-        let (parts, direct) = (self.threads(), self.uses_direct(&d));
+        let path = self.conv_path(weights, &d);
+        let u = &self.winograd_u[..];
+        // Each part sums its samples' kernel gradient (with Winograd, the transformed kernel's)
+        // and bias gradient in its own scratch.
+        let winograd = path == ConvPath::Winograd;
+        let grad_len = if winograd { conv2d_winograd::transformed_kernel_len(&d) } else { d.patch_len() * d.out_channels };
+        let parts = self.pool.threads();
         let douts = SharedMut::new(&mut dout[..d.batch * out_len]);
         let dinps = dinp.map(|v| SharedMut::new(&mut v[..d.batch * in_len]));
         let scratch = SharedMut::new(&mut self.scratch);
@@ -387,43 +323,39 @@ impl Backend for CpuBackend {
             let s = unsafe { &mut scratch.range_mut(part..part + 1)[0] };
             let dout = unsafe { douts.range_mut(samples.start * out_len..samples.end * out_len) };
             let mut dinp = dinps.as_ref().map(|v| unsafe { v.range_mut(samples.start * in_len..samples.end * in_len) });
-            let (dkernel, dbias) = (&mut s.dkernel[..kernel_len], &mut s.dbias[..d.out_channels]);
+            let dkernel = if winograd { &mut s.winograd_du[..grad_len] } else { &mut s.dkernel[..grad_len] };
+            let dbias = &mut s.dbias[..d.out_channels];
             dkernel.fill(0.0);
             dbias.fill(0.0);
             for (i, b) in samples.enumerate() {
                 let di = dinp.as_deref_mut().map(|v| &mut v[i * in_len..][..in_len]);
                 let (dy, y, x) = (&mut dout[i * out_len..][..out_len], &out[b * out_len..][..out_len], &inp[b * in_len..][..in_len]);
-                if direct {
-                    conv2d_direct::conv2d_direct_backward(di, dkernel, dbias, dy, y, x, weights, &d, relu);
-                    continue;
+                match path {
+                    ConvPath::Winograd => conv2d_winograd::conv2d_winograd_backward(di, dkernel, dbias, &mut s.winograd_v, &mut s.winograd_m, dy, y, x, u, &d, relu),
+                    ConvPath::Direct => conv2d_direct::conv2d_direct_backward(di, dkernel, dbias, dy, y, x, weights, &d, relu),
+                    ConvPath::Im2col => conv2d::conv2d_backward(di, dkernel, dbias, &mut s.col, &mut s.dcol, dy, y, x, weights, &d, relu),
                 }
-                conv2d::conv2d_backward(
-                    di,
-                    dkernel,
-                    dbias,
-                    &mut s.col,
-                    &mut s.dcol,
-                    dy,
-                    y,
-                    x,
-                    weights,
-                    &d,
-                    relu,
-                );
             }
         });
-        // Sum the parts' partial gradients in a fixed order: deterministic for a thread count.
-        let (dk, db) = two_spans_mut(dparams, kernel, bias, op)?;
-        dk.copy_from_slice(&self.scratch[0].dkernel[..kernel_len]);
-        db.copy_from_slice(&self.scratch[0].dbias[..d.out_channels]);
-        for s in &self.scratch[1..] {
-            for (a, b) in dk.iter_mut().zip(&s.dkernel) {
+        // Sum the parts in a fixed order (deterministic for a thread count) into the first.
+        let (first, rest) = self.scratch.split_at_mut(1);
+        let first = &mut first[0];
+        for s in rest.iter() {
+            let (sum, part) = if winograd { (&mut first.winograd_du, &s.winograd_du) } else { (&mut first.dkernel, &s.dkernel) };
+            for (a, b) in sum[..grad_len].iter_mut().zip(part) {
                 *a += b;
             }
-            for (a, b) in db.iter_mut().zip(&s.dbias) {
+            for (a, b) in first.dbias[..d.out_channels].iter_mut().zip(&s.dbias) {
                 *a += b;
             }
         }
+        let (dk, db) = two_spans_mut(dparams, kernel, bias, op)?;
+        if winograd {
+            conv2d_winograd::kernel_transform_adjoint(dk, &first.winograd_du[..grad_len], &d);
+        } else {
+            dk.copy_from_slice(&first.dkernel[..grad_len]);
+        }
+        db.copy_from_slice(&first.dbias[..d.out_channels]);
         Ok(())
     }
 
