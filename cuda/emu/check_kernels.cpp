@@ -29,6 +29,8 @@ static std::mutex atomic_lock;
 #define __shared__ static  // shared by the emulated threads; blocks run one at a time
 inline void __syncthreads() { block_barrier->arrive_and_wait(); }
 inline float __int_as_float(unsigned v) { float f; std::memcpy(&f, &v, 4); return f; }
+inline float __uint_as_float(unsigned v) { float f; std::memcpy(&f, &v, 4); return f; }
+inline unsigned __float_as_uint(float f) { unsigned v; std::memcpy(&v, &f, 4); return v; }
 inline float atomicAdd(float* p, float v) { std::lock_guard<std::mutex> g(atomic_lock); float old = *p; *p = old + v; return old; }
 
 #include "../kernels/common.cu"
@@ -38,6 +40,7 @@ inline float atomicAdd(float* p, float v) { std::lock_guard<std::mutex> g(atomic
 #include "../kernels/dropout.cu"
 #include "../kernels/softmax_xent.cu"
 #include "../kernels/optim.cu"
+#include "../kernels/precision.cu"
 
 // Runs `kernel` on grid x block; `threads` runs each block's threads concurrently (needed for
 // __syncthreads), otherwise one after another.
@@ -80,6 +83,12 @@ static bool close(const std::vector<float>& got, const std::vector<double>& want
         }
     }
     return true;
+}
+
+// Bit-equal (NaNs included), as the kernels' exact paths must be.
+template <typename T>
+static bool same(const std::vector<T>& a, const std::vector<T>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
 
 static std::mt19937_64 rng(12345);
@@ -348,7 +357,7 @@ static void check_softmax() {
 
     std::vector<float> dlogits(probs.size(), NAN);
     float scale = 1.0f / batch;
-    launch(blocks_for(batch * classes), 256, false, [&] { softmax_xent_backward(dlogits.data(), probs.data(), labels.data(), batch, classes, scale); });
+    launch(blocks_for(batch * classes), 256, false, [&] { softmax_xent_backward(dlogits.data(), probs.data(), labels.data(), batch, classes, scale, nullptr); });
     std::vector<double> dwant(probs.size());
     for (int r = 0; r < batch; ++r) {
         float py = probs[r * classes + labels[r]];
@@ -357,6 +366,12 @@ static void check_softmax() {
             dwant[r * classes + j] = clipped ? 0.0 : ((double)probs[r * classes + j] - (j == (int)labels[r])) * scale;
     }
     expect(close(dlogits, dwant, 1e-6) && dlogits[0] == 0.0f, "softmax_xent_backward: (p - onehot) / B, zero for a clipped row");
+    // With a loss scale (a power of two): exactly that multiple, the clipped row still zero.
+    std::vector<float> scaled(probs.size(), NAN), want_scaled(probs.size());
+    const float loss_scale[4] = {256, 0, 0, 0};
+    launch(blocks_for(batch * classes), 256, false, [&] { softmax_xent_backward(scaled.data(), probs.data(), labels.data(), batch, classes, scale, loss_scale); });
+    for (size_t i = 0; i < probs.size(); ++i) want_scaled[i] = dlogits[i] * 256.0f;
+    expect(same(scaled, want_scaled) && scaled[0] == 0.0f, "softmax_xent_backward with loss scale 256 is exactly 256x the unscaled result");
 
     std::vector<u32> bad = {0, 12};
     std::vector<float> m2 = {0, 0}, p2(2 * classes);
@@ -370,7 +385,7 @@ static void check_adadelta() {
     auto a = random_floats(n, 0, 0.1f), du = random_floats(n, 0, 0.01f);
     auto p0 = params, a0 = a, du0 = du;
     const float lr = 1.0f, rho = 0.95f, keep = 1.0f - rho, eps = 1e-7f;
-    launch(blocks_for(n), 256, false, [&] { adadelta(params.data(), a.data(), du.data(), grads.data(), n, lr, rho, keep, eps); });
+    launch(blocks_for(n), 256, false, [&] { adadelta(params.data(), a.data(), du.data(), grads.data(), n, lr, rho, keep, eps, nullptr); });
     bool ok = true;
     for (i64 i = 0; i < n; ++i) {
         // optim.rs in the same f32 operation order: bit-equal.
@@ -381,9 +396,224 @@ static void check_adadelta() {
     }
     expect(ok, "adadelta equals optim.rs's f32 arithmetic");
 
+    // Loss scaling: an overflowed step writes nothing; otherwise the gradients are unscaled, and
+    // for a power-of-two scale that is exact: the same step as unscaled gradients, bit for bit.
+    auto p1 = params, a1 = a, du1 = du;
+    std::vector<float> overflowed = {1024, 5, 1, 2}, state_before = overflowed;
+    launch(blocks_for(n), 256, false, [&] { adadelta(params.data(), a.data(), du.data(), grads.data(), n, lr, rho, keep, eps, overflowed.data()); });
+    expect(same(params, p1) && same(a, a1) && same(du, du1) && same(overflowed, state_before), "adadelta skips the step (writes nothing) when the overflow flag is set");
+    std::vector<float> scaled_grads(n), clean = {1024, 5, 0, 2};
+    for (i64 i = 0; i < n; ++i) scaled_grads[i] = grads[i] * 1024.0f;
+    auto ps = p1, as = a1, dus = du1;
+    launch(blocks_for(n), 256, false, [&] { adadelta(params.data(), a.data(), du.data(), grads.data(), n, lr, rho, keep, eps, nullptr); });
+    launch(blocks_for(n), 256, false, [&] { adadelta(ps.data(), as.data(), dus.data(), scaled_grads.data(), n, lr, rho, keep, eps, clean.data()); });
+    expect(same(params, ps) && same(a, as) && same(du, dus) && !same(params, p1), "adadelta with loss scale 1024 on 1024x gradients equals the unscaled step bit for bit");
+
     std::vector<float> x(1000, 3.0f);
     launch(blocks_for(1000), 256, false, [&] { fill_f32(x.data(), 999, 2.5f); });
     expect(x[0] == 2.5f && x[998] == 2.5f && x[999] == 3.0f, "fill_f32 fills exactly n values");
+}
+
+// f16 bits by g++'s _Float16 conversion (IEEE, round to nearest even): the f16 reference.
+static u16 f16_reference(float x) {
+    _Float16 h = (_Float16)x;
+    u16 b;
+    std::memcpy(&b, &h, 2);
+    return b;
+}
+
+// bf16 bits without the kernel's carry trick: of the two bf16 values around |x| (f32's upper
+// halves), the nearer by an exact comparison in double, ties to the even one; above the largest
+// finite value the next one up is 2^128, which IEEE rounding uses to decide overflow to inf.
+static u16 bf16_reference(float x) {
+    u32 b = __float_as_uint(x), sign = (b >> 16) & 0x8000u, a = b & 0x7fffffffu;
+    if (a > 0x7f800000u) return (u16)(sign | 0x7fc0u);
+    u32 lo = a >> 16, hi = lo + 1;
+    if ((a & 0xffffu) == 0) return (u16)(sign | lo);
+    auto value = [](u32 h) { return h == 0x7f80u ? std::ldexp(1.0, 128) : (double)__uint_as_float(h << 16); };
+    double v = __uint_as_float(a), below = v - value(lo), above = value(hi) - v;
+    u32 r = below < above ? lo : above < below ? hi : ((lo & 1) ? hi : lo);
+    return (u16)(sign | r);
+}
+
+// The kernel's half bits equal the reference's; for a NaN, any quiet NaN of the same sign.
+static bool half_matches(u16 got, u16 want, float x, int bf16) {
+    if (!std::isnan(x)) return got == want;
+    u16 exp = bf16 ? 0x7f80 : 0x7c00, quiet = bf16 ? 0x40 : 0x200;
+    return (got & exp) == exp && (got & quiet) && (got & 0x8000) == ((__float_as_uint(x) >> 16) & 0x8000);
+}
+
+// Special values, both formats' boundaries, exact ties between neighbours (and one f32 ulp
+// either side) at many exponents, and random bit patterns; each with both signs.
+static std::vector<float> half_test_values() {
+    std::vector<float> v;
+    for (u32 b : {0x00000000u, 0x7f800000u, 0x7fc00000u, 0x7f800001u, 0x7fbfffffu, 0x7fa00000u, 0x7fffffffu, 0x7fff8000u,
+                  0x00000001u, 0x007fffffu, 0x00800000u, 0x7f7fffffu, 0x7f7f7fffu, 0x7f7f8000u, 0x7f7f8001u, 0x7f7e8000u, 0x7f7effffu})
+        v.push_back(__uint_as_float(b));
+    const float sub = std::ldexp(1.0f, -24);  // the smallest f16 subnormal
+    for (float x : {65504.0f, 65505.0f, 65519.0f, std::nextafter(65520.0f, 0.0f), 65520.0f, std::nextafter(65520.0f, 1e30f), 65536.0f, 1e10f,
+                    sub, sub / 2, std::nextafter(sub / 2, 0.0f), std::nextafter(sub / 2, 1.0f), sub / 4, 1.5f * sub, 2.5f * sub, 1023 * sub,
+                    1023.5f * sub, std::ldexp(1.0f, -14), std::nextafter(std::ldexp(1.0f, -14), 0.0f), 1.0f, 2048.0f, 2049.0f, 2051.0f})
+        v.push_back(x);
+    auto with_neighbours = [&](float x) {
+        v.push_back(x);
+        v.push_back(std::nextafter(x, 0.0f));
+        v.push_back(std::nextafter(x, 1e38f));
+    };
+    for (int k : {0, 1, 2, 3, 510, 511, 1022, 1023}) {
+        for (int e = -14; e <= 15; ++e) with_neighbours(std::ldexp(1.0f + (2 * k + 1) / 2048.0f, e));  // f16 normal ties
+        with_neighbours((2 * k + 1) * (sub / 2));  // f16 subnormal ties
+    }
+    for (int k : {0, 1, 2, 63, 126, 127})
+        for (int e : {-149, -140, -127, -126, -100, -20, 0, 1, 15, 16, 60, 126, 127}) {
+            with_neighbours(std::ldexp(1.0f + (2 * k + 1) / 256.0f, e));                 // bf16 ties (e = -149: underflows to 0)
+            with_neighbours(__uint_as_float(((u32)k << 16) | 0x8000u));              // bf16 ties among f32 subnormals
+        }
+    for (int i = 0; i < 100000; ++i) v.push_back(__uint_as_float((u32)rng()));
+    size_t n = v.size();
+    for (size_t i = 0; i < n; ++i) v.push_back(-v[i]);
+    return v;
+}
+
+static void check_half_conversions() {
+    auto values = half_test_values();
+    for (int bf16 : {0, 1}) {
+        auto reference = bf16 ? bf16_reference : f16_reference;
+        bool ok = true;
+        for (float x : values) {
+            u16 got = f32_to_half_bits(x, bf16), want = reference(x);
+            if (!half_matches(got, want, x, bf16) && ok) {
+                std::printf("     first difference at %a (bits %08x): %04x vs %04x\n", x, __float_as_uint(x), got, want);
+                ok = false;
+            }
+        }
+        // Every 201st f32 bit pattern (odd stride: all residues, exponents and signs).
+        u64 swept = 0;
+        for (u64 b = 0; b < (1ull << 32); b += 201, ++swept) {
+            float x = __uint_as_float((u32)b);
+            u16 got = f32_to_half_bits(x, bf16), want = reference(x);
+            if (!half_matches(got, want, x, bf16) && ok) {
+                std::printf("     first difference at %a (bits %08x): %04x vs %04x\n", x, (u32)b, got, want);
+                ok = false;
+            }
+        }
+        char what[160];
+        std::snprintf(what, sizeof what, "f32_to_%s_bits equals %s on %zu chosen values and %llu swept bit patterns", bf16 ? "bf16" : "f16",
+                      bf16 ? "the nearest-even reference" : "_Float16", values.size(), (unsigned long long)swept);
+        expect(ok, what);
+    }
+    expect(f32_to_f16_bits(65504.0f) == 0x7bff && f32_to_f16_bits(std::nextafter(65520.0f, 0.0f)) == 0x7bff && f32_to_f16_bits(65520.0f) == 0x7c00 &&
+               f32_to_f16_bits(-65520.0f) == 0xfc00 && f32_to_f16_bits(std::ldexp(1.0f, -24)) == 0x0001 && f32_to_f16_bits(std::ldexp(1.0f, -25)) == 0x0000 &&
+               f32_to_f16_bits(-std::ldexp(1.0f, -25)) == 0x8000 && f32_to_f16_bits(std::ldexp(1.5f, -24)) == 0x0002 && f32_to_f16_bits(std::ldexp(1.0f, -14)) == 0x0400 &&
+               f32_to_f16_bits(std::ldexp(2047.0f, -25)) == 0x0400 && f32_to_f16_bits(__uint_as_float(0xff800001u)) == 0xfe00,
+           "f32_to_f16_bits: 65504, 65520 to inf, 2^-24, 2^-25 to zero, ties to even, 2^-14, NaN (spot values)");
+    expect(f32_to_bf16_bits(__uint_as_float(0x7f7fffffu)) == 0x7f80 && f32_to_bf16_bits(__uint_as_float(0x3f808000u)) == 0x3f80 &&
+               f32_to_bf16_bits(__uint_as_float(0x3f818000u)) == 0x3f82 && f32_to_bf16_bits(__uint_as_float(0x7fffffffu)) == 0x7fff &&
+               f32_to_bf16_bits(__uint_as_float(0xff800001u)) == 0xffc0 && f32_to_bf16_bits(__uint_as_float(0x7f7f8000u)) == 0x7f80,
+           "f32_to_bf16_bits: overflow to inf, ties to even, NaN stays NaN (spot values)");
+}
+
+// Values over a wide range of magnitudes: f16 subnormals, normals and overflows.
+static std::vector<float> wide_floats(size_t n) {
+    auto v = random_floats(n, -1, 1);
+    for (auto& x : v) x = std::ldexp(x, (int)(rng() % 50) - 30);
+    return v;
+}
+
+static void check_to_half() {
+    const i64 n = 3 * 256 * 2 + 37;  // blocks_for caps the grid at 3 blocks: threads wrap twice
+    auto values = half_test_values();
+    std::vector<float> src(values.begin(), values.begin() + n / 2);
+    auto wide = wide_floats(n - src.size());
+    src.insert(src.end(), wide.begin(), wide.end());
+    for (int bf16 : {0, 1}) {
+        std::vector<u16> dst(n + 1, 0xdead);
+        launch(blocks_for(n), 256, false, [&] { to_half(dst.data(), src.data(), n, bf16); });
+        bool ok = dst[n] == 0xdead;
+        for (i64 i = 0; i < n; ++i) ok &= dst[i] == f32_to_half_bits(src[i], bf16);
+        expect(ok, bf16 ? "to_half (bf16) converts exactly n values" : "to_half (f16) converts exactly n values");
+    }
+}
+
+static void check_im2col_half() {
+    struct Shape { int samples, h, w, c, k; };
+    for (Shape sh : {Shape{2, 7, 6, 3, 3}, Shape{2, 6, 5, 4, 3}, Shape{3, 5, 7, 8, 2}}) {
+        const size_t cols = (size_t)sh.samples * (sh.h - sh.k + 1) * (sh.w - sh.k + 1) * sh.k * sh.k * sh.c;
+        auto inp = wide_floats((size_t)sh.samples * sh.h * sh.w * sh.c);
+        inp[1] = INFINITY;
+        inp[2] = NAN;
+        std::vector<float> col(cols, NAN);
+        launch(blocks_for((i64)cols), 256, false, [&] { im2col(col.data(), inp.data(), sh.samples, sh.h, sh.w, sh.c, sh.k); });
+        for (int bf16 : {0, 1}) {
+            std::vector<u16> colh(cols, 0xdead);
+            launch(blocks_for((i64)cols), 256, false, [&] { im2col_half(colh.data(), inp.data(), sh.samples, sh.h, sh.w, sh.c, sh.k, bf16); });
+            bool ok = true;
+            for (size_t i = 0; i < cols; ++i) ok &= colh[i] == f32_to_half_bits(col[i], bf16);
+            char what[128];
+            std::snprintf(what, sizeof what, "im2col_half (%s) is im2col then to_half (%d samples, %dx%d, C=%d, K=%d)", bf16 ? "bf16" : "f16",
+                          sh.samples, sh.h, sh.w, sh.c, sh.k);
+            expect(ok, what);
+        }
+    }
+}
+
+static void check_loss_scaling() {
+    // check_finite: a clean buffer (huge, tiny and signed-zero values included) sets nothing and
+    // clears nothing; one inf or NaN anywhere in [0, n) sets the flag; past n it is not read.
+    const i64 n = 3 * 256 * 2 + 37;
+    auto x = wide_floats(n + 1);
+    x[3] = __uint_as_float(0x7f7fffffu);
+    x[4] = -__uint_as_float(0x7f7fffffu);
+    x[5] = __uint_as_float(1);
+    x[6] = -0.0f;
+    x[n] = NAN;
+    const std::vector<float> fresh = {8, 3, 0, 2};
+    std::vector<float> state = fresh;
+    launch(blocks_for(n), 256, false, [&] { check_finite(state.data(), x.data(), n); });
+    bool clean = same(state, fresh);
+    state[2] = 1.0f;
+    launch(blocks_for(n), 256, false, [&] { check_finite(state.data(), x.data(), n); });
+    expect(clean && state[2] == 1.0f, "check_finite: finite values leave the flag alone (set or not), index n is not read");
+    bool ok = true;
+    for (i64 at : {(i64)0, (i64)300, (i64)800, n - 1})  // 800: past the first grid stride (768)
+        for (u32 bad : {0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00000u, 0x7f800001u}) {
+            auto y = x;
+            y[at] = __uint_as_float(bad);
+            state = fresh;
+            launch(blocks_for(n), 256, false, [&] { check_finite(state.data(), y.data(), n); });
+            ok &= state[0] == 8 && state[1] == 3 && state[2] == 1.0f && state[3] == 2;
+        }
+    expect(ok, "check_finite: one inf or NaN (first, middle, past a grid-stride wrap, last) sets state[2]");
+
+    // update_loss_scale: state = [scale, good_steps, overflow, skipped_steps], growth_interval 3.
+    struct Step { bool overflow; float scale, good, skipped; };
+    const Step steps[] = {
+        {false, 65536, 1, 0}, {false, 65536, 2, 0}, {false, 131072, 0, 0},  // grows after exactly 3 clean steps
+        {false, 131072, 1, 0}, {true, 65536, 0, 1},                          // an overflow halves and restarts the count
+        {false, 65536, 1, 1}, {false, 65536, 2, 1}, {true, 32768, 0, 2}, {false, 32768, 1, 2},
+    };
+    state = {65536, 0, 0, 0};
+    ok = true;
+    int at = 0;
+    auto step = [&](bool overflow, float scale, float good, float skipped) {
+        if (overflow) state[2] = 1.0f;
+        launch(1, 1, false, [&] { update_loss_scale(state.data(), 3); });
+        bool right = state[0] == scale && state[1] == good && state[2] == 0.0f && state[3] == skipped;
+        if (!right && ok) std::printf("     step %d: got [%g, %g, %g, %g]\n", at, state[0], state[1], state[2], state[3]);
+        ok &= right;
+        ++at;
+    };
+    for (const Step& st : steps) step(st.overflow, st.scale, st.good, st.skipped);
+    state = {2, 1, 0, 7};
+    step(true, 1, 0, 8);  // halves to the floor
+    step(true, 1, 0, 9);  // and stays there
+    state = {8388608, 0, 0, 0};  // 2^23
+    for (int i = 0; i < 3; ++i) step(false, i < 2 ? 8388608.0f : 16777216.0f, i < 2 ? i + 1.0f : 0.0f, 0);
+    for (int i = 0; i < 3; ++i) step(false, 16777216.0f, i < 2 ? i + 1.0f : 0.0f, 0);  // capped at 2^24
+    expect(ok, "update_loss_scale: halve on overflow (floor 1), double after exactly growth_interval clean steps (cap 2^24), count skips, clear the flag");
+    state = {4, 0, 0, 0};
+    launch(2, 4, false, [&] { update_loss_scale(state.data(), 100); });
+    expect(state[0] == 4 && state[1] == 1 && state[3] == 0, "update_loss_scale: only thread 0 of block 0 acts");
 }
 
 // The i64 fallbacks (taken only past 2^31 values, too large to emulate) against the u32 paths
@@ -394,8 +624,6 @@ static void check_wide_paths() {
     auto inp = random_floats((size_t)samples * h * w * c, -1, 1);
     auto kern = random_floats((size_t)k * k * c * oc, -0.5, 0.5);
     auto bias = random_floats(oc, -0.1f, 0.1f);
-    auto same = [](const auto& a, const auto& b) { return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(a[0])) == 0; };
-
     std::vector<float> narrow((size_t)samples * oh * ow * oc, NAN), wide = narrow;
     launch(blocks_for((i64)narrow.size()), 256, false, [&] { conv2d_direct(narrow.data(), inp.data(), kern.data(), bias.data(), samples, h, w, c, k, oc, 1); });
     launch(blocks_for((i64)wide.size()), 256, false, [&] { conv2d_direct_loop<i64>(wide.data(), inp.data(), kern.data(), bias.data(), samples, h, w, c, k, oc, 1); });
@@ -430,9 +658,25 @@ static void check_wide_paths() {
     auto probs = random_floats(batch * classes, 0, 1);
     std::vector<u32> lab = {0, 3, 9, 12, 4};  // 12: a label >= classes (NaN row)
     std::vector<float> dn(batch * classes, 1.0f), dw = dn;
-    launch(blocks_for(batch * classes), 256, false, [&] { softmax_xent_backward(dn.data(), probs.data(), lab.data(), batch, classes, 0.2f); });
-    launch(blocks_for(batch * classes), 256, false, [&] { softmax_xent_backward_loop<i64>(dw.data(), probs.data(), lab.data(), (i64)batch * classes, classes, 0.2f); });
-    expect(same(dn, dw), "softmax_xent_backward: i64 fallback equals the u32 path");
+    const float loss_scale[4] = {64, 0, 0, 0};
+    for (const float* ls : {(const float*)nullptr, loss_scale}) {
+        launch(blocks_for(batch * classes), 256, false, [&] { softmax_xent_backward(dn.data(), probs.data(), lab.data(), batch, classes, 0.2f, ls); });
+        launch(blocks_for(batch * classes), 256, false, [&] { softmax_xent_backward_loop<i64>(dw.data(), probs.data(), lab.data(), (i64)batch * classes, classes, 0.2f, ls); });
+        expect(same(dn, dw), ls ? "softmax_xent_backward (loss scale): i64 fallback equals the u32 path" : "softmax_xent_backward: i64 fallback equals the u32 path");
+    }
+
+    const i64 m = 1000;
+    auto src = random_floats(m, -70000, 70000);
+    for (int bf16 : {0, 1}) {
+        std::vector<u16> hn(m, 0), hw(m, 1);
+        launch(blocks_for(m), 256, false, [&] { to_half(hn.data(), src.data(), m, bf16); });
+        launch(blocks_for(m), 256, false, [&] { to_half_loop<i64>(hw.data(), src.data(), m, bf16); });
+        expect(same(hn, hw), bf16 ? "to_half (bf16): i64 fallback equals the u32 path" : "to_half (f16): i64 fallback equals the u32 path");
+        std::vector<u16> cn((size_t)samples * oh * ow * k * k * c, 0), cw(cn.size(), 1);
+        launch(blocks_for((i64)cn.size()), 256, false, [&] { im2col_half(cn.data(), inp.data(), samples, h, w, c, k, bf16); });
+        launch(blocks_for((i64)cw.size()), 256, false, [&] { im2col_copy<i64>(cw.data(), inp.data(), (i64)samples, h, w, c, k, HalfBits{bf16}); });
+        expect(same(cn, cw), bf16 ? "im2col_half (bf16): i64 fallback equals the u32 path" : "im2col_half (f16): i64 fallback equals the u32 path");
+    }
 }
 
 int main() {
@@ -443,6 +687,10 @@ int main() {
     check_dropout();
     check_softmax();
     check_adadelta();
+    check_half_conversions();
+    check_to_half();
+    check_im2col_half();
+    check_loss_scaling();
     check_wide_paths();
     std::printf("%d passed, %d failed\n", passed, failures);
     return failures ? 1 : 0;

@@ -4,8 +4,9 @@
 # always prints a short table last. Leaves out: building anything (there is no cargo there).
 # Usage, from the repository root: bash cuda/gpu-check/run.sh [LOG_DIR]
 # Steps: availability, NVRTC compile with the host's CUDA, CPU-vs-CUDA op properties, whole
-# training steps, one real-MNIST epoch (timed), pure training time per epoch (cuda_speed),
-# `mnist train --backend cuda --epochs 12`, and the PyTorch reference for 3 epochs. With $OUT
+# training steps, bf16/f16 GEMMs and loss scaling (cuda_precision), one real-MNIST epoch
+# (timed), pure training time per epoch (cuda_speed: f32, bf16, f16), `mnist train --backend
+# cuda --epochs 12` in f32, bf16 and f16, and the PyTorch reference for 3 epochs. With $OUT
 # set, the logs and table are copied there.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -92,26 +93,11 @@ test_step() {
 } >"$logs/environment.log" 2>&1
 cat "$logs/environment.log"
 
-# Limits sized so the whole check ends in under 5 minutes even if every step hangs (it
-# takes about 30 s when all is well): 240 s of limits plus 5 s per kill.
-test_step availability 10
-test_step nvrtc_compile 20
-test_step cuda_vs_cpu 40
-test_step cuda_network 30
-if [ -n "$data" ]; then
-  test_step cuda_mnist 25
-  epoch=$(grep -m1 "^GPU_EPOCH" "$logs/cuda_mnist.log" | sed 's/^GPU_EPOCH //')
-  [ -n "$epoch" ] && row "  one epoch" "" "" "$epoch"
-
-  # Pure training time per epoch (no validation, synchronised), graphs on and off; compare
-  # train_epoch_s with the torch row's epoch_s (also training only).
-  test_step cuda_speed 30
-  speed=$(grep -m1 "^GPU_SPEED" "$logs/cuda_speed.log" | sed 's/^GPU_SPEED //')
-  [ -n "$speed" ] && row "  train epoch" "" "" "$speed"
-
-  step train12 40 "$bundle/bin/mnist" train --backend cuda --epochs 12 --data "$data" --out-dir "$logs/train12" --heartbeat-secs 0
-  history="$logs/train12/history.csv"
-  result="see train12.log"
+# 12 epochs with validation through the real CLI in one precision: train12 NAME PRECISION.
+train12() {
+  local name=$1 precision=$2
+  step "$name" 40 "$bundle/bin/mnist" train --backend cuda --precision "$precision" --epochs 12 --data "$data" --out-dir "$logs/$name" --heartbeat-secs 0
+  local history="$logs/$name/history.csv" result="see $name.log"
   if [ -f "$history" ]; then
     # Epoch seconds: the first (with warm-up) and the median of the rest; the last val_acc.
     result=$(python3 - "$history" <<'PY'
@@ -122,18 +108,52 @@ rest = statistics.median(secs[1:]) if len(secs) > 1 else float("nan")
 print(f"epochs={len(rows)} first_epoch_s={secs[0]:.3f} median_epoch_s={rest:.3f} val_acc={rows[-1]['val_acc']} loss={rows[-1]['loss']}")
 PY
 )
+    # f16's loss scale at the end and the steps it skipped.
+    result="$result $(grep -m1 -o 'f16 loss scale.*' "$logs/$name.log")"
   fi
-  row train12 "$LAST_STATUS" "$LAST_SECONDS" "$result"
+  row "$name" "$LAST_STATUS" "$LAST_SECONDS" "$result"
+}
+
+# Limits sized so the whole check ends in under 7 minutes even if every step hangs (it
+# takes about a minute when all is well): 395 s of limits plus 5 s per kill.
+test_step availability 10
+test_step nvrtc_compile 20
+test_step cuda_vs_cpu 40
+test_step cuda_network 30
+test_step cuda_precision 40
+if [ -n "$data" ]; then
+  for line in $(grep "^GPU_PRECISION" "$logs/cuda_precision.log" | sed 's/^GPU_PRECISION //; s/ /,/g'); do
+    row "  one epoch" "" "" "${line//,/ }"
+  done
+  test_step cuda_mnist 25
+  epoch=$(grep -m1 "^GPU_EPOCH" "$logs/cuda_mnist.log" | sed 's/^GPU_EPOCH //')
+  [ -n "$epoch" ] && row "  one epoch" "" "" "$epoch"
+
+  # Pure training time per epoch (no validation, synchronised): f32 with graphs on and off,
+  # TF32, bf16 and f16; compare with the torch row's epoch_s (also training only).
+  test_step cuda_speed 45
+  speed=$(grep -m1 "^GPU_SPEED" "$logs/cuda_speed.log" | sed 's/^GPU_SPEED //')
+  [ -n "$speed" ] && row "  train epoch" "" "" "$speed"
+
+  train12 train12 f32
+  train12 train12_bf16 bf16
+  train12 train12_f16 f16
 
   if [ -f "$bundle/torch_mnist_cnn.py" ]; then
     step torch 45 python3 "$bundle/torch_mnist_cnn.py" --data "$data" --epochs 3
     row torch "$LAST_STATUS" "$LAST_SECONDS" "$(grep -m1 '^torch ' "$logs/torch.log" || echo 'see torch.log')"
-    # Training vs training: PyTorch eager's median epoch over ours (the goal is >= 3).
+    # Training vs training: PyTorch eager's median epoch over ours, per precision (the goal
+    # is >= 3).
     ratio=$(python3 - "$logs/torch.log" "$logs/cuda_speed.log" <<'PY' 2>/dev/null
 import re, sys
 torch = re.search(r"^torch .*epoch_s=([0-9.]+)", open(sys.argv[1]).read(), re.M)
-ours = re.search(r"^GPU_SPEED .*train_epoch_s=([0-9.]+)", open(sys.argv[2]).read(), re.M)
-print(f"torch_epoch_s / train_epoch_s = {float(torch.group(1)) / float(ours.group(1)):.2f}x" if torch and ours else "n/a")
+speed = re.search(r"^GPU_SPEED .*", open(sys.argv[2]).read(), re.M)
+if not (torch and speed):
+    print("n/a")
+else:
+    ours = dict(re.findall(r"(\w+_epoch_s)=([0-9.]+)", speed.group(0)))
+    t = float(torch.group(1))
+    print(" ".join(f"torch / {k} = {t / float(v):.2f}x" for k, v in ours.items()))
 PY
 )
     row "  speedup" "" "" "${ratio:-n/a}"

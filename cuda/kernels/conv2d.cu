@@ -1,17 +1,30 @@
-// Convolution helpers around cuBLAS (layers/conv2d.rs): im2col, its adjoint col2im, the bias +
-// ReLU epilogue, a direct convolution and kernel gradient for small patches, and bias gradients
-// fused with the ReLU mask (shared with dense layers). Valid padding, stride 1, NHWC input, HWIO kernel.
+// Convolution helpers around cuBLAS (layers/conv2d.rs): im2col (f32, or converted to f16/bf16 for
+// a half-precision GEMM), its adjoint col2im, the bias + ReLU epilogue, a direct convolution and
+// kernel gradient for small patches, and bias gradients fused with the ReLU mask (shared with
+// dense layers). Valid padding, stride 1, NHWC input, HWIO kernel.
 // Leaves out: the GEMMs (cuBLAS, src/gemm.rs).
 
-// im2col's copy loop in units of T (float, or float4 when C % 4 == 0 and both pointers are
-// 16-byte aligned) and index type I (u32 when every index fits, since 64-bit divisions are
-// subroutines of ~70 instructions: they, not memory, bounded the old kernel at ~400 GB/s).
-// Consecutive threads write consecutive col entries (coalesced) and read consecutive input
-// values within a run of K*C (one kernel row of the receptive field, contiguous in NHWC).
-template <typename I, typename T>
-__device__ __forceinline__ void im2col_copy(T* col, const T* inp, I samples, int height, int width, int channels, int kernel) {
+// im2col_copy's element conversions: none (im2col), or f32 to f16/bf16 bits (im2col_half).
+struct SameValue {
+    template <typename T>
+    __device__ __forceinline__ T operator()(T v) const { return v; }
+};
+struct HalfBits {
+    int bf16;
+    __device__ __forceinline__ u16 operator()(float v) const { return f32_to_half_bits(v, bf16); }
+};
+
+// im2col's copy loop in input units of In (float, or float4 when C % 4 == 0 and both pointers
+// are 16-byte aligned), each value stored as convert(value), and index type I (u32 when every
+// index fits, since 64-bit divisions are subroutines of ~70 instructions: they, not memory,
+// bounded the old kernel at ~400 GB/s). Consecutive threads write consecutive col entries
+// (coalesced) and read consecutive input values within a run of K*C (one kernel row of the
+// receptive field, contiguous in NHWC).
+template <typename I, typename Out, typename In, typename Convert>
+__device__ __forceinline__ void im2col_copy(Out* col, const In* inp, I samples, int height, int width, int channels, int kernel,
+                                            Convert convert) {
     int oh = height - kernel + 1, ow = width - kernel + 1;
-    int span = kernel * channels;  // channels in units of T
+    int span = kernel * channels;  // channels in units of In
     int patch = kernel * span;
     I pixels = (I)oh * ow;
     I in_len = (I)height * width * channels;
@@ -24,7 +37,7 @@ __device__ __forceinline__ void im2col_copy(T* col, const T* inp, I samples, int
         int pix = (int)(r - s * pixels);
         int oy = pix / ow, ox = pix - oy * ow;
         int ky = p / span, q = p - ky * span;  // q = kx * C + c
-        col[e] = inp[s * in_len + ((I)(oy + ky) * width + ox) * channels + q];
+        col[e] = convert(inp[s * in_len + ((I)(oy + ky) * width + ox) * channels + q]);
     }
 }
 
@@ -37,13 +50,23 @@ extern "C" __global__ void im2col(float* col, const float* inp, i64 samples, int
     if ((channels & 3) == 0 && (((u64)col | (u64)inp) & 15) == 0) {
         float4* c4 = (float4*)col;
         const float4* i4 = (const float4*)inp;
-        if (narrow) im2col_copy<u32, float4>(c4, i4, (u32)samples, height, width, channels / 4, kernel);
-        else im2col_copy<i64, float4>(c4, i4, samples, height, width, channels / 4, kernel);
+        if (narrow) im2col_copy<u32>(c4, i4, (u32)samples, height, width, channels / 4, kernel, SameValue());
+        else im2col_copy<i64>(c4, i4, samples, height, width, channels / 4, kernel, SameValue());
     } else if (narrow) {
-        im2col_copy<u32, float>(col, inp, (u32)samples, height, width, channels, kernel);
+        im2col_copy<u32>(col, inp, (u32)samples, height, width, channels, kernel, SameValue());
     } else {
-        im2col_copy<i64, float>(col, inp, samples, height, width, channels, kernel);
+        im2col_copy<i64>(col, inp, samples, height, width, channels, kernel, SameValue());
     }
+}
+
+// col: im2col's matrix, each value converted to f16 bits (bf16 != 0: bfloat16) as to_half
+// does: a half-precision GEMM operand without an f32 copy in between. One value per thread (a
+// 2-byte store per entry, coalesced like im2col's); any grid.
+extern "C" __global__ void im2col_half(u16* col, const float* inp, i64 samples, int height, int width, int channels, int kernel, int bf16) {
+    i64 n = samples * (i64)(height - kernel + 1) * (width - kernel + 1) * kernel * kernel * channels;
+    HalfBits convert = {bf16};
+    if (n <= 0x7fffffffLL) im2col_copy<u32>(col, inp, (u32)samples, height, width, channels, kernel, convert);
+    else im2col_copy<i64>(col, inp, samples, height, width, channels, kernel, convert);
 }
 
 // col2im's loop with index type I (u32 when every index fits: see im2col_copy).

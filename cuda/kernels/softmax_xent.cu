@@ -1,6 +1,7 @@
 // Softmax + categorical cross-entropy on probabilities clipped to [1e-7, 1 - 1e-7], as Keras 2
 // and layers/softmax_xent.rs compute them. The loss and correct counts go straight into the
-// device metrics buffer, so the host reads nothing per step. Leaves out: class weights.
+// device metrics buffer, so the host reads nothing per step. The backward pass optionally
+// multiplies by the loss scale (f16 training, precision.cu). Leaves out: class weights.
 
 #define SOFTMAX_BLOCK 256
 #define PROB_LO 1e-7f
@@ -59,7 +60,9 @@ extern "C" __global__ void softmax_xent_forward(float* probs, float* metrics, co
 
 // softmax_xent_backward's loop with index type I (u32 when batch * classes fits).
 template <typename I>
-__device__ __forceinline__ void softmax_xent_backward_loop(float* dlogits, const float* probs, const u32* labels, I n, int classes, float scale) {
+__device__ __forceinline__ void softmax_xent_backward_loop(float* dlogits, const float* probs, const u32* labels, I n, int classes, float scale,
+                                                           const float* loss_scale) {
+    float up = loss_scale ? loss_scale[0] : 1.0f;
     I stride = (I)gridDim.x * blockDim.x;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         I row = i / (I)classes;
@@ -73,16 +76,20 @@ __device__ __forceinline__ void softmax_xent_backward_loop(float* dlogits, const
         if (!(py >= PROB_LO && py <= PROB_HI)) {
             dlogits[i] = 0.0f;
         } else {
-            dlogits[i] = (probs[i] - ((u32)j == label ? 1.0f : 0.0f)) * scale;
+            float d = (probs[i] - ((u32)j == label ? 1.0f : 0.0f)) * scale;
+            dlogits[i] = loss_scale ? d * up : d;
         }
     }
 }
 
 // dlogits: (B, classes), overwritten: (probs - onehot) * scale with scale = 1 / B; zero for a
 // row whose true-class probability was clipped (the clip passes no gradient); NaN for a label
-// >= classes.
-extern "C" __global__ void softmax_xent_backward(float* dlogits, const float* probs, const u32* labels, int batch, int classes, float scale) {
+// >= classes. loss_scale: null, or the loss-scale state (precision.cu), whose scale (a power of
+// two, so exact) then multiplies (probs - onehot) * scale: the gradient of the scaled loss. The
+// zero and NaN cases stay as they are.
+extern "C" __global__ void softmax_xent_backward(float* dlogits, const float* probs, const u32* labels, int batch, int classes, float scale,
+                                                 const float* loss_scale) {
     i64 n = (i64)batch * classes;
-    if (n <= 0x7fffffffLL) softmax_xent_backward_loop<u32>(dlogits, probs, labels, (u32)n, classes, scale);
-    else softmax_xent_backward_loop<i64>(dlogits, probs, labels, n, classes, scale);
+    if (n <= 0x7fffffffLL) softmax_xent_backward_loop<u32>(dlogits, probs, labels, (u32)n, classes, scale, loss_scale);
+    else softmax_xent_backward_loop<i64>(dlogits, probs, labels, n, classes, scale, loss_scale);
 }

@@ -1,8 +1,10 @@
 //! CudaBackend: mnist-core's `Backend` on one CUDA stream. Convolutions are im2col + cuBLAS
-//! SGEMM (TF32 off) or, for small patches, direct kernels; everything else a small NVRTC kernel.
+//! GEMMs or, for small patches, direct kernels; everything else a small NVRTC kernel. GEMMs take
+//! f32 inputs (SGEMM, TF32 off) or, with `set_precision`, bf16 or f16 inputs on tensor cores,
+//! always summing in f32 (f16 with dynamic loss scaling).
 //! Every op is queued on the stream and only `download` waits.
 //! Training steps are recorded once per shape as a CUDA graph and replayed (see `begin_step`).
-//! Leaves out: multiple streams and GPUs, and f16 math (later work).
+//! Leaves out: multiple streams and GPUs, and half-precision storage of activations.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +43,67 @@ const DIRECT_CONV_MAX_PATCH: usize = 32;
 /// cuBLAS's workspace, set by us so that cuBLAS allocates nothing while a step is recorded
 /// (NVIDIA's graph-capture advice; 32 MiB is what it recommends for Hopper).
 const CUBLAS_WORKSPACE_BYTES: usize = 32 << 20;
+/// f16 training's first loss scale (2^16, as PyTorch's GradScaler): halved on every step whose
+/// gradients overflow (which is then skipped), doubled after LOSS_SCALE_GROWTH_INTERVAL clean
+/// steps (update_loss_scale in precision.cu).
+const LOSS_SCALE_START: f32 = 65536.0;
+const LOSS_SCALE_GROWTH_INTERVAL: i32 = 2000;
+
+/// The number format of the GEMMs' inputs. Every GEMM sums in f32 and writes f32; every other
+/// op, the master weights and Adadelta's state stay f32 in all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// SGEMM with TF32 off: the CPU-vs-CUDA tolerances of 1e-4 hold.
+    #[default]
+    F32,
+    /// bfloat16 inputs (8-bit mantissa, f32's range): no loss scaling needed.
+    Bf16,
+    /// IEEE half inputs (11-bit mantissa, at most 65504, normal down to 2^-14): the loss is
+    /// scaled so small gradients survive, and steps whose gradients overflow are skipped.
+    F16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
+/// f16 training's loss scaling so far (`CudaBackend::loss_scale`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossScale {
+    /// The factor the loss gradient is multiplied by now.
+    pub scale: f32,
+    /// Steps skipped because their scaled gradients overflowed f16.
+    pub skipped_steps: u64,
+}
+
+/// Half-precision scratch slots (`half_scratch`): the im2col matrix; the GEMM's A and B when
+/// converted from f32; and an operand converted once and used by two GEMMs (a gradient).
+const HALF_COL: usize = 0;
+const HALF_A: usize = 1;
+const HALF_B: usize = 2;
+const HALF_KEPT: usize = 3;
+
+/// A GEMM operand: a device address and how many values are there, either f32 or already in
+/// the half format of the backend's precision.
+#[derive(Debug, Clone, Copy)]
+enum Operand {
+    F32(u64, usize),
+    Half(u64, usize),
+}
+
+impl Operand {
+    fn len(self) -> usize {
+        match self {
+            Operand::F32(_, len) | Operand::Half(_, len) => len,
+        }
+    }
+}
 
 /// Values on the device. `len` is the length the caller asked for; the allocation holds at
 /// least one value so a zero-length buffer still has a valid pointer.
@@ -133,6 +196,9 @@ pub struct CudaBackend {
     graph_stats: StepGraphStats,
     step_values: CudaBuffer<u64>, // (3): start, dropout seed 1, dropout seed 2 of the current step
     col: Option<CudaBuffer<f32>>, // im2col / dcol scratch, grown on demand
+    precision: Precision,
+    half: [Option<CudaBuffer<u16>>; 4], // bf16 or f16 scratch, by HALF_* slot, grown on demand
+    loss_scale: Option<CudaBuffer<f32>>, // f16 only: [scale, clean steps, overflow flag, skipped steps]
     partial: Option<CudaBuffer<f32>>, // (blocks, channels): bias gradients' per-block sums
     blas: CudaBlas,
     _blas_workspace: CudaSlice<u8>,
@@ -307,6 +373,9 @@ impl CudaBackend {
                 len: 3,
             },
             col: None,
+            precision: Precision::F32,
+            half: [None, None, None, None],
+            loss_scale: None,
             partial: None,
             blas,
             _blas_workspace: workspace,
@@ -339,6 +408,59 @@ impl CudaBackend {
             .map_err(|e| cublas_error("cublasSetMathMode", e))?;
         self.graphs.clear();
         Ok(())
+    }
+
+    /// Sets the GEMMs' input format (see `Precision`); f16 starts a fresh loss scale. Drops
+    /// every recording, since recorded GEMMs keep the format they were captured with.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.drop_recordings("set_precision")?;
+        self.precision = precision;
+        self.loss_scale = None;
+        if precision == Precision::F16 {
+            let mut state = self.alloc_buffer(4)?;
+            self.copy_in(&mut state, &[LOSS_SCALE_START, 0.0, 0.0, 0.0])?;
+            self.loss_scale = Some(state);
+        }
+        Ok(())
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Restarts f16 loss scaling at `scale` (a power of two, 1..=2^24) with no steps counted.
+    pub fn set_loss_scale(&mut self, scale: f32) -> Result<()> {
+        if !(1.0..=16_777_216.0).contains(&scale) || scale.log2().fract() != 0.0 {
+            return Err(Error::invalid("loss scale", format!("{scale} is not a power of two in 1..=2^24")));
+        }
+        let Some(mut state) = self.loss_scale.take() else {
+            return Err(backend_error("set_loss_scale", "loss scaling is only used with f16 precision"));
+        };
+        let result = self.copy_in(&mut state, &[scale, 0.0, 0.0, 0.0]);
+        self.loss_scale = Some(state);
+        result
+    }
+
+    /// f16 training's current loss scale and skipped steps (waits for the stream); None in
+    /// f32 and bf16, which do not scale the loss.
+    pub fn loss_scale(&mut self) -> Result<Option<LossScale>> {
+        let Some(state) = self.loss_scale.as_ref() else {
+            return Ok(None);
+        };
+        let mut host = [0.0f32; 4];
+        self.stream
+            .memcpy_dtoh(&state.slice.slice(0..4), &mut host)
+            .map_err(|e| driver_error("cuMemcpyDtoH (loss scale)", e))?;
+        self.synchronize()?;
+        Ok(Some(LossScale {
+            scale: host[0],
+            skipped_steps: host[3] as u64,
+        }))
+    }
+
+    /// The loss scale state's address for the kernels that use it; null (none) unless f16.
+    fn loss_scale_at(&self) -> u64 {
+        self.loss_scale.as_ref().map_or(0, |s| s.ptr)
     }
 
     /// How many steps were recorded and replayed so far, and why any recording failed.
@@ -438,11 +560,13 @@ impl CudaBackend {
             .map_err(|e| driver_error(kernel.name(), e))
     }
 
-    /// Row-major C = alpha op(A) op(B) + beta C on cuBLAS; each operand is a device address
-    /// and the number of values there, checked against the shapes before the call.
-    fn gemm(&self, op: &str, g: RowMajorGemm, a: (u64, usize), b: (u64, usize), c: (u64, usize)) -> Result<()> {
+    /// Row-major C = alpha op(A) op(B) + beta C on cuBLAS; C is f32, a device address and the
+    /// number of values there. In f32 precision A and B must be f32 (SGEMM); otherwise f32
+    /// operands are converted into half scratch first and the product runs on tensor cores,
+    /// summing in f32. Every operand is checked against the shapes before the call.
+    fn gemm(&mut self, op: &str, g: RowMajorGemm, a: Operand, b: Operand, c: (u64, usize)) -> Result<()> {
         let (a_need, b_need, c_need) = g.extents();
-        if a.1 < a_need || b.1 < b_need || c.1 < c_need {
+        if a.len() < a_need || b.len() < b_need || c.1 < c_need {
             return Err(backend_error(op, format!("GEMM operands too small for {g:?}")));
         }
         if g.m == 0 || g.n == 0 {
@@ -451,29 +575,116 @@ impl CudaBackend {
         let cm = g
             .to_column_major()
             .ok_or_else(|| backend_error(op, format!("GEMM {g:?} exceeds cuBLAS's 32-bit sizes")))?;
+        let half_type = match self.precision {
+            Precision::F32 => None,
+            Precision::Bf16 => Some(cublas_sys::cudaDataType::CUDA_R_16BF),
+            Precision::F16 => Some(cublas_sys::cudaDataType::CUDA_R_16F),
+        };
+        let Some(half_type) = half_type else {
+            let (Operand::F32(a, _), Operand::F32(b, _)) = (a, b) else {
+                return Err(backend_error(op, "a half-precision operand in f32 precision"));
+            };
+            self.ctx.bind_to_thread().map_err(|e| driver_error(op, e))?;
+            // SAFETY: the handle is live and bound to our stream; the extents checked above
+            // keep every access inside the three device allocations; alpha and beta are host
+            // values (cuBLAS's default pointer mode). cuBLAS's A is our B and its B our A.
+            return unsafe {
+                cublas::sgemm(
+                    *self.blas.handle(),
+                    cm.transa,
+                    cm.transb,
+                    cm.m,
+                    cm.n,
+                    cm.k,
+                    &g.alpha,
+                    b as *const f32,
+                    cm.lda,
+                    a as *const f32,
+                    cm.ldb,
+                    &g.beta,
+                    c.0 as *mut f32,
+                    cm.ldc,
+                )
+            }
+            .map_err(|e| cublas_error(op, e));
+        };
+        // Only the extent the GEMM reads is converted (a dense layer's kernel, not all params).
+        let a = self.half_operand(HALF_A, a, a_need)?;
+        let b = self.half_operand(HALF_B, b, b_need)?;
         self.ctx.bind_to_thread().map_err(|e| driver_error(op, e))?;
-        // SAFETY: the handle is live and bound to our stream; the extents checked above keep
-        // every access inside the three device allocations; alpha and beta are host values
-        // (cuBLAS's default pointer mode). cuBLAS's A is our B and its B our A (gemm.rs).
+        // SAFETY: as for SGEMM above; A and B now hold at least their extents of 2-byte values
+        // of `half_type`, C f32; alpha and beta are f32 host values, as CUBLAS_COMPUTE_32F takes.
         unsafe {
-            cublas::sgemm(
+            cublas::gemm_ex(
                 *self.blas.handle(),
                 cm.transa,
                 cm.transb,
                 cm.m,
                 cm.n,
                 cm.k,
-                &g.alpha,
-                b.0 as *const f32,
+                &g.alpha as *const f32 as *const std::ffi::c_void,
+                b as *const std::ffi::c_void,
+                half_type,
                 cm.lda,
-                a.0 as *const f32,
+                a as *const std::ffi::c_void,
+                half_type,
                 cm.ldb,
-                &g.beta,
-                c.0 as *mut f32,
+                &g.beta as *const f32 as *const std::ffi::c_void,
+                c.0 as *mut std::ffi::c_void,
+                cublas_sys::cudaDataType::CUDA_R_32F,
                 cm.ldc,
+                cublas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                cublas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
             )
         }
         .map_err(|e| cublas_error(op, e))
+    }
+
+    /// The half-precision address of a GEMM operand: a Half one as it is, an f32 one's first
+    /// `len` values converted into scratch `slot`.
+    fn half_operand(&mut self, slot: usize, operand: Operand, len: usize) -> Result<u64> {
+        match operand {
+            Operand::Half(ptr, _) => Ok(ptr),
+            Operand::F32(ptr, _) => self.convert_to_half(slot, ptr, len),
+        }
+    }
+
+    /// An operand that two GEMMs read (a gradient): converted once into HALF_KEPT in bf16 and
+    /// f16, as it is in f32.
+    fn kept_operand(&mut self, ptr: u64, len: usize) -> Result<Operand> {
+        if self.precision == Precision::F32 {
+            return Ok(Operand::F32(ptr, len));
+        }
+        Ok(Operand::Half(self.convert_to_half(HALF_KEPT, ptr, len)?, len))
+    }
+
+    /// Converts `len` floats at `src` into half scratch `slot` (bf16 or f16, the precision's);
+    /// returns the scratch's address.
+    fn convert_to_half(&mut self, slot: usize, src: u64, len: usize) -> Result<u64> {
+        let dst = self.half_scratch(slot, len)?;
+        if len == 0 {
+            return Ok(dst);
+        }
+        let args = [
+            Arg::Ptr(dst),
+            Arg::Ptr(src),
+            Arg::I64(len as i64),
+            Arg::I32((self.precision == Precision::Bf16) as i32),
+        ];
+        // SAFETY: to_half(u16* dst, const float* src, i64 n, int bf16); dst holds >= len values
+        // (half_scratch) and callers pass src with >= len floats (a checked operand extent).
+        unsafe { self.launch(Kernel::ToHalf, elementwise(len), &args) }?;
+        Ok(dst)
+    }
+
+    /// Half scratch `slot` with room for at least `len` values; grows like `col_scratch`.
+    fn half_scratch(&mut self, slot: usize, len: usize) -> Result<u64> {
+        if self.half[slot].as_ref().is_none_or(|h| h.len < len) {
+            self.drop_recordings("half-precision scratch")?;
+            self.half[slot] = None;
+            self.half[slot] = Some(self.alloc_buffer(len)?);
+        }
+        Ok(self.half[slot].as_ref().map_or(0, |h| h.ptr))
     }
 
     /// Fills the first `len` values of `dst` with `value`.
@@ -707,6 +918,35 @@ impl CudaBackend {
         (COL_CAP / per_sample.max(1)).clamp(1, d.batch.max(1))
     }
 
+    /// The im2col matrix of `samples` samples at `src` as a GEMM operand, in scratch sized for
+    /// `chunk` samples: f32 in f32 precision, written straight in half precision otherwise.
+    fn im2col_operand(&mut self, src: u64, samples: usize, chunk: usize, d: &Conv2dDims) -> Result<Operand> {
+        let per_sample = d.out_height() * d.out_width() * d.patch_len();
+        let len = samples * per_sample;
+        if self.precision == Precision::F32 {
+            let col = self.col_scratch(chunk * per_sample)?;
+            self.im2col_or_col2im(Kernel::Im2col, col, src, samples, d)?;
+            return Ok(Operand::F32(col, len));
+        }
+        let col = self.half_scratch(HALF_COL, chunk * per_sample)?;
+        let op = "im2col_half";
+        let args = [
+            Arg::Ptr(col),
+            Arg::Ptr(src),
+            Arg::I64(samples as i64),
+            Arg::I32(int(op, d.height)?),
+            Arg::I32(int(op, d.width)?),
+            Arg::I32(int(op, d.in_channels)?),
+            Arg::I32(int(op, d.kernel)?),
+            Arg::I32((self.precision == Precision::Bf16) as i32),
+        ];
+        // SAFETY: im2col_half(u16* col, const float* inp, i64 samples, int height, int width, int
+        // channels, int kernel, int bf16); callers pass `samples` samples of input (samples *
+        // in_len floats, checked) and col holds chunk >= samples samples' rows.
+        unsafe { self.launch(Kernel::Im2colHalf, elementwise(len), &args) }?;
+        Ok(Operand::Half(col, len))
+    }
+
     fn im2col_or_col2im(&self, kernel: Kernel, dst: u64, src: u64, samples: usize, d: &Conv2dDims) -> Result<()> {
         let op = kernel.name();
         let n = match kernel {
@@ -849,10 +1089,9 @@ impl Backend for CudaBackend {
         }
         let rows = d.out_height() * d.out_width();
         let chunk = Self::conv_chunk(&d);
-        let col = self.col_scratch(chunk * rows * patch)?;
         for first in (0..d.batch).step_by(chunk) {
             let samples = chunk.min(d.batch - first);
-            self.im2col_or_col2im(Kernel::Im2col, col, inp.at(first * in_len), samples, &d)?;
+            let col = self.im2col_operand(inp.at(first * in_len), samples, chunk, &d)?;
             // out (S*rows, OC) = col (S*rows, patch) @ kernel (patch, OC)
             let g = RowMajorGemm {
                 m: samples * rows,
@@ -869,8 +1108,8 @@ impl Backend for CudaBackend {
             self.gemm(
                 op,
                 g,
-                (col, samples * rows * patch),
-                (params.at(kernel.offset), kernel.len),
+                col,
+                Operand::F32(params.at(kernel.offset), kernel.len),
                 (out.at(first * out_len), samples * out_len),
             )?;
         }
@@ -912,15 +1151,14 @@ impl Backend for CudaBackend {
             return self.conv2d_dkernel_direct(op, dkernel, dout.ptr, inp.ptr, &d);
         }
         let chunk = Self::conv_chunk(&d);
-        let col = self.col_scratch(chunk * rows * patch)?;
         let dinp_ptr = dinp.map(|b| b.ptr);
         for first in (0..d.batch).step_by(chunk) {
             let samples = chunk.min(d.batch - first);
             let col_len = samples * rows * patch;
-            let dout_chunk = (dout.at(first * out_len), samples * out_len);
+            let dout_chunk = self.kept_operand(dout.at(first * out_len), samples * out_len)?;
             // dkernel (patch, OC) = col^T @ dout, summed over the chunks (the forward's im2col
             // is recomputed: cheaper than keeping it).
-            self.im2col_or_col2im(Kernel::Im2col, col, inp.at(first * in_len), samples, &d)?;
+            let col = self.im2col_operand(inp.at(first * in_len), samples, chunk, &d)?;
             let beta = if first == 0 { 0.0 } else { 1.0 };
             let g = RowMajorGemm {
                 m: patch,
@@ -934,10 +1172,12 @@ impl Backend for CudaBackend {
                 alpha: 1.0,
                 beta,
             };
-            self.gemm(op, g, (col, col_len), dout_chunk, dkernel)?;
+            self.gemm(op, g, col, dout_chunk, dkernel)?;
             if let Some(dinp) = dinp_ptr {
-                // dcol (S*rows, patch) = dout @ kernel^T, into the same scratch (stream order
-                // puts it after the GEMM above), then scattered back onto the input pixels.
+                // dcol (S*rows, patch) = dout @ kernel^T, into the f32 col scratch (in f32, the
+                // im2col matrix's: stream order puts this after the GEMM above), then scattered
+                // back onto the input pixels.
+                let dcol = self.col_scratch(chunk * rows * patch)?;
                 let g = RowMajorGemm {
                     m: samples * rows,
                     n: patch,
@@ -954,10 +1194,10 @@ impl Backend for CudaBackend {
                     op,
                     g,
                     dout_chunk,
-                    (params.at(kernel.offset), kernel.len),
-                    (col, col_len),
+                    Operand::F32(params.at(kernel.offset), kernel.len),
+                    (dcol, col_len),
                 )?;
-                self.im2col_or_col2im(Kernel::Col2im, dinp + (first * in_len * 4) as u64, col, samples, &d)?;
+                self.im2col_or_col2im(Kernel::Col2im, dinp + (first * in_len * 4) as u64, dcol, samples, &d)?;
             }
         }
         Ok(())
@@ -1085,8 +1325,8 @@ impl Backend for CudaBackend {
         self.gemm(
             op,
             g,
-            (inp.ptr, b * i),
-            (params.at(kernel.offset), kernel.len),
+            Operand::F32(inp.ptr, b * i),
+            Operand::F32(params.at(kernel.offset), kernel.len),
             (out.ptr, b * o),
         )?;
         self.bias_act(out.ptr, params.at(bias.offset), b * o, o, relu)
@@ -1118,6 +1358,7 @@ impl Backend for CudaBackend {
             return self.zero_range(dbias.0, bias.len);
         }
         self.bias_gradient(op, dbias, dout.ptr, out.ptr, b, o, relu)?;
+        let dout_operand = self.kept_operand(dout.ptr, b * o)?;
         // dkernel (I, O) = inp^T (I, B) @ dout (B, O)
         let g = RowMajorGemm {
             m: i,
@@ -1131,7 +1372,7 @@ impl Backend for CudaBackend {
             alpha: 1.0,
             beta: 0.0,
         };
-        self.gemm(op, g, (inp.ptr, b * i), (dout.ptr, b * o), dkernel)?;
+        self.gemm(op, g, Operand::F32(inp.ptr, b * i), dout_operand, dkernel)?;
         if let Some(dinp) = dinp {
             // dinp (B, I) = dout (B, O) @ kernel^T (O, I)
             let g = RowMajorGemm {
@@ -1149,8 +1390,8 @@ impl Backend for CudaBackend {
             self.gemm(
                 op,
                 g,
-                (dout.ptr, b * o),
-                (params.at(kernel.offset), kernel.len),
+                dout_operand,
+                Operand::F32(params.at(kernel.offset), kernel.len),
                 (dinp.ptr, b * i),
             )?;
         }
@@ -1212,10 +1453,11 @@ impl Backend for CudaBackend {
             Arg::I32(int(op, batch)?),
             Arg::I32(int(op, classes)?),
             Arg::F32(scale),
+            Arg::Ptr(self.loss_scale_at()),
         ];
         // SAFETY: softmax_xent_backward(float* dlogits, const float* probs, const u32* labels,
-        // int batch, int classes, float scale); sizes checked above; a label >= classes is
-        // never used as an index.
+        // int batch, int classes, float scale, const float* loss_scale); sizes checked above; a
+        // label >= classes is never used as an index; loss_scale is null or the 4-value state.
         unsafe { self.launch(Kernel::SoftmaxXentBackward, elementwise(batch * classes), &args) }
     }
 
@@ -1243,6 +1485,14 @@ impl Backend for CudaBackend {
         if n == 0 {
             return Ok(());
         }
+        let loss_scale = self.loss_scale_at();
+        if loss_scale != 0 {
+            // f16: flag a step whose scaled gradients overflowed, so adadelta skips it.
+            let args = [Arg::Ptr(loss_scale), Arg::Ptr(grads.ptr), Arg::I64(n as i64)];
+            // SAFETY: check_finite(float* state, const float* x, i64 n); the state holds 4
+            // values and grads n (checked).
+            unsafe { self.launch(Kernel::CheckFinite, elementwise(n), &args) }?;
+        }
         let args = [
             Arg::Ptr(params.ptr),
             Arg::Ptr(accum_grad.ptr),
@@ -1253,11 +1503,25 @@ impl Backend for CudaBackend {
             Arg::F32(hyper.rho),
             Arg::F32(1.0 - hyper.rho),
             Arg::F32(hyper.epsilon),
+            Arg::Ptr(loss_scale),
         ];
         // SAFETY: adadelta(float* params, float* accum_grad, float* accum_update, const float*
-        // grads, i64 n, float learning_rate, float rho, float keep, float epsilon); all four
-        // buffers hold n values (checked).
-        unsafe { self.launch(Kernel::Adadelta, elementwise(n), &args) }
+        // grads, i64 n, float learning_rate, float rho, float keep, float epsilon, const float*
+        // loss_scale); all four buffers hold n values (checked); loss_scale is null or the
+        // 4-value state.
+        unsafe { self.launch(Kernel::Adadelta, elementwise(n), &args) }?;
+        if loss_scale == 0 {
+            return Ok(());
+        }
+        let single = LaunchConfig {
+            grid_dim: (1, 1, 1),
+            block_dim: (1, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let args = [Arg::Ptr(loss_scale), Arg::I32(LOSS_SCALE_GROWTH_INTERVAL)];
+        // SAFETY: update_loss_scale(float* state, int growth_interval), one thread, as it
+        // requires; the state holds 4 values. Stream order puts it after adadelta's reads.
+        unsafe { self.launch(Kernel::UpdateLossScale, single, &args) }
     }
 
     /// Records a training step as a CUDA graph the second time a shape is seen (the first runs

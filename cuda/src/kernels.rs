@@ -9,7 +9,7 @@ use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys};
 use mnist_core::Error;
 
 /// Every kernel file, `common.cu` first (it defines the types and macros the others use).
-pub const KERNEL_FILES: [(&str, &str); 7] = [
+pub const KERNEL_FILES: [(&str, &str); 8] = [
     ("common.cu", include_str!("../kernels/common.cu")),
     ("data.cu", include_str!("../kernels/data.cu")),
     ("conv2d.cu", include_str!("../kernels/conv2d.cu")),
@@ -17,13 +17,15 @@ pub const KERNEL_FILES: [(&str, &str); 7] = [
     ("dropout.cu", include_str!("../kernels/dropout.cu")),
     ("softmax_xent.cu", include_str!("../kernels/softmax_xent.cu")),
     ("optim.cu", include_str!("../kernels/optim.cu")),
+    ("precision.cu", include_str!("../kernels/precision.cu")),
 ];
 
 /// The `extern "C"` kernels, in `Kernel`'s order.
-pub const KERNEL_NAMES: [&str; 15] = [
+pub const KERNEL_NAMES: [&str; 19] = [
     "fill_f32",
     "load_batch",
     "im2col",
+    "im2col_half",
     "col2im",
     "conv2d_direct",
     "conv2d_dkernel_partial",
@@ -36,6 +38,9 @@ pub const KERNEL_NAMES: [&str; 15] = [
     "softmax_xent_forward",
     "softmax_xent_backward",
     "adadelta",
+    "to_half",
+    "check_finite",
+    "update_loss_scale",
 ];
 
 /// A kernel the backend launches; `as usize` indexes `KERNEL_NAMES` and the loaded functions.
@@ -44,6 +49,7 @@ pub(crate) enum Kernel {
     FillF32,
     LoadBatch,
     Im2col,
+    Im2colHalf,
     Col2im,
     Conv2dDirect,
     Conv2dDkernelPartial,
@@ -56,13 +62,17 @@ pub(crate) enum Kernel {
     SoftmaxXentForward,
     SoftmaxXentBackward,
     Adadelta,
+    ToHalf,
+    CheckFinite,
+    UpdateLossScale,
 }
 
 impl Kernel {
-    pub(crate) const ALL: [Kernel; 15] = [
+    pub(crate) const ALL: [Kernel; 19] = [
         Kernel::FillF32,
         Kernel::LoadBatch,
         Kernel::Im2col,
+        Kernel::Im2colHalf,
         Kernel::Col2im,
         Kernel::Conv2dDirect,
         Kernel::Conv2dDkernelPartial,
@@ -75,6 +85,9 @@ impl Kernel {
         Kernel::SoftmaxXentForward,
         Kernel::SoftmaxXentBackward,
         Kernel::Adadelta,
+        Kernel::ToHalf,
+        Kernel::CheckFinite,
+        Kernel::UpdateLossScale,
     ];
 
     /// The kernel's C name, which CUDA errors carry.
@@ -265,5 +278,6 @@ mod tests {
         }
         assert_eq!(Kernel::Im2col.name(), "im2col");
         assert_eq!(Kernel::Adadelta.name(), "adadelta");
+        assert_eq!(Kernel::UpdateLossScale.name(), "update_loss_scale");
     }
 }

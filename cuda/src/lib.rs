@@ -6,4 +6,4 @@ mod backend;
 pub mod gemm;
 pub mod kernels;
 
-pub use backend::{cuda_available, CudaBackend, CudaBuffer, CudaDataset, StepGraphStats};
+pub use backend::{cuda_available, CudaBackend, CudaBuffer, CudaDataset, LossScale, Precision, StepGraphStats};

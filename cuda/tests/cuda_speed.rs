@@ -1,6 +1,7 @@
 //! Pure training time per epoch on the GPU (469 steps of the default model on real MNIST, no
 //! validation), stream synchronised around each epoch, median of several: with step graphs,
-//! without, and (a diagnostic) with TF32 GEMMs; one GPU_SPEED line for the GPU check's table.
+//! without, with bf16 and f16 GEMMs (`--precision`), and (a diagnostic) with TF32 GEMMs; one
+//! GPU_SPEED line for the GPU check's table.
 //! SKIPPED without a GPU or the data.
 //! Leaves out: accuracy (cuda_mnist.rs) and the CPU (there is nothing to time here).
 
@@ -11,7 +12,7 @@ use std::time::Instant;
 use mnist_core::codec::mnist;
 use mnist_core::model::Network;
 use mnist_core::{Backend, Config, Rng};
-use mnist_cuda::CudaBackend;
+use mnist_cuda::{CudaBackend, Precision};
 
 /// Seconds of each of `epochs` epochs (the first is a warm-up, left out of the median).
 fn epoch_seconds(
@@ -73,15 +74,24 @@ fn training_epoch_time() {
     let mut tf32 = CudaBackend::new(0).unwrap();
     tf32.set_tf32(true).unwrap();
     let (with_tf32, _) = epoch_seconds(tf32, &train.images, &train.labels, train.sample_len(), epochs);
+    let mut half = Vec::new();
+    for precision in [Precision::Bf16, Precision::F16] {
+        let mut gpu = CudaBackend::new(0).unwrap();
+        gpu.set_precision(precision).unwrap();
+        half.push(epoch_seconds(gpu, &train.images, &train.labels, train.sample_len(), epochs).0);
+    }
+    let (bf16, f16) = (&half[0], &half[1]);
     eprintln!(
-        "with graphs: {with_graphs:.3?}\nop by op:    {op_by_op:.3?}\ntf32 gemms:  {with_tf32:.3?}\ngraphs: {stats}"
+        "with graphs: {with_graphs:.3?}\nop by op:    {op_by_op:.3?}\ntf32 gemms:  {with_tf32:.3?}\nbf16 gemms:  {bf16:.3?}\nf16 gemms:   {f16:.3?}\ngraphs: {stats}"
     );
     // One line the GPU check script greps for its table.
     println!(
-        "GPU_SPEED device=\"{device}\" train_epoch_s={:.4} without_graphs={:.4} with_tf32_gemms={:.4} epochs={} graphs={stats}",
+        "GPU_SPEED device=\"{device}\" train_epoch_s={:.4} without_graphs={:.4} with_tf32_gemms={:.4} bf16_epoch_s={:.4} f16_epoch_s={:.4} epochs={} graphs={stats}",
         median(with_graphs[1..].to_vec()),
         median(op_by_op[1..].to_vec()),
         median(with_tf32[1..].to_vec()),
+        median(bf16[1..].to_vec()),
+        median(f16[1..].to_vec()),
         epochs - 1
     );
 }

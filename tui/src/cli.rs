@@ -59,6 +59,16 @@ pub enum BackendChoice {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionChoice {
+    /// float32 GEMMs (the CPU's only precision).
+    F32,
+    /// bfloat16 GEMM inputs on tensor cores, f32 sums (CUDA only).
+    Bf16,
+    /// float16 GEMM inputs on tensor cores, f32 sums, dynamic loss scaling (CUDA only).
+    F16,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExportDtype {
     /// float32, as Keras exported.
     F32,
@@ -115,6 +125,9 @@ pub struct TrainArgs {
     /// Where training runs.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
+    /// The GEMMs' input format on the GPU; sums, weights and the optimizer stay f32.
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::F32)]
+    pub precision: PrecisionChoice,
     /// CPU threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,

@@ -11,12 +11,12 @@ use std::time::Duration;
 use mnist_core::train::{Outcome, TrainConfig, Trainer};
 use mnist_core::codec::mxnet;
 use mnist_core::{Backend, Config, CpuBackend, Error};
-use mnist_cuda::CudaBackend;
+use mnist_cuda::{CudaBackend, Precision};
 use serde_json::json;
 
 use crate::atomic::write_atomic;
 use crate::checkpoints;
-use crate::cli::{BackendChoice, ExportDtype, TrainArgs};
+use crate::cli::{BackendChoice, ExportDtype, PrecisionChoice, TrainArgs};
 use crate::datasource;
 use crate::report::{EpochRecord, Reporter, Style};
 use crate::Failure;
@@ -48,32 +48,60 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
     std::fs::create_dir_all(&args.out_dir)
         .map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot create --out-dir {}: {e}", args.out_dir.display())))?;
 
+    let precision = match args.precision {
+        PrecisionChoice::F32 => Precision::F32,
+        PrecisionChoice::Bf16 => Precision::Bf16,
+        PrecisionChoice::F16 => Precision::F16,
+    };
+    let on_cpu_instead = |why: &str| match precision {
+        Precision::F32 => why.to_string(),
+        other => format!("{why} (in f32: --precision {} applies to the CUDA backend only)", other.name()),
+    };
     match args.backend {
+        BackendChoice::Cpu if precision != Precision::F32 => Err(Failure::new(
+            crate::EXIT_BAD_INPUT,
+            format!("--precision {} needs --backend cuda: the CPU backend trains in f32", precision.name()),
+        )),
         BackendChoice::Cpu => train_on(CpuBackend::new(args.threads), &args, style, signals, &mut reporter),
-        BackendChoice::Cuda => match CudaBackend::new(0) {
+        BackendChoice::Cuda => match cuda_with(precision) {
             Ok(backend) => train_on(backend, &args, style, signals, &mut reporter),
             Err(e) => Err(Failure::new(crate::EXIT_BAD_INPUT, format!("--backend cuda: {e}"))),
         },
-        BackendChoice::Auto => match CudaBackend::new(0) {
+        BackendChoice::Auto => match cuda_with(precision) {
             Ok(backend) => train_on(backend, &args, style, signals, &mut reporter),
             Err(e) => {
-                eprintln!("note: --backend auto: training on the CPU because {e}");
+                eprintln!("note: --backend auto: training on the CPU because {}", on_cpu_instead(&e.to_string()));
                 train_on(CpuBackend::new(args.threads), &args, style, signals, &mut reporter)
             }
         },
     }
 }
 
-/// The backend's name for logs ("cpu" or "cuda") and its CPU threads, if any.
+fn cuda_with(precision: Precision) -> Result<CudaBackend, Error> {
+    let mut backend = CudaBackend::new(0)?;
+    backend.set_precision(precision)?;
+    Ok(backend)
+}
+
+/// The backend's name for logs ("cpu" or "cuda"), its CPU threads, if any, and its precision.
 trait BackendInfo: Backend {
     const LABEL: &'static str;
     fn threads(&self) -> Option<usize>;
+    fn precision(&self) -> &'static str;
+    /// A line on f16 loss scaling after training, where there is one.
+    fn loss_scale_note(&mut self) -> Option<String>;
 }
 
 impl BackendInfo for CpuBackend {
     const LABEL: &'static str = "cpu";
     fn threads(&self) -> Option<usize> {
         Some(CpuBackend::threads(self))
+    }
+    fn precision(&self) -> &'static str {
+        "f32"
+    }
+    fn loss_scale_note(&mut self) -> Option<String> {
+        None
     }
 }
 
@@ -82,14 +110,24 @@ impl BackendInfo for CudaBackend {
     fn threads(&self) -> Option<usize> {
         None
     }
+    fn precision(&self) -> &'static str {
+        CudaBackend::precision(self).name()
+    }
+    fn loss_scale_note(&mut self) -> Option<String> {
+        match self.loss_scale() {
+            Ok(Some(s)) => Some(format!("f16 loss scale {} at the end; {} steps skipped for overflow", s.scale, s.skipped_steps)),
+            Ok(None) => None,
+            Err(e) => Some(format!("f16 loss scale unreadable: {e}")),
+        }
+    }
 }
 
 /// Everything after choosing the backend: the Trainer is generic over it.
 fn train_on<B: BackendInfo>(backend: B, args: &TrainArgs, style: Style, signals: &crate::Signals, reporter: &mut Reporter<std::io::Stdout>) -> Result<String, Failure> {
     let device = backend.device_name();
-    let label = B::LABEL;
-    reporter.info(&format!("mnist {} - backend: {label} - device: {device}", env!("CARGO_PKG_VERSION")), json!({
-        "version": env!("CARGO_PKG_VERSION"), "backend": label, "device": device, "threads": backend.threads(),
+    let (label, precision) = (B::LABEL, backend.precision());
+    reporter.info(&format!("mnist {} - backend: {label} - device: {device} - precision: {precision}", env!("CARGO_PKG_VERSION")), json!({
+        "version": env!("CARGO_PKG_VERSION"), "backend": label, "device": device, "threads": backend.threads(), "precision": precision,
     }));
 
     let load_started = std::time::Instant::now();
@@ -175,6 +213,9 @@ fn train_on<B: BackendInfo>(backend: B, args: &TrainArgs, style: Style, signals:
         _ => trainer.evaluate_test().map_err(|e| core_failure("evaluation failed", e))?.unwrap_or_default(),
     };
     reporter.result(test_metrics);
+    if let Some(note) = trainer.network.backend.loss_scale_note() {
+        reporter.info(&note, json!({ "loss_scale": note }));
+    }
 
     if args.verbose > 0 {
         for r in reporter.records.iter().filter(|r| r.seconds.is_finite()) {

@@ -113,6 +113,8 @@ fn bad_arguments_and_data_exit_with_2_and_one_clear_sentence() {
         (vec!["train", "--data", missing.to_str().unwrap()], "missing.npz"),
         (vec!["train", "--data", garbage.to_str().unwrap()], "garbage.npz"),
         (vec!["train", "--data", garbage.to_str().unwrap(), "--backend", "cuda"], "CUDA"),
+        (vec!["train", "--data", garbage.to_str().unwrap(), "--backend", "cpu", "--precision", "bf16"], "--precision bf16 needs --backend cuda"),
+        (vec!["train", "--precision", "f8"], "f8"),
         (vec!["train", "--epochs", "0"], "--epochs"),
         (vec!["train", "--no-such-flag"], "--no-such-flag"),
         (vec!["train", "--sha256", "xyz", "--cache-dir", dir.to_str().unwrap()], "--sha256"),
@@ -123,6 +125,24 @@ fn bad_arguments_and_data_exit_with_2_and_one_clear_sentence() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn half_precision_with_auto_says_where_it_runs_and_in_what() {
+    let dir = temp_dir("precision");
+    let data = dir.join("small.npz");
+    std::fs::write(&data, synthetic_npz(256, 60)).unwrap();
+    let output = mnist(&["train", "--data", data.to_str().unwrap(), "--epochs", "1", "--precision", "f16", "--out-dir", dir.to_str().unwrap()], &[]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stderr}");
+    if stderr.contains("training on the CPU because") {
+        // No GPU here: the CPU trains in f32 and says that the flag did not apply.
+        assert!(stderr.contains("(in f32: --precision f16 applies to the CUDA backend only)"), "{stderr}");
+        assert!(stdout.contains("backend: cpu") && stdout.contains("precision: f32"), "{stdout}");
+    } else {
+        assert!(stdout.contains("backend: cuda") && stdout.contains("precision: f16"), "{stdout}");
+        assert!(stdout.contains("f16 loss scale"), "{stdout}");
     }
 }
 
