@@ -308,6 +308,15 @@ pub mod checks {
         Ok(())
     }
 
+    /// A backward pass writes the kernel's and the bias's gradients into one buffer: their
+    /// spans must not share a value.
+    pub fn disjoint(op: &str, kernel: Span, bias: Span) -> Result<()> {
+        if kernel.offset < bias.offset + bias.len && bias.offset < kernel.offset + kernel.len {
+            return Err(Error::Backend { op: op.into(), message: "kernel and bias spans overlap".into() });
+        }
+        Ok(())
+    }
+
     pub fn conv2d_forward(out: usize, inp: usize, params: usize, kernel: Span, bias: Span, d: &Conv2dDims) -> Result<()> {
         let op = "conv2d_forward";
         length(op, "out", out, d.batch * d.out_len())?;
@@ -329,7 +338,8 @@ pub mod checks {
         span(op, params, kernel, kernel_len)?;
         span(op, params, bias, d.out_channels)?;
         span(op, dparams, kernel, kernel_len)?;
-        span(op, dparams, bias, d.out_channels)
+        span(op, dparams, bias, d.out_channels)?;
+        disjoint(op, kernel, bias)
     }
 
     pub fn maxpool2d_forward(out: usize, argmax: usize, inp: usize, d: &PoolDims) -> Result<()> {
@@ -367,7 +377,8 @@ pub mod checks {
         span(op, params, kernel, i * o)?;
         span(op, params, bias, o)?;
         span(op, dparams, kernel, i * o)?;
-        span(op, dparams, bias, o)
+        span(op, dparams, bias, o)?;
+        disjoint(op, kernel, bias)
     }
 
     pub fn softmax_xent_forward(probs: usize, metrics: usize, logits: usize, labels: usize, batch: usize, classes: usize) -> Result<()> {
@@ -402,6 +413,12 @@ pub mod checks {
             let wrong_len = dense_forward(6, 6, 100, Span { offset: 0, len: 8 }, Span { offset: 9, len: 3 }, &DenseDims { batch: 2, inputs: 3, outputs: 3 });
             assert!(wrong_len.unwrap_err().to_string().contains("does not fit 9 values"));
             assert!(conv2d_backward(Some(2 * 25 - 1), 40, 72, 72, 50, 40, kernel, bias, &d).unwrap_err().to_string().contains("dinp holds 49"));
+            let overlapping = Span { offset: 35, len: 4 };
+            assert!(conv2d_backward(None, 40, 72, 72, 50, 40, kernel, overlapping, &d).unwrap_err().to_string().contains("kernel and bias spans overlap"));
+            let dd = DenseDims { batch: 2, inputs: 3, outputs: 3 };
+            let (dk, db) = (Span { offset: 0, len: 9 }, Span { offset: 8, len: 3 });
+            assert!(dense_backward(None, 12, 6, 6, 6, 12, dk, db, &dd).unwrap_err().to_string().contains("kernel and bias spans overlap"));
+            assert!(dense_backward(None, 12, 6, 6, 6, 12, dk, Span { offset: 9, len: 3 }, &dd).is_ok());
             assert!(softmax_xent_forward(20, METRICS_LEN - 1, 20, 2, 2, 10).unwrap_err().to_string().contains("metrics holds 1"));
         }
     }

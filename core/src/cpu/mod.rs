@@ -59,7 +59,8 @@ impl CpuDataset {
     }
 }
 
-/// Two disjoint spans of one buffer, mutably.
+/// Two disjoint spans of one buffer, mutably (`checks::disjoint` has already refused overlapping
+/// ones; this keeps the split safe on its own).
 fn two_spans_mut<'a>(buffer: &'a mut [f32], first: Span, second: Span, op: &str) -> Result<(&'a mut [f32], &'a mut [f32])> {
     if first.offset + first.len <= second.offset {
         let (a, b) = buffer.split_at_mut(second.offset);
