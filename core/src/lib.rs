@@ -1,6 +1,9 @@
 //! mnist-core: the Keras `mnist_cnn` model with hand-written forward and backward passes,
 //! Adadelta, the dataset and model codecs, a `Backend` trait and the CPU backend.
-//! `#![no_std]` + alloc; the default `std` feature adds threads to the CPU backend.
+//! `#![no_std]` + alloc; the default `std` feature adds threads to the CPU backend and
+//! `codec::mnist::load`, which finds and reads a dataset at a path (an .npz, or a directory of
+//! idx files under any of their usual names). That is the one place core touches files, kept
+//! here so the binary and the cross-crate tests share one lookup; every codec takes bytes.
 
 #![no_std]
 #![forbid(unsafe_op_in_unsafe_fn)]
