@@ -244,6 +244,20 @@ fn elementwise(n: usize) -> LaunchConfig {
     }
 }
 
+/// The arguments im2col, im2col_half and col2im start with: (dst, src, i64 samples, int height,
+/// int width, int channels, int kernel).
+fn image_args(op: &str, dst: u64, src: u64, samples: usize, d: &Conv2dDims) -> Result<[Arg; 7]> {
+    Ok([
+        Arg::Ptr(dst),
+        Arg::Ptr(src),
+        Arg::I64(samples as i64),
+        Arg::I32(int(op, d.height)?),
+        Arg::I32(int(op, d.width)?),
+        Arg::I32(int(op, d.in_channels)?),
+        Arg::I32(int(op, d.kernel)?),
+    ])
+}
+
 /// Which of the three libraries is missing, as the sentence `new` and `cuda_available` return.
 fn check_libraries() -> Result<()> {
     // SAFETY: each call only tries to dlopen the library by cudarc's candidate names.
@@ -929,17 +943,8 @@ impl CudaBackend {
             return Ok(Operand::F32(col, len));
         }
         let col = self.half_scratch(HALF_COL, chunk * per_sample)?;
-        let op = "im2col_half";
-        let args = [
-            Arg::Ptr(col),
-            Arg::Ptr(src),
-            Arg::I64(samples as i64),
-            Arg::I32(int(op, d.height)?),
-            Arg::I32(int(op, d.width)?),
-            Arg::I32(int(op, d.in_channels)?),
-            Arg::I32(int(op, d.kernel)?),
-            Arg::I32((self.precision == Precision::Bf16) as i32),
-        ];
+        let a = image_args("im2col_half", col, src, samples, d)?;
+        let args = [a[0], a[1], a[2], a[3], a[4], a[5], a[6], Arg::I32((self.precision == Precision::Bf16) as i32)];
         // SAFETY: im2col_half(u16* col, const float* inp, i64 samples, int height, int width, int
         // channels, int kernel, int bf16); callers pass `samples` samples of input (samples *
         // in_len floats, checked) and col holds chunk >= samples samples' rows.
@@ -956,15 +961,7 @@ impl CudaBackend {
         // im2col copies float4s when C % 4 == 0 (and the pointers are aligned, as ours are; a
         // misaligned one falls back to floats, still correct on this grid: grid-stride loops).
         let n = if kernel == Kernel::Im2col && d.in_channels.is_multiple_of(4) { n / 4 } else { n };
-        let args = [
-            Arg::Ptr(dst),
-            Arg::Ptr(src),
-            Arg::I64(samples as i64),
-            Arg::I32(int(op, d.height)?),
-            Arg::I32(int(op, d.width)?),
-            Arg::I32(int(op, d.in_channels)?),
-            Arg::I32(int(op, d.kernel)?),
-        ];
+        let args = image_args(op, dst, src, samples, d)?;
         // SAFETY: im2col(float* col, const float* inp, ...) and col2im(float* dinp, const
         // float* dcol, ...) share this signature; callers pass `samples` samples of input
         // (samples * in_len values) and a col scratch of samples * OH*OW * patch values.
