@@ -206,6 +206,7 @@ pub struct CudaBackend {
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
     name: String,
+    capability: (i32, i32),
 }
 
 fn backend_error(op: &str, message: impl Into<String>) -> Error {
@@ -397,6 +398,7 @@ impl CudaBackend {
             stream,
             ctx,
             name,
+            capability,
         })
     }
 
@@ -427,6 +429,13 @@ impl CudaBackend {
     /// Sets the GEMMs' input format (see `Precision`); f16 starts a fresh loss scale. Drops
     /// every recording, since recorded GEMMs keep the format they were captured with.
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        if precision == Precision::Bf16 && self.capability < (8, 0) {
+            let (major, minor) = self.capability;
+            return Err(backend_error(
+                "set_precision",
+                format!("bf16 GEMMs need a GPU of compute capability 8.0 or newer; this one is {major}.{minor} (use f16)"),
+            ));
+        }
         self.drop_recordings("set_precision")?;
         self.precision = precision;
         self.loss_scale = None;
