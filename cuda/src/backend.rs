@@ -431,9 +431,9 @@ impl CudaBackend {
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
         if precision == Precision::Bf16 && self.capability < (8, 0) {
             let (major, minor) = self.capability;
-            return Err(backend_error(
-                "set_precision",
-                format!("bf16 GEMMs need a GPU of compute capability 8.0 or newer; this one is {major}.{minor} (use f16)"),
+            return Err(Error::invalid(
+                "precision bf16",
+                format!("bf16 GEMMs need a GPU of compute capability 8.0 or newer; this one is {major}.{minor} (f16 works)"),
             ));
         }
         self.drop_recordings("set_precision")?;

@@ -53,9 +53,9 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
         PrecisionChoice::Bf16 => Precision::Bf16,
         PrecisionChoice::F16 => Precision::F16,
     };
-    let on_cpu_instead = |why: &str| match precision {
-        Precision::F32 => why.to_string(),
-        other => format!("{why} (in f32: --precision {} applies to the CUDA backend only)", other.name()),
+    let in_f32 = match precision {
+        Precision::F32 => String::new(),
+        other => format!(" (in f32: --precision {} applies to the CUDA backend only)", other.name()),
     };
     match args.backend {
         BackendChoice::Cpu if precision != Precision::F32 => Err(Failure::new(
@@ -63,24 +63,20 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
             format!("--precision {} needs --backend cuda: the CPU backend trains in f32", precision.name()),
         )),
         BackendChoice::Cpu => train_on(CpuBackend::new(args.threads), &args, style, signals, &mut reporter),
-        BackendChoice::Cuda => match cuda_with(precision) {
-            Ok(backend) => train_on(backend, &args, style, signals, &mut reporter),
-            Err(e) => Err(Failure::new(crate::EXIT_BAD_INPUT, format!("--backend cuda: {e}"))),
-        },
-        BackendChoice::Auto => match cuda_with(precision) {
-            Ok(backend) => train_on(backend, &args, style, signals, &mut reporter),
+        BackendChoice::Cuda | BackendChoice::Auto => match CudaBackend::new(0) {
+            // A GPU that cannot compute in the precision asked for is bad input, not a reason
+            // to fall back to the CPU.
+            Ok(mut backend) => match backend.set_precision(precision) {
+                Ok(()) => train_on(backend, &args, style, signals, &mut reporter),
+                Err(e) => Err(core_failure(&format!("--precision {}", precision.name()), e)),
+            },
+            Err(e) if args.backend == BackendChoice::Cuda => Err(Failure::new(crate::EXIT_BAD_INPUT, format!("--backend cuda: {e}"))),
             Err(e) => {
-                eprintln!("note: --backend auto: training on the CPU because {}", on_cpu_instead(&e.to_string()));
+                eprintln!("note: --backend auto: training on the CPU because {e}{in_f32}");
                 train_on(CpuBackend::new(args.threads), &args, style, signals, &mut reporter)
             }
         },
     }
-}
-
-fn cuda_with(precision: Precision) -> Result<CudaBackend, Error> {
-    let mut backend = CudaBackend::new(0)?;
-    backend.set_precision(precision)?;
-    Ok(backend)
 }
 
 /// The backend's name for logs ("cpu" or "cuda"), its CPU threads, if any, and its precision.
