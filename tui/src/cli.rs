@@ -68,6 +68,16 @@ pub enum PrecisionChoice {
     F16,
 }
 
+impl PrecisionChoice {
+    pub fn precision(self) -> mnist_cuda::Precision {
+        match self {
+            PrecisionChoice::F32 => mnist_cuda::Precision::F32,
+            PrecisionChoice::Bf16 => mnist_cuda::Precision::Bf16,
+            PrecisionChoice::F16 => mnist_cuda::Precision::F16,
+        }
+    }
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExportDtype {
     /// float32, as Keras exported.
@@ -272,6 +282,9 @@ pub struct TuiArgs {
     /// Where training runs (editable in the app).
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
+    /// The GPU's GEMM inputs, as for `mnist train` (editable in the app).
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::F32)]
+    pub precision: PrecisionChoice,
     /// CPU threads for training (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,

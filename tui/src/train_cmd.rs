@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::atomic::write_atomic;
 use crate::checkpoints;
-use crate::cli::{BackendChoice, ExportDtype, PrecisionChoice, TrainArgs};
+use crate::cli::{BackendChoice, ExportDtype, TrainArgs};
 use crate::datasource;
 use crate::report::{EpochRecord, Reporter, Style};
 use crate::Failure;
@@ -48,11 +48,7 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
     std::fs::create_dir_all(&args.out_dir)
         .map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot create --out-dir {}: {e}", args.out_dir.display())))?;
 
-    let precision = match args.precision {
-        PrecisionChoice::F32 => Precision::F32,
-        PrecisionChoice::Bf16 => Precision::Bf16,
-        PrecisionChoice::F16 => Precision::F16,
-    };
+    let precision = args.precision.precision();
     let in_f32 = match precision {
         Precision::F32 => String::new(),
         other => format!(" (in f32: --precision {} applies to the CUDA backend only)", other.name()),

@@ -114,6 +114,7 @@ fn settings_from(args: &TuiArgs) -> Settings {
         epochs: args.epochs.max(1),
         batch_size: args.batch_size.max(1),
         backend: args.backend,
+        precision: args.precision,
         seed: args.seed,
         data: args
             .data

@@ -19,7 +19,7 @@ use super::models::{Classifier, Model, Predictions};
 use super::pad::Pad;
 use super::series::{Smoother, Throughput};
 use super::worker::{DataMsg, ExploreMsg, RunControl, RunEnd, RunSettings, WorkerMsg};
-use crate::cli::{BackendChoice, DataArgs};
+use crate::cli::{BackendChoice, DataArgs, PrecisionChoice};
 
 /// Everything that reaches the app, on one channel.
 #[derive(Debug, Clone)]
@@ -84,16 +84,18 @@ pub enum Field {
     Epochs,
     BatchSize,
     Backend,
+    Precision,
     Seed,
     Data,
     Limit,
 }
 
 impl Field {
-    pub const ALL: [Field; 6] = [
+    pub const ALL: [Field; 7] = [
         Field::Epochs,
         Field::BatchSize,
         Field::Backend,
+        Field::Precision,
         Field::Seed,
         Field::Data,
         Field::Limit,
@@ -103,6 +105,7 @@ impl Field {
             Field::Epochs => "Epochs",
             Field::BatchSize => "Batch size",
             Field::Backend => "Backend",
+            Field::Precision => "Precision",
             Field::Seed => "Seed",
             Field::Data => "Data",
             Field::Limit => "Limit",
@@ -115,6 +118,8 @@ pub struct Settings {
     pub epochs: usize,
     pub batch_size: usize,
     pub backend: BackendChoice,
+    /// The GPU's GEMM inputs (f32 on the CPU, which has no other).
+    pub precision: PrecisionChoice,
     pub seed: u64,
     /// A local .npz or idx folder; empty: the cached or downloaded mnist.npz.
     pub data: String,
@@ -140,6 +145,7 @@ impl Settings {
             batch_size: self.batch_size,
             seed: self.seed,
             backend: self.backend,
+            precision: self.precision,
             threads: self.threads,
         }
     }
@@ -149,6 +155,7 @@ impl Settings {
             Field::Epochs => self.epochs.to_string(),
             Field::BatchSize => self.batch_size.to_string(),
             Field::Backend => backend_name(self.backend).into(),
+            Field::Precision => self.precision.precision().name().into(),
             Field::Seed => self.seed.to_string(),
             Field::Data if self.data.is_empty() => "(download / cache)".into(),
             Field::Data => self.data.clone(),
@@ -158,7 +165,7 @@ impl Settings {
     }
 
     /// The left and right arrows: numbers up and down (batch size and limit by doubling),
-    /// the backend round the choices; the data path is only typed.
+    /// the backend and precision round their choices; the data path is only typed.
     fn adjust(&mut self, field: Field, up: bool) {
         let step = |v: usize, lo: usize| {
             if up {
@@ -180,6 +187,11 @@ impl Settings {
                 let all = [BackendChoice::Auto, BackendChoice::Cpu, BackendChoice::Cuda];
                 let i = all.iter().position(|&b| b == self.backend).unwrap_or(0);
                 self.backend = all[(i + if up { 1 } else { all.len() - 1 }) % all.len()];
+            }
+            Field::Precision => {
+                let all = [PrecisionChoice::F32, PrecisionChoice::Bf16, PrecisionChoice::F16];
+                let i = all.iter().position(|&p| p == self.precision).unwrap_or(0);
+                self.precision = all[(i + if up { 1 } else { all.len() - 1 }) % all.len()];
             }
             Field::Seed => {
                 self.seed = if up {
@@ -225,6 +237,14 @@ impl Settings {
                     "cuda" => BackendChoice::Cuda,
                     "auto" => BackendChoice::Auto,
                     _ => return Err("backend must be cpu, cuda or auto".into()),
+                }
+            }
+            Field::Precision => {
+                self.precision = match text {
+                    "f32" => PrecisionChoice::F32,
+                    "bf16" => PrecisionChoice::Bf16,
+                    "f16" => PrecisionChoice::F16,
+                    _ => return Err("precision must be f32, bf16 or f16".into()),
                 }
             }
         }

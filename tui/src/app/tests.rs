@@ -21,13 +21,14 @@ use super::state::{
 };
 use super::worker::{DataMsg, ExploreMsg, RunEnd, WorkerMsg};
 use super::{render, FrameLimiter, FRAME_INTERVAL};
-use crate::cli::{BackendChoice, DataArgs};
+use crate::cli::{BackendChoice, DataArgs, PrecisionChoice};
 
 fn settings() -> Settings {
     Settings {
         epochs: 2,
         batch_size: 128,
         backend: BackendChoice::Cpu,
+        precision: PrecisionChoice::F32,
         seed: 1,
         data: "data/mnist.npz".into(),
         limit: 0,
@@ -275,6 +276,28 @@ fn settings_change_with_arrows_and_typing_and_lock_while_running() {
     key(&mut app, KeyCode::Down);
     key(&mut app, KeyCode::Right);
     assert_eq!(app.settings.backend, BackendChoice::Cuda);
+    // Precision goes round f32, bf16, f16; typed, it takes those names only.
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Left);
+    assert_eq!(app.settings.precision, PrecisionChoice::F16);
+    assert_shows(&screen(&app, 120, 40), &["Precision  f16"]);
+    key(&mut app, KeyCode::Enter);
+    for _ in 0..3 {
+        key(&mut app, KeyCode::Backspace);
+    }
+    chars(&mut app, "fp8");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.settings.precision, PrecisionChoice::F16);
+    assert!(app.status.0.contains("precision must be f32, bf16 or f16"), "{}", app.status.0);
+    assert!(app.editing.is_none());
+    key(&mut app, KeyCode::Enter);
+    for _ in 0..3 {
+        key(&mut app, KeyCode::Backspace);
+    }
+    chars(&mut app, "bf16");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.settings.precision, PrecisionChoice::Bf16);
+    key(&mut app, KeyCode::Up);
     // Typing a value: Enter starts, Backspace deletes, Enter sets.
     key(&mut app, KeyCode::Up);
     key(&mut app, KeyCode::Enter);
@@ -299,7 +322,7 @@ fn settings_change_with_arrows_and_typing_and_lock_while_running() {
     key(&mut app, KeyCode::Esc);
     assert_eq!(app.settings.batch_size, 64);
     // The data path takes any text, q included.
-    for _ in 0..3 {
+    for _ in 0..4 {
         key(&mut app, KeyCode::Down);
     }
     key(&mut app, KeyCode::Enter);

@@ -14,7 +14,7 @@ use mnist_cuda::CudaBackend;
 
 use super::models::{self, Model, Predictions};
 use super::state::Msg;
-use crate::cli::{BackendChoice, DataArgs};
+use crate::cli::{BackendChoice, DataArgs, PrecisionChoice};
 use crate::download::ProgressEvent;
 
 /// Shared with the UI: the worker checks these after every step.
@@ -40,6 +40,7 @@ pub struct RunSettings {
     pub batch_size: usize,
     pub seed: u64,
     pub backend: BackendChoice,
+    pub precision: PrecisionChoice,
     pub threads: usize,
 }
 
@@ -193,7 +194,16 @@ pub fn spawn_training(settings: RunSettings, split: Arc<Split>, control: Arc<Run
             end: RunEnd::Failed(message),
             params: None,
         };
+        let precision = settings.precision.precision();
+        let in_f32 = match precision {
+            mnist_cuda::Precision::F32 => String::new(),
+            other => format!(" (in f32: precision {} applies to the CUDA backend only)", other.name()),
+        };
         let trained = catch_panic("the training worker", || match settings.backend {
+            BackendChoice::Cpu if precision != mnist_cuda::Precision::F32 => send(failed(format!(
+                "precision {} needs backend cuda: the CPU trains in f32",
+                precision.name()
+            ))),
             BackendChoice::Cpu => train_on(
                 CpuBackend::new(settings.threads),
                 "cpu",
@@ -203,14 +213,16 @@ pub fn spawn_training(settings: RunSettings, split: Arc<Split>, control: Arc<Run
                 &control,
                 &tx,
             ),
-            BackendChoice::Cuda => match CudaBackend::new(0) {
-                Ok(backend) => train_on(backend, "cuda", None, &settings, &split, &control, &tx),
-                Err(e) => send(failed(format!("backend cuda: {e}"))),
-            },
-            BackendChoice::Auto => match CudaBackend::new(0) {
-                Ok(backend) => train_on(backend, "cuda", None, &settings, &split, &control, &tx),
+            BackendChoice::Cuda | BackendChoice::Auto => match CudaBackend::new(0) {
+                // A GPU that cannot compute in the chosen precision is a settings error, not a
+                // reason to fall back to the CPU.
+                Ok(mut backend) => match backend.set_precision(precision) {
+                    Ok(()) => train_on(backend, "cuda", None, &settings, &split, &control, &tx),
+                    Err(e) => send(failed(format!("precision {}: {e}", precision.name()))),
+                },
+                Err(e) if settings.backend == BackendChoice::Cuda => send(failed(format!("backend cuda: {e}"))),
                 Err(e) => {
-                    let note = format!("training on the CPU because {e}");
+                    let note = format!("training on the CPU because {e}{in_f32}");
                     train_on(
                         CpuBackend::new(settings.threads),
                         "cpu",
@@ -358,8 +370,24 @@ mod tests {
             batch_size: 32,
             seed: 3,
             backend: BackendChoice::Cpu,
+            precision: PrecisionChoice::F32,
             threads: 1,
         }
+    }
+
+    #[test]
+    fn half_precision_on_the_cpu_is_refused_with_a_reason() {
+        let (tx, rx) = mpsc::channel();
+        let settings = RunSettings {
+            precision: PrecisionChoice::Bf16,
+            ..settings(1)
+        };
+        spawn_training(settings, Arc::new(tiny_split(64, 10)), Arc::default(), tx);
+        let msgs = collect(&rx);
+        assert!(
+            matches!(&msgs[..], [WorkerMsg::Done { end: RunEnd::Failed(m), params: None }] if m.contains("precision bf16 needs backend cuda")),
+            "{msgs:?}"
+        );
     }
 
     fn collect(rx: &mpsc::Receiver<Msg>) -> Vec<WorkerMsg> {
