@@ -1,6 +1,7 @@
-//! `mnist bench`: times CPU training steps of the default model and prints samples/s and the
-//! implied time of one 60,000-sample epoch (median of repeats), for comparison with anchors;
-//! with --inference, the latency of one image and the time to classify the test set.
+//! `mnist bench`: times training steps of the default model on the CPU (or, with --backend,
+//! the GPU in any --precision) and prints samples/s and the implied time of one 60,000-sample
+//! epoch (median of repeats), for comparison with anchors; with --inference, the latency of
+//! one image and the time to classify the test set.
 
 use std::time::Instant;
 
@@ -8,8 +9,9 @@ use clap::ValueEnum;
 
 use mnist_core::model::Network;
 use mnist_core::{Backend, Config, CpuBackend, Dataset, Rng};
+use mnist_cuda::{CudaBackend, Precision};
 
-use crate::cli::BenchArgs;
+use crate::cli::{BackendChoice, BenchArgs};
 use crate::train_cmd::core_failure;
 use crate::Failure;
 
@@ -23,18 +25,54 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 pub fn run(args: BenchArgs) -> Result<String, Failure> {
-    if args.inference {
-        return inference(args);
+    let precision = args.precision.precision();
+    match args.backend {
+        BackendChoice::Cpu if precision != Precision::F32 => Err(Failure::new(
+            crate::EXIT_BAD_INPUT,
+            format!("--precision {} needs --backend cuda: the CPU backend computes in f32", precision.name()),
+        )),
+        BackendChoice::Cpu => on_cpu(&args),
+        BackendChoice::Cuda | BackendChoice::Auto => match CudaBackend::new(0) {
+            Ok(mut backend) => {
+                backend
+                    .set_precision(precision)
+                    .map_err(|e| core_failure(&format!("--precision {}", precision.name()), e))?;
+                let settings = format!("precision={}", precision.name());
+                if args.inference {
+                    inference(backend, &args, &format!("mnist_cuda_inference {settings}"))
+                } else {
+                    training(backend, &args, &format!("mnist_cuda {settings}"))
+                }
+            }
+            Err(e) if args.backend == BackendChoice::Cuda => Err(Failure::new(crate::EXIT_BAD_INPUT, format!("--backend cuda: {e}"))),
+            Err(e) => {
+                eprintln!("note: --backend auto: timing the CPU because {e}");
+                on_cpu(&args)
+            }
+        },
     }
+}
+
+fn on_cpu(args: &BenchArgs) -> Result<String, Failure> {
+    let mut backend = CpuBackend::new(args.threads);
+    backend.set_fast_convolutions(args.conv == crate::cli::ConvAlgorithm::Fast);
+    let settings = format!("conv={} threads={}", conv_name(args), backend.threads());
+    if args.inference {
+        inference(backend, args, &format!("mnist_cpu_inference {settings}"))
+    } else {
+        training(backend, args, &format!("mnist_cpu {settings}"))
+    }
+}
+
+/// Training throughput: the median over --repeats of --steps timed steps, after --warmup.
+/// Each repeat ends by reading the running metrics back, so a GPU's queued work is counted.
+fn training<B: Backend>(mut backend: B, args: &BenchArgs, label: &str) -> Result<String, Failure> {
     let batch = args.batch_size.max(1);
     let needed = batch * (args.steps + args.warmup).max(1);
     let data = match &args.data {
         Some(path) => crate::datasource::load_path(path)?.split.train,
         None => synthetic(needed.min(60_000)),
     };
-    let mut backend = CpuBackend::new(args.threads);
-    backend.set_fast_convolutions(args.conv == crate::cli::ConvAlgorithm::Fast);
-    let threads = backend.threads();
     let device = backend.device_name();
     let dev = backend.upload_dataset(&data.images, &data.labels, data.sample_len()).map_err(|e| core_failure("bench", e))?;
     let mut net = Network::new(backend, Config::default(), batch).map_err(|e| core_failure("bench", e))?;
@@ -44,11 +82,12 @@ pub fn run(args: BenchArgs) -> Result<String, Failure> {
         return Err(Failure::new(crate::EXIT_BAD_INPUT, format!("bench needs at least {batch} samples")));
     }
     let mut step = 0usize;
-    let mut run_steps = |net: &mut Network<CpuBackend>, n: usize| -> Result<(), Failure> {
+    let mut run_steps = |net: &mut Network<B>, n: usize| -> Result<(), Failure> {
         for _ in 0..n {
             net.train_step(&dev, (step % batches) * batch, batch, step as u64).map_err(|e| core_failure("bench", e))?;
             step += 1;
         }
+        net.read_metrics(step * batch).map_err(|e| core_failure("bench", e))?;
         Ok(())
     };
     run_steps(&mut net, args.warmup)?;
@@ -62,21 +101,19 @@ pub fn run(args: BenchArgs) -> Result<String, Failure> {
     // 71.6 MFLOP per sample for a training step of the default model (forward + backward).
     let gflops = median * 71.6e6 / 1e9;
     println!("device: {device}");
-    println!("mnist_cpu conv={} threads={threads} batch={batch} samples_per_s={median:.1} epoch_s={:.2} gflop_s={gflops:.1}", conv_name(&args), 60_000.0 / median);
+    println!("{label} batch={batch} samples_per_s={median:.1} epoch_s={:.2} gflop_s={gflops:.1}", 60_000.0 / median);
     Ok(String::new())
 }
 
 /// Inference: the median latency of single-image predictions, and the median time to
 /// classify the test set (with an untrained model: the arithmetic is the same).
-fn inference(args: BenchArgs) -> Result<String, Failure> {
+fn inference<B: Backend>(backend: B, args: &BenchArgs, label: &str) -> Result<String, Failure> {
     let test = match &args.data {
         Some(path) => crate::datasource::load_path(path)?.split.test,
         None => synthetic(10_000),
     };
     let images: Vec<f32> = test.images.iter().map(|&b| b as f32 / 255.0).collect();
-    let mut backend = CpuBackend::new(args.threads);
-    backend.set_fast_convolutions(args.conv == crate::cli::ConvAlgorithm::Fast);
-    let (threads, device) = (backend.threads(), backend.device_name());
+    let device = backend.device_name();
     let mut net = Network::new(backend, Config::default(), args.batch_size.max(1)).map_err(|e| core_failure("bench", e))?;
     net.init(1).map_err(|e| core_failure("bench", e))?;
     let n_in = Config::default().input_len();
@@ -100,8 +137,7 @@ fn inference(args: BenchArgs) -> Result<String, Failure> {
     let (single, whole) = (median(single), median(whole));
     println!("device: {device}");
     println!(
-        "mnist_cpu_inference conv={} threads={threads} single_image_ms={:.3} images={} batch={} set_s={whole:.3} images_per_s={:.0}",
-        conv_name(&args),
+        "{label} single_image_ms={:.3} images={} batch={} set_s={whole:.3} images_per_s={:.0}",
         single * 1e3,
         test.len(),
         args.batch_size.max(1),

@@ -187,13 +187,20 @@ pub struct BenchArgs {
     pub repeats: usize,
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
+    /// What to time: the CPU (the default: the anchors are CPU frameworks), the GPU, or the
+    /// GPU when a usable one exists.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    pub backend: BackendChoice,
+    /// The GPU's GEMM inputs, as for `mnist train`.
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::F32)]
+    pub precision: PrecisionChoice,
     /// CPU threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Real MNIST to train on (synthetic images otherwise; the speed is the same).
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
-    /// How the convolutions run.
+    /// How the convolutions run on the CPU.
     #[arg(long, value_enum, default_value_t = ConvAlgorithm::Fast)]
     pub conv: ConvAlgorithm,
     /// Time inference instead of training: one image at a time (latency), then the whole

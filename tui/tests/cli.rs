@@ -146,6 +146,48 @@ fn half_precision_with_auto_says_where_it_runs_and_in_what() {
     }
 }
 
+/// The number after `key=` in a bench line.
+fn field(line: &str, key: &str) -> f64 {
+    let value = line.split(' ').find_map(|kv| kv.strip_prefix(key)).unwrap_or_else(|| panic!("no {key} in {line}"));
+    value.parse().unwrap_or_else(|_| panic!("{key}{value} in {line}"))
+}
+
+#[test]
+fn bench_times_training_and_inference_and_refuses_what_it_cannot_time() {
+    let dir = temp_dir("bench");
+    let data = dir.join("small.npz");
+    std::fs::write(&data, synthetic_npz(256, 60)).unwrap();
+    let data = data.to_str().unwrap();
+
+    // Training: the line tests/bench/keras_ratio.sh reads.
+    let output = mnist(&["bench", "--data", data, "--steps", "3", "--warmup", "1", "--repeats", "2", "--batch-size", "16", "--threads", "1"], &[]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let line = stdout.lines().find(|l| l.starts_with("mnist_cpu conv=fast threads=1 batch=16 ")).unwrap_or_else(|| panic!("{stdout}"));
+    let rate = field(line, "samples_per_s=");
+    assert!(rate > 0.0 && (field(line, "epoch_s=") - 60_000.0 / rate).abs() < 0.01 * 60_000.0 / rate, "{line}");
+
+    // Inference on the reference convolutions: the file's 60 test images.
+    let output = mnist(&["bench", "--inference", "--conv", "im2col", "--data", data, "--repeats", "1", "--warmup", "1", "--threads", "1"], &[]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let line = stdout.lines().find(|l| l.starts_with("mnist_cpu_inference conv=im2col threads=1 ")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains(" images=60 ") && field(line, "single_image_ms=") > 0.0 && field(line, "set_s=") > 0.0, "{line}");
+
+    // What it cannot time: half precision on the CPU; the GPU where there is none.
+    let output = mnist(&["bench", "--precision", "bf16"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("--precision bf16 needs --backend cuda"), "{}", text(&output.stderr));
+    let output = mnist(&["bench", "--backend", "cuda", "--data", data, "--steps", "2", "--warmup", "1", "--repeats", "1", "--batch-size", "16"], &[]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    if output.status.success() {
+        assert!(stdout.contains("mnist_cuda precision=f32 batch=16 samples_per_s="), "{stdout}");
+    } else {
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("--backend cuda: ") && stderr.contains("no usable CUDA GPU"), "{stderr}");
+    }
+}
+
 #[test]
 fn a_diverging_run_exits_4_and_keeps_the_last_good_model() {
     let dir = temp_dir("diverge");
