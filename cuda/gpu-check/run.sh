@@ -114,8 +114,8 @@ PY
   row "$name" "$LAST_STATUS" "$LAST_SECONDS" "$result"
 }
 
-# Limits sized so the whole check ends in under 7 minutes even if every step hangs (it
-# takes about a minute when all is well): 395 s of limits plus 5 s per kill.
+# Limits sized so the whole check ends in under 8 minutes even if every step hangs (it
+# takes about a minute when all is well): 405 s of limits plus 5 s per kill.
 test_step availability 10
 test_step nvrtc_compile 20
 test_step cuda_vs_cpu 40
@@ -134,6 +134,10 @@ if [ -n "$data" ]; then
   test_step cuda_speed 45
   speed=$(grep -m1 "^GPU_SPEED" "$logs/cuda_speed.log" | sed 's/^GPU_SPEED //')
   [ -n "$speed" ] && row "  train epoch" "" "" "$speed"
+
+  # The product's own benchmark on the GPU (what a user would run), in bf16.
+  step bench_bf16 30 "$bundle/bin/mnist" bench --backend cuda --precision bf16 --data "$data" --steps 200 --warmup 20 --repeats 3
+  row bench_bf16 "$LAST_STATUS" "$LAST_SECONDS" "$(grep -m1 '^mnist_cuda ' "$logs/bench_bf16.log" || echo 'see bench_bf16.log')"
 
   train12 train12 f32
   train12 train12_bf16 bf16
