@@ -9,9 +9,8 @@ use clap::ValueEnum;
 
 use mnist_core::model::Network;
 use mnist_core::{Backend, Config, CpuBackend, Dataset, Rng};
-use mnist_cuda::{CudaBackend, Precision};
-
-use crate::cli::{BackendChoice, BenchArgs};
+use crate::backend_choice::{self, Chosen};
+use crate::cli::BenchArgs;
 use crate::train_cmd::core_failure;
 use crate::Failure;
 
@@ -25,31 +24,21 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 pub fn run(args: BenchArgs) -> Result<String, Failure> {
-    let precision = args.precision.precision();
-    match args.backend {
-        BackendChoice::Cpu if precision != Precision::F32 => Err(Failure::new(
-            crate::EXIT_BAD_INPUT,
-            format!("--precision {} needs --backend cuda: the CPU backend computes in f32", precision.name()),
-        )),
-        BackendChoice::Cpu => on_cpu(&args),
-        BackendChoice::Cuda | BackendChoice::Auto => match CudaBackend::new(0) {
-            Ok(mut backend) => {
-                backend
-                    .set_precision(precision)
-                    .map_err(|e| core_failure(&format!("--precision {}", precision.name()), e))?;
-                let settings = format!("precision={}", precision.name());
-                if args.inference {
-                    inference(backend, &args, &format!("mnist_cuda_inference {settings}"))
-                } else {
-                    training(backend, &args, &format!("mnist_cuda {settings}"))
-                }
+    match backend_choice::choose(args.backend, args.precision)? {
+        Chosen::Cuda(gpu) => {
+            let settings = format!("precision={}", gpu.precision().name());
+            if args.inference {
+                inference(*gpu, &args, &format!("mnist_cuda_inference {settings}"))
+            } else {
+                training(*gpu, &args, &format!("mnist_cuda {settings}"))
             }
-            Err(e) if args.backend == BackendChoice::Cuda => Err(Failure::new(crate::EXIT_BAD_INPUT, format!("--backend cuda: {e}"))),
-            Err(e) => {
-                eprintln!("note: --backend auto: timing the CPU because {e}");
-                on_cpu(&args)
+        }
+        Chosen::Cpu { fallback } => {
+            if let Some(why) = fallback {
+                eprintln!("note: --backend auto: timing the CPU because {why}");
             }
-        },
+            on_cpu(&args)
+        }
     }
 }
 

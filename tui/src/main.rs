@@ -5,6 +5,7 @@
 
 mod app;
 mod atomic;
+mod backend_choice;
 mod bench_cmd;
 mod checkpoints;
 mod cli;

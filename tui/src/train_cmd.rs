@@ -11,12 +11,13 @@ use std::time::Duration;
 use mnist_core::train::{Outcome, TrainConfig, Trainer};
 use mnist_core::codec::mxnet;
 use mnist_core::{Backend, Config, CpuBackend, Error};
-use mnist_cuda::{CudaBackend, Precision};
+use mnist_cuda::CudaBackend;
 use serde_json::json;
 
 use crate::atomic::write_atomic;
 use crate::checkpoints;
-use crate::cli::{BackendChoice, ExportDtype, TrainArgs};
+use crate::backend_choice::{self, Chosen};
+use crate::cli::{ExportDtype, TrainArgs};
 use crate::datasource;
 use crate::report::{EpochRecord, Reporter, Style};
 use crate::Failure;
@@ -48,30 +49,14 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
     std::fs::create_dir_all(&args.out_dir)
         .map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot create --out-dir {}: {e}", args.out_dir.display())))?;
 
-    let precision = args.precision.precision();
-    let in_f32 = match precision {
-        Precision::F32 => String::new(),
-        other => format!(" (in f32: --precision {} applies to the CUDA backend only)", other.name()),
-    };
-    match args.backend {
-        BackendChoice::Cpu if precision != Precision::F32 => Err(Failure::new(
-            crate::EXIT_BAD_INPUT,
-            format!("--precision {} needs --backend cuda: the CPU backend trains in f32", precision.name()),
-        )),
-        BackendChoice::Cpu => train_on(CpuBackend::new(args.threads), &args, style, signals, &mut reporter),
-        BackendChoice::Cuda | BackendChoice::Auto => match CudaBackend::new(0) {
-            // A GPU that cannot compute in the precision asked for is bad input, not a reason
-            // to fall back to the CPU.
-            Ok(mut backend) => match backend.set_precision(precision) {
-                Ok(()) => train_on(backend, &args, style, signals, &mut reporter),
-                Err(e) => Err(core_failure(&format!("--precision {}", precision.name()), e)),
-            },
-            Err(e) if args.backend == BackendChoice::Cuda => Err(Failure::new(crate::EXIT_BAD_INPUT, format!("--backend cuda: {e}"))),
-            Err(e) => {
-                eprintln!("note: --backend auto: training on the CPU because {e}{in_f32}");
-                train_on(CpuBackend::new(args.threads), &args, style, signals, &mut reporter)
+    match backend_choice::choose(args.backend, args.precision)? {
+        Chosen::Cuda(gpu) => train_on(*gpu, &args, style, signals, &mut reporter),
+        Chosen::Cpu { fallback } => {
+            if let Some(why) = fallback {
+                eprintln!("note: --backend auto: training on the CPU because {why}");
             }
-        },
+            train_on(CpuBackend::new(args.threads), &args, style, signals, &mut reporter)
+        }
     }
 }
 

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use mnist_core::train::{Control, Event, Observer, Outcome, TrainConfig, Trainer};
 use mnist_core::{Backend, Config, CpuBackend, Split};
-use mnist_cuda::CudaBackend;
 
 use super::models::{self, Model, Predictions};
 use super::state::Msg;
+use crate::backend_choice::{choose, Chosen};
 use crate::cli::{BackendChoice, DataArgs, PrecisionChoice};
 use crate::download::ProgressEvent;
 
@@ -194,46 +194,15 @@ pub fn spawn_training(settings: RunSettings, split: Arc<Split>, control: Arc<Run
             end: RunEnd::Failed(message),
             params: None,
         };
-        let precision = settings.precision.precision();
-        let in_f32 = match precision {
-            mnist_cuda::Precision::F32 => String::new(),
-            other => format!(" (in f32: precision {} applies to the CUDA backend only)", other.name()),
-        };
-        let trained = catch_panic("the training worker", || match settings.backend {
-            BackendChoice::Cpu if precision != mnist_cuda::Precision::F32 => send(failed(format!(
-                "precision {} needs backend cuda: the CPU trains in f32",
-                precision.name()
-            ))),
-            BackendChoice::Cpu => train_on(
-                CpuBackend::new(settings.threads),
-                "cpu",
-                None,
-                &settings,
-                &split,
-                &control,
-                &tx,
-            ),
-            BackendChoice::Cuda | BackendChoice::Auto => match CudaBackend::new(0) {
-                // A GPU that cannot compute in the chosen precision is a settings error, not a
-                // reason to fall back to the CPU.
-                Ok(mut backend) => match backend.set_precision(precision) {
-                    Ok(()) => train_on(backend, "cuda", None, &settings, &split, &control, &tx),
-                    Err(e) => send(failed(format!("precision {}: {e}", precision.name()))),
-                },
-                Err(e) if settings.backend == BackendChoice::Cuda => send(failed(format!("backend cuda: {e}"))),
-                Err(e) => {
-                    let note = format!("training on the CPU because {e}{in_f32}");
-                    train_on(
-                        CpuBackend::new(settings.threads),
-                        "cpu",
-                        Some(note),
-                        &settings,
-                        &split,
-                        &control,
-                        &tx,
-                    )
-                }
-            },
+        let trained = catch_panic("the training worker", || match choose(settings.backend, settings.precision) {
+            // The command line's wording ("--precision", "--backend"): the app's settings have
+            // the same names.
+            Err(failure) => send(failed(failure.message)),
+            Ok(Chosen::Cuda(gpu)) => train_on(*gpu, "cuda", None, &settings, &split, &control, &tx),
+            Ok(Chosen::Cpu { fallback }) => {
+                let note = fallback.map(|why| format!("training on the CPU because {why}"));
+                train_on(CpuBackend::new(settings.threads), "cpu", note, &settings, &split, &control, &tx)
+            }
         });
         if let Err(message) = trained {
             send(failed(message));
@@ -385,7 +354,7 @@ mod tests {
         spawn_training(settings, Arc::new(tiny_split(64, 10)), Arc::default(), tx);
         let msgs = collect(&rx);
         assert!(
-            matches!(&msgs[..], [WorkerMsg::Done { end: RunEnd::Failed(m), params: None }] if m.contains("precision bf16 needs backend cuda")),
+            matches!(&msgs[..], [WorkerMsg::Done { end: RunEnd::Failed(m), params: None }] if m.contains("--precision bf16 needs --backend cuda")),
             "{msgs:?}"
         );
     }
