@@ -183,16 +183,8 @@ impl Settings {
                     (self.batch_size / 2).max(1)
                 }
             }
-            Field::Backend => {
-                let all = [BackendChoice::Auto, BackendChoice::Cpu, BackendChoice::Cuda];
-                let i = all.iter().position(|&b| b == self.backend).unwrap_or(0);
-                self.backend = all[(i + if up { 1 } else { all.len() - 1 }) % all.len()];
-            }
-            Field::Precision => {
-                let all = [PrecisionChoice::F32, PrecisionChoice::Bf16, PrecisionChoice::F16];
-                let i = all.iter().position(|&p| p == self.precision).unwrap_or(0);
-                self.precision = all[(i + if up { 1 } else { all.len() - 1 }) % all.len()];
-            }
+            Field::Backend => self.backend = cycle([BackendChoice::Auto, BackendChoice::Cpu, BackendChoice::Cuda], self.backend, up),
+            Field::Precision => self.precision = cycle([PrecisionChoice::F32, PrecisionChoice::Bf16, PrecisionChoice::F16], self.precision, up),
             Field::Seed => {
                 self.seed = if up {
                     self.seed.saturating_add(1)
@@ -250,6 +242,12 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// The choice after `current` in `all` (before it when going down), round the ends.
+fn cycle<T: Copy + PartialEq, const N: usize>(all: [T; N], current: T, up: bool) -> T {
+    let i = all.iter().position(|&c| c == current).unwrap_or(0);
+    all[(i + if up { 1 } else { N - 1 }) % N]
 }
 
 pub fn backend_name(b: BackendChoice) -> &'static str {
