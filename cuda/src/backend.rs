@@ -440,9 +440,8 @@ impl CudaBackend {
         self.precision = precision;
         self.loss_scale = None;
         if precision == Precision::F16 {
-            let mut state = self.alloc_buffer(4)?;
-            self.copy_in(&mut state, &[LOSS_SCALE_START, 0.0, 0.0, 0.0])?;
-            self.loss_scale = Some(state);
+            self.loss_scale = Some(self.alloc_buffer(4)?);
+            self.set_loss_scale(LOSS_SCALE_START)?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ use clap::ValueEnum;
 
 use mnist_core::model::Network;
 use mnist_core::{Backend, Config, CpuBackend, Dataset, Rng};
+
 use crate::backend_choice::{self, Chosen};
 use crate::cli::BenchArgs;
 use crate::train_cmd::core_failure;
