@@ -3,6 +3,7 @@
 # step graphs off (so every kernel launch is visible), using nsys when the host has it, else
 # ncu on one window of launches. Run from the repo root on the GPU host with gpu-bundle/.
 # Leaves out: building (bundle.sh does that) and correctness (run.sh).
+# Usage: cuda/gpu-check/profile.sh [f32|bf16|f16]   (the precision profiled; default f32)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/profile-out}"
@@ -10,15 +11,16 @@ mkdir -p "$out"
 export LD_LIBRARY_PATH="/usr/local/nvidia/lib64:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="$PATH:/usr/local/cuda/bin"
 export MNIST_CUDA_GRAPHS=0
-train=(gpu-bundle/bin/mnist train --backend cuda --epochs 1 --limit 6400 --data gpu-bundle/mnist.npz --out-dir /tmp/profile-train --heartbeat-secs 0 -q)
+precision="${1:-f32}"
+train=(gpu-bundle/bin/mnist train --backend cuda --precision "$precision" --epochs 1 --limit 6400 --data gpu-bundle/mnist.npz --out-dir /tmp/profile-train --heartbeat-secs 0 -q)
 echo "nsys: $(command -v nsys || echo none); ncu: $(command -v ncu || echo none)"
 if command -v nsys >/dev/null; then
-  timeout 120 nsys profile -o /tmp/prof --force-overwrite true -t cuda "${train[@]}" >"$out/train.log" 2>&1
-  timeout 60 nsys stats --report cuda_gpu_kern_sum --format csv /tmp/prof.nsys-rep >"$out/kernels.csv" 2>"$out/stats.err"
-  head -30 "$out/kernels.csv"
+  timeout 120 nsys profile -o /tmp/prof --force-overwrite true -t cuda "${train[@]}" >"$out/train-$precision.log" 2>&1
+  timeout 60 nsys stats --report cuda_gpu_kern_sum --format csv /tmp/prof.nsys-rep >"$out/kernels-$precision.csv" 2>"$out/stats-$precision.err"
+  head -30 "$out/kernels-$precision.csv"
 else
   # Steps 1-2 set things up; launches 300..419 cover about three steady steps.
   timeout 150 ncu --launch-skip 300 --launch-count 120 --metrics gpu__time_duration.sum --print-summary per-kernel \
-    "${train[@]}" >"$out/ncu.txt" 2>&1
-  grep -E "^  [A-Za-z_]|gpu__time_duration" "$out/ncu.txt" | head -80
+    "${train[@]}" >"$out/ncu-$precision.txt" 2>&1
+  grep -E "^  [A-Za-z_]|gpu__time_duration" "$out/ncu-$precision.txt" | head -80
 fi
