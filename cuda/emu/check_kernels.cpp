@@ -18,6 +18,7 @@
 
 struct uint3 { unsigned x, y, z; };
 struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(8) uint2 { unsigned x, y; };
 static thread_local uint3 threadIdx, blockIdx;
 static uint3 blockDim, gridDim;
 static std::barrier<>* block_barrier = nullptr;
@@ -26,6 +27,7 @@ static std::mutex atomic_lock;
 #define __global__
 #define __device__
 #define __forceinline__ inline
+#define __launch_bounds__(threads, blocks)
 #define __shared__ static  // shared by the emulated threads; blocks run one at a time
 inline void __syncthreads() { block_barrier->arrive_and_wait(); }
 inline float __int_as_float(unsigned v) { float f; std::memcpy(&f, &v, 4); return f; }
@@ -191,6 +193,28 @@ static void check_conv() {
             std::snprintf(what, sizeof what, "conv2d_dkernel_partial + bias_grad_finish is col^T @ dout (%d lanes, %d rows/block)", ds.lanes, ds.rows_per_block);
             expect(close(dkernel, want_dk, 1e-5), what);
         }
+    }
+
+    // A patch that is not a multiple of DKERNEL_CHUNK (2x2x3 = 12: a full pass and a partial one).
+    {
+        const int k2 = 2, c2 = 3, oh2 = h - k2 + 1, ow2 = w - k2 + 1, patch2 = k2 * k2 * c2, pairs = patch2 * oc;
+        auto inp2 = random_floats((size_t)samples * h * w * c2, -1, 1);
+        auto dout = random_floats((size_t)samples * oh2 * ow2 * oc, -1, 1);
+        const int lanes = 4, rows_per_block = 9, blocks = (samples * oh2 * ow2 + rows_per_block - 1) / rows_per_block;
+        std::vector<float> partial((size_t)pairs * blocks, NAN), dkernel(pairs, NAN);
+        launch(blocks, lanes * oc, true, [&] { conv2d_dkernel_partial(partial.data(), dout.data(), inp2.data(), samples, h, w, c2, k2, oc, rows_per_block, lanes); });
+        launch(pairs, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dkernel.data(), partial.data(), blocks); });
+        std::vector<double> want_dk(pairs, 0.0);
+        for (int s = 0; s < samples; ++s)
+            for (int y = 0; y < oh2; ++y)
+                for (int x = 0; x < ow2; ++x)
+                    for (int ky = 0; ky < k2; ++ky)
+                        for (int kx = 0; kx < k2; ++kx)
+                            for (int ci = 0; ci < c2; ++ci)
+                                for (int o = 0; o < oc; ++o)
+                                    want_dk[((size_t)(ky * k2 + kx) * c2 + ci) * oc + o] +=
+                                        (double)inp2[(((size_t)s * h + y + ky) * w + x + kx) * c2 + ci] * dout[(((size_t)s * oh2 + y) * ow2 + x) * oc + o];
+        expect(close(dkernel, want_dk, 1e-5), "conv2d_dkernel_partial + bias_grad_finish with a patch of 12 (a partial register chunk)");
     }
 
     // col2im is im2col's adjoint: <im2col(x), y> == <x, col2im(y)>.
@@ -628,6 +652,19 @@ static void check_wide_paths() {
     launch(blocks_for((i64)narrow.size()), 256, false, [&] { conv2d_direct(narrow.data(), inp.data(), kern.data(), bias.data(), samples, h, w, c, k, oc, 1); });
     launch(blocks_for((i64)wide.size()), 256, false, [&] { conv2d_direct_loop<i64>(wide.data(), inp.data(), kern.data(), bias.data(), samples, h, w, c, k, oc, 1); });
     expect(same(narrow, wide), "conv2d_direct: i64 fallback equals the u32 path");
+
+    // conv2d_dkernel_partial: the i64 fallback (one row per round) sums the same rows in the
+    // same order as the u32 path (four rows per round), so the partial sums are bit-equal.
+    {
+        auto dout = random_floats((size_t)samples * oh * ow * oc, -1, 1);
+        const int pairs = k * k * c * oc, lanes = 2, threads = lanes * oc, rows_per_block = 13;
+        const int blocks = (samples * oh * ow + rows_per_block - 1) / rows_per_block;
+        std::vector<float> pn((size_t)pairs * blocks, NAN), pw = pn;
+        launch(blocks, threads, true, [&] { conv2d_dkernel_partial(pn.data(), dout.data(), inp.data(), samples, h, w, c, k, oc, rows_per_block, lanes); });
+        static float lane_sums[DKERNEL_MAX_BLOCK * DKERNEL_MAX_PATCH];
+        launch(blocks, threads, true, [&] { dkernel_partial_sums<i64, 1>(pw.data(), dout.data(), inp.data(), (i64)samples, h, w, c, k, oc, rows_per_block, lanes, lane_sums); });
+        expect(same(pn, pw), "conv2d_dkernel_partial: i64 fallback equals the u32 path");
+    }
 
     narrow = random_floats(narrow.size(), -1, 1);
     wide = narrow;

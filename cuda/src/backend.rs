@@ -953,10 +953,12 @@ impl CudaBackend {
         let col = self.half_scratch(HALF_COL, chunk * per_sample)?;
         let a = image_args("im2col_half", col, src, samples, d)?;
         let args = [a[0], a[1], a[2], a[3], a[4], a[5], a[6], Arg::I32((self.precision == Precision::Bf16) as i32)];
+        // Four values per thread when C % 4 == 0, as im2col (any grid is correct).
+        let threads = if d.in_channels.is_multiple_of(4) { len / 4 } else { len };
         // SAFETY: im2col_half(u16* col, const float* inp, i64 samples, int height, int width, int
         // channels, int kernel, int bf16); callers pass `samples` samples of input (samples *
         // in_len floats, checked) and col holds chunk >= samples samples' rows.
-        unsafe { self.launch(Kernel::Im2colHalf, elementwise(len), &args) }?;
+        unsafe { self.launch(Kernel::Im2colHalf, elementwise(threads), &args) }?;
         Ok(Operand::Half(col, len))
     }
 
