@@ -19,6 +19,7 @@
 struct uint3 { unsigned x, y, z; };
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(8) uint2 { unsigned x, y; };
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 static thread_local uint3 threadIdx, blockIdx;
 static uint3 blockDim, gridDim;
 static std::barrier<>* block_barrier = nullptr;
@@ -285,40 +286,69 @@ static void check_im2col_shapes() {
                 std::snprintf(what, sizeof what, "im2col C=%d K=%d%s on %ux%u", sh.c, sh.k, sh.misalign ? " misaligned" : "", grid, block);
                 expect(ok, what);
             }
+        // col2im on the same shape: float4 sums (when C % 4 == 0 and aligned) are the scalar
+        // loop's bits, on grids that wrap; and the result is im2col's adjoint.
+        auto dcol = random_floats(col.size(), -1, 1);
+        std::vector<float> dstore((size_t)sh.samples * sh.h * sh.w * sh.c + 1, NAN), scalar((size_t)sh.samples * sh.h * sh.w * sh.c, NAN);
+        float* dinp = dstore.data() + (sh.misalign ? 1 : 0);
+        launch(3, 32, false, [&] { col2im(dinp, dcol.data(), sh.samples, sh.h, sh.w, sh.c, sh.k); });
+        launch(3, 32, false, [&] { col2im_sum<u32>(scalar.data(), dcol.data(), (u32)sh.samples, sh.h, sh.w, sh.c, sh.k); });
+        std::vector<float> wide(scalar.size(), NAN);
+        launch(3, 32, false, [&] { col2im_sum<i64>(wide.data(), dcol.data(), (i64)sh.samples, sh.h, sh.w, sh.c, sh.k); });
+        double lhs = 0, rhs = 0;
+        for (size_t i = 0; i < col.size(); ++i) lhs += (double)col[i] * dcol[i];
+        for (size_t i = 0; i < scalar.size(); ++i) rhs += (double)inp[i] * dinp[i];
+        char what[128];
+        std::snprintf(what, sizeof what, "col2im C=%d K=%d%s is im2col's adjoint and the scalar and i64 loops' bits", sh.c, sh.k, sh.misalign ? " misaligned" : "");
+        expect(std::memcmp(dinp, scalar.data(), scalar.size() * sizeof(float)) == 0 && same(scalar, wide) && std::fabs(lhs - rhs) < 1e-4 * (1 + std::fabs(lhs)), what);
     }
 }
 
 static void check_maxpool() {
-    const int batch = 2, h = 7, w = 5, c = 3, p = 2, oh = h / p, ow = w / p;
-    const i64 in_len = h * w * c, out_len = oh * ow * c;
-    auto inp = random_floats(batch * in_len, -1, 1);
-    inp[3] = NAN;  // a NaN never wins
-    std::vector<float> out(batch * out_len);
-    std::vector<u32> argmax(batch * out_len);
-    launch(blocks_for(batch * out_len), 256, false, [&] { maxpool2d_forward(out.data(), argmax.data(), inp.data(), batch, h, w, c, p); });
-    bool ok = true;
-    for (int b = 0; b < batch; ++b)
-        for (int y = 0; y < oh; ++y)
-            for (int x = 0; x < ow; ++x)
-                for (int ch = 0; ch < c; ++ch) {
-                    float best = -INFINITY;
-                    int bi = ((y * p) * w + x * p) * c + ch;
-                    for (int dy = 0; dy < p; ++dy)
-                        for (int dx = 0; dx < p; ++dx) {
-                            int i = ((y * p + dy) * w + x * p + dx) * c + ch;
-                            if (inp[b * in_len + i] > best) { best = inp[b * in_len + i]; bi = i; }
-                        }
-                    i64 o = b * out_len + (y * ow + x) * c + ch;
-                    ok &= argmax[o] == (u32)bi && out[o] == best;
-                }
-    expect(ok, "maxpool2d_forward: max and argmax within the sample");
-    auto dout = random_floats(out.size(), -1, 1);
-    std::vector<float> dinp(inp.size(), NAN);  // overwritten, ragged edge included (w = 5)
-    launch(blocks_for(batch * in_len), 256, false, [&] { maxpool2d_backward(dinp.data(), argmax.data(), dout.data(), batch, h, w, c, p); });
-    std::vector<double> want(inp.size(), 0.0);
-    for (int b = 0; b < batch; ++b)
-        for (i64 o = 0; o < out_len; ++o) want[b * in_len + argmax[b * out_len + o]] += dout[b * out_len + o];
-    expect(close(dinp, want, 0), "maxpool2d_backward routes each gradient to its argmax");
+    // 7x5: ragged edges (the gather); 6x4: the pool divides both (one thread per window).
+    struct Shape { int h, w; };
+    for (Shape sh : {Shape{7, 5}, Shape{6, 4}}) {
+        const int batch = 2, h = sh.h, w = sh.w, c = 3, p = 2, oh = h / p, ow = w / p;
+        const i64 in_len = h * w * c, out_len = oh * ow * c;
+        auto inp = random_floats(batch * in_len, -1, 1);
+        inp[3] = NAN;  // a NaN never wins
+        std::vector<float> out(batch * out_len);
+        std::vector<u32> argmax(batch * out_len);
+        launch(blocks_for(batch * out_len), 256, false, [&] { maxpool2d_forward(out.data(), argmax.data(), inp.data(), batch, h, w, c, p); });
+        bool ok = true;
+        for (int b = 0; b < batch; ++b)
+            for (int y = 0; y < oh; ++y)
+                for (int x = 0; x < ow; ++x)
+                    for (int ch = 0; ch < c; ++ch) {
+                        float best = -INFINITY;
+                        int bi = ((y * p) * w + x * p) * c + ch;
+                        for (int dy = 0; dy < p; ++dy)
+                            for (int dx = 0; dx < p; ++dx) {
+                                int i = ((y * p + dy) * w + x * p + dx) * c + ch;
+                                if (inp[b * in_len + i] > best) { best = inp[b * in_len + i]; bi = i; }
+                            }
+                        i64 o = b * out_len + (y * ow + x) * c + ch;
+                        ok &= argmax[o] == (u32)bi && out[o] == best;
+                    }
+        char what[128];
+        std::snprintf(what, sizeof what, "maxpool2d_forward: max and argmax within the sample (%dx%d)", h, w);
+        expect(ok, what);
+        auto dout = random_floats(out.size(), -1, 1);
+        dout[1] = -0.0f;  // becomes +0.0, as the CPU's zero-fill and add make it
+        std::vector<float> dinp(inp.size(), NAN);  // overwritten, a ragged edge included
+        launch(blocks_for(batch * in_len), 256, false, [&] { maxpool2d_backward(dinp.data(), argmax.data(), dout.data(), batch, h, w, c, p); });
+        std::vector<double> want(inp.size(), 0.0);
+        for (int b = 0; b < batch; ++b)
+            for (i64 o = 0; o < out_len; ++o) want[b * in_len + argmax[b * out_len + o]] += dout[b * out_len + o];
+        ok = close(dinp, want, 0);
+        for (float v : dinp) ok &= !std::signbit(v) || v != 0.0f;
+        std::snprintf(what, sizeof what, "maxpool2d_backward routes each gradient to its argmax (%dx%d)", h, w);
+        expect(ok, what);
+        std::vector<float> gathered(inp.size(), NAN);
+        launch(blocks_for(batch * in_len), 256, false, [&] { maxpool2d_backward_gather<u32>(gathered.data(), argmax.data(), dout.data(), batch, h, w, c, p); });
+        std::snprintf(what, sizeof what, "maxpool2d_backward equals the per-input gather bit for bit (%dx%d)", h, w);
+        expect(same(dinp, gathered), what);
+    }
 }
 
 static void check_dropout() {

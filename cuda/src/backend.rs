@@ -913,10 +913,16 @@ impl CudaBackend {
         relu: bool,
     ) -> Result<()> {
         let op = "conv2d_direct";
+        let kernel_ptr = params.at(kernel.offset);
+        // Four output channels per thread when OC % 4 == 0 and out and the kernel are 16-byte
+        // aligned (the kernel's test; any grid is correct).
+        let n = d.batch * d.out_len();
+        let quads = d.out_channels.is_multiple_of(4) && (out.ptr | kernel_ptr).is_multiple_of(16);
+        let threads = if quads { n / 4 } else { n };
         let args = [
             Arg::Ptr(out.ptr),
             Arg::Ptr(inp.ptr),
-            Arg::Ptr(params.at(kernel.offset)),
+            Arg::Ptr(kernel_ptr),
             Arg::Ptr(params.at(bias.offset)),
             Arg::I64(d.batch as i64),
             Arg::I32(int(op, d.height)?),
@@ -931,7 +937,7 @@ impl CudaBackend {
         // out_channels, int relu); conv2d_forward checked out (batch * out_len), inp (batch *
         // in_len) and the kernel (patch * OC) and bias (OC) spans; every read window lies
         // inside its sample because the convolution is "valid".
-        unsafe { self.launch(Kernel::Conv2dDirect, elementwise(d.batch * d.out_len()), &args) }
+        unsafe { self.launch(Kernel::Conv2dDirect, elementwise(threads), &args) }
     }
 
     /// Samples per im2col chunk so that the scratch stays under COL_CAP.
@@ -968,9 +974,9 @@ impl CudaBackend {
             Kernel::Im2col => samples * d.out_height() * d.out_width() * d.patch_len(),
             _ => samples * d.in_len(),
         };
-        // im2col copies float4s when C % 4 == 0 (and the pointers are aligned, as ours are; a
+        // Both move float4s when C % 4 == 0 (and the pointers are aligned, as ours are; a
         // misaligned one falls back to floats, still correct on this grid: grid-stride loops).
-        let n = if kernel == Kernel::Im2col && d.in_channels.is_multiple_of(4) { n / 4 } else { n };
+        let n = if d.in_channels.is_multiple_of(4) { n / 4 } else { n };
         let args = image_args(op, dst, src, samples, d)?;
         // SAFETY: im2col(float* col, const float* inp, ...) and col2im(float* dinp, const
         // float* dcol, ...) share this signature; callers pass `samples` samples of input
@@ -1259,11 +1265,16 @@ impl Backend for CudaBackend {
             Arg::I32(int(op, d.channels)?),
             Arg::I32(int(op, d.pool)?),
         ];
+        // One thread per window when the pool divides H and W (the kernel's test), else one
+        // per input value.
+        let windows = d.height.is_multiple_of(d.pool) && d.width.is_multiple_of(d.pool);
+        let threads = if windows { d.batch * d.out_len() } else { d.batch * in_len };
         // SAFETY: maxpool2d_backward(float* dinp, const u32* argmax, const float* dout, i64
         // batch, int height, int width, int channels, int pool); dinp holds batch * in_len
-        // values, argmax and dout batch * out_len (checked); each thread writes its own dinp
-        // value and reads only its window's argmax and dout.
-        unsafe { self.launch(Kernel::Maxpool2dBackward, elementwise(d.batch * in_len), &args) }
+        // values, argmax and dout batch * out_len (checked); each dinp value is written by one
+        // thread only (its own, or its window's), which reads only that window's argmax and
+        // dout.
+        unsafe { self.launch(Kernel::Maxpool2dBackward, elementwise(threads), &args) }
     }
 
     fn dropout_forward(&mut self, x: &mut CudaBuffer<f32>, len: usize, rate: f32, seed: u64) -> Result<()> {
