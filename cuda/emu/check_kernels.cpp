@@ -20,6 +20,8 @@ struct uint3 { unsigned x, y, z; };
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(8) uint2 { unsigned x, y; };
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
 static thread_local uint3 threadIdx, blockIdx;
 static uint3 blockDim, gridDim;
 static std::barrier<>* block_barrier = nullptr;
@@ -305,16 +307,23 @@ static void check_im2col_shapes() {
 }
 
 static void check_maxpool() {
-    // 7x5: ragged edges (the gather); 6x4: the pool divides both (one thread per window).
-    struct Shape { int h, w; };
-    for (Shape sh : {Shape{7, 5}, Shape{6, 4}}) {
-        const int batch = 2, h = sh.h, w = sh.w, c = 3, p = 2, oh = h / p, ow = w / p;
+    // 7x5: ragged edges (the backward's gather); 6x4: the pool divides both (one thread per
+    // window). C = 4 and 8: the forward's four channels per thread.
+    struct Shape { int h, w, c; };
+    for (Shape sh : {Shape{7, 5, 3}, Shape{6, 4, 3}, Shape{7, 5, 4}, Shape{6, 4, 8}}) {
+        const int batch = 2, h = sh.h, w = sh.w, c = sh.c, p = 2, oh = h / p, ow = w / p;
         const i64 in_len = h * w * c, out_len = oh * ow * c;
         auto inp = random_floats(batch * in_len, -1, 1);
         inp[3] = NAN;  // a NaN never wins
+        // A window of NaNs and -inf in channel 1: its argmax stays the corner.
+        for (int dy = 0; dy < p; ++dy)
+            for (int dx = 0; dx < p; ++dx) inp[((size_t)dy * w + dx) * c + 1] = (dx + dy) % 2 ? -INFINITY : NAN;
         std::vector<float> out(batch * out_len);
         std::vector<u32> argmax(batch * out_len);
         launch(blocks_for(batch * out_len), 256, false, [&] { maxpool2d_forward(out.data(), argmax.data(), inp.data(), batch, h, w, c, p); });
+        std::vector<float> out1(out.size(), 7);
+        std::vector<u32> argmax1(argmax.size(), 7);
+        launch(3, 32, false, [&] { maxpool2d_forward_loop<u32>(out1.data(), argmax1.data(), inp.data(), batch, h, w, c, p); });
         bool ok = true;
         for (int b = 0; b < batch; ++b)
             for (int y = 0; y < oh; ++y)
@@ -328,10 +337,12 @@ static void check_maxpool() {
                                 if (inp[b * in_len + i] > best) { best = inp[b * in_len + i]; bi = i; }
                             }
                         i64 o = b * out_len + (y * ow + x) * c + ch;
-                        ok &= argmax[o] == (u32)bi && out[o] == best;
+                        float want = best == -INFINITY ? inp[b * in_len + bi] : best;
+                        ok &= argmax[o] == (u32)bi && (out[o] == want || (std::isnan(out[o]) && std::isnan(want)));
                     }
+        ok &= same(out, out1) && same(argmax, argmax1);
         char what[128];
-        std::snprintf(what, sizeof what, "maxpool2d_forward: max and argmax within the sample (%dx%d)", h, w);
+        std::snprintf(what, sizeof what, "maxpool2d_forward: max and argmax within the sample, as the one-channel loop (%dx%dx%d)", h, w, c);
         expect(ok, what);
         auto dout = random_floats(out.size(), -1, 1);
         dout[1] = -0.0f;  // becomes +0.0, as the CPU's zero-fill and add make it
@@ -342,11 +353,11 @@ static void check_maxpool() {
             for (i64 o = 0; o < out_len; ++o) want[b * in_len + argmax[b * out_len + o]] += dout[b * out_len + o];
         ok = close(dinp, want, 0);
         for (float v : dinp) ok &= !std::signbit(v) || v != 0.0f;
-        std::snprintf(what, sizeof what, "maxpool2d_backward routes each gradient to its argmax (%dx%d)", h, w);
+        std::snprintf(what, sizeof what, "maxpool2d_backward routes each gradient to its argmax (%dx%dx%d)", h, w, c);
         expect(ok, what);
         std::vector<float> gathered(inp.size(), NAN);
         launch(blocks_for(batch * in_len), 256, false, [&] { maxpool2d_backward_gather<u32>(gathered.data(), argmax.data(), dout.data(), batch, h, w, c, p); });
-        std::snprintf(what, sizeof what, "maxpool2d_backward equals the per-input gather bit for bit (%dx%d)", h, w);
+        std::snprintf(what, sizeof what, "maxpool2d_backward equals the per-input gather bit for bit (%dx%dx%d)", h, w, c);
         expect(same(dinp, gathered), what);
     }
 }

@@ -3,7 +3,9 @@
 # step graphs off (so every kernel launch is visible), using nsys when the host has it, else
 # ncu on one window of launches. Run from the repo root on the GPU host with gpu-bundle/.
 # Leaves out: building (bundle.sh does that) and correctness (run.sh).
-# Usage: cuda/gpu-check/profile.sh [f32|bf16|f16]   (the precision profiled; default f32)
+# Usage: cuda/gpu-check/profile.sh [f32|bf16|f16] [detail]   (the precision profiled, default
+# f32; `detail`: ncu's throughput, occupancy and stall sections for one launch of each of our
+# own kernels instead of per-kernel times)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/profile-out}"
@@ -14,7 +16,12 @@ export MNIST_CUDA_GRAPHS=0
 precision="${1:-f32}"
 train=(gpu-bundle/bin/mnist train --backend cuda --precision "$precision" --epochs 1 --limit 6400 --data gpu-bundle/mnist.npz --out-dir /tmp/profile-train --heartbeat-secs 0 -q)
 echo "nsys: $(command -v nsys || echo none); ncu: $(command -v ncu || echo none)"
-if command -v nsys >/dev/null; then
+if [ "${2:-}" = detail ]; then
+  # After the first two steps (set-up), one launch of each kernel we wrote.
+  timeout 150 ncu --launch-skip 120 --launch-count 40 -k 'regex:^(im2col|im2col_half|col2im|conv2d_direct|conv2d_dkernel_partial|bias_act|bias_grad_partial|maxpool2d_forward|maxpool2d_backward|dropout|adadelta|to_half)$' \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats "${train[@]}" >"$out/ncu-detail-$precision.txt" 2>&1
+  grep -E "^  [a-z_0-9]+ \(|Duration|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Stall" "$out/ncu-detail-$precision.txt" | head -120
+elif command -v nsys >/dev/null; then
   timeout 120 nsys profile -o /tmp/prof --force-overwrite true -t cuda "${train[@]}" >"$out/train-$precision.log" 2>&1
   timeout 60 nsys stats --report cuda_gpu_kern_sum --format csv /tmp/prof.nsys-rep >"$out/kernels-$precision.csv" 2>"$out/stats-$precision.err"
   head -30 "$out/kernels-$precision.csv"
