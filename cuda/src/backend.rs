@@ -6,6 +6,7 @@
 //! Training steps are recorded once per shape as a CUDA graph and replayed (see `begin_step`).
 //! Leaves out: multiple streams and GPUs, and half-precision storage of activations.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -105,6 +106,20 @@ impl Operand {
     }
 }
 
+/// The im2col matrix a `conv2d_forward` left in scratch (the f32 col scratch, or HALF_COL),
+/// which the `conv2d_backward` of the same input and shape reads instead of recomputing it
+/// (conv2's im2col took 53 us of a 0.64 ms f32 step on an H100). It is forgotten as soon as
+/// anything may have written the input or the scratch: see `CudaBackend::forget_kept_col_at`.
+#[derive(Debug, Clone, Copy)]
+struct KeptCol {
+    inp: u64,     // the input's allocation, [inp, inp_end) in bytes
+    inp_end: u64,
+    inp_len: usize,
+    dims: Conv2dDims,
+    precision: Precision,
+    col: Operand,
+}
+
 /// Values on the device. `len` is the length the caller asked for; the allocation holds at
 /// least one value so a zero-length buffer still has a valid pointer.
 pub struct CudaBuffer<T> {
@@ -196,6 +211,7 @@ pub struct CudaBackend {
     graph_stats: StepGraphStats,
     step_values: CudaBuffer<u64>, // (3): start, dropout seed 1, dropout seed 2 of the current step
     col: Option<CudaBuffer<f32>>, // im2col / dcol scratch, grown on demand
+    kept_col: Cell<Option<KeptCol>>, // what the col scratch (or HALF_COL) holds for a backward
     precision: Precision,
     half: [Option<CudaBuffer<u16>>; 4], // bf16 or f16 scratch, by HALF_* slot, grown on demand
     loss_scale: Option<CudaBuffer<f32>>, // f16 only: [scale, clean steps, overflow flag, skipped steps]
@@ -388,6 +404,7 @@ impl CudaBackend {
                 len: 3,
             },
             col: None,
+            kept_col: Cell::new(None),
             precision: Precision::F32,
             half: [None, None, None, None],
             loss_scale: None,
@@ -437,6 +454,7 @@ impl CudaBackend {
             ));
         }
         self.drop_recordings("set_precision")?;
+        self.kept_col.set(None);
         self.precision = precision;
         self.loss_scale = None;
         if precision == Precision::F16 {
@@ -540,6 +558,8 @@ impl CudaBackend {
         // The address is fixed for the allocation's life; with event tracking off the
         // returned guard records nothing.
         let ptr = slice.device_ptr(&self.stream).0;
+        // Zero-filled, possibly at a freed input's address.
+        self.forget_kept_col_at(ptr);
         Ok(CudaBuffer { ptr, slice, len })
     }
 
@@ -554,6 +574,7 @@ impl CudaBackend {
         if src.is_empty() {
             return Ok(());
         }
+        self.forget_kept_col_at(dst.ptr);
         let mut view = dst.slice.slice_mut(0..src.len());
         self.stream
             .memcpy_htod(src, &mut view)
@@ -568,6 +589,10 @@ impl CudaBackend {
     unsafe fn launch(&self, kernel: Kernel, config: LaunchConfig, args: &[Arg]) -> Result<()> {
         let mut builder = self.stream.launch_builder(&self.functions[kernel as usize]);
         for arg in args {
+            // Which pointers a kernel writes is the kernel's business: any of them counts.
+            if let Arg::Ptr(ptr) = arg {
+                self.forget_kept_col_at(*ptr);
+            }
             match arg {
                 Arg::Ptr(v) | Arg::U64(v) => builder.arg(v),
                 Arg::I64(v) => builder.arg(v),
@@ -594,6 +619,7 @@ impl CudaBackend {
         if g.m == 0 || g.n == 0 {
             return Ok(());
         }
+        self.forget_kept_col_at(c.0);
         let cm = g
             .to_column_major()
             .ok_or_else(|| backend_error(op, format!("GEMM {g:?} exceeds cuBLAS's 32-bit sizes")))?;
@@ -701,6 +727,9 @@ impl CudaBackend {
 
     /// Half scratch `slot` with room for at least `len` values; grows like `col_scratch`.
     fn half_scratch(&mut self, slot: usize, len: usize) -> Result<u64> {
+        if slot == HALF_COL {
+            self.kept_col.set(None); // the caller is about to overwrite it
+        }
         if self.half[slot].as_ref().is_none_or(|h| h.len < len) {
             self.drop_recordings("half-precision scratch")?;
             self.half[slot] = None;
@@ -729,6 +758,7 @@ impl CudaBackend {
         if len == 0 {
             return Ok(());
         }
+        self.forget_kept_col_at(dst);
         self.ctx
             .bind_to_thread()
             .map_err(|e| driver_error("cuMemsetD8Async", e))?;
@@ -737,8 +767,21 @@ impl CudaBackend {
             .map_err(|e| driver_error("cuMemsetD8Async", e))
     }
 
+    /// Forgets the kept im2col matrix when `ptr` points into its input's allocation: something
+    /// is about to write there (or may: every pointer a kernel gets counts). Allocations are
+    /// disjoint, so a write to the input always goes through such a pointer; the other writes
+    /// (step graph replays) forget it in `begin_step` and `end_step`.
+    fn forget_kept_col_at(&self, ptr: u64) {
+        if let Some(kept) = self.kept_col.get() {
+            if (kept.inp..kept.inp_end).contains(&ptr) {
+                self.kept_col.set(None);
+            }
+        }
+    }
+
     /// A scratch buffer of at least `len` floats for im2col and dcol.
     fn col_scratch(&mut self, len: usize) -> Result<u64> {
+        self.kept_col.set(None); // the caller is about to overwrite it
         if self.col.as_ref().is_none_or(|c| c.len < len) {
             self.drop_recordings("im2col scratch")?;
             self.col = None; // free the old one first (stream-ordered)
@@ -1102,9 +1145,11 @@ impl Backend for CudaBackend {
         }
         let rows = d.out_height() * d.out_width();
         let chunk = Self::conv_chunk(&d);
+        let mut last_col = None;
         for first in (0..d.batch).step_by(chunk) {
             let samples = chunk.min(d.batch - first);
             let col = self.im2col_operand(inp.at(first * in_len), samples, chunk, &d)?;
+            last_col = Some(col);
             // out (S*rows, OC) = col (S*rows, patch) @ kernel (patch, OC)
             let g = RowMajorGemm {
                 m: samples * rows,
@@ -1126,7 +1171,19 @@ impl Backend for CudaBackend {
                 (out.at(first * out_len), samples * out_len),
             )?;
         }
-        self.bias_act(out.ptr, params.at(bias.offset), d.batch * out_len, oc, relu)
+        self.bias_act(out.ptr, params.at(bias.offset), d.batch * out_len, oc, relu)?;
+        // One chunk covered the batch: its im2col matrix is the backward's too.
+        if let (true, Some(col)) = (chunk >= d.batch, last_col) {
+            self.kept_col.set(Some(KeptCol {
+                inp: inp.ptr,
+                inp_end: inp.ptr + (inp.len.max(1) * 4) as u64,
+                inp_len: inp.len,
+                dims: d,
+                precision: self.precision,
+                col,
+            }));
+        }
+        Ok(())
     }
 
     fn conv2d_backward(
@@ -1143,6 +1200,12 @@ impl Backend for CudaBackend {
         relu: bool,
     ) -> Result<()> {
         let op = "conv2d_backward";
+        // The forward's im2col matrix, if it is still there for this input (nothing below
+        // writes the input: it is borrowed immutably, and the other buffers are distinct).
+        let kept = self
+            .kept_col
+            .take()
+            .filter(|k| k.inp == inp.ptr && k.inp_len == inp.len && k.dims == d && k.precision == self.precision);
         let (in_len, out_len, patch, oc) = (d.in_len(), d.out_len(), d.patch_len(), d.out_channels);
         let dinp_len = dinp.as_ref().map(|v| v.len);
         checks::conv2d_backward(dinp_len, dparams.len, dout.len, out.len, inp.len, params.len, kernel, bias, &d)?;
@@ -1166,9 +1229,12 @@ impl Backend for CudaBackend {
             let samples = chunk.min(d.batch - first);
             let col_len = samples * rows * patch;
             let dout_chunk = self.kept_operand(dout.at(first * out_len), samples * out_len)?;
-            // dkernel (patch, OC) = col^T @ dout, summed over the chunks (the forward's im2col
-            // is recomputed: cheaper than keeping it).
-            let col = self.im2col_operand(inp.at(first * in_len), samples, chunk, &d)?;
+            // dkernel (patch, OC) = col^T @ dout, summed over the chunks; the forward's im2col
+            // when it kept one (a single chunk), else recomputed.
+            let col = match kept {
+                Some(k) if samples == d.batch => k.col,
+                _ => self.im2col_operand(inp.at(first * in_len), samples, chunk, &d)?,
+            };
             let beta = if first == 0 { 0.0 } else { 1.0 };
             let g = RowMajorGemm {
                 m: patch,
@@ -1553,6 +1619,8 @@ impl Backend for CudaBackend {
         hyper: Adadelta,
         values: StepValues,
     ) -> Result<StepMode> {
+        // A replay writes buffers without the calls that would forget it.
+        self.kept_col.set(None);
         if !self.graphs_enabled || self.recording.is_some() {
             return Ok(StepMode::Run);
         }
@@ -1613,6 +1681,7 @@ impl Backend for CudaBackend {
     }
 
     fn end_step(&mut self, ops_error: Option<&Error>) -> Result<bool> {
+        self.kept_col.set(None); // as in begin_step
         let Some((key, _)) = self.recording.take() else {
             return Ok(false);
         };

@@ -34,6 +34,7 @@ macro_rules! cpu_and_gpu_tests {
 cpu_and_gpu_tests! {
     load_batch_property: load_batch_matches_cpu(24), load_batch_property_is_sound;
     conv2d_property: conv2d_matches_cpu(48), conv2d_property_is_sound;
+    conv2d_changed_input_property: conv2d_backward_sees_a_changed_input(16), conv2d_changed_input_property_is_sound;
     maxpool2d_property: maxpool2d_matches_cpu_exactly(32), maxpool2d_property_is_sound;
     dropout_property: dropout_masks_match_cpu_exactly(32), dropout_property_is_sound;
     dense_property: dense_matches_cpu(48), dense_property_is_sound;
@@ -248,6 +249,75 @@ fn conv2d_property<G: Backend>(gpu: G, cases: u32) {
             (None, None) => {}
             _ => prop_assert!(false, "dinp written on one backend only"),
         }
+        Ok(())
+    });
+}
+
+/// What happens between a conv2d_forward and its backward. The CUDA backend keeps the
+/// forward's im2col matrix for the backward of the same input (conv_body's cases use it), and
+/// must notice each of these instead of reading a stale one.
+#[derive(Debug, Clone, Copy)]
+enum Between {
+    /// `upload` new values into the input.
+    Upload,
+    /// `fill` the input (a kernel writes it).
+    Fill,
+    /// `dropout_forward` on the input (a kernel reads and writes it).
+    Dropout,
+    /// A forward of another input of the same shape (the kept matrix is then that one's).
+    OtherForward,
+}
+
+/// Forward on input A, then `between`, then backward from the input as it is then: both
+/// backends must give the gradients of that input. No ReLU, so the forward's rounding cannot
+/// move a mask. Returns (dparams, dinp).
+fn conv_changed_input_body<B: Backend>(be: &mut B, between: Between, seed: u64) -> Result<(Vec<f32>, Vec<f32>)> {
+    // A patch of 3 * 3 * 5 = 45 > 32: im2col + GEMM, the path that keeps the matrix.
+    let d = Conv2dDims {
+        batch: 3,
+        height: 7,
+        width: 6,
+        in_channels: 5,
+        out_channels: 4,
+        kernel: 3,
+    };
+    let mut rng = Rng::new(seed);
+    let (a, b) = (values(&mut rng, d.batch * d.in_len(), -1.0, 1.0), values(&mut rng, d.batch * d.in_len(), -1.0, 1.0));
+    let (params, kernel, bias) = params_with_spans(&mut rng, d.patch_len() * d.out_channels, d.out_channels);
+    let dout = values(&mut rng, d.batch * d.out_len(), -1.0, 1.0);
+    let (mut inp_b, params_b) = (buffer(be, &a)?, buffer(be, &params)?);
+    let mut out_b = be.alloc(d.batch * d.out_len())?;
+    be.conv2d_forward(&mut out_b, &inp_b, &params_b, kernel, bias, d, false)?;
+    match between {
+        Between::Upload => be.upload(&mut inp_b, &b)?,
+        Between::Fill => be.fill(&mut inp_b, 0.25)?,
+        Between::Dropout => be.dropout_forward(&mut inp_b, a.len(), 0.5, seed)?,
+        Between::OtherForward => {
+            let other = buffer(be, &b)?;
+            let mut other_out = be.alloc(d.batch * d.out_len())?;
+            be.conv2d_forward(&mut other_out, &other, &params_b, kernel, bias, d, false)?;
+        }
+    }
+    let mut dparams_b = buffer(be, &vec![7.0; params.len()])?;
+    let mut dout_b = buffer(be, &dout)?;
+    let mut dinp_b = buffer(be, &vec![f32::NAN; a.len()])?;
+    be.conv2d_backward(Some(&mut dinp_b), &mut dparams_b, &mut dout_b, &out_b, &inp_b, &params_b, kernel, bias, d, false)?;
+    Ok((host(be, &dparams_b, params.len())?, host(be, &dinp_b, a.len())?))
+}
+
+fn conv2d_changed_input_property<G: Backend>(gpu: G, cases: u32) {
+    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
+    let between = prop_oneof![
+        Just(Between::Upload),
+        Just(Between::Fill),
+        Just(Between::Dropout),
+        Just(Between::OtherForward)
+    ];
+    check((between, any::<u64>()), cases, |(between, seed)| {
+        let (gp, gd) = conv_changed_input_body(&mut *gpu.borrow_mut(), between, seed).unwrap();
+        let (cp, cd) = conv_changed_input_body(&mut *cpu.borrow_mut(), between, seed).unwrap();
+        assert_close(&format!("conv2d dparams after {between:?}"), &gp, &cp, RTOL);
+        assert_close(&format!("conv2d dinp after {between:?}"), &gd, &cd, RTOL);
         Ok(())
     });
 }
