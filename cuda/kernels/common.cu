@@ -17,6 +17,26 @@ typedef unsigned char u8;
 #define NEG_INF __int_as_float(0xff800000)
 #define QUIET_NAN __int_as_float(0x7fc00000)
 
+// Element i of an NHWC tensor with `sample_len` values per sample and `row_len` (W * C) per
+// row: its sample s, its offset r within the sample, and r's (y, x, c). With index type I (u32
+// when every index fits: 64-bit divisions are subroutines of ~70 instructions).
+template <typename I>
+struct NhwcIndex {
+    I s;
+    int r, y, x, c;
+};
+template <typename I>
+__device__ __forceinline__ NhwcIndex<I> nhwc_index(I i, I sample_len, int row_len, int channels) {
+    NhwcIndex<I> at;
+    at.s = i / sample_len;
+    at.r = (int)(i - at.s * sample_len);
+    at.y = at.r / row_len;
+    int rem = at.r - at.y * row_len;
+    at.x = rem / channels;
+    at.c = rem - at.x * channels;
+    return at;
+}
+
 // x: (n) = value.
 extern "C" __global__ void fill_f32(float* x, i64 n, float value) {
     FOR_EACH(i, n) x[i] = value;

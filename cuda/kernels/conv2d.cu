@@ -116,12 +116,9 @@ __device__ __forceinline__ void col2im_sum(T* dinp, const T* dcol, I samples, in
     I n = samples * in_len;
     I stride = (I)gridDim.x * blockDim.x;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        I s = i / in_len;
-        int rem = (int)(i - s * in_len);
-        int y = rem / row_len;
-        rem -= y * row_len;
-        int x = rem / channels, c = rem - x * channels;
-        const T* d = dcol + s * pixels * patch + c;
+        NhwcIndex<I> at = nhwc_index(i, in_len, row_len, channels);
+        int y = at.y, x = at.x;
+        const T* d = dcol + at.s * pixels * patch + at.c;
         T acc;
         zero_value(acc);
         for (int ky = kernel - 1; ky >= 0; --ky) {

@@ -1,22 +1,26 @@
 // Max pooling with a square, non-overlapping window (layers/maxpool2d.rs), NHWC; the argmax is
 // the index within the sample's input. Leaves out: overlapping windows and padding.
 
+// A pooling's sizes with index type I: the output's height and width, and per sample the
+// input's and the output's lengths.
+template <typename I>
+struct PoolSizes {
+    int oh, ow;
+    I in_len, out_len;
+    __device__ PoolSizes(int height, int width, int channels, int pool)
+        : oh(height / pool), ow(width / pool), in_len((I)height * width * channels), out_len((I)(height / pool) * (width / pool) * channels) {}
+};
+
 // maxpool2d_forward's loop with index type I (u32 when every index fits: see maxpool2d_backward).
 template <typename I>
 __device__ __forceinline__ void maxpool2d_forward_loop(float* out, u32* argmax, const float* inp, I batch, int height, int width, int channels, int pool) {
-    int oh = height / pool, ow = width / pool;
-    int row_len = ow * channels;
-    I out_len = (I)oh * row_len;
-    I in_len = (I)height * width * channels;
-    I n = batch * out_len;
+    PoolSizes<I> z(height, width, channels, pool);
+    I out_len = z.out_len, in_len = z.in_len, n = batch * out_len;
     I stride = (I)gridDim.x * blockDim.x;
     for (I o = (I)blockIdx.x * blockDim.x + threadIdx.x; o < n; o += stride) {
-        I b = o / out_len;
-        int r = (int)(o - b * out_len);
-        int oy = r / row_len;
-        r -= oy * row_len;
-        int ox = r / channels, c = r - ox * channels;
-        const float* x = inp + b * in_len;
+        NhwcIndex<I> at = nhwc_index(o, out_len, z.ow * channels, channels);
+        int oy = at.y, ox = at.x, c = at.c;
+        const float* x = inp + at.s * in_len;
         float best = NEG_INF;
         int best_index = ((oy * pool) * width + ox * pool) * channels + c;
         for (int dy = 0; dy < pool; ++dy) {
@@ -46,20 +50,14 @@ __device__ __forceinline__ void pool_step(float v, int i, float& best, int& best
 // (one channel per thread took 22 us for conv2's output on an H100, twice its memory time).
 // Each channel runs maxpool2d_forward_loop's comparisons in its order: the same results.
 __device__ __forceinline__ void maxpool2d_forward_quads(float* out, u32* argmax, const float* inp, u32 batch, int height, int width, int channels, int pool) {
-    int oh = height / pool, ow = width / pool;
     int quads = channels / 4;
-    int row_len = ow * quads;
-    u32 out_len = (u32)oh * row_len;  // in quads
-    u32 in_len = (u32)height * width * channels;
-    u32 n = batch * out_len;
+    PoolSizes<u32> z(height, width, quads, pool);  // out_len in quads
+    u32 n = batch * z.out_len, in_len = z.in_len * 4;
     u32 stride = gridDim.x * blockDim.x;
     for (u32 o = blockIdx.x * blockDim.x + threadIdx.x; o < n; o += stride) {
-        u32 b = o / out_len;
-        int r = (int)(o - b * out_len);
-        int oy = r / row_len;
-        r -= oy * row_len;
-        int ox = r / quads, c = (r - ox * quads) * 4;
-        const float* x = inp + b * in_len;
+        NhwcIndex<u32> at = nhwc_index(o, z.out_len, z.ow * quads, quads);
+        int oy = at.y, ox = at.x, c = at.c * 4;
+        const float* x = inp + at.s * in_len;
         float4 best = make_float4(NEG_INF, NEG_INF, NEG_INF, NEG_INF);
         int corner = ((oy * pool) * width + ox * pool) * channels + c;
         int bx = corner, by = corner + 1, bz = corner + 2, bw = corner + 3;
@@ -96,23 +94,16 @@ extern "C" __global__ void maxpool2d_forward(float* out, u32* argmax, const floa
 // per value, not memory, bounded the i64-only kernel).
 template <typename I>
 __device__ __forceinline__ void maxpool2d_backward_gather(float* dinp, const u32* argmax, const float* dout, I batch, int height, int width, int channels, int pool) {
-    int oh = height / pool, ow = width / pool;
-    int row_len = width * channels;
-    I in_len = (I)height * row_len;
-    I out_len = (I)oh * ow * channels;
-    I n = batch * in_len;
+    PoolSizes<I> z(height, width, channels, pool);
+    I n = batch * z.in_len;
     I stride = (I)gridDim.x * blockDim.x;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        I b = i / in_len;
-        int r = (int)(i - b * in_len);
-        int y = r / row_len;
-        int rem = r - y * row_len;
-        int x = rem / channels, c = rem - x * channels;
-        int oy = y / pool, ox = x / pool;
+        NhwcIndex<I> at = nhwc_index(i, z.in_len, width * channels, channels);
+        int oy = at.y / pool, ox = at.x / pool;
         float g = 0.0f;
-        if (oy < oh && ox < ow) {
-            I o = b * out_len + ((I)oy * ow + ox) * channels + c;
-            if (argmax[o] == (u32)r) g = 0.0f + dout[o];
+        if (oy < z.oh && ox < z.ow) {
+            I o = at.s * z.out_len + ((I)oy * z.ow + ox) * channels + at.c;
+            if (argmax[o] == (u32)at.r) g = 0.0f + dout[o];
         }
         dinp[i] = g;
     }
@@ -125,21 +116,15 @@ __device__ __forceinline__ void maxpool2d_backward_gather(float* dinp, const u32
 // For each (dy, dx), consecutive threads (consecutive c) write consecutive values (coalesced).
 template <typename I>
 __device__ __forceinline__ void maxpool2d_backward_windows(float* dinp, const u32* argmax, const float* dout, I batch, int height, int width, int channels, int pool) {
-    int oh = height / pool, ow = width / pool;
-    int row_len = ow * channels;
-    I out_len = (I)oh * row_len;
-    I in_len = (I)height * width * channels;
-    I n = batch * out_len;
+    PoolSizes<I> z(height, width, channels, pool);
+    I n = batch * z.out_len;
     I stride = (I)gridDim.x * blockDim.x;
     for (I o = (I)blockIdx.x * blockDim.x + threadIdx.x; o < n; o += stride) {
-        I b = o / out_len;
-        int r = (int)(o - b * out_len);
-        int oy = r / row_len;
-        r -= oy * row_len;
-        int ox = r / channels, c = r - ox * channels;
+        NhwcIndex<I> at = nhwc_index(o, z.out_len, z.ow * channels, channels);
+        int oy = at.y, ox = at.x, c = at.c;
         u32 best = argmax[o];
         float g = 0.0f + dout[o];
-        float* d = dinp + b * in_len;
+        float* d = dinp + at.s * z.in_len;
         for (int dy = 0; dy < pool; ++dy) {
             for (int dx = 0; dx < pool; ++dx) {
                 int i = ((oy * pool + dy) * width + ox * pool + dx) * channels + c;
