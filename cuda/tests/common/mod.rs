@@ -3,12 +3,39 @@
 //! Leaves out: the assertions themselves (each test file owns its properties).
 #![allow(dead_code)]
 
+use std::cell::RefCell;
+use std::sync::{Mutex, MutexGuard};
+
 use mnist_core::{Backend, Result};
 use mnist_cuda::CudaBackend;
 
+/// One GPU test at a time in each test binary. libtest runs tests on parallel threads, and on
+/// an H100 (2026-11-26) `recorded_steps_replay_like_steps_run_op_by_op` failed in 2 of 4 runs
+/// of the whole binary, never in 6 runs alone: cuBLAS returned INTERNAL_ERROR inside its step
+/// graph capture while other tests' backends started and allocated on other threads (the
+/// product runs one backend). The first `gpu()` on a test's thread takes the lock; it is
+/// released when that thread ends (libtest gives every test its own thread).
+static GPU_TESTS: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    static HELD: RefCell<Option<MutexGuard<'static, ()>>> = const { RefCell::new(None) };
+}
+
+fn hold_gpu_lock() {
+    HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        if held.is_none() {
+            // A test that failed while holding it poisons nothing the others use.
+            *held = Some(GPU_TESTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        }
+    });
+}
+
 /// A CUDA backend, or None after printing why the test did not run. With MNIST_REQUIRE_GPU=1
-/// (the GPU check script sets it) a missing GPU fails the test instead.
+/// (the GPU check script sets it) a missing GPU fails the test instead. Holds this thread's
+/// turn on the GPU (see GPU_TESTS) for the rest of the test.
 pub fn gpu(test: &str) -> Option<CudaBackend> {
+    hold_gpu_lock();
     match CudaBackend::new(0) {
         Ok(backend) => Some(backend),
         Err(e) if std::env::var("MNIST_REQUIRE_GPU").as_deref() == Ok("1") => {
