@@ -5,19 +5,14 @@
 
 use std::time::Instant;
 
-use clap::ValueEnum;
 
 use mnist_core::model::Network;
 use mnist_core::{Backend, Config, CpuBackend, Dataset, Rng};
 
 use crate::backend_choice::{self, Chosen};
-use crate::cli::BenchArgs;
+use crate::cli::{choice_name, BenchArgs};
 use crate::train_cmd::core_failure;
 use crate::Failure;
-
-fn conv_name(args: &BenchArgs) -> String {
-    args.conv.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string())
-}
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -46,7 +41,7 @@ pub fn run(args: BenchArgs) -> Result<String, Failure> {
 fn on_cpu(args: &BenchArgs) -> Result<String, Failure> {
     let mut backend = CpuBackend::new(args.threads);
     backend.set_fast_convolutions(args.conv == crate::cli::ConvAlgorithm::Fast);
-    let settings = format!("conv={} threads={}", conv_name(args), backend.threads());
+    let settings = format!("conv={} threads={}", choice_name(args.conv), backend.threads());
     if args.inference {
         inference(backend, args, &format!("mnist_cpu_inference {settings}"))
     } else {

@@ -48,6 +48,11 @@ pub enum Command {
     Tui(TuiArgs),
 }
 
+/// A choice's name as its command-line flag takes it ("auto", "bf16", ...).
+pub fn choice_name(choice: impl ValueEnum) -> String {
+    choice.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string())
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
     /// The CPU backend.

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::ValueEnum;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use mnist_core::model::Metrics;
 use mnist_core::train::Event;
@@ -19,7 +20,7 @@ use super::models::{Classifier, Model, Predictions};
 use super::pad::Pad;
 use super::series::{Smoother, Throughput};
 use super::worker::{DataMsg, ExploreMsg, RunControl, RunEnd, RunSettings, WorkerMsg};
-use crate::cli::{BackendChoice, DataArgs, PrecisionChoice};
+use crate::cli::{choice_name, BackendChoice, DataArgs, PrecisionChoice};
 
 /// Everything that reaches the app, on one channel.
 #[derive(Debug, Clone)]
@@ -154,7 +155,7 @@ impl Settings {
         match field {
             Field::Epochs => self.epochs.to_string(),
             Field::BatchSize => self.batch_size.to_string(),
-            Field::Backend => backend_name(self.backend).into(),
+            Field::Backend => choice_name(self.backend),
             Field::Precision => self.precision.precision().name().into(),
             Field::Seed => self.seed.to_string(),
             Field::Data if self.data.is_empty() => "(download / cache)".into(),
@@ -223,21 +224,12 @@ impl Settings {
                 }
             }
             Field::Data => self.data = text.to_string(),
+            // The names `--backend` and `--precision` take (clap's).
             Field::Backend => {
-                self.backend = match text {
-                    "cpu" => BackendChoice::Cpu,
-                    "cuda" => BackendChoice::Cuda,
-                    "auto" => BackendChoice::Auto,
-                    _ => return Err("backend must be cpu, cuda or auto".into()),
-                }
+                self.backend = BackendChoice::from_str(text, false).map_err(|_| "backend must be cpu, cuda or auto")?
             }
             Field::Precision => {
-                self.precision = match text {
-                    "f32" => PrecisionChoice::F32,
-                    "bf16" => PrecisionChoice::Bf16,
-                    "f16" => PrecisionChoice::F16,
-                    _ => return Err("precision must be f32, bf16 or f16".into()),
-                }
+                self.precision = PrecisionChoice::from_str(text, false).map_err(|_| "precision must be f32, bf16 or f16")?
             }
         }
         Ok(())
@@ -250,13 +242,6 @@ fn cycle<T: Copy + PartialEq, const N: usize>(all: [T; N], current: T, up: bool)
     all[(i + if up { 1 } else { N - 1 }) % N]
 }
 
-pub fn backend_name(b: BackendChoice) -> &'static str {
-    match b {
-        BackendChoice::Cpu => "cpu",
-        BackendChoice::Cuda => "cuda",
-        BackendChoice::Auto => "auto",
-    }
-}
 
 #[derive(Debug, Clone)]
 pub enum DataState {
