@@ -269,7 +269,7 @@ static void check_im2col_shapes() {
         auto store = random_floats((size_t)sh.samples * sh.h * sh.w * sh.c + 1, -1, 1);
         const float* inp = store.data() + (sh.misalign ? 1 : 0);
         std::vector<float> col((size_t)sh.samples * oh * ow * patch, NAN);
-        for (unsigned grid : {1u, 2u, 5u})
+        for (unsigned grid : {1u, 2u, 5u, 20u})
             for (unsigned block : {32u, 64u}) {
                 std::fill(col.begin(), col.end(), NAN);
                 launch(grid, block, false, [&] { im2col(col.data(), inp, sh.samples, sh.h, sh.w, sh.c, sh.k); });

@@ -57,6 +57,57 @@ __device__ __forceinline__ void im2col_copy(Out* col, const In* inp, I samples, 
     }
 }
 
+// im2col_copy with u32 indices and no divisions per value, where the grid covers at least one
+// whole row: each thread copies one patch position p of rows r, r + lanes, r + 2 * lanes, ...
+// (lanes = whole rows per pass of the grid), with p's offset in the window and the step from
+// row to row in (sample, y, x) worked out once. With four divisions per value, conv2's copy was
+// bound by them on an H100 (64% of issue slots, 41% of DRAM bandwidth). A grid smaller than a
+// row takes im2col_copy's loop. Only for u32: the i64 fallback's registers (60 with this
+// loop in it) would set the whole kernel's occupancy.
+template <typename Out, typename In, typename Convert>
+__device__ __forceinline__ void im2col_rows(Out* col, const In* inp, u32 samples, int height, int width, int channels, int kernel,
+                                            Convert convert) {
+    int oh = height - kernel + 1, ow = width - kernel + 1;
+    int span = kernel * channels;  // channels in units of In
+    u32 patch = (u32)(kernel * span);
+    u32 lanes = gridDim.x * blockDim.x / patch;
+    if (lanes == 0) {
+        im2col_copy<u32>(col, inp, samples, height, width, channels, kernel, convert);
+        return;
+    }
+    u32 t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= lanes * patch) return;  // the rest of a partial row: idle
+    u32 pixels = (u32)oh * ow;
+    u32 in_len = (u32)height * width * channels;
+    u32 rows = samples * pixels;
+    u32 r = t / patch;
+    u32 p = t - r * patch;
+    u32 ky = p / span;
+    u32 window_offset = ky * width * channels + (p - ky * span);  // p - ky * span = kx * C + c
+    u32 s = r / pixels;
+    int pix = (int)(r - s * pixels);
+    int oy = pix / ow, ox = pix - oy * ow;
+    u32 step_s = lanes / pixels;
+    int step_pix = (int)(lanes - step_s * pixels);
+    int step_y = step_pix / ow, step_x = step_pix - step_y * ow;
+    for (; r < rows; r += lanes) {
+        col[r * patch + p] = convert(inp[s * in_len + ((u32)oy * width + ox) * channels + window_offset]);
+        // The next row, lanes further on: (s, oy, ox) += (step_s, step_y, step_x) with carries
+        // (each digit stays below twice its base, so one subtraction suffices).
+        ox += step_x;
+        oy += step_y;
+        s += step_s;
+        if (ox >= ow) {
+            ox -= ow;
+            ++oy;
+        }
+        if (oy >= oh) {
+            oy -= oh;
+            ++s;
+        }
+    }
+}
+
 // col: (S*OH*OW, K*K*C); row r = the receptive field of output pixel r in (ky, kx, c) order,
 // the order of the kernel's leading axes. inp: (S, H, W, C). Any grid (grid-stride loops).
 extern "C" __global__ void im2col(float* col, const float* inp, i64 samples, int height, int width, int channels, int kernel) {
@@ -66,10 +117,10 @@ extern "C" __global__ void im2col(float* col, const float* inp, i64 samples, int
     if ((channels & 3) == 0 && (((u64)col | (u64)inp) & 15) == 0) {
         float4* c4 = (float4*)col;
         const float4* i4 = (const float4*)inp;
-        if (narrow) im2col_copy<u32>(c4, i4, (u32)samples, height, width, channels / 4, kernel, SameValue());
+        if (narrow) im2col_rows(c4, i4, (u32)samples, height, width, channels / 4, kernel, SameValue());
         else im2col_copy<i64>(c4, i4, samples, height, width, channels / 4, kernel, SameValue());
     } else if (narrow) {
-        im2col_copy<u32>(col, inp, (u32)samples, height, width, channels, kernel, SameValue());
+        im2col_rows(col, inp, (u32)samples, height, width, channels, kernel, SameValue());
     } else {
         im2col_copy<i64>(col, inp, samples, height, width, channels, kernel, SameValue());
     }
@@ -87,11 +138,11 @@ extern "C" __global__ void im2col_half(u16* col, const float* inp, i64 samples, 
         uint2* c4 = (uint2*)col;
         const float4* i4 = (const float4*)inp;
         HalfBits4 convert = {bf16};
-        if (narrow) im2col_copy<u32>(c4, i4, (u32)samples, height, width, channels / 4, kernel, convert);
+        if (narrow) im2col_rows(c4, i4, (u32)samples, height, width, channels / 4, kernel, convert);
         else im2col_copy<i64>(c4, i4, samples, height, width, channels / 4, kernel, convert);
     } else {
         HalfBits convert = {bf16};
-        if (narrow) im2col_copy<u32>(col, inp, (u32)samples, height, width, channels, kernel, convert);
+        if (narrow) im2col_rows(col, inp, (u32)samples, height, width, channels, kernel, convert);
         else im2col_copy<i64>(col, inp, samples, height, width, channels, kernel, convert);
     }
 }

@@ -41,6 +41,10 @@ const COL_CAP: usize = 1 << 26;
 /// Convolutions whose patch (K*K*C) is at most this run as one direct kernel (conv1: 9) instead
 /// of im2col + GEMM + bias_act; conv2's 288 stays a GEMM.
 const DIRECT_CONV_MAX_PATCH: usize = 32;
+/// im2col and im2col_half get one thread per this many values (or float4s): each thread works
+/// out its patch position once and walks rows without divisions (conv2d.cu), so the fewer
+/// threads, the less set-up per value, as long as they fill the GPU (conv2: 2,592 blocks).
+const IM2COL_VALUES_PER_THREAD: usize = 8;
 /// cuBLAS's workspace, set by us so that cuBLAS allocates nothing while a step is recorded
 /// (NVIDIA's graph-capture advice; 32 MiB is what it recommends for Hopper).
 const CUBLAS_WORKSPACE_BYTES: usize = 32 << 20;
@@ -1002,8 +1006,9 @@ impl CudaBackend {
         let col = self.half_scratch(HALF_COL, chunk * per_sample)?;
         let a = image_args("im2col_half", col, src, samples, d)?;
         let args = [a[0], a[1], a[2], a[3], a[4], a[5], a[6], Arg::I32((self.precision == Precision::Bf16) as i32)];
-        // Four values per thread when C % 4 == 0, as im2col (any grid is correct).
-        let threads = if d.in_channels.is_multiple_of(4) { len / 4 } else { len };
+        // Four values at a time when C % 4 == 0, as im2col (any grid is correct).
+        let values = if d.in_channels.is_multiple_of(4) { len / 4 } else { len };
+        let threads = values.div_ceil(IM2COL_VALUES_PER_THREAD);
         // SAFETY: im2col_half(u16* col, const float* inp, i64 samples, int height, int width, int
         // channels, int kernel, int bf16); callers pass `samples` samples of input (samples *
         // in_len floats, checked) and col holds chunk >= samples samples' rows.
@@ -1020,11 +1025,15 @@ impl CudaBackend {
         // Both move float4s when C % 4 == 0 (and the pointers are aligned, as ours are; a
         // misaligned one falls back to floats, still correct on this grid: grid-stride loops).
         let n = if d.in_channels.is_multiple_of(4) { n / 4 } else { n };
+        let threads = match kernel {
+            Kernel::Im2col => n.div_ceil(IM2COL_VALUES_PER_THREAD),
+            _ => n,
+        };
         let args = image_args(op, dst, src, samples, d)?;
         // SAFETY: im2col(float* col, const float* inp, ...) and col2im(float* dinp, const
         // float* dcol, ...) share this signature; callers pass `samples` samples of input
         // (samples * in_len values) and a col scratch of samples * OH*OW * patch values.
-        unsafe { self.launch(kernel, elementwise(n), &args) }
+        unsafe { self.launch(kernel, elementwise(threads), &args) }
     }
 }
 
