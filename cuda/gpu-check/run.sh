@@ -65,9 +65,10 @@ step() {
   tail -n 4 "$log" | sed 's/^/    /'
 }
 
-# Test binaries: the result column counts passed/failed tests from libtest's summary.
+# Test binaries: the result column counts passed/failed tests from libtest's summary. A name
+# NAME#K runs NAME's binary again (its K-th run, with a log of its own).
 test_step() {
-  local name=$1 limit=$2 bin="$bundle/bin/$1"
+  local name=$1 limit=$2 bin="$bundle/bin/${1%%#*}"
   shift 2
   if [ ! -x "$bin" ]; then
     row "$name" missing 0 "$bin not found: run cuda/gpu-check/bundle.sh where Rust is"
@@ -114,12 +115,15 @@ PY
   row "$name" "$LAST_STATUS" "$LAST_SECONDS" "$result"
 }
 
-# Limits sized so the whole check ends in under 8 minutes even if every step hangs (it
-# takes about a minute when all is well): 405 s of limits plus 5 s per kill.
+# Limits sized so the whole check ends in under 9 minutes even if every step hangs (it
+# takes about a minute when all is well): 465 s of limits plus 5 s per kill.
 test_step availability 10
 test_step nvrtc_compile 20
 test_step cuda_vs_cpu 40
+# Three runs: a step recording once failed inside cuBLAS in 2 of 4 runs of this binary.
 test_step cuda_network 30
+test_step "cuda_network#2" 30
+test_step "cuda_network#3" 30
 test_step cuda_precision 40
 if [ -n "$data" ]; then
   for line in $(grep "^GPU_PRECISION" "$logs/cuda_precision.log" | sed 's/^GPU_PRECISION //; s/ /,/g'); do
