@@ -240,24 +240,36 @@ static void check_conv() {
         const i64 grad_rows = bs.rows;
         const int blocks = (int)((grad_rows + bs.rows_per_block - 1) / bs.rows_per_block);
         auto relu_out = random_floats(grad_rows * channels, -1, 1);  // about half are <= 0
-        for (int relu : {0, 1}) {
-            std::vector<float> dout = random_floats(grad_rows * channels, -1, 1), masked = dout;
-            std::vector<float> partial(blocks * channels, NAN), dbias(channels, NAN);
-            launch(blocks, bs.threads, true, [&] { bias_grad_partial(partial.data(), masked.data(), relu_out.data(), grad_rows, channels, bs.rows_per_block, relu, bs.lanes); });
-            launch(channels, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dbias.data(), partial.data(), blocks); });
-            std::vector<double> want(channels, 0.0);
-            bool ok = true;
-            for (i64 i = 0; i < grad_rows * channels; ++i) {
-                float g = relu && relu_out[i] <= 0 ? 0.0f : dout[i];
-                ok &= masked[i] == g;
-                want[i % channels] += g;
+        // half: -1 is bias_grad_partial (no half copy of dout), 0 and 1 bias_grad_partial_half
+        // writing an f16 or a bf16 one.
+        for (int relu : {0, 1})
+            for (int half : {-1, 0, 1}) {
+                std::vector<float> dout = random_floats(grad_rows * channels, -1, 1), masked = dout;
+                std::vector<float> partial(blocks * channels, NAN), dbias(channels, NAN);
+                std::vector<u16> halves(grad_rows * channels, 0xdead);
+                launch(blocks, bs.threads, true, [&] {
+                    if (half < 0) bias_grad_partial(partial.data(), masked.data(), relu_out.data(), grad_rows, channels, bs.rows_per_block, relu, bs.lanes);
+                    else bias_grad_partial_half(partial.data(), masked.data(), relu_out.data(), grad_rows, channels, bs.rows_per_block, relu, bs.lanes, halves.data(), half);
+                });
+                launch(channels, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dbias.data(), partial.data(), blocks); });
+                std::vector<double> want(channels, 0.0);
+                bool ok = true, halves_ok = true;
+                for (i64 i = 0; i < grad_rows * channels; ++i) {
+                    float g = relu && relu_out[i] <= 0 ? 0.0f : dout[i];
+                    ok &= masked[i] == g;
+                    halves_ok &= halves[i] == (half < 0 ? 0xdead : f32_to_half_bits(g, half));
+                    want[i % channels] += g;
+                }
+                char what[160];
+                std::snprintf(what, sizeof what, "bias_grad_partial %s dout (%d channels, %d lanes)", relu ? "masks" : "leaves alone", channels, bs.lanes);
+                expect(ok, what);
+                std::snprintf(what, sizeof what, "bias gradients%s are column sums (%d channels, %d lanes, %d rows/block)", relu ? " (ReLU)" : "", channels, bs.lanes, bs.rows_per_block);
+                expect(close(dbias, want, 1e-4), what);
+                std::snprintf(what, sizeof what, "bias_grad_partial%s %s (%d channels, %d lanes)", relu ? " (ReLU)" : "",
+                              half < 0 ? "writes no half copy" : half ? "_half writes the masked dout as bf16 bits" : "_half writes the masked dout as f16 bits",
+                              channels, bs.lanes);
+                expect(halves_ok, what);
             }
-            char what[160];
-            std::snprintf(what, sizeof what, "bias_grad_partial %s dout (%d channels, %d lanes)", relu ? "masks" : "leaves alone", channels, bs.lanes);
-            expect(ok, what);
-            std::snprintf(what, sizeof what, "bias gradients%s are column sums (%d channels, %d lanes, %d rows/block)", relu ? " (ReLU)" : "", channels, bs.lanes, bs.rows_per_block);
-            expect(close(dbias, want, 1e-4), what);
-        }
     }
 }
 

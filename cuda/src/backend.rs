@@ -88,7 +88,8 @@ pub struct LossScale {
 }
 
 /// Half-precision scratch slots (`half_scratch`): the im2col matrix; the GEMM's A and B when
-/// converted from f32; and an operand converted once and used by two GEMMs (a gradient).
+/// converted from f32; and a layer's output gradient, written by `bias_gradient` for the two
+/// GEMMs that read it.
 const HALF_COL: usize = 0;
 const HALF_A: usize = 1;
 const HALF_B: usize = 2;
@@ -262,6 +263,16 @@ fn elementwise(n: usize) -> LaunchConfig {
         grid_dim: (blocks, 1, 1),
         block_dim: (BLOCK, 1, 1),
         shared_mem_bytes: 0,
+    }
+}
+
+/// Values [first, first + len) of a gradient as a GEMM operand: the f32 values at `f32_ptr`, or
+/// their half-precision copy at `half_ptr` (2 bytes each) when there is one (nonzero).
+fn gradient_operand(f32_ptr: u64, half_ptr: u64, first: usize, len: usize) -> Operand {
+    if half_ptr == 0 {
+        Operand::F32(f32_ptr + (first * 4) as u64, len)
+    } else {
+        Operand::Half(half_ptr + (first * 2) as u64, len)
     }
 }
 
@@ -701,13 +712,13 @@ impl CudaBackend {
         }
     }
 
-    /// An operand that two GEMMs read (a gradient): converted once into HALF_KEPT in bf16 and
-    /// f16, as it is in f32.
-    fn kept_operand(&mut self, ptr: u64, len: usize) -> Result<Operand> {
+    /// Where `bias_gradient` also writes the masked dout, in the same pass, for the two GEMMs
+    /// that read it: HALF_KEPT with room for `len` values in bf16 and f16; nowhere (0) in f32.
+    fn half_dout(&mut self, len: usize) -> Result<u64> {
         if self.precision == Precision::F32 {
-            return Ok(Operand::F32(ptr, len));
+            return Ok(0);
         }
-        Ok(Operand::Half(self.convert_to_half(HALF_KEPT, ptr, len)?, len))
+        self.half_scratch(HALF_KEPT, len)
     }
 
     /// Converts `len` floats at `src` into half scratch `slot` (bf16 or f16, the precision's);
@@ -805,15 +816,17 @@ impl CudaBackend {
     }
 
     /// dbias (cols) = column sums of dout (rows, cols), overwritten; with `relu`, dout is first
-    /// masked in place by (out > 0), the ReLU's backward. Two deterministic kernels: column sums
-    /// over row ranges of about BIAS_ROWS_PER_THREAD rows per thread, then a fixed tree over
-    /// each column's sums.
+    /// masked in place by (out > 0), the ReLU's backward; with a nonzero `half_dout` (from
+    /// `half_dout`), the masked dout is also written there in the precision's half format. Two
+    /// deterministic kernels: column sums over row ranges of about BIAS_ROWS_PER_THREAD rows per
+    /// thread, then a fixed tree over each column's sums.
     #[allow(clippy::too_many_arguments)]
     fn bias_gradient(
         &mut self,
         op: &str,
         dbias: (u64, usize),
         dout: u64,
+        half_dout: u64,
         out: u64,
         rows: usize,
         cols: usize,
@@ -852,14 +865,24 @@ impl CudaBackend {
             Arg::I32(int(op, rows_per_block)?),
             Arg::I32(relu as i32),
             Arg::I32(int(op, lanes)?),
+            Arg::Ptr(half_dout),
+            Arg::I32((self.precision == Precision::Bf16) as i32),
         ];
         // SAFETY: bias_grad_partial(float* partial, float* dout, const float* out, i64 rows, int
-        // channels, int rows_per_block, int relu, int lanes); dout and out hold rows * cols
-        // values (checked by the callers; distinct buffers, as its __restrict__ needs), partial
-        // cols * blocks, and block b touches only rows [b * rows_per_block, rows) and column b
-        // of partial; the block is `lanes` lanes of exactly `cols` threads when lanes > 1, and
-        // at most BLOCK (<= BIAS_PARTIAL_MAX_BLOCK) threads.
-        unsafe { self.launch(Kernel::BiasGradPartial, config, &args) }?;
+        // channels, int rows_per_block, int relu, int lanes), and bias_grad_partial_half with
+        // (u16* half_dout, int bf16) after; dout and out hold rows * cols values (checked by the
+        // callers; distinct buffers, as its __restrict__ needs), half_dout, when given, rows *
+        // cols (half_dout, a scratch of its own), partial cols * blocks, and block b touches only
+        // rows [b * rows_per_block, rows) and column b of partial; the block is `lanes` lanes of
+        // exactly `cols` threads when lanes > 1, and at most BLOCK (<= BIAS_PARTIAL_MAX_BLOCK)
+        // threads.
+        unsafe {
+            if half_dout == 0 {
+                self.launch(Kernel::BiasGradPartial, config, &args[..8])
+            } else {
+                self.launch(Kernel::BiasGradPartialHalf, config, &args)
+            }
+        }?;
         self.sum_partials(op, dbias.0, partial, blocks, cols)
     }
 
@@ -1227,17 +1250,19 @@ impl Backend for CudaBackend {
             return self.zero_range(dbias.0, bias.len);
         }
         let rows = d.out_height() * d.out_width();
-        self.bias_gradient(op, dbias, dout.ptr, out.ptr, d.batch * rows, oc, relu)?;
         if dinp.is_none() && patch <= DIRECT_CONV_MAX_PATCH {
             // conv1: no dinp, and a patch too small for im2col + GEMM to pay.
+            self.bias_gradient(op, dbias, dout.ptr, 0, out.ptr, d.batch * rows, oc, relu)?;
             return self.conv2d_dkernel_direct(op, dkernel, dout.ptr, inp.ptr, &d);
         }
+        let half_dout = self.half_dout(d.batch * out_len)?;
+        self.bias_gradient(op, dbias, dout.ptr, half_dout, out.ptr, d.batch * rows, oc, relu)?;
         let chunk = Self::conv_chunk(&d);
         let dinp_ptr = dinp.map(|b| b.ptr);
         for first in (0..d.batch).step_by(chunk) {
             let samples = chunk.min(d.batch - first);
             let col_len = samples * rows * patch;
-            let dout_chunk = self.kept_operand(dout.at(first * out_len), samples * out_len)?;
+            let dout_chunk = gradient_operand(dout.ptr, half_dout, first * out_len, samples * out_len);
             // dkernel (patch, OC) = col^T @ dout, summed over the chunks; the forward's im2col
             // when it kept one (a single chunk), else recomputed.
             let col = match kept {
@@ -1451,8 +1476,9 @@ impl Backend for CudaBackend {
             self.zero_range(dkernel.0, kernel.len)?;
             return self.zero_range(dbias.0, bias.len);
         }
-        self.bias_gradient(op, dbias, dout.ptr, out.ptr, b, o, relu)?;
-        let dout_operand = self.kept_operand(dout.ptr, b * o)?;
+        let half_dout = self.half_dout(b * o)?;
+        self.bias_gradient(op, dbias, dout.ptr, half_dout, out.ptr, b, o, relu)?;
+        let dout_operand = gradient_operand(dout.ptr, half_dout, 0, b * o);
         // dkernel (I, O) = inp^T (I, B) @ dout (B, O)
         let g = RowMajorGemm {
             m: i,

@@ -21,7 +21,7 @@ pub const KERNEL_FILES: [(&str, &str); 8] = [
 ];
 
 /// The `extern "C"` kernels, in `Kernel`'s order.
-pub const KERNEL_NAMES: [&str; 19] = [
+pub const KERNEL_NAMES: [&str; 20] = [
     "fill_f32",
     "load_batch",
     "im2col",
@@ -31,6 +31,7 @@ pub const KERNEL_NAMES: [&str; 19] = [
     "conv2d_dkernel_partial",
     "bias_act",
     "bias_grad_partial",
+    "bias_grad_partial_half",
     "bias_grad_finish",
     "maxpool2d_forward",
     "maxpool2d_backward",
@@ -55,6 +56,7 @@ pub(crate) enum Kernel {
     Conv2dDkernelPartial,
     BiasAct,
     BiasGradPartial,
+    BiasGradPartialHalf,
     BiasGradFinish,
     Maxpool2dForward,
     Maxpool2dBackward,
@@ -68,7 +70,7 @@ pub(crate) enum Kernel {
 }
 
 impl Kernel {
-    pub(crate) const ALL: [Kernel; 19] = [
+    pub(crate) const ALL: [Kernel; 20] = [
         Kernel::FillF32,
         Kernel::LoadBatch,
         Kernel::Im2col,
@@ -78,6 +80,7 @@ impl Kernel {
         Kernel::Conv2dDkernelPartial,
         Kernel::BiasAct,
         Kernel::BiasGradPartial,
+        Kernel::BiasGradPartialHalf,
         Kernel::BiasGradFinish,
         Kernel::Maxpool2dForward,
         Kernel::Maxpool2dBackward,
