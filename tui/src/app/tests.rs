@@ -95,6 +95,13 @@ fn chars(app: &mut App, text: &str) {
     }
 }
 
+/// Backspace `count` times: erases the end of the text being edited.
+fn erase(app: &mut App, count: usize) {
+    for _ in 0..count {
+        key(app, KeyCode::Backspace);
+    }
+}
+
 fn mouse(app: &mut App, kind: MouseEventKind, (column, row): (u16, u16)) {
     update(
         app,
@@ -282,18 +289,14 @@ fn settings_change_with_arrows_and_typing_and_lock_while_running() {
     assert_eq!(app.settings.precision, PrecisionChoice::F16);
     assert_shows(&screen(&app, 120, 40), &["Precision  f16"]);
     key(&mut app, KeyCode::Enter);
-    for _ in 0..3 {
-        key(&mut app, KeyCode::Backspace);
-    }
+    erase(&mut app, 3);
     chars(&mut app, "fp8");
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.settings.precision, PrecisionChoice::F16);
     assert!(app.status.0.contains("precision must be f32, bf16 or f16"), "{}", app.status.0);
     assert!(app.editing.is_none());
     key(&mut app, KeyCode::Enter);
-    for _ in 0..3 {
-        key(&mut app, KeyCode::Backspace);
-    }
+    erase(&mut app, 3);
     chars(&mut app, "bf16");
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.settings.precision, PrecisionChoice::Bf16);
@@ -303,9 +306,7 @@ fn settings_change_with_arrows_and_typing_and_lock_while_running() {
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.editing, Some((Field::BatchSize, "256".into())));
     assert_shows(&screen(&app, 120, 40), &["Batch size 256_", "Enter set"]);
-    for _ in 0..3 {
-        key(&mut app, KeyCode::Backspace);
-    }
+    erase(&mut app, 3);
     chars(&mut app, "64");
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.settings.batch_size, 64);
@@ -326,9 +327,7 @@ fn settings_change_with_arrows_and_typing_and_lock_while_running() {
         key(&mut app, KeyCode::Down);
     }
     key(&mut app, KeyCode::Enter);
-    for _ in 0.."data/mnist.npz".len() {
-        key(&mut app, KeyCode::Backspace);
-    }
+    erase(&mut app, "data/mnist.npz".len());
     chars(&mut app, "/q/mnist.npz");
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.settings.data, "/q/mnist.npz");
@@ -747,9 +746,7 @@ fn load_and_save_prompts_become_effects_and_report_errors() {
     key(&mut app, KeyCode::Char('o'));
     assert!(matches!(&app.prompt, Some(Prompt::LoadModel { input }) if input == "out/mnist_cnn"));
     assert_shows(&screen(&app, 120, 40), &["Load a model", "> out/mnist_cnn_"]);
-    for _ in 0.."mnist_cnn".len() {
-        key(&mut app, KeyCode::Backspace);
-    }
+    erase(&mut app, "mnist_cnn".len());
     chars(&mut app, "other");
     let effects = key(&mut app, KeyCode::Enter);
     assert!(
