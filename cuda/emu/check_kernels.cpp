@@ -30,8 +30,10 @@ static std::mutex atomic_lock;
 #define __global__
 #define __device__
 #define __forceinline__ inline
-#define __launch_bounds__(threads, blocks)
+#define __launch_bounds__(...)
 #define __shared__ static  // shared by the emulated threads; blocks run one at a time
+#define __align__(n) __attribute__((aligned(n)))
+inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
 inline void __syncthreads() { block_barrier->arrive_and_wait(); }
 inline float __int_as_float(unsigned v) { float f; std::memcpy(&f, &v, 4); return f; }
 inline float __uint_as_float(unsigned v) { float f; std::memcpy(&f, &v, 4); return f; }
@@ -46,6 +48,7 @@ inline float atomicAdd(float* p, float v) { std::lock_guard<std::mutex> g(atomic
 #include "../kernels/softmax_xent.cu"
 #include "../kernels/optim.cu"
 #include "../kernels/precision.cu"
+#include "../kernels/sgemm.cu"
 
 // Runs `kernel` on grid x block; `threads` runs each block's threads concurrently (needed for
 // __syncthreads), otherwise one after another.
@@ -769,6 +772,50 @@ static void check_wide_paths() {
     }
 }
 
+// sgemm_rows128 and sgemm_rows64 against C = alpha A op(B) + beta C summed in the kernel's order
+// (one fmaf per k, k ascending, then alpha and beta), so bit for bit: rows past a whole tile,
+// columns past a whole tile, padded leading dimensions, both B layouts, beta 0 and not.
+static void check_sgemm() {
+    std::mt19937 gen(7);
+    std::uniform_real_distribution<float> uni(-1.f, 1.f);
+    struct Case { int m, n, k, trans_b; float alpha, beta; };
+    const Case cases[] = {
+        {1, 4, 16, 0, 1.f, 0.f},   {130, 64, 32, 0, 1.f, 0.f}, {200, 68, 48, 1, 1.f, 0.f},
+        {64, 132, 16, 1, 0.5f, 1.f}, {257, 8, 64, 0, 1.f, 1.f}, {96, 288, 16, 1, 1.f, 0.f},
+    };
+    for (const Case& c : cases) {
+        for (int rows : {128, 64}) {
+            int lda = c.k + 4, ldb = (c.trans_b ? c.k : c.n) + 8, ldc = c.n + 4;
+            std::vector<float> a((size_t)c.m * lda), b((size_t)(c.trans_b ? c.n : c.k) * ldb), c0((size_t)c.m * ldc);
+            for (float& v : a) v = uni(gen);
+            for (float& v : b) v = uni(gen);
+            for (float& v : c0) v = uni(gen);
+            std::vector<float> want = c0, got = c0;
+            for (int i = 0; i < c.m; ++i) {
+                for (int j = 0; j < c.n; ++j) {
+                    float acc = 0.f;
+                    for (int p = 0; p < c.k; ++p) {
+                        float bv = c.trans_b ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j];
+                        acc = std::fma(a[(size_t)i * lda + p], bv, acc);
+                    }
+                    float v = c.alpha * acc;
+                    if (c.beta != 0.f) v += c.beta * c0[(size_t)i * ldc + j];
+                    want[(size_t)i * ldc + j] = v;
+                }
+            }
+            unsigned tiles = (unsigned)(((c.m + rows - 1) / rows) * ((c.n + 63) / 64));
+            launch(tiles, SGEMM_THREADS, true, [&] {
+                if (rows == 128) sgemm_rows128(c.m, c.n, c.k, a.data(), lda, b.data(), ldb, c.trans_b, got.data(), ldc, c.alpha, c.beta);
+                else sgemm_rows64(c.m, c.n, c.k, a.data(), lda, b.data(), ldb, c.trans_b, got.data(), ldc, c.alpha, c.beta);
+            });
+            char what[160];
+            std::snprintf(what, sizeof what, "sgemm_rows%d m=%d n=%d k=%d trans_b=%d beta=%g: bit for bit, padding untouched", rows, c.m,
+                          c.n, c.k, c.trans_b, c.beta);
+            expect(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0, what);
+        }
+    }
+}
+
 int main() {
     check_load_batch();
     check_conv();
@@ -782,6 +829,7 @@ int main() {
     check_im2col_half();
     check_loss_scaling();
     check_wide_paths();
+    check_sgemm();
     std::printf("%d passed, %d failed\n", passed, failures);
     return failures ? 1 : 0;
 }

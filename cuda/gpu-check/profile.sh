@@ -18,7 +18,7 @@ train=(gpu-bundle/bin/mnist train --backend cuda --precision "$precision" --epoc
 echo "nsys: $(command -v nsys || echo none); ncu: $(command -v ncu || echo none)"
 if [ "${2:-}" = detail ]; then
   # After the first two steps (set-up), one launch of each kernel we wrote.
-  timeout 150 ncu --launch-skip 120 --launch-count 40 -k 'regex:^(im2col|im2col_half|col2im|conv2d_direct|conv2d_dkernel_partial|bias_act|bias_grad_partial|bias_grad_partial_half|maxpool2d_forward|maxpool2d_backward|dropout|adadelta|to_half)$' \
+  timeout 150 ncu --launch-skip 120 --launch-count 40 -k 'regex:^(sgemm_rows128|sgemm_rows64|im2col|im2col_half|col2im|conv2d_direct|conv2d_dkernel_partial|bias_act|bias_grad_partial|bias_grad_partial_half|maxpool2d_forward|maxpool2d_backward|dropout|adadelta|to_half)$' \
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats "${train[@]}" >"$out/ncu-detail-$precision.txt" 2>&1
   grep -E "^  [a-z_0-9]+ \(|Duration|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Stall" "$out/ncu-detail-$precision.txt" | head -120
 elif command -v nsys >/dev/null; then

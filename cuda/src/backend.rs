@@ -1,6 +1,7 @@
-//! CudaBackend: mnist-core's `Backend` on one CUDA stream. Convolutions are im2col + cuBLAS
-//! GEMMs or, for small patches, direct kernels; everything else a small NVRTC kernel. GEMMs take
-//! f32 inputs (SGEMM, TF32 off) or, with `set_precision`, bf16 or f16 inputs on tensor cores,
+//! CudaBackend: mnist-core's `Backend` on one CUDA stream. Convolutions are im2col + GEMMs or,
+//! for small patches, direct kernels; everything else a small NVRTC kernel. GEMMs take f32
+//! inputs (the convolutions' tall products on our tiled kernel, sgemm.cu, the rest on cuBLAS's
+//! SGEMM, TF32 off) or, with `set_precision`, bf16 or f16 inputs on cuBLAS's tensor cores,
 //! always summing in f32 (f16 with dynamic loss scaling).
 //! Every op is queued on the stream and only `download` waits.
 //! Training steps are recorded once per shape as a CUDA graph and replayed (see `begin_step`).
@@ -45,6 +46,15 @@ const DIRECT_CONV_MAX_PATCH: usize = 32;
 /// out its patch position once and walks rows without divisions (conv2d.cu), so the fewer
 /// threads, the less set-up per value, as long as they fill the GPU (conv2: 2,592 blocks).
 const IM2COL_VALUES_PER_THREAD: usize = 8;
+/// sgemm.cu's block size, tile width and k step (SGEMM_THREADS, SGEMM_COLS, SGEMM_STEP).
+const SGEMM_THREADS: u32 = 128;
+const SGEMM_COLS: usize = 64;
+const SGEMM_STEP: usize = 16;
+/// By default the tiled kernel takes the products with at least this many rows and at most this
+/// long a sum: the convolutions' (conv2: 73,728 rows, k 288 forward and 64 for dcol), where
+/// cuBLAS's SIMT kernels reached ~40% of an H100's f32 peak. A dense layer's rows are its batch.
+const TALL_GEMM_MIN_ROWS: usize = 8192;
+const TALL_GEMM_MAX_K: usize = 1024;
 /// cuBLAS's workspace, set by us so that cuBLAS allocates nothing while a step is recorded
 /// (NVIDIA's graph-capture advice; 32 MiB is what it recommends for Hopper).
 const CUBLAS_WORKSPACE_BYTES: usize = 32 << 20;
@@ -74,6 +84,44 @@ impl Precision {
             Precision::F32 => "f32",
             Precision::Bf16 => "bf16",
             Precision::F16 => "f16",
+        }
+    }
+}
+
+/// Which kernels run the f32 GEMMs (`CudaBackend::set_f32_gemm`; for timing, the variable
+/// `MNIST_CUDA_SGEMM=cublas`, `tiled128` or `tiled64` sets one for a whole process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum F32Gemm {
+    /// cuBLAS for every product.
+    Cublas,
+    /// Our tiled kernel (sgemm.cu) for the products it can take (k a multiple of 16 and at most
+    /// TALL_GEMM_MAX_K, n and the row strides multiples of 4, A not transposed) with at least
+    /// `min_rows` rows, in tiles of `rows` rows (64 or 128; None: whichever keeps the GPU
+    /// busier); cuBLAS for the rest.
+    Tiled { min_rows: usize, rows: Option<u32> },
+}
+
+impl Default for F32Gemm {
+    /// The convolutions' tall products on the tiled kernel; dense layers (rows: the batch) on cuBLAS.
+    fn default() -> F32Gemm {
+        F32Gemm::Tiled {
+            min_rows: TALL_GEMM_MIN_ROWS,
+            rows: None,
+        }
+    }
+}
+
+impl F32Gemm {
+    fn from_env() -> F32Gemm {
+        let tall = |rows| F32Gemm::Tiled {
+            min_rows: TALL_GEMM_MIN_ROWS,
+            rows: Some(rows),
+        };
+        match std::env::var("MNIST_CUDA_SGEMM").as_deref() {
+            Ok("cublas") => F32Gemm::Cublas,
+            Ok("tiled128") => tall(128),
+            Ok("tiled64") => tall(64),
+            _ => F32Gemm::default(),
         }
     }
 }
@@ -218,6 +266,11 @@ pub struct CudaBackend {
     col: Option<CudaBuffer<f32>>, // im2col / dcol scratch, grown on demand
     kept_col: Cell<Option<KeptCol>>, // what the col scratch (or HALF_COL) holds for a backward
     precision: Precision,
+    f32_gemm: F32Gemm,
+    tf32: bool,
+    sm_count: usize,
+    sgemm_resident: [usize; 2], // blocks of sgemm_rows128 and sgemm_rows64 one SM holds at once
+    tiled_sgemms: Cell<u64>,    // products run on sgemm.cu so far
     half: [Option<CudaBuffer<u16>>; 4], // bf16 or f16 scratch, by HALF_* slot, grown on demand
     loss_scale: Option<CudaBuffer<f32>>, // f16 only: [scale, clean steps, overflow flag, skipped steps]
     partial: Option<CudaBuffer<f32>>, // (blocks, channels): bias gradients' per-block sums
@@ -382,6 +435,17 @@ impl CudaBackend {
                     .map_err(|e| driver_error(&format!("cuModuleGetFunction({})", k.name()), e))
             })
             .collect::<Result<Vec<_>>>()?;
+        let sm_count = ctx
+            .attribute(driver_sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(|e| driver_error("cuDeviceGetAttribute", e))?
+            .max(1) as usize;
+        let resident = |k: Kernel| {
+            functions[k as usize]
+                .occupancy_max_active_blocks_per_multiprocessor(SGEMM_THREADS, 0, None)
+                .map(|blocks| (blocks as usize).max(1))
+                .map_err(|e| driver_error("cuOccupancyMaxActiveBlocksPerMultiprocessor", e))
+        };
+        let sgemm_resident = [resident(Kernel::SgemmRows128)?, resident(Kernel::SgemmRows64)?];
         let blas = CudaBlas::new(stream.clone()).map_err(|e| cublas_error("cublasCreate", e))?;
         // TF32 stays off: fp32 GEMMs must match the CPU within 1e-4 relative.
         // SAFETY: a live handle.
@@ -421,6 +485,11 @@ impl CudaBackend {
             col: None,
             kept_col: Cell::new(None),
             precision: Precision::F32,
+            f32_gemm: F32Gemm::from_env(),
+            tf32: false,
+            sm_count,
+            sgemm_resident,
+            tiled_sgemms: Cell::new(0),
             half: [None, None, None, None],
             loss_scale: None,
             partial: None,
@@ -454,8 +523,27 @@ impl CudaBackend {
         unsafe { cublas_sys::cublasSetMathMode(*self.blas.handle(), mode) }
             .result()
             .map_err(|e| cublas_error("cublasSetMathMode", e))?;
+        self.tf32 = enabled;
         self.graphs.clear();
         Ok(())
+    }
+
+    /// Picks the kernels of the f32 GEMMs (see `F32Gemm`; TF32 GEMMs are always cuBLAS's).
+    /// Drops every recording, since recorded GEMMs keep the kernels they were captured with.
+    pub fn set_f32_gemm(&mut self, choice: F32Gemm) -> Result<()> {
+        if let F32Gemm::Tiled { rows: Some(rows), .. } = choice {
+            if rows != 64 && rows != 128 {
+                return Err(Error::invalid("f32 gemm", format!("tiles of {rows} rows: 64 or 128 are compiled")));
+            }
+        }
+        self.drop_recordings("set_f32_gemm")?;
+        self.f32_gemm = choice;
+        Ok(())
+    }
+
+    /// How many f32 products ran on the tiled kernel (sgemm.cu) so far, not cuBLAS.
+    pub fn tiled_sgemm_count(&self) -> u64 {
+        self.tiled_sgemms.get()
     }
 
     /// Sets the GEMMs' input format (see `Precision`); f16 starts a fresh loss scale. Drops
@@ -647,6 +735,9 @@ impl CudaBackend {
             let (Operand::F32(a, _), Operand::F32(b, _)) = (a, b) else {
                 return Err(backend_error(op, "a half-precision operand in f32 precision"));
             };
+            if let Some(kernel) = self.tiled_sgemm_kernel(&g, a, b, c.0) {
+                return self.tiled_sgemm(kernel, &g, a, b, c.0);
+            }
             self.ctx.bind_to_thread().map_err(|e| driver_error(op, e))?;
             // SAFETY: the handle is live and bound to our stream; the extents checked above
             // keep every access inside the three device allocations; alpha and beta are host
@@ -701,6 +792,75 @@ impl CudaBackend {
             )
         }
         .map_err(|e| cublas_error(op, e))
+    }
+
+    /// The tiled kernel (sgemm.cu) that takes this f32 product, if `f32_gemm` gives it one and
+    /// the product meets the kernel's terms; None leaves it to cuBLAS.
+    fn tiled_sgemm_kernel(&self, g: &RowMajorGemm, a: u64, b: u64, c: u64) -> Option<Kernel> {
+        let rows = match self.f32_gemm {
+            F32Gemm::Cublas => return None,
+            _ if self.tf32 => return None,
+            F32Gemm::Tiled { min_rows, .. } if g.m < min_rows || g.k > TALL_GEMM_MAX_K => return None,
+            F32Gemm::Tiled { rows: Some(rows), .. } => rows as usize,
+            F32Gemm::Tiled { rows: None, .. } => self.sgemm_rows(g),
+        };
+        let fits = [g.m, g.n, g.k, g.lda, g.ldb, g.ldc].iter().all(|&v| i32::try_from(v).is_ok());
+        let aligned = [g.n, g.lda, g.ldb, g.ldc].iter().all(|v| v.is_multiple_of(4)) && [a, b, c].iter().all(|p| p.is_multiple_of(16));
+        let tiles = g.m.div_ceil(rows) * g.n.div_ceil(SGEMM_COLS);
+        let usable = !g.transpose_a && g.k > 0 && g.k.is_multiple_of(SGEMM_STEP) && u32::try_from(tiles).is_ok();
+        (fits && aligned && usable).then_some(if rows == 128 { Kernel::SgemmRows128 } else { Kernel::SgemmRows64 })
+    }
+
+    /// Tiles of 128 rows (fewer loads per multiply-add) unless their last wave of blocks would
+    /// leave the GPU idler than 64-row tiles' would: conv2's forward has 576 tiles of 128, about
+    /// 1.5 waves on an H100 at 3 blocks per SM, but 1,152 of 64, about 1.7 at 5.
+    fn sgemm_rows(&self, g: &RowMajorGemm) -> usize {
+        let busy = |rows: usize, resident: usize| {
+            let tiles = g.m.div_ceil(rows) * g.n.div_ceil(SGEMM_COLS);
+            let slots = self.sm_count * resident;
+            tiles as f64 / (tiles.div_ceil(slots) * slots) as f64
+        };
+        let (busy128, busy64) = (busy(128, self.sgemm_resident[0]), busy(64, self.sgemm_resident[1]));
+        if busy128 >= 0.85 || busy128 >= busy64 {
+            128
+        } else {
+            64
+        }
+    }
+
+    /// C = alpha A op(B) + beta C on `kernel` (one of sgemm.cu's), for a product that
+    /// `tiled_sgemm_kernel` accepted.
+    fn tiled_sgemm(&self, kernel: Kernel, g: &RowMajorGemm, a: u64, b: u64, c: u64) -> Result<()> {
+        let rows = if kernel == Kernel::SgemmRows128 { 128 } else { 64 };
+        let tiles = g.m.div_ceil(rows) * g.n.div_ceil(SGEMM_COLS);
+        let config = LaunchConfig {
+            grid_dim: (tiles as u32, 1, 1),
+            block_dim: (SGEMM_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let args = [
+            Arg::I32(g.m as i32),
+            Arg::I32(g.n as i32),
+            Arg::I32(g.k as i32),
+            Arg::Ptr(a),
+            Arg::I32(g.lda as i32),
+            Arg::Ptr(b),
+            Arg::I32(g.ldb as i32),
+            Arg::I32(g.transpose_b as i32),
+            Arg::Ptr(c),
+            Arg::I32(g.ldc as i32),
+            Arg::F32(g.alpha),
+            Arg::F32(g.beta),
+        ];
+        // SAFETY: sgemm_rows*(int m, int n, int k, const float* a, int lda, const float* b, int
+        // ldb, int trans_b, float* c, int ldc, float alpha, float beta). `gemm` checked that
+        // the three allocations hold the operands' extents for these sizes and strides, and
+        // tiled_sgemm_kernel that every size fits an int and meets the kernel's terms (k % 16,
+        // float4 alignment); the kernel reads A's rows < m, B's columns < n, and writes C's
+        // (row < m, column < n) entries only.
+        unsafe { self.launch(kernel, config, &args) }?;
+        self.tiled_sgemms.set(self.tiled_sgemms.get() + 1);
+        Ok(())
     }
 
     /// The half-precision address of a GEMM operand: a Half one as it is, an f32 one's first

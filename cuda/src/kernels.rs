@@ -1,6 +1,6 @@
 //! The CUDA C kernels (cuda/kernels/*.cu, joined into one translation unit) and their NVRTC
 //! compilation, to CUBIN for the running GPU or to PTX/CUBIN for any arch (CI's compile test).
-//! Leaves out: launching (backend.rs) and GEMMs (gemm.rs, cuBLAS).
+//! Leaves out: launching (backend.rs).
 
 use std::ffi::{c_char, CStr, CString};
 use std::sync::Mutex;
@@ -9,7 +9,7 @@ use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys};
 use mnist_core::Error;
 
 /// Every kernel file, `common.cu` first (it defines the types and macros the others use).
-pub const KERNEL_FILES: [(&str, &str); 8] = [
+pub const KERNEL_FILES: [(&str, &str); 9] = [
     ("common.cu", include_str!("../kernels/common.cu")),
     ("data.cu", include_str!("../kernels/data.cu")),
     ("conv2d.cu", include_str!("../kernels/conv2d.cu")),
@@ -18,10 +18,11 @@ pub const KERNEL_FILES: [(&str, &str); 8] = [
     ("softmax_xent.cu", include_str!("../kernels/softmax_xent.cu")),
     ("optim.cu", include_str!("../kernels/optim.cu")),
     ("precision.cu", include_str!("../kernels/precision.cu")),
+    ("sgemm.cu", include_str!("../kernels/sgemm.cu")),
 ];
 
 /// The `extern "C"` kernels, in `Kernel`'s order.
-pub const KERNEL_NAMES: [&str; 20] = [
+pub const KERNEL_NAMES: [&str; 22] = [
     "fill_f32",
     "load_batch",
     "im2col",
@@ -42,6 +43,8 @@ pub const KERNEL_NAMES: [&str; 20] = [
     "to_half",
     "check_finite",
     "update_loss_scale",
+    "sgemm_rows128",
+    "sgemm_rows64",
 ];
 
 /// A kernel the backend launches; `as usize` indexes `KERNEL_NAMES` and the loaded functions.
@@ -67,10 +70,12 @@ pub(crate) enum Kernel {
     ToHalf,
     CheckFinite,
     UpdateLossScale,
+    SgemmRows128,
+    SgemmRows64,
 }
 
 impl Kernel {
-    pub(crate) const ALL: [Kernel; 20] = [
+    pub(crate) const ALL: [Kernel; 22] = [
         Kernel::FillF32,
         Kernel::LoadBatch,
         Kernel::Im2col,
@@ -91,6 +96,8 @@ impl Kernel {
         Kernel::ToHalf,
         Kernel::CheckFinite,
         Kernel::UpdateLossScale,
+        Kernel::SgemmRows128,
+        Kernel::SgemmRows64,
     ];
 
     /// The kernel's C name, which CUDA errors carry.

@@ -1,6 +1,7 @@
 //! Pure training time per epoch on the GPU (469 steps of the default model on real MNIST, no
 //! validation), stream synchronised around each epoch, median of several: with step graphs,
-//! without, with bf16 and f16 GEMMs (`--precision`), and (a diagnostic) with TF32 GEMMs; one
+//! without, with the f32 GEMMs all on cuBLAS or the tall ones on tiles of 128 or 64 rows, with
+//! bf16 and f16 GEMMs (`--precision`), and (a diagnostic) with TF32 GEMMs; one
 //! GPU_SPEED line for the GPU check's table.
 //! SKIPPED without a GPU or the data.
 //! Leaves out: accuracy (cuda_mnist.rs) and the CPU (there is nothing to time here).
@@ -12,7 +13,7 @@ use std::time::Instant;
 use mnist_core::codec::mnist;
 use mnist_core::model::Network;
 use mnist_core::{Backend, Config, Rng};
-use mnist_cuda::{CudaBackend, Precision};
+use mnist_cuda::{CudaBackend, F32Gemm, Precision};
 
 /// Seconds of each of `epochs` epochs (the first is a warm-up, left out of the median).
 fn epoch_seconds(
@@ -74,6 +75,21 @@ fn training_epoch_time() {
     let mut tf32 = CudaBackend::new(0).unwrap();
     tf32.set_tf32(true).unwrap();
     let (with_tf32, _) = epoch_seconds(tf32, &train.images, &train.labels, train.sample_len(), epochs);
+    // The f32 GEMMs' kernels: cuBLAS for all, or the tall products on our tiled kernel in
+    // tiles of 128 or 64 rows (the default picks one per product).
+    let F32Gemm::Tiled { min_rows, .. } = F32Gemm::default() else {
+        panic!("the default f32 GEMMs are not the tiled kernel's")
+    };
+    let mut sgemm = Vec::new();
+    for choice in [
+        F32Gemm::Cublas,
+        F32Gemm::Tiled { min_rows, rows: Some(128) },
+        F32Gemm::Tiled { min_rows, rows: Some(64) },
+    ] {
+        let mut gpu = CudaBackend::new(0).unwrap();
+        gpu.set_f32_gemm(choice).unwrap();
+        sgemm.push(epoch_seconds(gpu, &train.images, &train.labels, train.sample_len(), epochs).0);
+    }
     let mut half = Vec::new();
     for precision in [Precision::Bf16, Precision::F16] {
         let mut gpu = CudaBackend::new(0).unwrap();
@@ -82,14 +98,18 @@ fn training_epoch_time() {
     }
     let (bf16, f16) = (&half[0], &half[1]);
     eprintln!(
-        "with graphs: {with_graphs:.3?}\nop by op:    {op_by_op:.3?}\ntf32 gemms:  {with_tf32:.3?}\nbf16 gemms:  {bf16:.3?}\nf16 gemms:   {f16:.3?}\ngraphs: {stats}"
+        "with graphs: {with_graphs:.3?}\nop by op:    {op_by_op:.3?}\ntf32 gemms:  {with_tf32:.3?}\ncublas sgemm: {:.3?}\ntiled 128:   {:.3?}\ntiled 64:    {:.3?}\nbf16 gemms:  {bf16:.3?}\nf16 gemms:   {f16:.3?}\ngraphs: {stats}",
+        sgemm[0], sgemm[1], sgemm[2]
     );
     // One line the GPU check script greps for its table.
     println!(
-        "GPU_SPEED device=\"{device}\" train_epoch_s={:.4} without_graphs={:.4} with_tf32_gemms={:.4} bf16_epoch_s={:.4} f16_epoch_s={:.4} epochs={} graphs={stats}",
+        "GPU_SPEED device=\"{device}\" train_epoch_s={:.4} without_graphs={:.4} with_tf32_gemms={:.4} cublas_sgemm={:.4} tiled128={:.4} tiled64={:.4} bf16_epoch_s={:.4} f16_epoch_s={:.4} epochs={} graphs={stats}",
         median(with_graphs[1..].to_vec()),
         median(op_by_op[1..].to_vec()),
         median(with_tf32[1..].to_vec()),
+        median(sgemm[0][1..].to_vec()),
+        median(sgemm[1][1..].to_vec()),
+        median(sgemm[2][1..].to_vec()),
         median(bf16[1..].to_vec()),
         median(f16[1..].to_vec()),
         epochs - 1

@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use common::{assert_close, assert_same, buffer, host, indices_host, labels_on, RTOL};
 use mnist_core::backend::{Adadelta, Conv2dDims, DenseDims, PoolDims, METRICS_LEN};
 use mnist_core::{Backend, Result, Rng, Span};
+use mnist_cuda::F32Gemm;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -63,13 +64,18 @@ fn values(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
 }
 
 /// Parameters with padding around the spans, so offsets are exercised: (buffer, kernel, bias).
+/// The kernel starts at value 3, which no float4 load can take, or at `kernel_offset`.
 fn params_with_spans(rng: &mut Rng, kernel_len: usize, bias_len: usize) -> (Vec<f32>, Span, Span) {
+    params_at(rng, 3, kernel_len, bias_len)
+}
+
+fn params_at(rng: &mut Rng, kernel_offset: usize, kernel_len: usize, bias_len: usize) -> (Vec<f32>, Span, Span) {
     let kernel = Span {
-        offset: 3,
+        offset: kernel_offset,
         len: kernel_len,
     };
     let bias = Span {
-        offset: 3 + kernel_len + 2,
+        offset: kernel_offset + kernel_len + 2,
         len: bias_len,
     };
     let mut p = values(rng, bias.offset + bias_len + 1, -0.5, 0.5);
@@ -151,6 +157,7 @@ struct ConvCase {
     relu: bool,
     with_dinp: bool,
     seed: u64,
+    kernel_offset: usize, // where the kernel starts among the parameters (3: unaligned)
 }
 
 fn conv_strategy() -> impl Strategy<Value = ConvCase> {
@@ -180,6 +187,7 @@ fn conv_strategy() -> impl Strategy<Value = ConvCase> {
                 relu,
                 with_dinp,
                 seed,
+                kernel_offset: 3,
             },
         )
 }
@@ -197,7 +205,7 @@ fn conv_body<B: Backend>(be: &mut B, c: &ConvCase, out_for_backward: Option<&[f3
     let d = c.d;
     let mut rng = Rng::new(c.seed);
     let inp = values(&mut rng, d.batch * d.in_len(), -1.0, 1.0);
-    let (params, kernel, bias) = params_with_spans(&mut rng, d.patch_len() * d.out_channels, d.out_channels);
+    let (params, kernel, bias) = params_at(&mut rng, c.kernel_offset, d.patch_len() * d.out_channels, d.out_channels);
     let dout = values(&mut rng, d.batch * d.out_len(), -1.0, 1.0);
     let (inp_b, params_b) = (buffer(be, &inp)?, buffer(be, &params)?);
     let mut out_b = be.alloc(d.batch * d.out_len())?;
@@ -248,6 +256,58 @@ fn conv2d_property<G: Backend>(gpu: G, cases: u32) {
             (Some(gd), Some(cd)) => assert_close("conv2d dinp", gd, cd, RTOL),
             (None, None) => {}
             _ => prop_assert!(false, "dinp written on one backend only"),
+        }
+        Ok(())
+    });
+}
+
+/// Our tiled f32 GEMM (sgemm.cu) against the CPU, through conv2d, whose forward (A B) and
+/// dinp (A B^T) products it takes: patches of 16 to 288 values (multiples of 16), 16 or 32 output
+/// channels, rows and columns ragged against the tiles of 64 and 128 rows. A kernel at value 3 of
+/// the parameters cannot be read as float4s: those products must go to cuBLAS, and still match.
+#[test]
+fn conv2d_on_the_tiled_sgemm_matches_cpu() {
+    let Some(gpu) = common::gpu("conv2d_on_the_tiled_sgemm_matches_cpu") else {
+        return;
+    };
+    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
+    let strategy = (
+        (1usize..4, 1usize..=3, 0usize..16, 0usize..16, 1usize..=2, prop_oneof![Just(16usize), Just(32)]),
+        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<u64>()),
+    );
+    check(strategy, 32, |((batch, kernel, dh, dw, halves, out_channels), (relu, with_dinp, aligned, rows128, seed))| {
+        let d = Conv2dDims {
+            batch,
+            height: kernel + dh,
+            width: kernel + dw,
+            in_channels: 16 * halves,
+            out_channels,
+            kernel,
+        };
+        let case = ConvCase {
+            d,
+            relu,
+            with_dinp,
+            seed,
+            kernel_offset: if aligned { 4 } else { 3 },
+        };
+        let rows = if rows128 { 128 } else { 64 };
+        let tiled = F32Gemm::Tiled {
+            min_rows: 0,
+            rows: Some(rows),
+        };
+        gpu.borrow_mut().set_f32_gemm(tiled).unwrap();
+        let before = gpu.borrow().tiled_sgemm_count();
+        let c = conv_body(&mut *cpu.borrow_mut(), &case, None).unwrap();
+        let g = conv_body(&mut *gpu.borrow_mut(), &case, Some(&c.out)).unwrap();
+        // The forward's product unless the patch takes the direct kernel; dinp's when asked.
+        let products = (d.patch_len() > 32) as u64 + with_dinp as u64;
+        let tiled = gpu.borrow().tiled_sgemm_count() - before;
+        prop_assert_eq!(tiled, if aligned { products } else { 0 }, "products on the tiled kernel");
+        assert_close("conv2d out", &g.out, &c.out, RTOL);
+        assert_close("conv2d dparams", &g.dparams, &c.dparams, RTOL);
+        if let (Some(gd), Some(cd)) = (&g.dinp, &c.dinp) {
+            assert_close("conv2d dinp", gd, cd, RTOL);
         }
         Ok(())
     });
