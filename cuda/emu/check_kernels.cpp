@@ -772,24 +772,28 @@ static void check_wide_paths() {
     }
 }
 
-// sgemm_rows128 and sgemm_rows64 against C = alpha A op(B) + beta C summed in the kernel's order
-// (one fmaf per k, k ascending, then alpha and beta), so bit for bit: rows past a whole tile,
-// columns past a whole tile, padded leading dimensions, both B layouts, beta 0 and not.
+// sgemm_rows128 and sgemm_rows64 against C = act(alpha A op(B) + beta C + bias) summed in the
+// kernel's order (one fmaf per k, k ascending, then alpha, beta, bias and ReLU), so bit for bit:
+// rows past a whole tile, columns past a whole tile (and in a tile's left half only: n = 288,
+// 36, 8), padded leading dimensions, both B layouts, beta 0 and not, bias and ReLU or not.
 static void check_sgemm() {
     std::mt19937 gen(7);
     std::uniform_real_distribution<float> uni(-1.f, 1.f);
-    struct Case { int m, n, k, trans_b; float alpha, beta; };
+    struct Case { int m, n, k, trans_b; float alpha, beta; bool bias; int relu; };
     const Case cases[] = {
-        {1, 4, 16, 0, 1.f, 0.f},   {130, 64, 32, 0, 1.f, 0.f}, {200, 68, 48, 1, 1.f, 0.f},
-        {64, 132, 16, 1, 0.5f, 1.f}, {257, 8, 64, 0, 1.f, 1.f}, {96, 288, 16, 1, 1.f, 0.f},
+        {1, 4, 16, 0, 1.f, 0.f, false, 0},    {130, 64, 32, 0, 1.f, 0.f, true, 1}, {200, 68, 48, 1, 1.f, 0.f, false, 0},
+        {64, 132, 16, 1, 0.5f, 1.f, true, 0}, {257, 8, 64, 0, 1.f, 1.f, false, 1}, {96, 288, 16, 1, 1.f, 0.f, false, 0},
+        {70, 36, 32, 0, 1.f, 0.f, true, 1},
     };
     for (const Case& c : cases) {
         for (int rows : {128, 64}) {
             int lda = c.k + 4, ldb = (c.trans_b ? c.k : c.n) + 8, ldc = c.n + 4;
-            std::vector<float> a((size_t)c.m * lda), b((size_t)(c.trans_b ? c.n : c.k) * ldb), c0((size_t)c.m * ldc);
+            std::vector<float> a((size_t)c.m * lda), b((size_t)(c.trans_b ? c.n : c.k) * ldb), c0((size_t)c.m * ldc), bias(c.n);
             for (float& v : a) v = uni(gen);
             for (float& v : b) v = uni(gen);
             for (float& v : c0) v = uni(gen);
+            for (float& v : bias) v = uni(gen);
+            const float* bias_at = c.bias ? bias.data() : nullptr;
             std::vector<float> want = c0, got = c0;
             for (int i = 0; i < c.m; ++i) {
                 for (int j = 0; j < c.n; ++j) {
@@ -800,17 +804,18 @@ static void check_sgemm() {
                     }
                     float v = c.alpha * acc;
                     if (c.beta != 0.f) v += c.beta * c0[(size_t)i * ldc + j];
-                    want[(size_t)i * ldc + j] = v;
+                    if (c.bias) v += bias[j];
+                    want[(size_t)i * ldc + j] = c.relu ? std::fmax(v, 0.f) : v;
                 }
             }
             unsigned tiles = (unsigned)(((c.m + rows - 1) / rows) * ((c.n + 63) / 64));
             launch(tiles, SGEMM_THREADS, true, [&] {
-                if (rows == 128) sgemm_rows128(c.m, c.n, c.k, a.data(), lda, b.data(), ldb, c.trans_b, got.data(), ldc, c.alpha, c.beta);
-                else sgemm_rows64(c.m, c.n, c.k, a.data(), lda, b.data(), ldb, c.trans_b, got.data(), ldc, c.alpha, c.beta);
+                if (rows == 128) sgemm_rows128(c.m, c.n, c.k, a.data(), lda, b.data(), ldb, c.trans_b, got.data(), ldc, c.alpha, c.beta, bias_at, c.relu);
+                else sgemm_rows64(c.m, c.n, c.k, a.data(), lda, b.data(), ldb, c.trans_b, got.data(), ldc, c.alpha, c.beta, bias_at, c.relu);
             });
             char what[160];
-            std::snprintf(what, sizeof what, "sgemm_rows%d m=%d n=%d k=%d trans_b=%d beta=%g: bit for bit, padding untouched", rows, c.m,
-                          c.n, c.k, c.trans_b, c.beta);
+            std::snprintf(what, sizeof what, "sgemm_rows%d m=%d n=%d k=%d trans_b=%d beta=%g bias=%d relu=%d: bit for bit, padding untouched",
+                          rows, c.m, c.n, c.k, c.trans_b, c.beta, (int)c.bias, c.relu);
             expect(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0, what);
         }
     }

@@ -1,12 +1,14 @@
 // Row-major f32 GEMM for the convolution's tall products (conv2: m = 73,728 rows of a batch,
 // k and n a few hundred), where cuBLAS's SIMT SGEMMs ran at ~40% of an H100's f32 peak:
-// C (m x n) = alpha A op(B) + beta C, A stored m x k (row stride lda), op(B) = B stored k x n
-// (ldb), or with trans_b B^T for B stored n x k (ldb). Tiles of ROWS x 64 of C, k in steps of
-// 16, double-buffered in shared memory: while one step's tiles are multiplied, the next step's
-// are loaded into registers. Each of 128 threads sums a (ROWS / 16) x 8 block of C with fmaf
-// (explicit, so the unit's --fmad=false, which only stops contraction, does not halve it).
+// C (m x n) = act(alpha A op(B) + beta C + bias), A stored m x k (row stride lda), op(B) = B
+// stored k x n (ldb), or with trans_b B^T for B stored n x k (ldb); bias (n values) may be null,
+// act is ReLU when relu != 0 (bias_act's rounding, in the same pass that writes C). Tiles of
+// ROWS x 64 of C, k in steps of 16, double-buffered in shared memory: while one step's tiles
+// are multiplied, the next step's are loaded into registers. Each of 128 threads sums a
+// (ROWS / 16) x 8 block of C with fmaf (explicit, so the unit's --fmad=false, which only stops
+// contraction, does not halve it).
 // The host sees to: k % 16 == 0, n % 4 == 0, lda, ldb and ldc multiples of 4, 16-byte aligned
-// pointers, and every offset within 32 bits of rows; m is any size.
+// pointers (bias too), and every size within an int; m is any size.
 // Leaves out: transposed A (the kernel gradient's sum over 73,728 rows stays on cuBLAS's split-K).
 
 #define SGEMM_THREADS 128
@@ -19,9 +21,37 @@
 #define SGEMM_UNROLL
 #endif
 
+// One k step's multiply-adds on a pair of shared tiles: the thread's block of C (rows (r / 4) *
+// 64 + tm * 4 + r % 4, columns h * 32 + tn * 4 + j) over its first HALVES groups of 4 columns
+// (2, or 1 where the tile's right half lies past n: dcol's last tile of 288 columns). A warp
+// reads 64 contiguous bytes of A and 128 of B per k.
+template <int ROWS, int HALVES>
+__device__ __forceinline__ void sgemm_multiply(const float (*a_tile)[ROWS + 4], const float (*b_tile)[SGEMM_COLS + 4], int tm, int tn,
+                                               float (&acc)[ROWS / 16][8]) {
+    SGEMM_UNROLL
+    for (int kk = 0; kk < SGEMM_STEP; ++kk) {
+        float av[ROWS / 16], bv[8];
+        SGEMM_UNROLL
+        for (int h = 0; h < ROWS / 64; ++h) {
+            float4 v = *(const float4*)&a_tile[kk][h * 64 + tm * 4];
+            av[h * 4 + 0] = v.x, av[h * 4 + 1] = v.y, av[h * 4 + 2] = v.z, av[h * 4 + 3] = v.w;
+        }
+        SGEMM_UNROLL
+        for (int h = 0; h < HALVES; ++h) {
+            float4 v = *(const float4*)&b_tile[kk][h * 32 + tn * 4];
+            bv[h * 4 + 0] = v.x, bv[h * 4 + 1] = v.y, bv[h * 4 + 2] = v.z, bv[h * 4 + 3] = v.w;
+        }
+        SGEMM_UNROLL
+        for (int r = 0; r < ROWS / 16; ++r) {
+            SGEMM_UNROLL
+            for (int j = 0; j < 4 * HALVES; ++j) acc[r][j] = __fmaf_rn(av[r], bv[j], acc[r][j]);
+        }
+    }
+}
+
 template <int ROWS>
 __device__ __forceinline__ void sgemm_tile(int m, int n, int k, const float* a, int lda, const float* b, int ldb, int trans_b,
-                                           float* c, int ldc, float alpha, float beta) {
+                                           float* c, int ldc, float alpha, float beta, const float* bias, int relu) {
     constexpr int THREAD_ROWS = ROWS / 16;  // 8 or 4: groups of 4 rows, 64 apart
     constexpr int A_LOADS = ROWS / 32;      // float4s of A per thread and k step
     // Rows padded by 4 floats: a transposed float4 store then meets 2-way bank conflicts, not 4;
@@ -87,8 +117,7 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, const float* a, 
         }
     };
 
-    // This thread's block of C: rows (r / 4) * 64 + tm * 4 + r % 4, columns tn * 4 + j and
-    // 32 + tn * 4 + j. A warp then reads 64 contiguous bytes of A and 128 of B per k.
+    // This thread's block of C (see sgemm_multiply).
     int tm = t >> 3, tn = t & 7;
     float acc[THREAD_ROWS][8];
     SGEMM_UNROLL
@@ -97,6 +126,8 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, const float* a, 
         for (int j = 0; j < 8; ++j) acc[r][j] = 0.f;
     }
 
+    bool right_half = col0 + 32 < n;  // the same for the whole block
+
     int steps = k / SGEMM_STEP;
     load(0);
     store(0);
@@ -104,27 +135,8 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, const float* a, 
     for (int step = 0; step < steps; ++step) {
         int buf = step & 1;
         if (step + 1 < steps) load(step + 1);
-        SGEMM_UNROLL
-        for (int kk = 0; kk < SGEMM_STEP; ++kk) {
-            float av[THREAD_ROWS], bv[8];
-            SGEMM_UNROLL
-            for (int h = 0; h < THREAD_ROWS / 4; ++h) {
-                float4 v = *(const float4*)&a_tile[buf][kk][h * 64 + tm * 4];
-                av[h * 4 + 0] = v.x;
-                av[h * 4 + 1] = v.y;
-                av[h * 4 + 2] = v.z;
-                av[h * 4 + 3] = v.w;
-            }
-            float4 b0 = *(const float4*)&b_tile[buf][kk][tn * 4];
-            float4 b1 = *(const float4*)&b_tile[buf][kk][32 + tn * 4];
-            bv[0] = b0.x, bv[1] = b0.y, bv[2] = b0.z, bv[3] = b0.w;
-            bv[4] = b1.x, bv[5] = b1.y, bv[6] = b1.z, bv[7] = b1.w;
-            SGEMM_UNROLL
-            for (int r = 0; r < THREAD_ROWS; ++r) {
-                SGEMM_UNROLL
-                for (int j = 0; j < 8; ++j) acc[r][j] = __fmaf_rn(av[r], bv[j], acc[r][j]);
-            }
-        }
+        if (right_half) sgemm_multiply<ROWS, 2>(a_tile[buf], b_tile[buf], tm, tn, acc);
+        else sgemm_multiply<ROWS, 1>(a_tile[buf], b_tile[buf], tm, tn, acc);
         // The other buffer was last read in the previous step, before its closing barrier.
         if (step + 1 < steps) store(buf ^ 1);
         __syncthreads();
@@ -145,6 +157,11 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, const float* a, 
                 float4 old = *out;
                 v.x += beta * old.x, v.y += beta * old.y, v.z += beta * old.z, v.w += beta * old.w;
             }
+            if (bias) {
+                float4 add = *(const float4*)(bias + col);
+                v.x += add.x, v.y += add.y, v.z += add.z, v.w += add.w;
+            }
+            if (relu) v = make_float4(fmaxf(v.x, 0.0f), fmaxf(v.y, 0.0f), fmaxf(v.z, 0.0f), fmaxf(v.w, 0.0f));
             *out = v;
         }
     }
@@ -154,10 +171,12 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, const float* a, 
 // whose 128-row tiles would leave the last wave of blocks mostly empty); one block per tile,
 // tiles_n = ceil(n / 64) consecutive blocks per tile row.
 extern "C" __global__ void __launch_bounds__(SGEMM_THREADS) sgemm_rows128(int m, int n, int k, const float* a, int lda, const float* b, int ldb,
-                                                                          int trans_b, float* c, int ldc, float alpha, float beta) {
-    sgemm_tile<128>(m, n, k, a, lda, b, ldb, trans_b, c, ldc, alpha, beta);
+                                                                          int trans_b, float* c, int ldc, float alpha, float beta,
+                                                                          const float* bias, int relu) {
+    sgemm_tile<128>(m, n, k, a, lda, b, ldb, trans_b, c, ldc, alpha, beta, bias, relu);
 }
 extern "C" __global__ void __launch_bounds__(SGEMM_THREADS) sgemm_rows64(int m, int n, int k, const float* a, int lda, const float* b, int ldb,
-                                                                         int trans_b, float* c, int ldc, float alpha, float beta) {
-    sgemm_tile<64>(m, n, k, a, lda, b, ldb, trans_b, c, ldc, alpha, beta);
+                                                                         int trans_b, float* c, int ldc, float alpha, float beta,
+                                                                         const float* bias, int relu) {
+    sgemm_tile<64>(m, n, k, a, lda, b, ldb, trans_b, c, ldc, alpha, beta, bias, relu);
 }

@@ -710,17 +710,46 @@ impl CudaBackend {
             .map_err(|e| driver_error(kernel.name(), e))
     }
 
-    /// Row-major C = alpha op(A) op(B) + beta C on cuBLAS; C is f32, a device address and the
-    /// number of values there. In f32 precision A and B must be f32 (SGEMM); otherwise f32
-    /// operands are converted into half scratch first and the product runs on tensor cores,
-    /// summing in f32. Every operand is checked against the shapes before the call.
+    /// Row-major C = alpha op(A) op(B) + beta C; C is f32, a device address and the number of
+    /// values there. In f32 precision A and B must be f32 (the tiled kernel or cuBLAS's SGEMM,
+    /// see `F32Gemm`); otherwise f32 operands are converted into half scratch first and the
+    /// product runs on cuBLAS's tensor cores, summing in f32. Every operand is checked against
+    /// the shapes before the call.
     fn gemm(&mut self, op: &str, g: RowMajorGemm, a: Operand, b: Operand, c: (u64, usize)) -> Result<()> {
+        self.gemm_fused(op, g, a, b, c, None).map(|_| ())
+    }
+
+    /// `gemm`, then C = act(C + bias) (bias_act, with `channels` = n): in the tiled kernel's
+    /// own pass over C when it takes the product (one read and write of conv2's 19 MB output
+    /// fewer), else as a pass of its own. C's rows must be dense (ldc = n).
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_bias_act(&mut self, op: &str, g: RowMajorGemm, a: Operand, b: Operand, c: (u64, usize), bias: u64, relu: bool) -> Result<()> {
+        if g.ldc != g.n {
+            return Err(backend_error(op, format!("bias_act after a GEMM needs dense rows of C: {g:?}")));
+        }
+        if !self.gemm_fused(op, g, a, b, c, Some((bias, relu)))? {
+            self.bias_act(c.0, bias, g.m * g.n, g.n, relu)?;
+        }
+        Ok(())
+    }
+
+    /// `gemm`, with bias_act's (bias address, relu) fused into the product when the tiled kernel
+    /// takes it; returns whether it did.
+    fn gemm_fused(
+        &mut self,
+        op: &str,
+        g: RowMajorGemm,
+        a: Operand,
+        b: Operand,
+        c: (u64, usize),
+        bias_act: Option<(u64, bool)>,
+    ) -> Result<bool> {
         let (a_need, b_need, c_need) = g.extents();
         if a.len() < a_need || b.len() < b_need || c.1 < c_need {
             return Err(backend_error(op, format!("GEMM operands too small for {g:?}")));
         }
         if g.m == 0 || g.n == 0 {
-            return Ok(());
+            return Ok(false);
         }
         self.forget_kept_col_at(c.0);
         let cm = g
@@ -735,8 +764,10 @@ impl CudaBackend {
             let (Operand::F32(a, _), Operand::F32(b, _)) = (a, b) else {
                 return Err(backend_error(op, "a half-precision operand in f32 precision"));
             };
-            if let Some(kernel) = self.tiled_sgemm_kernel(&g, a, b, c.0) {
-                return self.tiled_sgemm(kernel, &g, a, b, c.0);
+            let bias = bias_act.map_or(0, |(bias, _)| bias);
+            if let Some(kernel) = self.tiled_sgemm_kernel(&g, a, b, c.0, bias) {
+                self.tiled_sgemm(kernel, &g, a, b, c.0, bias_act)?;
+                return Ok(bias_act.is_some());
             }
             self.ctx.bind_to_thread().map_err(|e| driver_error(op, e))?;
             // SAFETY: the handle is live and bound to our stream; the extents checked above
@@ -760,6 +791,7 @@ impl CudaBackend {
                     cm.ldc,
                 )
             }
+            .map(|_| false)
             .map_err(|e| cublas_error(op, e));
         };
         // Only the extent the GEMM reads is converted (a dense layer's kernel, not all params).
@@ -791,12 +823,14 @@ impl CudaBackend {
                 cublas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
             )
         }
+        .map(|_| false)
         .map_err(|e| cublas_error(op, e))
     }
 
     /// The tiled kernel (sgemm.cu) that takes this f32 product, if `f32_gemm` gives it one and
     /// the product meets the kernel's terms; None leaves it to cuBLAS.
-    fn tiled_sgemm_kernel(&self, g: &RowMajorGemm, a: u64, b: u64, c: u64) -> Option<Kernel> {
+    /// `bias`: the address of the bias it would add (0: none).
+    fn tiled_sgemm_kernel(&self, g: &RowMajorGemm, a: u64, b: u64, c: u64, bias: u64) -> Option<Kernel> {
         let rows = match self.f32_gemm {
             F32Gemm::Cublas => return None,
             _ if self.tf32 => return None,
@@ -805,7 +839,7 @@ impl CudaBackend {
             F32Gemm::Tiled { rows: None, .. } => self.sgemm_rows(g),
         };
         let fits = [g.m, g.n, g.k, g.lda, g.ldb, g.ldc].iter().all(|&v| i32::try_from(v).is_ok());
-        let aligned = [g.n, g.lda, g.ldb, g.ldc].iter().all(|v| v.is_multiple_of(4)) && [a, b, c].iter().all(|p| p.is_multiple_of(16));
+        let aligned = [g.n, g.lda, g.ldb, g.ldc].iter().all(|v| v.is_multiple_of(4)) && [a, b, c, bias].iter().all(|p| p.is_multiple_of(16));
         let tiles = g.m.div_ceil(rows) * g.n.div_ceil(SGEMM_COLS);
         let usable = !g.transpose_a && g.k > 0 && g.k.is_multiple_of(SGEMM_STEP) && u32::try_from(tiles).is_ok();
         (fits && aligned && usable).then_some(if rows == 128 { Kernel::SgemmRows128 } else { Kernel::SgemmRows64 })
@@ -828,9 +862,9 @@ impl CudaBackend {
         }
     }
 
-    /// C = alpha A op(B) + beta C on `kernel` (one of sgemm.cu's), for a product that
-    /// `tiled_sgemm_kernel` accepted.
-    fn tiled_sgemm(&self, kernel: Kernel, g: &RowMajorGemm, a: u64, b: u64, c: u64) -> Result<()> {
+    /// C = alpha A op(B) + beta C on `kernel` (one of sgemm.cu's), then bias_act's (bias
+    /// address, relu) if given, for a product that `tiled_sgemm_kernel` accepted.
+    fn tiled_sgemm(&self, kernel: Kernel, g: &RowMajorGemm, a: u64, b: u64, c: u64, bias_act: Option<(u64, bool)>) -> Result<()> {
         let rows = if kernel == Kernel::SgemmRows128 { 128 } else { 64 };
         let tiles = g.m.div_ceil(rows) * g.n.div_ceil(SGEMM_COLS);
         let config = LaunchConfig {
@@ -851,13 +885,16 @@ impl CudaBackend {
             Arg::I32(g.ldc as i32),
             Arg::F32(g.alpha),
             Arg::F32(g.beta),
+            Arg::Ptr(bias_act.map_or(0, |(bias, _)| bias)),
+            Arg::I32(bias_act.is_some_and(|(_, relu)| relu) as i32),
         ];
         // SAFETY: sgemm_rows*(int m, int n, int k, const float* a, int lda, const float* b, int
-        // ldb, int trans_b, float* c, int ldc, float alpha, float beta). `gemm` checked that
-        // the three allocations hold the operands' extents for these sizes and strides, and
-        // tiled_sgemm_kernel that every size fits an int and meets the kernel's terms (k % 16,
-        // float4 alignment); the kernel reads A's rows < m, B's columns < n, and writes C's
-        // (row < m, column < n) entries only.
+        // ldb, int trans_b, float* c, int ldc, float alpha, float beta, const float* bias, int
+        // relu). `gemm_fused` checked that the three allocations hold the operands' extents for
+        // these sizes and strides, and tiled_sgemm_kernel that every size fits an int and meets
+        // the kernel's terms (k % 16, float4 alignment, bias's too); the kernel reads A's rows
+        // < m, B's columns < n, bias's n values (the callers check a bias span of n), and writes
+        // C's (row < m, column < n) entries only.
         unsafe { self.launch(kernel, config, &args) }?;
         self.tiled_sgemms.set(self.tiled_sgemms.get() + 1);
         Ok(())
@@ -1342,7 +1379,7 @@ impl Backend for CudaBackend {
             let samples = chunk.min(d.batch - first);
             let col = self.im2col_operand(inp.at(first * in_len), samples, chunk, &d)?;
             last_col = Some(col);
-            // out (S*rows, OC) = col (S*rows, patch) @ kernel (patch, OC)
+            // out (S*rows, OC) = act(col (S*rows, patch) @ kernel (patch, OC) + bias)
             let g = RowMajorGemm {
                 m: samples * rows,
                 n: oc,
@@ -1355,15 +1392,16 @@ impl Backend for CudaBackend {
                 alpha: 1.0,
                 beta: 0.0,
             };
-            self.gemm(
+            self.gemm_bias_act(
                 op,
                 g,
                 col,
                 Operand::F32(params.at(kernel.offset), kernel.len),
                 (out.at(first * out_len), samples * out_len),
+                params.at(bias.offset),
+                relu,
             )?;
         }
-        self.bias_act(out.ptr, params.at(bias.offset), d.batch * out_len, oc, relu)?;
         // One chunk covered the batch: its im2col matrix is the backward's too.
         if let (true, Some(col)) = (chunk >= d.batch, last_col) {
             self.kept_col.set(Some(KeptCol {
@@ -1601,14 +1639,15 @@ impl Backend for CudaBackend {
             alpha: 1.0,
             beta: 0.0,
         };
-        self.gemm(
+        self.gemm_bias_act(
             op,
             g,
             Operand::F32(inp.ptr, b * i),
             Operand::F32(params.at(kernel.offset), kernel.len),
             (out.ptr, b * o),
-        )?;
-        self.bias_act(out.ptr, params.at(bias.offset), b * o, o, relu)
+            params.at(bias.offset),
+            relu,
+        )
     }
 
     fn dense_backward(

@@ -64,7 +64,8 @@ fn values(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
 }
 
 /// Parameters with padding around the spans, so offsets are exercised: (buffer, kernel, bias).
-/// The kernel starts at value 3, which no float4 load can take, or at `kernel_offset`.
+/// The kernel starts at value 3, which no float4 load can take, or (`params_at`) at
+/// `kernel_offset`.
 fn params_with_spans(rng: &mut Rng, kernel_len: usize, bias_len: usize) -> (Vec<f32>, Span, Span) {
     params_at(rng, 3, kernel_len, bias_len)
 }
@@ -74,8 +75,9 @@ fn params_at(rng: &mut Rng, kernel_offset: usize, kernel_len: usize, bias_len: u
         offset: kernel_offset,
         len: kernel_len,
     };
+    // 4 values apart: a kernel at a multiple of 4 values leaves its bias at one too (float4s).
     let bias = Span {
-        offset: kernel_offset + kernel_len + 2,
+        offset: kernel_offset + kernel_len.next_multiple_of(4) + 4,
         len: bias_len,
     };
     let mut p = values(rng, bias.offset + bias_len + 1, -0.5, 0.5);
