@@ -186,19 +186,43 @@ static void check_conv() {
         auto dout = random_floats(out.size(), -1, 1);
         const int pairs = patch * oc;
         struct DkShape { int lanes, threads, rows_per_block; };
-        for (DkShape ds : {DkShape{1, 3, 4}, DkShape{3, 12, 7}, DkShape{8, 32, 40}, DkShape{16, 64, 200}}) {
-            const int blocks = (samples * rows + ds.rows_per_block - 1) / ds.rows_per_block;
-            std::vector<float> partial((size_t)pairs * blocks, NAN), dkernel(pairs, NAN);
-            launch(blocks, ds.threads, true, [&] { conv2d_dkernel_partial(partial.data(), dout.data(), inp.data(), samples, h, w, c, k, oc, ds.rows_per_block, ds.lanes); });
-            launch(pairs, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dkernel.data(), partial.data(), blocks); });
-            std::vector<double> want_dk(pairs, 0.0);
-            for (int r = 0; r < samples * rows; ++r)
-                for (int p = 0; p < patch; ++p)
-                    for (int o = 0; o < oc; ++o) want_dk[(size_t)p * oc + o] += (double)col[(size_t)r * patch + p] * dout[(size_t)r * oc + o];
-            char what[128];
-            std::snprintf(what, sizeof what, "conv2d_dkernel_partial + bias_grad_finish is col^T @ dout (%d lanes, %d rows/block)", ds.lanes, ds.rows_per_block);
-            expect(close(dkernel, want_dk, 1e-5), what);
-        }
+        // A ReLU's output: about half exactly zero.
+        auto relu_out = random_floats(out.size(), -1, 1);
+        for (float& v : relu_out) v = std::fmax(v, 0.0f);
+        for (DkShape ds : {DkShape{1, 3, 4}, DkShape{3, 12, 7}, DkShape{8, 32, 40}, DkShape{16, 64, 200}})
+            for (int relu : {0, 1}) {
+                const int blocks = (samples * rows + ds.rows_per_block - 1) / ds.rows_per_block;
+                std::vector<float> partial((size_t)(pairs + oc) * blocks, NAN), dkernel(pairs, NAN), masked = dout;
+                launch(blocks, ds.threads, true, [&] {
+                    conv2d_dkernel_partial(partial.data(), masked.data(), inp.data(), relu_out.data(), samples, h, w, c, k, oc, ds.rows_per_block,
+                                           ds.lanes, relu);
+                });
+                launch(pairs, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dkernel.data(), partial.data(), blocks); });
+                std::vector<double> want_dk(pairs, 0.0);
+                for (int r = 0; r < samples * rows; ++r)
+                    for (int p = 0; p < patch; ++p)
+                        for (int o = 0; o < oc; ++o) {
+                            float g = relu && relu_out[(size_t)r * oc + o] <= 0 ? 0.0f : dout[(size_t)r * oc + o];
+                            want_dk[(size_t)p * oc + o] += (double)col[(size_t)r * patch + p] * g;
+                        }
+                char what[160];
+                std::snprintf(what, sizeof what, "conv2d_dkernel_partial + bias_grad_finish is col^T @ dout%s (%d lanes, %d rows/block)",
+                              relu ? " (ReLU-masked)" : "", ds.lanes, ds.rows_per_block);
+                expect(close(dkernel, want_dk, 1e-5), what);
+                // Its bias rows and masked dout are bias_grad_partial's, bit for bit (same lanes
+                // and rows per block).
+                std::vector<float> bias_partial((size_t)oc * blocks, NAN), bias_masked = dout;
+                launch(blocks, ds.threads, true, [&] {
+                    bias_grad_partial(bias_partial.data(), bias_masked.data(), relu_out.data(), samples * rows, oc, ds.rows_per_block, relu, ds.lanes);
+                });
+                bool same_bias = std::memcmp(bias_partial.data(), partial.data() + (size_t)pairs * blocks, bias_partial.size() * sizeof(float)) == 0;
+                std::snprintf(what, sizeof what, "conv2d_dkernel_partial's bias sums%s equal bias_grad_partial's bit for bit (%d lanes, %d rows/block)",
+                              relu ? " (ReLU)" : "", ds.lanes, ds.rows_per_block);
+                expect(same_bias, what);
+                std::snprintf(what, sizeof what, "conv2d_dkernel_partial %s dout as bias_grad_partial does (%d lanes)", relu ? "masks" : "leaves alone",
+                              ds.lanes);
+                expect(std::memcmp(masked.data(), bias_masked.data(), masked.size() * sizeof(float)) == 0, what);
+            }
     }
 
     // A patch that is not a multiple of DKERNEL_CHUNK (2x2x3 = 12: a full pass and a partial one).
@@ -207,8 +231,17 @@ static void check_conv() {
         auto inp2 = random_floats((size_t)samples * h * w * c2, -1, 1);
         auto dout = random_floats((size_t)samples * oh2 * ow2 * oc, -1, 1);
         const int lanes = 4, rows_per_block = 9, blocks = (samples * oh2 * ow2 + rows_per_block - 1) / rows_per_block;
-        std::vector<float> partial((size_t)pairs * blocks, NAN), dkernel(pairs, NAN);
-        launch(blocks, lanes * oc, true, [&] { conv2d_dkernel_partial(partial.data(), dout.data(), inp2.data(), samples, h, w, c2, k2, oc, rows_per_block, lanes); });
+        auto relu_out = random_floats(dout.size(), -1, 1);
+        std::vector<float> partial((size_t)(pairs + oc) * blocks, NAN), dkernel(pairs, NAN), dbias(oc, NAN), masked = dout;
+        launch(blocks, lanes * oc, true, [&] {
+            conv2d_dkernel_partial(partial.data(), masked.data(), inp2.data(), relu_out.data(), samples, h, w, c2, k2, oc, rows_per_block, lanes, 1);
+        });
+        for (size_t i = 0; i < dout.size(); ++i)
+            if (relu_out[i] <= 0) dout[i] = 0.0f;  // the reference below sums the masked dout
+        launch(oc, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dbias.data(), partial.data() + (size_t)pairs * blocks, blocks); });
+        std::vector<double> want_db(oc, 0.0);
+        for (size_t i = 0; i < dout.size(); ++i) want_db[i % oc] += dout[i];
+        expect(same(masked, dout) && close(dbias, want_db, 1e-5), "conv2d_dkernel_partial with a patch of 12 masks dout once and sums the bias");
         launch(pairs, BIAS_FINISH_BLOCK, true, [&] { bias_grad_finish(dkernel.data(), partial.data(), blocks); });
         std::vector<double> want_dk(pairs, 0.0);
         for (int s = 0; s < samples; ++s)
@@ -713,13 +746,18 @@ static void check_wide_paths() {
     // same order as the u32 path (four rows per round), so the partial sums are bit-equal.
     {
         auto dout = random_floats((size_t)samples * oh * ow * oc, -1, 1);
-        const int pairs = k * k * c * oc, lanes = 2, threads = lanes * oc, rows_per_block = 13;
+        auto relu_out = random_floats(dout.size(), -1, 1);
+        const int pairs = (k * k * c + 1) * oc, lanes = 2, threads = lanes * oc, rows_per_block = 13;
         const int blocks = (samples * oh * ow + rows_per_block - 1) / rows_per_block;
-        std::vector<float> pn((size_t)pairs * blocks, NAN), pw = pn;
-        launch(blocks, threads, true, [&] { conv2d_dkernel_partial(pn.data(), dout.data(), inp.data(), samples, h, w, c, k, oc, rows_per_block, lanes); });
-        static float lane_sums[DKERNEL_MAX_BLOCK * DKERNEL_MAX_PATCH];
-        launch(blocks, threads, true, [&] { dkernel_partial_sums<i64, 1>(pw.data(), dout.data(), inp.data(), (i64)samples, h, w, c, k, oc, rows_per_block, lanes, lane_sums); });
-        expect(same(pn, pw), "conv2d_dkernel_partial: i64 fallback equals the u32 path");
+        std::vector<float> pn((size_t)pairs * blocks, NAN), pw = pn, dn = dout, dw = dout;
+        launch(blocks, threads, true, [&] {
+            conv2d_dkernel_partial(pn.data(), dn.data(), inp.data(), relu_out.data(), samples, h, w, c, k, oc, rows_per_block, lanes, 1);
+        });
+        static float lane_sums[DKERNEL_MAX_BLOCK * (DKERNEL_MAX_PATCH + 1)];
+        launch(blocks, threads, true, [&] {
+            dkernel_partial_sums<i64, 1>(pw.data(), dw.data(), inp.data(), relu_out.data(), (i64)samples, h, w, c, k, oc, rows_per_block, lanes, 1, lane_sums);
+        });
+        expect(same(pn, pw) && same(dn, dw), "conv2d_dkernel_partial: i64 fallback equals the u32 path (ReLU)");
     }
 
     narrow = random_floats(narrow.size(), -1, 1);

@@ -295,10 +295,13 @@ extern "C" __global__ void conv2d_direct(float* out, const float* inp, const flo
 
 #define DKERNEL_CHUNK 9  // patch positions one pass over the rows keeps in registers: conv1's 3x3x1
 
-// Kernel gradients for a small patch (conv1), stage 1, without an im2col matrix: block b writes
-// partial[p * OC + o][b], the sum over output pixels r in [b * rows_per_block, (b + 1) *
+// Kernel and bias gradients for a small patch (conv1), stage 1, without an im2col matrix: block b
+// writes partial[p * OC + o][b], the sum over output pixels r in [b * rows_per_block, (b + 1) *
 // rows_per_block) of im2col(inp)[r][p] * dout[r][o], for every patch position p (patch =
-// K*K*C <= DKERNEL_MAX_PATCH) and output channel o. The block is `lanes` lanes of
+// K*K*C <= DKERNEL_MAX_PATCH) and output channel o, and partial[patch * OC + o][b], the sum of
+// dout[r][o] (the bias gradient). With relu != 0, dout is first masked in place by (out > 0),
+// as bias_grad_partial does; the bias sums run in its order too (same rows per block and lanes:
+// the same bits), in the pass that reads dout anyway. The block is `lanes` lanes of
 // blockDim.x / lanes threads (exactly OC when lanes > 1; blockDim.x <= DKERNEL_MAX_BLOCK);
 // thread o of lane l sums rows first + l, first + l + lanes, ...: one coalesced dout read per
 // row, the patch's input values shared by the warp (broadcast), and no divisions inside the row
@@ -307,9 +310,10 @@ extern "C" __global__ void conv2d_direct(float* out, const float* inp, const flo
 // conv1 on an H100. The lanes' sums are added in lane order in shared memory. Stage 2 is
 // bias_grad_finish over the patch * OC pairs; every sum in a fixed order, so deterministic.
 template <typename I, int Rows>
-__device__ __forceinline__ void dkernel_partial_sums(float* __restrict__ partial, const float* __restrict__ dout, const float* __restrict__ inp,
-                                                     I samples, int height, int width, int channels, int kernel_size, int out_channels,
-                                                     int rows_per_block, int lanes, float* lane_sums) {
+__device__ __forceinline__ void dkernel_partial_sums(float* __restrict__ partial, float* __restrict__ dout, const float* __restrict__ inp,
+                                                     const float* __restrict__ out, I samples, int height, int width, int channels,
+                                                     int kernel_size, int out_channels, int rows_per_block, int lanes, int relu,
+                                                     float* lane_sums) {
     int oh = height - kernel_size + 1, ow = width - kernel_size + 1;
     int span = kernel_size * channels;
     int patch = kernel_size * span;
@@ -322,6 +326,7 @@ __device__ __forceinline__ void dkernel_partial_sums(float* __restrict__ partial
     I start_sample = (first + lane) / pixels;
     int start_pix = (int)(first + lane - start_sample * pixels);
     for (int o = k; o < out_channels && lane < lanes; o += group) {
+        float bias_sum = 0.0f;
         for (int base = 0; base < patch; base += DKERNEL_CHUNK) {
             int off[DKERNEL_CHUNK];  // input offset of patch position base + p from the pixel's window corner
             float acc[DKERNEL_CHUNK];
@@ -340,7 +345,13 @@ __device__ __forceinline__ void dkernel_partial_sums(float* __restrict__ partial
                 I x[Rows];  // offsets into inp
                 UNROLL
                 for (int u = 0; u < Rows; ++u) {
-                    g[u] = r + u * lanes < last ? dout[(r + u * lanes) * out_channels + o] : 0.0f;
+                    I at = (r + u * lanes) * out_channels + o;
+                    g[u] = r + u * lanes < last ? dout[at] : 0.0f;
+                    // The mask, written back once (the first pass); later passes mask again.
+                    if (relu && r + u * lanes < last && out[at] <= 0.0f) {
+                        if (base == 0) dout[at] = 0.0f;
+                        g[u] = 0.0f;
+                    }
                     x[u] = s * in_len + ((I)oy * width + ox) * channels;
                     // Next pixel of this lane: lanes further on, without a division.
                     ox += lanes;
@@ -355,6 +366,7 @@ __device__ __forceinline__ void dkernel_partial_sums(float* __restrict__ partial
                 UNROLL
                 for (int u = 0; u < Rows; ++u) {
                     if (r + u * lanes >= last) break;
+                    if (base == 0) bias_sum += g[u];
                     UNROLL
                     for (int p = 0; p < DKERNEL_CHUNK; ++p) {
                         if (base + p < patch) acc[p] += inp[x[u] + off[p]] * g[u];
@@ -365,13 +377,16 @@ __device__ __forceinline__ void dkernel_partial_sums(float* __restrict__ partial
             for (int p = 0; p < DKERNEL_CHUNK; ++p) {
                 if (base + p >= patch) continue;
                 if (lanes == 1) partial[((i64)(base + p) * out_channels + o) * gridDim.x + blockIdx.x] = acc[p];
-                else lane_sums[(lane * patch + base + p) * out_channels + o] = acc[p];  // o == k: one channel per thread
+                else lane_sums[(lane * (patch + 1) + base + p) * out_channels + o] = acc[p];  // o == k: one channel per thread
             }
         }
+        // The bias, as patch position `patch`.
+        if (lanes == 1) partial[((i64)patch * out_channels + o) * gridDim.x + blockIdx.x] = bias_sum;
+        else lane_sums[(lane * (patch + 1) + patch) * out_channels + o] = bias_sum;
     }
     if (lanes == 1) return;  // uniform across the block: no barrier needed
     __syncthreads();
-    int pairs = patch * out_channels;
+    int pairs = (patch + 1) * out_channels;
     for (int j = threadIdx.x; j < pairs; j += blockDim.x) {
         float sum = 0.0f;
         for (int l = 0; l < lanes; ++l) sum += lane_sums[l * pairs + j];
@@ -382,15 +397,17 @@ __device__ __forceinline__ void dkernel_partial_sums(float* __restrict__ partial
 // With u32 indices (when every row and input index fits) each thread loads 4 rows' dout values
 // per round; the i64 fallback one. Both fit 64 registers without spills (ptxas -v), so 4 blocks
 // of 256 stay on each SM; i64 with 4 rows took 86.
-extern "C" __global__ void __launch_bounds__(DKERNEL_MAX_BLOCK, 4) conv2d_dkernel_partial(float* __restrict__ partial, const float* __restrict__ dout, const float* __restrict__ inp,
-                                                  i64 samples, int height, int width, int channels, int kernel_size, int out_channels,
-                                                  int rows_per_block, int lanes) {
-    __shared__ float lane_sums[DKERNEL_MAX_BLOCK * DKERNEL_MAX_PATCH];
+extern "C" __global__ void __launch_bounds__(DKERNEL_MAX_BLOCK, 4) conv2d_dkernel_partial(float* __restrict__ partial, float* __restrict__ dout, const float* __restrict__ inp,
+                                                  const float* __restrict__ out, i64 samples, int height, int width, int channels,
+                                                  int kernel_size, int out_channels, int rows_per_block, int lanes, int relu) {
+    __shared__ float lane_sums[DKERNEL_MAX_BLOCK * (DKERNEL_MAX_PATCH + 1)];
     i64 rows = samples * (height - kernel_size + 1) * (width - kernel_size + 1);
     // Row and input indices, plus one round's overshoot past the last row, stay below 2^31.
     if (rows * out_channels <= 0x7fffffffLL - 4096 && samples * height * width * channels <= 0x7fffffffLL - 4096)
-        dkernel_partial_sums<u32, 4>(partial, dout, inp, (u32)samples, height, width, channels, kernel_size, out_channels, rows_per_block, lanes, lane_sums);
-    else dkernel_partial_sums<i64, 1>(partial, dout, inp, samples, height, width, channels, kernel_size, out_channels, rows_per_block, lanes, lane_sums);
+        dkernel_partial_sums<u32, 4>(partial, dout, inp, out, (u32)samples, height, width, channels, kernel_size, out_channels, rows_per_block, lanes,
+                                     relu, lane_sums);
+    else dkernel_partial_sums<i64, 1>(partial, dout, inp, out, samples, height, width, channels, kernel_size, out_channels, rows_per_block, lanes, relu,
+                                      lane_sums);
 }
 
 // out: (rows, channels) += bias (channels), then ReLU when relu != 0. Shared by conv and dense.

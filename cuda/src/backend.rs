@@ -1097,15 +1097,20 @@ impl CudaBackend {
         unsafe { self.launch(Kernel::BiasGradFinish, config, &args) }
     }
 
-    /// dkernel (patch, OC) = im2col(inp)^T @ dout for a small patch, without the im2col matrix:
-    /// partial sums over row ranges (as `bias_gradient`), then `sum_partials`.
+    /// dkernel (patch, OC) = im2col(inp)^T @ dout for a small patch, without the im2col matrix,
+    /// and in the same pass `bias_gradient`'s work (dout masked by the ReLU in place, dbias its
+    /// column sums, the same bits): partial sums over row ranges, then `sum_partials` for each.
+    #[allow(clippy::too_many_arguments)]
     fn conv2d_dkernel_direct(
         &mut self,
         op: &str,
         dkernel: (u64, usize),
+        dbias: (u64, usize),
         dout: u64,
+        out: u64,
         inp: u64,
         d: &Conv2dDims,
+        relu: bool,
     ) -> Result<()> {
         let rows = d.batch * d.out_height() * d.out_width();
         let pairs = d.patch_len() * d.out_channels;
@@ -1120,7 +1125,8 @@ impl CudaBackend {
         };
         let rows_per_block = (lanes * BIAS_ROWS_PER_THREAD).max(rows.div_ceil(MAX_BLOCKS));
         let blocks = rows.div_ceil(rows_per_block);
-        let partial = self.partial_scratch(blocks * pairs)?;
+        // The kernel's pairs, then the bias's OC rows.
+        let partial = self.partial_scratch(blocks * (pairs + oc))?;
         let config = LaunchConfig {
             grid_dim: (blocks as u32, 1, 1),
             block_dim: (threads as u32, 1, 1),
@@ -1130,6 +1136,7 @@ impl CudaBackend {
             Arg::Ptr(partial),
             Arg::Ptr(dout),
             Arg::Ptr(inp),
+            Arg::Ptr(out),
             Arg::I64(d.batch as i64),
             Arg::I32(int(op, d.height)?),
             Arg::I32(int(op, d.width)?),
@@ -1138,16 +1145,19 @@ impl CudaBackend {
             Arg::I32(int(op, d.out_channels)?),
             Arg::I32(int(op, rows_per_block)?),
             Arg::I32(int(op, lanes)?),
+            Arg::I32(relu as i32),
         ];
-        // SAFETY: conv2d_dkernel_partial(float* partial, const float* dout, const float* inp, i64
-        // samples, int height, int width, int channels, int kernel_size, int out_channels, int
-        // rows_per_block, int lanes); conv2d_backward checked dout (batch * out_len) and inp
-        // (batch * in_len); partial holds pairs * blocks and block b writes only column b of it;
-        // the patch is at most DIRECT_CONV_MAX_PATCH (= DKERNEL_MAX_PATCH, the callers' test),
-        // and the block at most BLOCK (= DKERNEL_MAX_BLOCK) threads, exactly `lanes` * OC when
-        // lanes > 1, as the kernel needs.
+        // SAFETY: conv2d_dkernel_partial(float* partial, float* dout, const float* inp, const
+        // float* out, i64 samples, int height, int width, int channels, int kernel_size, int
+        // out_channels, int rows_per_block, int lanes, int relu); conv2d_backward checked dout
+        // and out (batch * out_len, distinct buffers) and inp (batch * in_len); partial holds
+        // (pairs + OC) * blocks and block b writes only column b of it; the patch is at most
+        // DIRECT_CONV_MAX_PATCH (= DKERNEL_MAX_PATCH, the callers' test), and the block at most
+        // BLOCK (= DKERNEL_MAX_BLOCK) threads, exactly `lanes` * OC when lanes > 1, as the
+        // kernel needs.
         unsafe { self.launch(Kernel::Conv2dDkernelPartial, config, &args) }?;
-        self.sum_partials(op, dkernel.0, partial, blocks, pairs)
+        self.sum_partials(op, dkernel.0, partial, blocks, pairs)?;
+        self.sum_partials(op, dbias.0, partial + (blocks * pairs * 4) as u64, blocks, oc)
     }
 
     /// out (n) += bias (broadcast over rows of `channels`), then ReLU if `relu`.
@@ -1450,8 +1460,7 @@ impl Backend for CudaBackend {
         let rows = d.out_height() * d.out_width();
         if dinp.is_none() && patch <= DIRECT_CONV_MAX_PATCH {
             // conv1: no dinp, and a patch too small for im2col + GEMM to pay.
-            self.bias_gradient(op, dbias, dout.ptr, 0, out.ptr, d.batch * rows, oc, relu)?;
-            return self.conv2d_dkernel_direct(op, dkernel, dout.ptr, inp.ptr, &d);
+            return self.conv2d_dkernel_direct(op, dkernel, dbias, dout.ptr, out.ptr, inp.ptr, &d, relu);
         }
         let half_dout = self.half_dout(d.batch * out_len)?;
         self.bias_gradient(op, dbias, dout.ptr, half_dout, out.ptr, d.batch * rows, oc, relu)?;
