@@ -859,6 +859,42 @@ static void check_sgemm() {
     }
 }
 
+// conv_sgemm_rows128/64 against im2col followed by sgemm_rows128/64 (the same values summed in
+// the same order, so bit for bit), and the im2col matrix it leaves against im2col's: channels
+// of 4 to 32, kernels of 1 to 4 (a k step spanning several kernel positions when C < 16), rows
+// ragged against both tile heights, bias and ReLU.
+static void check_conv_sgemm() {
+    struct Shape { int samples, h, w, c, k, oc; };
+    const Shape shapes[] = {{2, 9, 7, 4, 2, 8}, {3, 6, 6, 16, 3, 16}, {1, 12, 11, 32, 1, 64}, {2, 7, 8, 4, 4, 12}, {2, 10, 9, 8, 2, 68}};
+    for (const Shape& sh : shapes) {
+        const int oh = sh.h - sh.k + 1, ow = sh.w - sh.k + 1, patch = sh.k * sh.k * sh.c, m = sh.samples * oh * ow;
+        auto image = random_floats((size_t)sh.samples * sh.h * sh.w * sh.c, -1, 1);
+        auto kern = random_floats((size_t)patch * sh.oc, -0.5, 0.5);
+        auto bias = random_floats(sh.oc, -0.1f, 0.1f);
+        std::vector<float> col((size_t)m * patch, NAN);
+        launch(blocks_for((i64)col.size()), 256, false, [&] { im2col(col.data(), image.data(), sh.samples, sh.h, sh.w, sh.c, sh.k); });
+        for (int rows : {128, 64}) {
+            const unsigned tiles = (unsigned)(((m + rows - 1) / rows) * ((sh.oc + 63) / 64));
+            std::vector<float> want((size_t)m * sh.oc, NAN), got = want, left((size_t)m * patch, NAN);
+            launch(tiles, SGEMM_THREADS, true, [&] {
+                if (rows == 128) sgemm_rows128(m, sh.oc, patch, col.data(), patch, kern.data(), sh.oc, 0, want.data(), sh.oc, 1.f, 0.f, bias.data(), 1);
+                else sgemm_rows64(m, sh.oc, patch, col.data(), patch, kern.data(), sh.oc, 0, want.data(), sh.oc, 1.f, 0.f, bias.data(), 1);
+            });
+            launch(tiles, SGEMM_THREADS, true, [&] {
+                if (rows == 128)
+                    conv_sgemm_rows128(m, sh.oc, patch, image.data(), sh.h, sh.w, sh.c, sh.k, left.data(), kern.data(), sh.oc, got.data(), sh.oc, bias.data(), 1);
+                else
+                    conv_sgemm_rows64(m, sh.oc, patch, image.data(), sh.h, sh.w, sh.c, sh.k, left.data(), kern.data(), sh.oc, got.data(), sh.oc, bias.data(), 1);
+            });
+            char what[160];
+            std::snprintf(what, sizeof what, "conv_sgemm_rows%d (C=%d, K=%d, OC=%d) equals im2col + sgemm_rows%d bit for bit", rows, sh.c, sh.k, sh.oc, rows);
+            expect(same(got, want), what);
+            std::snprintf(what, sizeof what, "conv_sgemm_rows%d (C=%d, K=%d) leaves im2col's matrix", rows, sh.c, sh.k);
+            expect(same(left, col), what);
+        }
+    }
+}
+
 int main() {
     check_load_batch();
     check_conv();
@@ -873,6 +909,7 @@ int main() {
     check_loss_scaling();
     check_wide_paths();
     check_sgemm();
+    check_conv_sgemm();
     std::printf("%d passed, %d failed\n", passed, failures);
     return failures ? 1 : 0;
 }

@@ -845,6 +845,82 @@ impl CudaBackend {
         (fits && aligned && usable).then_some(if rows == 128 { Kernel::SgemmRows128 } else { Kernel::SgemmRows64 })
     }
 
+    /// The kernel (conv_sgemm_rows*) for a convolution's forward product `g` (out = im2col(image)
+    /// weights) that reads `image` itself: when f32's tiled kernel takes the product and C % 4
+    /// == 0, as Im2colRows (sgemm.cu) needs.
+    fn implicit_im2col_kernel(&self, g: &RowMajorGemm, image: u64, d: &Conv2dDims, weights: Operand, out: u64, bias: u64) -> Option<Kernel> {
+        let Operand::F32(weights, _) = weights else { return None };
+        if self.precision != Precision::F32 || !d.in_channels.is_multiple_of(4) {
+            return None;
+        }
+        let fits = [d.height, d.width, d.in_channels, d.kernel].iter().all(|&v| i32::try_from(v).is_ok());
+        match self.tiled_sgemm_kernel(g, image, weights, out, bias)? {
+            _ if !fits => None,
+            Kernel::SgemmRows128 => Some(Kernel::ConvSgemmRows128),
+            _ => Some(Kernel::ConvSgemmRows64),
+        }
+    }
+
+    /// out = act(im2col(image) weights + bias) on `kernel` (from `implicit_im2col_kernel`), which
+    /// also writes the im2col matrix to `col` (`g.m` rows of `g.k`).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_sgemm(
+        &self,
+        kernel: Kernel,
+        g: &RowMajorGemm,
+        image: u64,
+        d: &Conv2dDims,
+        col: u64,
+        weights: Operand,
+        out: (u64, usize),
+        bias: u64,
+        relu: bool,
+    ) -> Result<()> {
+        let op = kernel.name();
+        let rows = if kernel == Kernel::ConvSgemmRows128 { 128 } else { 64 };
+        let tiles = g.m.div_ceil(rows) * g.n.div_ceil(SGEMM_COLS);
+        let (_, b_need, c_need) = g.extents();
+        let Operand::F32(weights, weights_len) = weights else {
+            return Err(backend_error(op, "a half-precision operand in f32 precision"));
+        };
+        if weights_len < b_need || out.1 < c_need {
+            return Err(backend_error(op, format!("GEMM operands too small for {g:?}")));
+        }
+        let config = LaunchConfig {
+            grid_dim: (tiles as u32, 1, 1),
+            block_dim: (SGEMM_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let args = [
+            Arg::I32(int(op, g.m)?),
+            Arg::I32(int(op, g.n)?),
+            Arg::I32(int(op, g.k)?),
+            Arg::Ptr(image),
+            Arg::I32(int(op, d.height)?),
+            Arg::I32(int(op, d.width)?),
+            Arg::I32(int(op, d.in_channels)?),
+            Arg::I32(int(op, d.kernel)?),
+            Arg::Ptr(col),
+            Arg::Ptr(weights),
+            Arg::I32(int(op, g.ldb)?),
+            Arg::Ptr(out.0),
+            Arg::I32(int(op, g.ldc)?),
+            Arg::Ptr(bias),
+            Arg::I32(relu as i32),
+        ];
+        // SAFETY: conv_sgemm_rows*(int m, int n, int k, const float* image, int height, int
+        // width, int channels, int ksize, float* col, const float* b, int ldb, float* c, int ldc,
+        // const float* bias, int relu). implicit_im2col_kernel checked the kernel's terms (f32,
+        // k % 16, C % 4, 16-byte aligned image, weights, out and bias); the callers pass m =
+        // samples * OH * OW rows of `samples` samples of image (checked by conv2d_forward), col
+        // with room for m * k values (col_scratch), and a bias span of n values; the weights
+        // and out hold their extents (checked above). Rows past m are read as row 0 and
+        // written nowhere.
+        unsafe { self.launch(kernel, config, &args) }?;
+        self.tiled_sgemms.set(self.tiled_sgemms.get() + 1);
+        Ok(())
+    }
+
     /// Tiles of 128 rows (fewer loads per multiply-add) unless their last wave of blocks would
     /// leave the GPU idler than 64-row tiles' would: conv2's forward has 576 tiles of 128, about
     /// 1.5 waves on an H100 at 3 blocks per SM, but 1,152 of 64, about 1.7 at 5.
@@ -1387,8 +1463,6 @@ impl Backend for CudaBackend {
         let mut last_col = None;
         for first in (0..d.batch).step_by(chunk) {
             let samples = chunk.min(d.batch - first);
-            let col = self.im2col_operand(inp.at(first * in_len), samples, chunk, &d)?;
-            last_col = Some(col);
             // out (S*rows, OC) = act(col (S*rows, patch) @ kernel (patch, OC) + bias)
             let g = RowMajorGemm {
                 m: samples * rows,
@@ -1402,15 +1476,22 @@ impl Backend for CudaBackend {
                 alpha: 1.0,
                 beta: 0.0,
             };
-            self.gemm_bias_act(
-                op,
-                g,
-                col,
-                Operand::F32(params.at(kernel.offset), kernel.len),
-                (out.at(first * out_len), samples * out_len),
-                params.at(bias.offset),
-                relu,
-            )?;
+            let (image, weights) = (inp.at(first * in_len), Operand::F32(params.at(kernel.offset), kernel.len));
+            let (out_chunk, bias_at) = ((out.at(first * out_len), samples * out_len), params.at(bias.offset));
+            let col = match self.implicit_im2col_kernel(&g, image, &d, weights, out_chunk.0, bias_at) {
+                // The product reads the input itself and leaves the im2col matrix for the backward.
+                Some(conv_kernel) => {
+                    let col = self.col_scratch(chunk * rows * patch)?;
+                    self.conv_sgemm(conv_kernel, &g, image, &d, col, weights, out_chunk, bias_at, relu)?;
+                    Operand::F32(col, samples * rows * patch)
+                }
+                None => {
+                    let col = self.im2col_operand(image, samples, chunk, &d)?;
+                    self.gemm_bias_act(op, g, col, weights, out_chunk, bias_at, relu)?;
+                    col
+                }
+            };
+            last_col = Some(col);
         }
         // One chunk covered the batch: its im2col matrix is the backward's too.
         if let (true, Some(col)) = (chunk >= d.batch, last_col) {

@@ -22,7 +22,7 @@ pub const KERNEL_FILES: [(&str, &str); 9] = [
 ];
 
 /// The `extern "C"` kernels, in `Kernel`'s order.
-pub const KERNEL_NAMES: [&str; 22] = [
+pub const KERNEL_NAMES: [&str; 24] = [
     "fill_f32",
     "load_batch",
     "im2col",
@@ -45,6 +45,8 @@ pub const KERNEL_NAMES: [&str; 22] = [
     "update_loss_scale",
     "sgemm_rows128",
     "sgemm_rows64",
+    "conv_sgemm_rows128",
+    "conv_sgemm_rows64",
 ];
 
 /// A kernel the backend launches; `as usize` indexes `KERNEL_NAMES` and the loaded functions.
@@ -72,10 +74,12 @@ pub(crate) enum Kernel {
     UpdateLossScale,
     SgemmRows128,
     SgemmRows64,
+    ConvSgemmRows128,
+    ConvSgemmRows64,
 }
 
 impl Kernel {
-    pub(crate) const ALL: [Kernel; 22] = [
+    pub(crate) const ALL: [Kernel; 24] = [
         Kernel::FillF32,
         Kernel::LoadBatch,
         Kernel::Im2col,
@@ -98,6 +102,8 @@ impl Kernel {
         Kernel::UpdateLossScale,
         Kernel::SgemmRows128,
         Kernel::SgemmRows64,
+        Kernel::ConvSgemmRows128,
+        Kernel::ConvSgemmRows64,
     ];
 
     /// The kernel's C name, which CUDA errors carry.
