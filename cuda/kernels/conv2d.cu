@@ -1,8 +1,8 @@
-// Convolution helpers around cuBLAS (layers/conv2d.rs): im2col (f32, or converted to f16/bf16 for
-// a half-precision GEMM), its adjoint col2im, the bias + ReLU epilogue, a direct convolution and
-// kernel gradient for small patches, and bias gradients fused with the ReLU mask (shared with
-// dense layers). Valid padding, stride 1, NHWC input, HWIO kernel.
-// Leaves out: the GEMMs (cuBLAS, src/gemm.rs).
+// Convolution helpers around the GEMMs (layers/conv2d.rs): im2col (f32, or converted to f16/bf16
+// for a half-precision GEMM), its adjoint col2im, the bias + ReLU epilogue, a direct convolution
+// and kernel (and bias) gradient for small patches, and bias gradients fused with the ReLU mask
+// (shared with dense layers). Valid padding, stride 1, NHWC input, HWIO kernel.
+// Leaves out: the GEMMs (sgemm.cu, and cuBLAS through src/gemm.rs).
 
 #if defined(__CUDACC__)
 #define UNROLL _Pragma("unroll")

@@ -319,6 +319,17 @@ fn elementwise(n: usize) -> LaunchConfig {
     }
 }
 
+/// sgemm.cu's launch for `g` in tiles of `rows` rows: one block of SGEMM_THREADS per tile.
+fn sgemm_grid(g: &RowMajorGemm, rows: usize) -> Result<LaunchConfig> {
+    let tiles = g.m.div_ceil(rows) * g.n.div_ceil(SGEMM_COLS);
+    let blocks = u32::try_from(tiles).map_err(|_| backend_error("sgemm", format!("{tiles} tiles exceed a grid")))?;
+    Ok(LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (SGEMM_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
 /// Values [first, first + len) of a gradient as a GEMM operand: the f32 values at `f32_ptr`, or
 /// their half-precision copy at `half_ptr` (2 bytes each) when there is one (nonzero).
 fn gradient_operand(f32_ptr: u64, half_ptr: u64, first: usize, len: usize) -> Operand {
@@ -838,10 +849,9 @@ impl CudaBackend {
             F32Gemm::Tiled { rows: Some(rows), .. } => rows as usize,
             F32Gemm::Tiled { rows: None, .. } => self.sgemm_rows(g),
         };
-        let fits = [g.m, g.n, g.k, g.lda, g.ldb, g.ldc].iter().all(|&v| i32::try_from(v).is_ok());
+        let fits = [g.m, g.n, g.k, g.lda, g.ldb, g.ldc].iter().all(|&v| i32::try_from(v).is_ok()) && sgemm_grid(g, rows).is_ok();
         let aligned = [g.n, g.lda, g.ldb, g.ldc].iter().all(|v| v.is_multiple_of(4)) && [a, b, c, bias].iter().all(|p| p.is_multiple_of(16));
-        let tiles = g.m.div_ceil(rows) * g.n.div_ceil(SGEMM_COLS);
-        let usable = !g.transpose_a && g.k > 0 && g.k.is_multiple_of(SGEMM_STEP) && u32::try_from(tiles).is_ok();
+        let usable = !g.transpose_a && g.k > 0 && g.k.is_multiple_of(SGEMM_STEP);
         (fits && aligned && usable).then_some(if rows == 128 { Kernel::SgemmRows128 } else { Kernel::SgemmRows64 })
     }
 
@@ -877,8 +887,6 @@ impl CudaBackend {
         relu: bool,
     ) -> Result<()> {
         let op = kernel.name();
-        let rows = if kernel == Kernel::ConvSgemmRows128 { 128 } else { 64 };
-        let tiles = g.m.div_ceil(rows) * g.n.div_ceil(SGEMM_COLS);
         let (_, b_need, c_need) = g.extents();
         let Operand::F32(weights, weights_len) = weights else {
             return Err(backend_error(op, "a half-precision operand in f32 precision"));
@@ -886,11 +894,8 @@ impl CudaBackend {
         if weights_len < b_need || out.1 < c_need {
             return Err(backend_error(op, format!("GEMM operands too small for {g:?}")));
         }
-        let config = LaunchConfig {
-            grid_dim: (tiles as u32, 1, 1),
-            block_dim: (SGEMM_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let rows = if kernel == Kernel::ConvSgemmRows128 { 128 } else { 64 };
+        let config = sgemm_grid(g, rows)?;
         let args = [
             Arg::I32(int(op, g.m)?),
             Arg::I32(int(op, g.n)?),
@@ -941,24 +946,20 @@ impl CudaBackend {
     /// C = alpha A op(B) + beta C on `kernel` (one of sgemm.cu's), then bias_act's (bias
     /// address, relu) if given, for a product that `tiled_sgemm_kernel` accepted.
     fn tiled_sgemm(&self, kernel: Kernel, g: &RowMajorGemm, a: u64, b: u64, c: u64, bias_act: Option<(u64, bool)>) -> Result<()> {
+        let op = kernel.name();
         let rows = if kernel == Kernel::SgemmRows128 { 128 } else { 64 };
-        let tiles = g.m.div_ceil(rows) * g.n.div_ceil(SGEMM_COLS);
-        let config = LaunchConfig {
-            grid_dim: (tiles as u32, 1, 1),
-            block_dim: (SGEMM_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let config = sgemm_grid(g, rows)?;
         let args = [
-            Arg::I32(g.m as i32),
-            Arg::I32(g.n as i32),
-            Arg::I32(g.k as i32),
+            Arg::I32(int(op, g.m)?),
+            Arg::I32(int(op, g.n)?),
+            Arg::I32(int(op, g.k)?),
             Arg::Ptr(a),
-            Arg::I32(g.lda as i32),
+            Arg::I32(int(op, g.lda)?),
             Arg::Ptr(b),
-            Arg::I32(g.ldb as i32),
+            Arg::I32(int(op, g.ldb)?),
             Arg::I32(g.transpose_b as i32),
             Arg::Ptr(c),
-            Arg::I32(g.ldc as i32),
+            Arg::I32(int(op, g.ldc)?),
             Arg::F32(g.alpha),
             Arg::F32(g.beta),
             Arg::Ptr(bias_act.map_or(0, |(bias, _)| bias)),
