@@ -88,9 +88,9 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, const float* a, 
         SGEMM_UNROLL
         for (int i = 0; i < A_LOADS; ++i) {
             int r = row0 + a_row + 32 * i;
-            r = r < m ? r : 0;
-            int s = r / pixels, pix = r - s * pixels, oy = pix / ow, ox = pix - oy * ow;
-            a_at[i] = conv.image + (((u64)s * conv.height + oy) * conv.width + ox) * conv.channels;
+            // Output pixel r's (sample, y, x): an NHWC index of one channel.
+            NhwcIndex<u32> at = nhwc_index<u32>((u32)(r < m ? r : 0), (u32)pixels, ow, 1);
+            a_at[i] = conv.image + (((u64)at.s * conv.height + at.y) * conv.width + at.x) * conv.channels;
         }
         int span = conv.ksize * conv.channels, q = a_quad * 4;
         a_ky = q / span;
