@@ -264,6 +264,7 @@ pub struct CudaBackend {
     graph_stats: StepGraphStats,
     step_values: CudaBuffer<u64>, // (3): start, dropout seed 1, dropout seed 2 of the current step
     col: Option<CudaBuffer<f32>>, // im2col / dcol scratch, grown on demand
+    col_cap: usize,               // COL_CAP, or less for tests of convolutions in chunks
     kept_col: Cell<Option<KeptCol>>, // what the col scratch (or HALF_COL) holds for a backward
     precision: Precision,
     f32_gemm: F32Gemm,
@@ -494,6 +495,7 @@ impl CudaBackend {
                 len: 3,
             },
             col: None,
+            col_cap: COL_CAP,
             kept_col: Cell::new(None),
             precision: Precision::F32,
             f32_gemm: F32Gemm::from_env(),
@@ -550,6 +552,14 @@ impl CudaBackend {
         self.drop_recordings("set_f32_gemm")?;
         self.f32_gemm = choice;
         Ok(())
+    }
+
+    /// Caps the im2col scratch at `floats` (at least one sample's matrix is always allowed)
+    /// instead of 256 MiB: tests use it to run convolutions in chunks of samples, as a batch
+    /// past the cap does.
+    #[doc(hidden)]
+    pub fn set_im2col_cap(&mut self, floats: usize) {
+        self.col_cap = floats;
     }
 
     /// How many f32 products ran on the tiled kernel (sgemm.cu) so far, not cuBLAS.
@@ -1295,10 +1305,10 @@ impl CudaBackend {
         unsafe { self.launch(Kernel::Conv2dDirect, elementwise(threads), &args) }
     }
 
-    /// Samples per im2col chunk so that the scratch stays under COL_CAP.
-    fn conv_chunk(d: &Conv2dDims) -> usize {
+    /// Samples per im2col chunk so that the scratch stays under `col_cap` (COL_CAP).
+    fn conv_chunk(&self, d: &Conv2dDims) -> usize {
         let per_sample = d.out_height() * d.out_width() * d.patch_len();
-        (COL_CAP / per_sample.max(1)).clamp(1, d.batch.max(1))
+        (self.col_cap / per_sample.max(1)).clamp(1, d.batch.max(1))
     }
 
     /// The im2col matrix of `samples` samples at `src` as a GEMM operand, in scratch sized for
@@ -1461,7 +1471,7 @@ impl Backend for CudaBackend {
             return self.conv2d_direct(out, inp, params, kernel, bias, &d, relu);
         }
         let rows = d.out_height() * d.out_width();
-        let chunk = Self::conv_chunk(&d);
+        let chunk = self.conv_chunk(&d);
         let mut last_col = None;
         for first in (0..d.batch).step_by(chunk) {
             let samples = chunk.min(d.batch - first);
@@ -1547,7 +1557,7 @@ impl Backend for CudaBackend {
         }
         let half_dout = self.half_dout(d.batch * out_len)?;
         self.bias_gradient(op, dbias, dout.ptr, half_dout, out.ptr, d.batch * rows, oc, relu)?;
-        let chunk = Self::conv_chunk(&d);
+        let chunk = self.conv_chunk(&d);
         let dinp_ptr = dinp.map(|b| b.ptr);
         for first in (0..d.batch).step_by(chunk) {
             let samples = chunk.min(d.batch - first);

@@ -315,6 +315,57 @@ fn conv2d_on_the_tiled_sgemm_matches_cpu() {
     });
 }
 
+/// conv2d with the im2col scratch capped at 1 to 3 samples' matrices, so that both passes run
+/// in chunks of samples (as a batch past 256 MiB of scratch does; the backward then sums the
+/// kernel gradient over chunks and recomputes each chunk's matrix), on cuBLAS or the tiled
+/// kernel, against the CPU.
+#[test]
+fn conv2d_in_sample_chunks_matches_cpu() {
+    let Some(gpu) = common::gpu("conv2d_in_sample_chunks_matches_cpu") else {
+        return;
+    };
+    let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
+    let strategy = (
+        (2usize..7, 1usize..=3, 0usize..8, 0usize..8, prop_oneof![Just(5usize), Just(16)], prop_oneof![Just(5usize), Just(16)]),
+        (any::<bool>(), any::<bool>(), any::<bool>(), 1usize..4, any::<u64>()),
+    );
+    check(strategy, 24, |((batch, kernel, dh, dw, in_channels, out_channels), (relu, with_dinp, tiled, chunk, seed))| {
+        let d = Conv2dDims {
+            batch,
+            height: kernel + dh,
+            width: kernel + dw,
+            in_channels,
+            out_channels,
+            kernel,
+        };
+        let case = ConvCase {
+            d,
+            relu,
+            with_dinp,
+            seed,
+            kernel_offset: 4,
+        };
+        let mut g = gpu.borrow_mut();
+        g.set_im2col_cap(chunk * d.out_height() * d.out_width() * d.patch_len());
+        let choice = if tiled {
+            F32Gemm::Tiled { min_rows: 0, rows: None }
+        } else {
+            F32Gemm::Cublas
+        };
+        g.set_f32_gemm(choice).unwrap();
+        drop(g);
+        let c = conv_body(&mut *cpu.borrow_mut(), &case, None).unwrap();
+        let g = conv_body(&mut *gpu.borrow_mut(), &case, Some(&c.out)).unwrap();
+        assert_close("conv2d out", &g.out, &c.out, RTOL);
+        assert_same("conv2d dout after the ReLU mask", &g.dout_masked, &c.dout_masked);
+        assert_close("conv2d dparams", &g.dparams, &c.dparams, RTOL);
+        if let (Some(gd), Some(cd)) = (&g.dinp, &c.dinp) {
+            assert_close("conv2d dinp", gd, cd, RTOL);
+        }
+        Ok(())
+    });
+}
+
 /// What happens between a conv2d_forward and its backward. The CUDA backend keeps the
 /// forward's im2col matrix for the backward of the same input (conv_body's cases use it), and
 /// must notice each of these instead of reading a stale one.
