@@ -162,6 +162,18 @@ struct ConvCase {
     kernel_offset: usize, // where the kernel starts among the parameters (3: unaligned)
 }
 
+/// A square `kernel` over an input `dh` x `dw` larger than it.
+fn conv_dims(batch: usize, kernel: usize, dh: usize, dw: usize, in_channels: usize, out_channels: usize) -> Conv2dDims {
+    Conv2dDims {
+        batch,
+        height: kernel + dh,
+        width: kernel + dw,
+        in_channels,
+        out_channels,
+        kernel,
+    }
+}
+
 fn conv_strategy() -> impl Strategy<Value = ConvCase> {
     (
         1usize..4,
@@ -178,14 +190,7 @@ fn conv_strategy() -> impl Strategy<Value = ConvCase> {
     )
         .prop_map(
             |(batch, kernel, dh, dw, in_channels, out_channels, relu, with_dinp, seed)| ConvCase {
-                d: Conv2dDims {
-                    batch,
-                    height: kernel + dh,
-                    width: kernel + dw,
-                    in_channels,
-                    out_channels,
-                    kernel,
-                },
+                d: conv_dims(batch, kernel, dh, dw, in_channels, out_channels),
                 relu,
                 with_dinp,
                 seed,
@@ -246,21 +251,26 @@ fn conv2d_property<G: Backend>(gpu: G, cases: u32) {
     check(conv_strategy(), cases, |case| {
         let c = conv_body(&mut *cpu.borrow_mut(), &case, None).unwrap();
         let g = conv_body(&mut *gpu.borrow_mut(), &case, Some(&c.out)).unwrap();
-        assert_close("conv2d out", &g.out, &c.out, RTOL);
-        assert_same("conv2d dout after the ReLU mask", &g.dout_masked, &c.dout_masked);
-        assert_close(
-            "conv2d dparams (dkernel, dbias, untouched rest)",
-            &g.dparams,
-            &c.dparams,
-            RTOL,
-        );
-        match (&g.dinp, &c.dinp) {
-            (Some(gd), Some(cd)) => assert_close("conv2d dinp", gd, cd, RTOL),
-            (None, None) => {}
-            _ => prop_assert!(false, "dinp written on one backend only"),
-        }
-        Ok(())
+        compare_conv(&g, &c)
     });
+}
+
+/// The GPU's conv2d results against the CPU's: within RTOL, the masked dout exactly.
+fn compare_conv(g: &ConvOut, c: &ConvOut) -> std::result::Result<(), TestCaseError> {
+    assert_close("conv2d out", &g.out, &c.out, RTOL);
+    assert_same("conv2d dout after the ReLU mask", &g.dout_masked, &c.dout_masked);
+    assert_close(
+        "conv2d dparams (dkernel, dbias, untouched rest)",
+        &g.dparams,
+        &c.dparams,
+        RTOL,
+    );
+    match (&g.dinp, &c.dinp) {
+        (Some(gd), Some(cd)) => assert_close("conv2d dinp", gd, cd, RTOL),
+        (None, None) => {}
+        _ => prop_assert!(false, "dinp written on one backend only"),
+    }
+    Ok(())
 }
 
 /// Our tiled f32 GEMM (sgemm.cu) against the CPU, through conv2d, whose forward (A B) and
@@ -278,14 +288,7 @@ fn conv2d_on_the_tiled_sgemm_matches_cpu() {
         (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<u64>()),
     );
     check(strategy, 32, |((batch, kernel, dh, dw, halves, out_channels), (relu, with_dinp, aligned, rows128, seed))| {
-        let d = Conv2dDims {
-            batch,
-            height: kernel + dh,
-            width: kernel + dw,
-            in_channels: 16 * halves,
-            out_channels,
-            kernel,
-        };
+        let d = conv_dims(batch, kernel, dh, dw, 16 * halves, out_channels);
         let case = ConvCase {
             d,
             relu,
@@ -306,12 +309,7 @@ fn conv2d_on_the_tiled_sgemm_matches_cpu() {
         let products = (d.patch_len() > 32) as u64 + with_dinp as u64;
         let tiled = gpu.borrow().tiled_sgemm_count() - before;
         prop_assert_eq!(tiled, if aligned { products } else { 0 }, "products on the tiled kernel");
-        assert_close("conv2d out", &g.out, &c.out, RTOL);
-        assert_close("conv2d dparams", &g.dparams, &c.dparams, RTOL);
-        if let (Some(gd), Some(cd)) = (&g.dinp, &c.dinp) {
-            assert_close("conv2d dinp", gd, cd, RTOL);
-        }
-        Ok(())
+        compare_conv(&g, &c)
     });
 }
 
@@ -330,14 +328,7 @@ fn conv2d_in_sample_chunks_matches_cpu() {
         (any::<bool>(), any::<bool>(), any::<bool>(), 1usize..4, any::<u64>()),
     );
     check(strategy, 24, |((batch, kernel, dh, dw, in_channels, out_channels), (relu, with_dinp, tiled, chunk, seed))| {
-        let d = Conv2dDims {
-            batch,
-            height: kernel + dh,
-            width: kernel + dw,
-            in_channels,
-            out_channels,
-            kernel,
-        };
+        let d = conv_dims(batch, kernel, dh, dw, in_channels, out_channels);
         let case = ConvCase {
             d,
             relu,
@@ -356,13 +347,7 @@ fn conv2d_in_sample_chunks_matches_cpu() {
         drop(g);
         let c = conv_body(&mut *cpu.borrow_mut(), &case, None).unwrap();
         let g = conv_body(&mut *gpu.borrow_mut(), &case, Some(&c.out)).unwrap();
-        assert_close("conv2d out", &g.out, &c.out, RTOL);
-        assert_same("conv2d dout after the ReLU mask", &g.dout_masked, &c.dout_masked);
-        assert_close("conv2d dparams", &g.dparams, &c.dparams, RTOL);
-        if let (Some(gd), Some(cd)) = (&g.dinp, &c.dinp) {
-            assert_close("conv2d dinp", gd, cd, RTOL);
-        }
-        Ok(())
+        compare_conv(&g, &c)
     });
 }
 
