@@ -904,8 +904,6 @@ impl CudaBackend {
         if weights_len < b_need || out.1 < c_need {
             return Err(backend_error(op, format!("GEMM operands too small for {g:?}")));
         }
-        let rows = if kernel == Kernel::ConvSgemmRows128 { 128 } else { 64 };
-        let config = sgemm_grid(g, rows)?;
         let args = [
             Arg::I32(int(op, g.m)?),
             Arg::I32(int(op, g.n)?),
@@ -931,7 +929,21 @@ impl CudaBackend {
         // with room for m * k values (col_scratch), and a bias span of n values; the weights
         // and out hold their extents (checked above). Rows past m are read as row 0 and
         // written nowhere.
-        unsafe { self.launch(kernel, config, &args) }?;
+        unsafe { self.launch_sgemm(kernel, g, &args) }
+    }
+
+    /// Launches one of sgemm.cu's kernels, one block per tile of `g`, and counts the product.
+    ///
+    /// # Safety
+    /// As `launch`: `args` must match `kernel`'s C parameters, for a product `g` whose operands
+    /// the kernel may read and write in full.
+    unsafe fn launch_sgemm(&self, kernel: Kernel, g: &RowMajorGemm, args: &[Arg]) -> Result<()> {
+        let rows = match kernel {
+            Kernel::SgemmRows128 | Kernel::ConvSgemmRows128 => 128,
+            _ => 64,
+        };
+        // SAFETY: forwarded to the caller.
+        unsafe { self.launch(kernel, sgemm_grid(g, rows)?, args) }?;
         self.tiled_sgemms.set(self.tiled_sgemms.get() + 1);
         Ok(())
     }
@@ -958,8 +970,6 @@ impl CudaBackend {
     /// address, relu) if given, for a product that `tiled_sgemm_kernel` accepted.
     fn tiled_sgemm(&self, kernel: Kernel, g: &RowMajorGemm, a: u64, b: u64, c: u64, bias_act: Option<(u64, bool)>) -> Result<()> {
         let op = kernel.name();
-        let rows = if kernel == Kernel::SgemmRows128 { 128 } else { 64 };
-        let config = sgemm_grid(g, rows)?;
         let args = [
             Arg::I32(int(op, g.m)?),
             Arg::I32(int(op, g.n)?),
@@ -983,9 +993,7 @@ impl CudaBackend {
         // the kernel's terms (k % 16, float4 alignment, bias's too); the kernel reads A's rows
         // < m, B's columns < n, bias's n values (the callers check a bias span of n), and writes
         // C's (row < m, column < n) entries only.
-        unsafe { self.launch(kernel, config, &args) }?;
-        self.tiled_sgemms.set(self.tiled_sgemms.get() + 1);
-        Ok(())
+        unsafe { self.launch_sgemm(kernel, g, &args) }
     }
 
     /// The half-precision address of a GEMM operand: a Half one as it is, an f32 one's first
