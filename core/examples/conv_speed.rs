@@ -23,7 +23,11 @@ fn main() {
     let mut dx = vec![0.0; d.in_len()];
     let rows = d.out_height() * d.out_width();
     let (mut col, mut dcol) = (vec![0.0; rows * d.patch_len()], vec![0.0; rows * d.patch_len()]);
-    let (mut v, mut m, mut u) = (vec![0.0; w::input_scratch_len(&d)], vec![0.0; w::output_scratch_len(&d)], vec![0.0; w::transformed_kernel_len(&d)]);
+    let (mut v, mut m, mut u) = (
+        vec![0.0; w::input_scratch_len(&d)],
+        vec![0.0; w::output_scratch_len(&d)],
+        vec![0.0; w::transformed_kernel_len(&d)],
+    );
     let mut du = u.clone();
     let (mut dk, mut db) = (vec![0.0; k.len()], vec![0.0; 64]);
     w::kernel_transform(&mut u, &k, &d);
@@ -68,6 +72,18 @@ fn main() {
             conv2d_direct::conv2d_direct_backward(None, &mut dk1, &mut db1, &mut dy1, &y1, &x1, k1, &d1, true)
         }));
     }
-    println!("conv1 us/sample  fwd im2col {:.1}  direct {:.1}   bwd im2col {:.1}  direct {:.1}", median(f), median(g), median(h), median(i));
-    println!("conv2 us/sample  fwd im2col {:.1}  winograd {:.1}   bwd im2col {:.1}  winograd {:.1}", median(a), median(bb), median(c), median(e));
+    println!(
+        "conv1 us/sample  fwd im2col {:.1}  direct {:.1}   bwd im2col {:.1}  direct {:.1}",
+        median(f),
+        median(g),
+        median(h),
+        median(i)
+    );
+    println!(
+        "conv2 us/sample  fwd im2col {:.1}  winograd {:.1}   bwd im2col {:.1}  winograd {:.1}",
+        median(a),
+        median(bb),
+        median(c),
+        median(e)
+    );
 }

@@ -47,7 +47,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let reps: usize = std::env::args().nth(1).map_or(15, |s| s.parse().unwrap());
     let only = std::env::args().nth(2).unwrap_or_default(); // run only shapes whose name has this
-    // name, A storage, stored columns of A used, B storage, stored columns of B used, beta
+                                                            // name, A storage, stored columns of A used, B storage, stored columns of B used, beta
     let mut dense_inp = Operand::new(128, 9216, true);
     dense_inp.first_col = 4608;
     let cases: Vec<(&str, Operand, usize, Operand, usize, f32)> = vec![
@@ -60,12 +60,29 @@ fn main() {
         ("wino fwd x8 288x32 @ 32x64", Operand::new(288, 32, false), 32, Operand::new(32, 64, false), 64, 0.0),
         ("wino dU     (36x32)^T @ 36x64", Operand::new(36, 32, true), 32, Operand::new(36, 64, false), 64, 1.0),
         ("wino dV     36x64 @ (32x64)^T", Operand::new(36, 64, false), 64, Operand::new(32, 64, true), 64, 0.0),
-        ("dense fwd   64x9216 @ 9216x128", Operand::new(64, 9216, false), 9216, Operand::new(9216, 128, false), 128, 1.0),
-        ("dense dinp  64x128 @ (9216x128)^T", Operand::new(64, 128, false), 128, Operand::new(9216, 128, true), 128, 0.0),
+        (
+            "dense fwd   64x9216 @ 9216x128",
+            Operand::new(64, 9216, false),
+            9216,
+            Operand::new(9216, 128, false),
+            128,
+            1.0,
+        ),
+        (
+            "dense dinp  64x128 @ (9216x128)^T",
+            Operand::new(64, 128, false),
+            128,
+            Operand::new(9216, 128, true),
+            128,
+            0.0,
+        ),
         ("dense dker  (128x9216)^T @ 128x128", dense_inp, 4608, Operand::new(128, 128, false), 128, 0.0),
     ];
     println!("GFLOP/s, median and best of {reps}; mm = matrixmultiply, ours = {}", kernel_name());
-    println!("{:36} {:>8} {:>8} {:>6} {:>8} {:>8} {:>6}", "shape (m x k @ k x n)", "mm", "ours", "ratio", "mm best", "ours", "ratio");
+    println!(
+        "{:36} {:>8} {:>8} {:>6} {:>8} {:>8} {:>6}",
+        "shape (m x k @ k x n)", "mm", "ours", "ratio", "mm best", "ours", "ratio"
+    );
     for (name, a_store, a_cols, b_store, b_cols, beta) in cases.iter().filter(|c| c.0.contains(&only)) {
         let a = a_store.view(*a_cols);
         let b = b_store.view(*b_cols);
@@ -90,6 +107,10 @@ fn main() {
         }
         let (old_best, new_best) = (best(&old), best(&new));
         let (old, new) = (median(old), median(new));
-        println!("{name:36} {old:8.1} {new:8.1} {:6.2} {old_best:8.1} {new_best:8.1} {:6.2}", new / old, new_best / old_best);
+        println!(
+            "{name:36} {old:8.1} {new:8.1} {:6.2} {old_best:8.1} {new_best:8.1} {:6.2}",
+            new / old,
+            new_best / old_best
+        );
     }
 }

@@ -5,7 +5,9 @@ use std::time::Instant;
 fn t(name: &str, reps: usize, mut f: impl FnMut()) {
     f();
     let s = Instant::now();
-    for _ in 0..reps { f(); }
+    for _ in 0..reps {
+        f();
+    }
     println!("{name:24} {:8.2} ms", s.elapsed().as_secs_f64() * 1e3 / reps as f64);
 }
 fn main() {
@@ -25,14 +27,29 @@ fn main() {
     let mut da2 = a2.clone();
     t("conv1 fwd", 5, || be.conv2d_forward(&mut a1, &x, &params, l.span(0), l.span(1), c1, true).unwrap());
     t("conv2 fwd", 5, || be.conv2d_forward(&mut a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap());
-    t("conv2 bwd", 5, || { da2.fill(0.1); be.conv2d_backward(Some(&mut da1), &mut grads, &mut da2, &a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap() });
+    t("conv2 bwd", 5, || {
+        da2.fill(0.1);
+        be.conv2d_backward(Some(&mut da1), &mut grads, &mut da2, &a2, &a1, &params, l.span(2), l.span(3), c2, true)
+            .unwrap()
+    });
     be.set_fast_convolutions(false);
     t("conv2 fwd ref", 5, || be.conv2d_forward(&mut a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap());
-    t("conv2 bwd ref", 5, || { da2.fill(0.1); be.conv2d_backward(Some(&mut da1), &mut grads, &mut da2, &a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap() });
+    t("conv2 bwd ref", 5, || {
+        da2.fill(0.1);
+        be.conv2d_backward(Some(&mut da1), &mut grads, &mut da2, &a2, &a1, &params, l.span(2), l.span(3), c2, true)
+            .unwrap()
+    });
     be.set_fast_convolutions(true);
     t("conv2 fwd", 5, || be.conv2d_forward(&mut a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap());
-    t("conv2 bwd", 5, || { da2.fill(0.1); be.conv2d_backward(Some(&mut da1), &mut grads, &mut da2, &a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap() });
-    t("conv1 bwd", 5, || { da1.fill(0.1); be.conv2d_backward(None, &mut grads, &mut da1, &a1, &x, &params, l.span(0), l.span(1), c1, true).unwrap() });
+    t("conv2 bwd", 5, || {
+        da2.fill(0.1);
+        be.conv2d_backward(Some(&mut da1), &mut grads, &mut da2, &a2, &a1, &params, l.span(2), l.span(3), c2, true)
+            .unwrap()
+    });
+    t("conv1 bwd", 5, || {
+        da1.fill(0.1);
+        be.conv2d_backward(None, &mut grads, &mut da1, &a1, &x, &params, l.span(0), l.span(1), c1, true).unwrap()
+    });
     let pd = PoolDims { batch: b, height: 24, width: 24, channels: 64, pool: 2 };
     let mut pooled = vec![0.0; b * 9216];
     let mut am = vec![0u32; b * 9216];
@@ -44,7 +61,11 @@ fn main() {
     let mut dh = vec![0.1; b * 128];
     let mut dp = pooled.clone();
     t("dense1 fwd", 5, || be.dense_forward(&mut h, &pooled, &params, l.span(4), l.span(5), dd, true).unwrap());
-    t("dense1 bwd", 5, || { dh.fill(0.1); be.dense_backward(Some(&mut dp), &mut grads, &mut dh, &h, &pooled, &params, l.span(4), l.span(5), dd, true).unwrap() });
+    t("dense1 bwd", 5, || {
+        dh.fill(0.1);
+        be.dense_backward(Some(&mut dp), &mut grads, &mut dh, &h, &pooled, &params, l.span(4), l.span(5), dd, true)
+            .unwrap()
+    });
     let mut p2 = params.clone();
     let mut ag = vec![0.0; params.len()];
     let mut au = vec![0.0; params.len()];

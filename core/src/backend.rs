@@ -267,7 +267,13 @@ pub trait Backend {
     /// dataset, the batch size, the optimizer and `values`. On `Run` the caller runs the ops
     /// (while recording, every `start` and dropout seed it passes is one of `values`) and then
     /// calls `end_step`; on `Replayed` the step is done.
-    fn begin_step(&mut self, data: &Self::Dataset, batch: usize, hyper: Adadelta, values: StepValues) -> Result<StepMode> {
+    fn begin_step(
+        &mut self,
+        data: &Self::Dataset,
+        batch: usize,
+        hyper: Adadelta,
+        values: StepValues,
+    ) -> Result<StepMode> {
         let _ = (data, batch, hyper, values);
         Ok(StepMode::Run)
     }
@@ -292,7 +298,10 @@ pub mod checks {
     /// `what` (a buffer of `have` values) must hold at least `need`.
     pub fn length(op: &str, what: &str, have: usize, need: usize) -> Result<()> {
         if have < need {
-            return Err(Error::Backend { op: op.into(), message: alloc::format!("{what} holds {have} values but {need} are needed") });
+            return Err(Error::Backend {
+                op: op.into(),
+                message: alloc::format!("{what} holds {have} values but {need} are needed"),
+            });
         }
         Ok(())
     }
@@ -317,7 +326,14 @@ pub mod checks {
         Ok(())
     }
 
-    pub fn conv2d_forward(out: usize, inp: usize, params: usize, kernel: Span, bias: Span, d: &Conv2dDims) -> Result<()> {
+    pub fn conv2d_forward(
+        out: usize,
+        inp: usize,
+        params: usize,
+        kernel: Span,
+        bias: Span,
+        d: &Conv2dDims,
+    ) -> Result<()> {
         let op = "conv2d_forward";
         length(op, "out", out, d.batch * d.out_len())?;
         length(op, "inp", inp, d.batch * d.in_len())?;
@@ -326,7 +342,17 @@ pub mod checks {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn conv2d_backward(dinp: Option<usize>, dparams: usize, dout: usize, out: usize, inp: usize, params: usize, kernel: Span, bias: Span, d: &Conv2dDims) -> Result<()> {
+    pub fn conv2d_backward(
+        dinp: Option<usize>,
+        dparams: usize,
+        dout: usize,
+        out: usize,
+        inp: usize,
+        params: usize,
+        kernel: Span,
+        bias: Span,
+        d: &Conv2dDims,
+    ) -> Result<()> {
         let op = "conv2d_backward";
         let (in_len, out_len, kernel_len) = (d.in_len(), d.out_len(), d.patch_len() * d.out_channels);
         length(op, "dout", dout, d.batch * out_len)?;
@@ -365,7 +391,17 @@ pub mod checks {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn dense_backward(dinp: Option<usize>, dparams: usize, dout: usize, out: usize, inp: usize, params: usize, kernel: Span, bias: Span, d: &DenseDims) -> Result<()> {
+    pub fn dense_backward(
+        dinp: Option<usize>,
+        dparams: usize,
+        dout: usize,
+        out: usize,
+        inp: usize,
+        params: usize,
+        kernel: Span,
+        bias: Span,
+        d: &DenseDims,
+    ) -> Result<()> {
         let op = "dense_backward";
         let (b, i, o) = (d.batch, d.inputs, d.outputs);
         length(op, "dout", dout, b * o)?;
@@ -381,7 +417,14 @@ pub mod checks {
         disjoint(op, kernel, bias)
     }
 
-    pub fn softmax_xent_forward(probs: usize, metrics: usize, logits: usize, labels: usize, batch: usize, classes: usize) -> Result<()> {
+    pub fn softmax_xent_forward(
+        probs: usize,
+        metrics: usize,
+        logits: usize,
+        labels: usize,
+        batch: usize,
+        classes: usize,
+    ) -> Result<()> {
         let op = "softmax_xent_forward";
         length(op, "probs", probs, batch * classes)?;
         length(op, "logits", logits, batch * classes)?;
@@ -389,7 +432,13 @@ pub mod checks {
         length(op, "metrics", metrics, METRICS_LEN)
     }
 
-    pub fn softmax_xent_backward(dlogits: usize, probs: usize, labels: usize, batch: usize, classes: usize) -> Result<()> {
+    pub fn softmax_xent_backward(
+        dlogits: usize,
+        probs: usize,
+        labels: usize,
+        batch: usize,
+        classes: usize,
+    ) -> Result<()> {
         let op = "softmax_xent_backward";
         length(op, "dlogits", dlogits, batch * classes)?;
         length(op, "probs", probs, batch * classes)?;
@@ -407,19 +456,41 @@ pub mod checks {
             let (kernel, bias) = (Span { offset: 0, len: 36 }, Span { offset: 36, len: 4 });
             assert!(conv2d_forward(2 * 36, 2 * 25, 40, kernel, bias, &d).is_ok());
             let short = conv2d_forward(2 * 36 - 1, 2 * 25, 40, kernel, bias, &d).unwrap_err().to_string();
-            assert!(short.contains("conv2d_forward") && short.contains("out holds 71 values but 72 are needed"), "{short}");
+            assert!(
+                short.contains("conv2d_forward") && short.contains("out holds 71 values but 72 are needed"),
+                "{short}"
+            );
             let outside = conv2d_forward(2 * 36, 2 * 25, 39, kernel, bias, &d).unwrap_err().to_string();
             assert!(outside.contains("does not fit 4 values in a buffer of 39"), "{outside}");
-            let wrong_len = dense_forward(6, 6, 100, Span { offset: 0, len: 8 }, Span { offset: 9, len: 3 }, &DenseDims { batch: 2, inputs: 3, outputs: 3 });
+            let wrong_len = dense_forward(
+                6,
+                6,
+                100,
+                Span { offset: 0, len: 8 },
+                Span { offset: 9, len: 3 },
+                &DenseDims { batch: 2, inputs: 3, outputs: 3 },
+            );
             assert!(wrong_len.unwrap_err().to_string().contains("does not fit 9 values"));
-            assert!(conv2d_backward(Some(2 * 25 - 1), 40, 72, 72, 50, 40, kernel, bias, &d).unwrap_err().to_string().contains("dinp holds 49"));
+            assert!(conv2d_backward(Some(2 * 25 - 1), 40, 72, 72, 50, 40, kernel, bias, &d)
+                .unwrap_err()
+                .to_string()
+                .contains("dinp holds 49"));
             let overlapping = Span { offset: 35, len: 4 };
-            assert!(conv2d_backward(None, 40, 72, 72, 50, 40, kernel, overlapping, &d).unwrap_err().to_string().contains("kernel and bias spans overlap"));
+            assert!(conv2d_backward(None, 40, 72, 72, 50, 40, kernel, overlapping, &d)
+                .unwrap_err()
+                .to_string()
+                .contains("kernel and bias spans overlap"));
             let dd = DenseDims { batch: 2, inputs: 3, outputs: 3 };
             let (dk, db) = (Span { offset: 0, len: 9 }, Span { offset: 8, len: 3 });
-            assert!(dense_backward(None, 12, 6, 6, 6, 12, dk, db, &dd).unwrap_err().to_string().contains("kernel and bias spans overlap"));
+            assert!(dense_backward(None, 12, 6, 6, 6, 12, dk, db, &dd)
+                .unwrap_err()
+                .to_string()
+                .contains("kernel and bias spans overlap"));
             assert!(dense_backward(None, 12, 6, 6, 6, 12, dk, Span { offset: 9, len: 3 }, &dd).is_ok());
-            assert!(softmax_xent_forward(20, METRICS_LEN - 1, 20, 2, 2, 10).unwrap_err().to_string().contains("metrics holds 1"));
+            assert!(softmax_xent_forward(20, METRICS_LEN - 1, 20, 2, 2, 10)
+                .unwrap_err()
+                .to_string()
+                .contains("metrics holds 1"));
         }
     }
 }

@@ -50,11 +50,7 @@ impl Dataset {
     /// The first `n` samples (or all of them).
     pub fn take(&self, n: usize) -> Dataset {
         let n = n.min(self.len());
-        Dataset {
-            images: self.images[..n * self.sample_len()].to_vec(),
-            labels: self.labels[..n].to_vec(),
-            ..*self
-        }
+        Dataset { images: self.images[..n * self.sample_len()].to_vec(), labels: self.labels[..n].to_vec(), ..*self }
     }
 }
 

@@ -50,17 +50,15 @@ fn write_shape(f: &mut fmt::Formatter<'_>, shape: &[usize]) -> fmt::Result {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Truncated { what, needed, available } => write!(
-                f,
-                "{what} is truncated: needed {needed} bytes but only {available} are available"
-            ),
+            Error::Truncated { what, needed, available } => {
+                write!(f, "{what} is truncated: needed {needed} bytes but only {available} are available")
+            }
             Error::BadMagic { what, expected, found } => {
                 write!(f, "{what} has a bad signature: expected {expected}, found {found}")
             }
-            Error::ChecksumMismatch { what, expected, actual } => write!(
-                f,
-                "{what} is corrupt: stored checksum {expected:#010x}, computed {actual:#010x}"
-            ),
+            Error::ChecksumMismatch { what, expected, actual } => {
+                write!(f, "{what} is corrupt: stored checksum {expected:#010x}, computed {actual:#010x}")
+            }
             Error::Malformed { what, reason } => write!(f, "{what} is malformed: {reason}"),
             Error::Unsupported { what, feature } => {
                 write!(f, "{what} uses an unsupported feature: {feature}")

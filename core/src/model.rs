@@ -53,25 +53,25 @@ pub struct Network<B: Backend> {
     layout: ParamLayout,
     max_batch: usize,
     pub hyper: Adadelta,
-    params: B::Buffer,       // (P): ParamLayout
-    grads: B::Buffer,        // (P)
-    accum_grad: B::Buffer,   // (P): Adadelta's running mean of g^2
-    accum_update: B::Buffer, // (P): Adadelta's running mean of update^2
-    x: B::Buffer,            // (B, H, W, C)
-    labels: B::Indices,      // (B)
-    a1: B::Buffer,           // (B, H1, W1, C1): conv1 + relu
-    a2: B::Buffer,           // (B, H2, W2, C2): conv2 + relu
-    pooled: B::Buffer,       // (B, HP, WP, C2): maxpool, then dropout in place
-    argmax: B::Indices,      // (B, HP, WP, C2)
-    hidden: B::Buffer,       // (B, hidden): dense1 + relu, then dropout in place
-    logits: B::Buffer,       // (B, classes)
-    probs: B::Buffer,        // (B, classes)
-    dlogits: B::Buffer,      // (B, classes)
-    dhidden: B::Buffer,      // (B, hidden)
-    dpooled: B::Buffer,      // (B, HP, WP, C2)
-    da2: B::Buffer,          // (B, H2, W2, C2)
-    da1: B::Buffer,          // (B, H1, W1, C1)
-    metrics: B::Buffer,      // (2): running [loss_sum, correct] since the last reset
+    params: B::Buffer,          // (P): ParamLayout
+    grads: B::Buffer,           // (P)
+    accum_grad: B::Buffer,      // (P): Adadelta's running mean of g^2
+    accum_update: B::Buffer,    // (P): Adadelta's running mean of update^2
+    x: B::Buffer,               // (B, H, W, C)
+    labels: B::Indices,         // (B)
+    a1: B::Buffer,              // (B, H1, W1, C1): conv1 + relu
+    a2: B::Buffer,              // (B, H2, W2, C2): conv2 + relu
+    pooled: B::Buffer,          // (B, HP, WP, C2): maxpool, then dropout in place
+    argmax: B::Indices,         // (B, HP, WP, C2)
+    hidden: B::Buffer,          // (B, hidden): dense1 + relu, then dropout in place
+    logits: B::Buffer,          // (B, classes)
+    probs: B::Buffer,           // (B, classes)
+    dlogits: B::Buffer,         // (B, classes)
+    dhidden: B::Buffer,         // (B, hidden)
+    dpooled: B::Buffer,         // (B, HP, WP, C2)
+    da2: B::Buffer,             // (B, H2, W2, C2)
+    da1: B::Buffer,             // (B, H1, W1, C1)
+    metrics: B::Buffer,         // (2): running [loss_sum, correct] since the last reset
     scratch_metrics: B::Buffer, // (2): for predictions, whose labels are unknown
 }
 
@@ -186,7 +186,14 @@ impl<B: Backend> Network<B> {
 
     fn conv1_dims(&self, batch: usize) -> Conv2dDims {
         let c = &self.config;
-        Conv2dDims { batch, height: c.height, width: c.width, in_channels: c.channels, out_channels: c.conv1_filters, kernel: c.kernel }
+        Conv2dDims {
+            batch,
+            height: c.height,
+            width: c.width,
+            in_channels: c.channels,
+            out_channels: c.conv1_filters,
+            kernel: c.kernel,
+        }
     }
     fn conv2_dims(&self, batch: usize) -> Conv2dDims {
         let c = &self.config;
@@ -206,7 +213,10 @@ impl<B: Backend> Network<B> {
 
     fn check_batch(&self, batch: usize) -> Result<()> {
         if batch == 0 || batch > self.max_batch {
-            return Err(Error::invalid("batch", alloc::format!("{batch} samples with buffers for 1..={}", self.max_batch)));
+            return Err(Error::invalid(
+                "batch",
+                alloc::format!("{batch} samples with buffers for 1..={}", self.max_batch),
+            ));
         }
         Ok(())
     }
@@ -225,11 +235,27 @@ impl<B: Backend> Network<B> {
         if let Some(seed) = dropout_seed {
             be.dropout_forward(&mut self.pooled, batch * c.flat_len(), c.dropout1, dropout_layer_seed(seed, 1))?;
         }
-        be.dense_forward(&mut self.hidden, &self.pooled, &self.params, l.span(DENSE1_KERNEL), l.span(DENSE1_BIAS), dense1, true)?;
+        be.dense_forward(
+            &mut self.hidden,
+            &self.pooled,
+            &self.params,
+            l.span(DENSE1_KERNEL),
+            l.span(DENSE1_BIAS),
+            dense1,
+            true,
+        )?;
         if let Some(seed) = dropout_seed {
             be.dropout_forward(&mut self.hidden, batch * c.hidden, c.dropout2, dropout_layer_seed(seed, 2))?;
         }
-        be.dense_forward(&mut self.logits, &self.hidden, &self.params, l.span(DENSE2_KERNEL), l.span(DENSE2_BIAS), dense2, false)?;
+        be.dense_forward(
+            &mut self.logits,
+            &self.hidden,
+            &self.params,
+            l.span(DENSE2_KERNEL),
+            l.span(DENSE2_BIAS),
+            dense2,
+            false,
+        )?;
         let metrics = if count { &mut self.metrics } else { &mut self.scratch_metrics };
         be.softmax_xent_forward(&mut self.probs, metrics, &self.logits, &self.labels, batch, c.classes)
     }
@@ -323,12 +349,24 @@ impl<B: Backend> Network<B> {
         self.backend.load_batch(&mut self.x, &mut self.labels, data, start, batch)?;
         self.forward(batch, Some(dropout_seed), true)?;
         self.backward(batch, Some(dropout_seed))?;
-        self.backend.adadelta_step(&mut self.params, &mut self.accum_grad, &mut self.accum_update, &self.grads, self.hyper)
+        self.backend.adadelta_step(
+            &mut self.params,
+            &mut self.accum_grad,
+            &mut self.accum_update,
+            &self.grads,
+            self.hyper,
+        )
     }
 
     /// Forward and backward without the update (for gradient tests): the batch's mean loss.
     /// Dropout is on when `dropout_seed` is given. Resets the running metrics.
-    pub fn compute_gradients(&mut self, data: &B::Dataset, start: usize, batch: usize, dropout_seed: Option<u64>) -> Result<f32> {
+    pub fn compute_gradients(
+        &mut self,
+        data: &B::Dataset,
+        start: usize,
+        batch: usize,
+        dropout_seed: Option<u64>,
+    ) -> Result<f32> {
         self.check_batch(batch)?;
         self.backend.load_batch(&mut self.x, &mut self.labels, data, start, batch)?;
         self.reset_metrics()?;
@@ -383,7 +421,10 @@ impl<B: Backend> Network<B> {
     pub fn predict(&mut self, images: &[f32]) -> Result<Vec<f32>> {
         let n_in = self.config.input_len();
         if !images.len().is_multiple_of(n_in) {
-            return Err(Error::invalid("images", alloc::format!("{} values are not a whole number of {n_in}-value images", images.len())));
+            return Err(Error::invalid(
+                "images",
+                alloc::format!("{} values are not a whole number of {n_in}-value images", images.len()),
+            ));
         }
         let n = images.len() / n_in;
         let classes = self.config.classes;

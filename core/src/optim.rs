@@ -6,7 +6,13 @@ use crate::backend::Adadelta;
 
 /// One update: a = rho a + (1 - rho) g^2; u = g sqrt(du + eps) / sqrt(a + eps);
 /// p -= lr u; du = rho du + (1 - rho) u^2.
-pub fn adadelta_update(params: &mut [f32], accum_grad: &mut [f32], accum_update: &mut [f32], grads: &[f32], h: Adadelta) {
+pub fn adadelta_update(
+    params: &mut [f32],
+    accum_grad: &mut [f32],
+    accum_update: &mut [f32],
+    grads: &[f32],
+    h: Adadelta,
+) {
     let keep = 1.0 - h.rho;
     for (((p, a), du), &g) in params.iter_mut().zip(accum_grad).zip(accum_update).zip(grads) {
         *a = h.rho * *a + keep * g * g;

@@ -107,7 +107,13 @@ pub struct Trainer<B: Backend> {
 
 impl<B: Backend> Trainer<B> {
     /// Uploads the data once and initialises the parameters from `config.seed`.
-    pub fn new(mut backend: B, model: Config, config: TrainConfig, train: &Dataset, test: Option<&Dataset>) -> Result<Self> {
+    pub fn new(
+        mut backend: B,
+        model: Config,
+        config: TrainConfig,
+        train: &Dataset,
+        test: Option<&Dataset>,
+    ) -> Result<Self> {
         if config.batch_size == 0 {
             return Err(Error::invalid("batch size", "must be positive"));
         }
@@ -309,7 +315,10 @@ fn check_fits(model: &Config, data: &Dataset, what: &str) -> Result<()> {
         return Err(Error::invalid(what, "it has no samples"));
     }
     if data.classes_seen() > model.classes {
-        return Err(Error::invalid(what, alloc::format!("labels go up to {} but the model has {} classes", data.classes_seen() - 1, model.classes)));
+        return Err(Error::invalid(
+            what,
+            alloc::format!("labels go up to {} but the model has {} classes", data.classes_seen() - 1, model.classes),
+        ));
     }
     Ok(())
 }

@@ -49,7 +49,12 @@ fn compare(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
         }
     }
     if !bad.is_empty() {
-        panic!("{what}: {} of {} differ, max diff {max_diff:e}; first: {}", bad.len(), got.len(), bad[..bad.len().min(6)].join(", "));
+        panic!(
+            "{what}: {} of {} differ, max diff {max_diff:e}; first: {}",
+            bad.len(),
+            got.len(),
+            bad[..bad.len().min(6)].join(", ")
+        );
     }
     eprintln!("{what}: {} values match, max diff {max_diff:e}", got.len());
 }

@@ -10,12 +10,30 @@ use mnist_core::{Backend, Config, CpuBackend, Rng};
 fn assert_near(what: &str, got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let (i, diff) = got.iter().zip(want).map(|(a, b)| (a - b).abs()).enumerate().fold((0, 0.0f32), |m, (i, d)| if d > m.1 || d.is_nan() { (i, d) } else { m });
-    assert!(diff <= tol * scale, "{what}: max diff {diff:e} at [{i}] (ours {}, reference {}), scale {scale:e}", got[i], want[i]);
+    let (i, diff) = got.iter().zip(want).map(|(a, b)| (a - b).abs()).enumerate().fold((0, 0.0f32), |m, (i, d)| {
+        if d > m.1 || d.is_nan() {
+            (i, d)
+        } else {
+            m
+        }
+    });
+    assert!(
+        diff <= tol * scale,
+        "{what}: max diff {diff:e} at [{i}] (ours {}, reference {}), scale {scale:e}",
+        got[i],
+        want[i]
+    );
     eprintln!("{what}: max diff {diff:e} of scale {scale:e}");
 }
 
-fn network(config: Config, batch: usize, threads: usize, winograd: bool, images: &[u8], labels: &[u8]) -> (Network<CpuBackend>, <CpuBackend as Backend>::Dataset) {
+fn network(
+    config: Config,
+    batch: usize,
+    threads: usize,
+    winograd: bool,
+    images: &[u8],
+    labels: &[u8],
+) -> (Network<CpuBackend>, <CpuBackend as Backend>::Dataset) {
     let mut backend = CpuBackend::new(threads);
     backend.set_fast_convolutions(winograd);
     let data = backend.upload_dataset(images, labels, config.input_len()).unwrap();

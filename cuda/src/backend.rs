@@ -104,19 +104,13 @@ pub enum F32Gemm {
 impl Default for F32Gemm {
     /// The convolutions' tall products on the tiled kernel; dense layers (rows: the batch) on cuBLAS.
     fn default() -> F32Gemm {
-        F32Gemm::Tiled {
-            min_rows: TALL_GEMM_MIN_ROWS,
-            rows: None,
-        }
+        F32Gemm::Tiled { min_rows: TALL_GEMM_MIN_ROWS, rows: None }
     }
 }
 
 impl F32Gemm {
     fn from_env() -> F32Gemm {
-        let tall = |rows| F32Gemm::Tiled {
-            min_rows: TALL_GEMM_MIN_ROWS,
-            rows: Some(rows),
-        };
+        let tall = |rows| F32Gemm::Tiled { min_rows: TALL_GEMM_MIN_ROWS, rows: Some(rows) };
         match std::env::var("MNIST_CUDA_SGEMM").as_deref() {
             Ok("cublas") => F32Gemm::Cublas,
             Ok("tiled128") => tall(128),
@@ -165,7 +159,7 @@ impl Operand {
 /// anything may have written the input or the scratch: see `CudaBackend::forget_kept_col_at`.
 #[derive(Debug, Clone, Copy)]
 struct KeptCol {
-    inp: u64,     // the input's allocation, [inp, inp_end) in bytes
+    inp: u64, // the input's allocation, [inp, inp_end) in bytes
     inp_end: u64,
     inp_len: usize,
     dims: Conv2dDims,
@@ -285,21 +279,12 @@ pub struct CudaBackend {
 }
 
 fn backend_error(op: &str, message: impl Into<String>) -> Error {
-    Error::Backend {
-        op: op.into(),
-        message: message.into(),
-    }
+    Error::Backend { op: op.into(), message: message.into() }
 }
 
 fn driver_error(op: &str, e: DriverError) -> Error {
-    let name = e
-        .error_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| format!("{:?}", e.0));
-    let text = e
-        .error_string()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = e.error_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|_| format!("{:?}", e.0));
+    let text = e.error_string().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     backend_error(op, format!("{name}: {text}"))
 }
 
@@ -313,22 +298,14 @@ fn int(op: &str, v: usize) -> Result<i32> {
 
 fn elementwise(n: usize) -> LaunchConfig {
     let blocks = n.div_ceil(BLOCK as usize).clamp(1, MAX_BLOCKS) as u32;
-    LaunchConfig {
-        grid_dim: (blocks, 1, 1),
-        block_dim: (BLOCK, 1, 1),
-        shared_mem_bytes: 0,
-    }
+    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
 }
 
 /// sgemm.cu's launch for `g` in tiles of `rows` rows: one block of SGEMM_THREADS per tile.
 fn sgemm_grid(g: &RowMajorGemm, rows: usize) -> Result<LaunchConfig> {
     let tiles = g.m.div_ceil(rows) * g.n.div_ceil(SGEMM_COLS);
     let blocks = u32::try_from(tiles).map_err(|_| backend_error("sgemm", format!("{tiles} tiles exceed a grid")))?;
-    Ok(LaunchConfig {
-        grid_dim: (blocks, 1, 1),
-        block_dim: (SGEMM_THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    })
+    Ok(LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (SGEMM_THREADS, 1, 1), shared_mem_bytes: 0 })
 }
 
 /// Values [first, first + len) of a gradient as a GEMM operand: the f32 values at `f32_ptr`, or
@@ -381,10 +358,7 @@ fn check_libraries() -> Result<()> {
 /// cases, and this turns any other such panic into an error instead of a crash.
 fn without_panics<T>(op: &str, f: impl FnOnce() -> Result<T> + std::panic::UnwindSafe) -> Result<T> {
     std::panic::catch_unwind(f).unwrap_or_else(|_| {
-        Err(backend_error(
-            op,
-            "no usable CUDA GPU: the CUDA libraries failed to load (see the panic message above)",
-        ))
+        Err(backend_error(op, "no usable CUDA GPU: the CUDA libraries failed to load (see the panic message above)"))
     })
 }
 
@@ -396,10 +370,7 @@ pub fn cuda_available() -> Result<String> {
         driver::init().map_err(|e| no_gpu(driver_error("cuInit", e)))?;
         let count = driver::device::get_count().map_err(|e| driver_error("cuDeviceGetCount", e))?;
         if count < 1 {
-            return Err(backend_error(
-                "cuda init",
-                "no usable CUDA GPU: the driver reports no device",
-            ));
+            return Err(backend_error("cuda init", "no usable CUDA GPU: the driver reports no device"));
         }
         let device = driver::device::get(0).map_err(|e| driver_error("cuDeviceGet", e))?;
         driver::device::get_name(device).map_err(|e| driver_error("cuDeviceGetName", e))
@@ -408,10 +379,7 @@ pub fn cuda_available() -> Result<String> {
 
 fn no_gpu(e: Error) -> Error {
     match e {
-        Error::Backend { op, message } => Error::Backend {
-            op,
-            message: format!("no usable CUDA GPU: {message}"),
-        },
+        Error::Backend { op, message } => Error::Backend { op, message: format!("no usable CUDA GPU: {message}") },
         other => other,
     }
 }
@@ -431,14 +399,10 @@ impl CudaBackend {
         // tracking has nothing to order; turned off before the first allocation.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(|e| driver_error("cuStreamCreate", e))?;
-        let capability = ctx
-            .compute_capability()
-            .map_err(|e| driver_error("cuDeviceGetAttribute", e))?;
+        let capability = ctx.compute_capability().map_err(|e| driver_error("cuDeviceGetAttribute", e))?;
         let device = ctx.name().map_err(|e| driver_error("cuDeviceGetName", e))?;
         let cubin = kernels::cubin_for(capability)?;
-        let module = ctx
-            .load_module(Ptx::from_binary(cubin))
-            .map_err(|e| driver_error("cuModuleLoadData", e))?;
+        let module = ctx.load_module(Ptx::from_binary(cubin)).map_err(|e| driver_error("cuModuleLoadData", e))?;
         let functions = Kernel::ALL
             .iter()
             .map(|k| {
@@ -464,9 +428,7 @@ impl CudaBackend {
         unsafe { cublas_sys::cublasSetMathMode(*blas.handle(), cublas_sys::cublasMath_t::CUBLAS_DEFAULT_MATH) }
             .result()
             .map_err(|e| cublas_error("cublasSetMathMode", e))?;
-        let workspace = stream
-            .alloc_zeros::<u8>(CUBLAS_WORKSPACE_BYTES)
-            .map_err(|e| driver_error("cuMemAlloc", e))?;
+        let workspace = stream.alloc_zeros::<u8>(CUBLAS_WORKSPACE_BYTES).map_err(|e| driver_error("cuMemAlloc", e))?;
         // SAFETY: a live handle; the workspace outlives it (field order) and only this handle,
         // on its one stream, uses it.
         unsafe {
@@ -479,9 +441,7 @@ impl CudaBackend {
         .result()
         .map_err(|e| cublas_error("cublasSetWorkspace", e))?;
         let name = format!("{device} (sm_{}{})", capability.0, capability.1);
-        let step_slice = stream
-            .alloc_zeros::<u64>(3)
-            .map_err(|e| driver_error("cuMemAlloc", e))?;
+        let step_slice = stream.alloc_zeros::<u64>(3).map_err(|e| driver_error("cuMemAlloc", e))?;
         let step_ptr = step_slice.device_ptr(&stream).0;
         Ok(CudaBackend {
             // MNIST_CUDA_GRAPHS=0 runs every step op by op (to measure what graphs save).
@@ -489,11 +449,7 @@ impl CudaBackend {
             graphs: HashMap::new(),
             recording: None,
             graph_stats: StepGraphStats::default(),
-            step_values: CudaBuffer {
-                slice: step_slice,
-                ptr: step_ptr,
-                len: 3,
-            },
+            step_values: CudaBuffer { slice: step_slice, ptr: step_ptr, len: 3 },
             col: None,
             col_cap: COL_CAP,
             kept_col: Cell::new(None),
@@ -574,7 +530,9 @@ impl CudaBackend {
             let (major, minor) = self.capability;
             return Err(Error::invalid(
                 "precision bf16",
-                format!("bf16 GEMMs need a GPU of compute capability 8.0 or newer; this one is {major}.{minor} (f16 works)"),
+                format!(
+                    "bf16 GEMMs need a GPU of compute capability 8.0 or newer; this one is {major}.{minor} (f16 works)"
+                ),
             ));
         }
         self.drop_recordings("set_precision")?;
@@ -616,10 +574,7 @@ impl CudaBackend {
             .memcpy_dtoh(&state.slice.slice(0..4), &mut host)
             .map_err(|e| driver_error("cuMemcpyDtoH (loss scale)", e))?;
         self.synchronize()?;
-        Ok(Some(LossScale {
-            scale: host[0],
-            skipped_steps: host[3] as u64,
-        }))
+        Ok(Some(LossScale { scale: host[0], skipped_steps: host[3] as u64 }))
     }
 
     /// The loss scale state's address for the kernels that use it; null (none) unless f16.
@@ -649,10 +604,7 @@ impl CudaBackend {
         };
         let have = [values.start as u64, values.dropout_seeds[0], values.dropout_seeds[1]];
         if have[slot] != wanted {
-            return Err(backend_error(
-                op,
-                "a recorded step passed a value that begin_step was not given",
-            ));
+            return Err(backend_error(op, "a recorded step passed a value that begin_step was not given"));
         }
         Ok(self.step_values.at(slot))
     }
@@ -662,9 +614,7 @@ impl CudaBackend {
         let host = [values.start as u64, values.dropout_seeds[0], values.dropout_seeds[1]];
         // From pageable memory: CUDA stages the 24 bytes before returning, so `host` may go.
         let mut view = self.step_values.slice.slice_mut(0..3);
-        self.stream
-            .memcpy_htod(&host, &mut view)
-            .map_err(|e| driver_error("cuMemcpyHtoD (step values)", e))
+        self.stream.memcpy_htod(&host, &mut view).map_err(|e| driver_error("cuMemcpyHtoD (step values)", e))
     }
 
     /// Waits for every queued operation; reports the first asynchronous error.
@@ -675,10 +625,7 @@ impl CudaBackend {
     }
 
     fn alloc_buffer<T: DeviceRepr + ValidAsZeroBits>(&mut self, len: usize) -> Result<CudaBuffer<T>> {
-        let slice = self
-            .stream
-            .alloc_zeros::<T>(len.max(1))
-            .map_err(|e| driver_error("cuMemAlloc", e))?;
+        let slice = self.stream.alloc_zeros::<T>(len.max(1)).map_err(|e| driver_error("cuMemAlloc", e))?;
         // The address is fixed for the allocation's life; with event tracking off the
         // returned guard records nothing.
         let ptr = slice.device_ptr(&self.stream).0;
@@ -700,9 +647,7 @@ impl CudaBackend {
         }
         self.forget_kept_col_at(dst.ptr);
         let mut view = dst.slice.slice_mut(0..src.len());
-        self.stream
-            .memcpy_htod(src, &mut view)
-            .map_err(|e| driver_error("cuMemcpyHtoD", e))
+        self.stream.memcpy_htod(src, &mut view).map_err(|e| driver_error("cuMemcpyHtoD", e))
     }
 
     /// Queues `kernel` on the stream.
@@ -726,9 +671,7 @@ impl CudaBackend {
             };
         }
         // SAFETY: forwarded to the caller (see above); `args` outlives the launch call.
-        unsafe { builder.launch(config) }
-            .map(|_| ())
-            .map_err(|e| driver_error(kernel.name(), e))
+        unsafe { builder.launch(config) }.map(|_| ()).map_err(|e| driver_error(kernel.name(), e))
     }
 
     /// Row-major C = alpha op(A) op(B) + beta C; C is f32, a device address and the number of
@@ -744,7 +687,16 @@ impl CudaBackend {
     /// own pass over C when it takes the product (one read and write of conv2's 19 MB output
     /// fewer), else as a pass of its own. C's rows must be dense (ldc = n).
     #[allow(clippy::too_many_arguments)]
-    fn gemm_bias_act(&mut self, op: &str, g: RowMajorGemm, a: Operand, b: Operand, c: (u64, usize), bias: u64, relu: bool) -> Result<()> {
+    fn gemm_bias_act(
+        &mut self,
+        op: &str,
+        g: RowMajorGemm,
+        a: Operand,
+        b: Operand,
+        c: (u64, usize),
+        bias: u64,
+        relu: bool,
+    ) -> Result<()> {
         if g.ldc != g.n {
             return Err(backend_error(op, format!("bias_act after a GEMM needs dense rows of C: {g:?}")));
         }
@@ -859,8 +811,10 @@ impl CudaBackend {
             F32Gemm::Tiled { rows: Some(rows), .. } => rows as usize,
             F32Gemm::Tiled { rows: None, .. } => self.sgemm_rows(g),
         };
-        let fits = [g.m, g.n, g.k, g.lda, g.ldb, g.ldc].iter().all(|&v| i32::try_from(v).is_ok()) && sgemm_grid(g, rows).is_ok();
-        let aligned = [g.n, g.lda, g.ldb, g.ldc].iter().all(|v| v.is_multiple_of(4)) && [a, b, c, bias].iter().all(|p| p.is_multiple_of(16));
+        let fits = [g.m, g.n, g.k, g.lda, g.ldb, g.ldc].iter().all(|&v| i32::try_from(v).is_ok())
+            && sgemm_grid(g, rows).is_ok();
+        let aligned = [g.n, g.lda, g.ldb, g.ldc].iter().all(|v| v.is_multiple_of(4))
+            && [a, b, c, bias].iter().all(|p| p.is_multiple_of(16));
         let usable = !g.transpose_a && g.k > 0 && g.k.is_multiple_of(SGEMM_STEP);
         (fits && aligned && usable).then_some(if rows == 128 { Kernel::SgemmRows128 } else { Kernel::SgemmRows64 })
     }
@@ -868,7 +822,15 @@ impl CudaBackend {
     /// The kernel (conv_sgemm_rows*) for a convolution's forward product `g` (out = im2col(image)
     /// weights) that reads `image` itself: when f32's tiled kernel takes the product and C % 4
     /// == 0, as Im2colRows (sgemm.cu) needs.
-    fn implicit_im2col_kernel(&self, g: &RowMajorGemm, image: u64, d: &Conv2dDims, weights: Operand, out: u64, bias: u64) -> Option<Kernel> {
+    fn implicit_im2col_kernel(
+        &self,
+        g: &RowMajorGemm,
+        image: u64,
+        d: &Conv2dDims,
+        weights: Operand,
+        out: u64,
+        bias: u64,
+    ) -> Option<Kernel> {
         let Operand::F32(weights, _) = weights else { return None };
         if self.precision != Precision::F32 || !d.in_channels.is_multiple_of(4) {
             return None;
@@ -968,7 +930,15 @@ impl CudaBackend {
 
     /// C = alpha A op(B) + beta C on `kernel` (one of sgemm.cu's), then bias_act's (bias
     /// address, relu) if given, for a product that `tiled_sgemm_kernel` accepted.
-    fn tiled_sgemm(&self, kernel: Kernel, g: &RowMajorGemm, a: u64, b: u64, c: u64, bias_act: Option<(u64, bool)>) -> Result<()> {
+    fn tiled_sgemm(
+        &self,
+        kernel: Kernel,
+        g: &RowMajorGemm,
+        a: u64,
+        b: u64,
+        c: u64,
+        bias_act: Option<(u64, bool)>,
+    ) -> Result<()> {
         let op = kernel.name();
         let args = [
             Arg::I32(int(op, g.m)?),
@@ -1021,12 +991,8 @@ impl CudaBackend {
         if len == 0 {
             return Ok(dst);
         }
-        let args = [
-            Arg::Ptr(dst),
-            Arg::Ptr(src),
-            Arg::I64(len as i64),
-            Arg::I32((self.precision == Precision::Bf16) as i32),
-        ];
+        let args =
+            [Arg::Ptr(dst), Arg::Ptr(src), Arg::I64(len as i64), Arg::I32((self.precision == Precision::Bf16) as i32)];
         // SAFETY: to_half(u16* dst, const float* src, i64 n, int bf16); dst holds >= len values
         // (half_scratch) and callers pass src with >= len floats (a checked operand extent).
         unsafe { self.launch(Kernel::ToHalf, elementwise(len), &args) }?;
@@ -1053,11 +1019,7 @@ impl CudaBackend {
         }
         // SAFETY: fill_f32(float* x, i64 n, float value); callers pass a buffer of >= len values.
         unsafe {
-            self.launch(
-                Kernel::FillF32,
-                elementwise(len),
-                &[Arg::Ptr(dst), Arg::I64(len as i64), Arg::F32(value)],
-            )
+            self.launch(Kernel::FillF32, elementwise(len), &[Arg::Ptr(dst), Arg::I64(len as i64), Arg::F32(value)])
         }
     }
 
@@ -1067,9 +1029,7 @@ impl CudaBackend {
             return Ok(());
         }
         self.forget_kept_col_at(dst);
-        self.ctx
-            .bind_to_thread()
-            .map_err(|e| driver_error("cuMemsetD8Async", e))?;
+        self.ctx.bind_to_thread().map_err(|e| driver_error("cuMemsetD8Async", e))?;
         // SAFETY: callers pass an address with >= len floats behind it; async on our stream.
         unsafe { driver::memset_d8_async(dst, 0, len * 4, self.stream.cu_stream()) }
             .map_err(|e| driver_error("cuMemsetD8Async", e))
@@ -1144,11 +1104,7 @@ impl CudaBackend {
         let blocks = rows.div_ceil(rows_per_block);
         let partial = self.partial_scratch(blocks * cols)?;
         let threads = threads as u32;
-        let config = LaunchConfig {
-            grid_dim: (blocks as u32, 1, 1),
-            block_dim: (threads, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let config = LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
         let args = [
             Arg::Ptr(partial),
             Arg::Ptr(dout),
@@ -1223,11 +1179,8 @@ impl CudaBackend {
         let blocks = rows.div_ceil(rows_per_block);
         // The kernel's pairs, then the bias's OC rows.
         let partial = self.partial_scratch(blocks * (pairs + oc))?;
-        let config = LaunchConfig {
-            grid_dim: (blocks as u32, 1, 1),
-            block_dim: (threads as u32, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let config =
+            LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (threads as u32, 1, 1), shared_mem_bytes: 0 };
         let args = [
             Arg::Ptr(partial),
             Arg::Ptr(dout),
@@ -1427,10 +1380,7 @@ impl Backend for CudaBackend {
         count: usize,
     ) -> Result<()> {
         if start + count > data.len() {
-            return Err(Error::invalid(
-                "batch",
-                format!("samples {start}..{} of {}", start + count, data.len()),
-            ));
+            return Err(Error::invalid("batch", format!("samples {start}..{} of {}", start + count, data.len())));
         }
         let n = data.sample_len;
         checks::length("load_batch", "x", x.len, count * n)?;
@@ -1550,10 +1500,7 @@ impl Backend for CudaBackend {
         let (in_len, out_len, patch, oc) = (d.in_len(), d.out_len(), d.patch_len(), d.out_channels);
         let dinp_len = dinp.as_ref().map(|v| v.len);
         checks::conv2d_backward(dinp_len, dparams.len, dout.len, out.len, inp.len, params.len, kernel, bias, &d)?;
-        let (dkernel, dbias) = (
-            (dparams.at(kernel.offset), kernel.len),
-            (dparams.at(bias.offset), bias.len),
-        );
+        let (dkernel, dbias) = ((dparams.at(kernel.offset), kernel.len), (dparams.at(bias.offset), bias.len));
         if d.batch == 0 {
             self.zero_range(dkernel.0, kernel.len)?;
             return self.zero_range(dbias.0, bias.len);
@@ -1608,13 +1555,7 @@ impl Backend for CudaBackend {
                     alpha: 1.0,
                     beta: 0.0,
                 };
-                self.gemm(
-                    op,
-                    g,
-                    dout_chunk,
-                    Operand::F32(params.at(kernel.offset), kernel.len),
-                    (dcol, col_len),
-                )?;
+                self.gemm(op, g, dout_chunk, Operand::F32(params.at(kernel.offset), kernel.len), (dcol, col_len))?;
                 self.im2col_or_col2im(Kernel::Col2im, dinp + (first * in_len * 4) as u64, dcol, samples, &d)?;
             }
         }
@@ -1777,10 +1718,7 @@ impl Backend for CudaBackend {
         let (b, i, o) = (d.batch, d.inputs, d.outputs);
         let dinp_len = dinp.as_ref().map(|v| v.len);
         checks::dense_backward(dinp_len, dparams.len, dout.len, out.len, inp.len, params.len, kernel, bias, &d)?;
-        let (dkernel, dbias) = (
-            (dparams.at(kernel.offset), kernel.len),
-            (dparams.at(bias.offset), bias.len),
-        );
+        let (dkernel, dbias) = ((dparams.at(kernel.offset), kernel.len), (dparams.at(bias.offset), bias.len));
         if b == 0 {
             self.zero_range(dkernel.0, kernel.len)?;
             return self.zero_range(dbias.0, bias.len);
@@ -1816,13 +1754,7 @@ impl Backend for CudaBackend {
                 alpha: 1.0,
                 beta: 0.0,
             };
-            self.gemm(
-                op,
-                g,
-                dout_operand,
-                Operand::F32(params.at(kernel.offset), kernel.len),
-                (dinp.ptr, b * i),
-            )?;
+            self.gemm(op, g, dout_operand, Operand::F32(params.at(kernel.offset), kernel.len), (dinp.ptr, b * i))?;
         }
         Ok(())
     }
@@ -1899,16 +1831,9 @@ impl Backend for CudaBackend {
         hyper: Adadelta,
     ) -> Result<()> {
         let n = params.len;
-        for (what, len) in [
-            ("accum_grad", accum_grad.len),
-            ("accum_update", accum_update.len),
-            ("grads", grads.len),
-        ] {
+        for (what, len) in [("accum_grad", accum_grad.len), ("accum_update", accum_update.len), ("grads", grads.len)] {
             if len != n {
-                return Err(backend_error(
-                    "adadelta_step",
-                    format!("{what} has {len} values, params {n}"),
-                ));
+                return Err(backend_error("adadelta_step", format!("{what} has {len} values, params {n}")));
             }
         }
         if n == 0 {
@@ -1942,11 +1867,7 @@ impl Backend for CudaBackend {
         if loss_scale == 0 {
             return Ok(());
         }
-        let single = LaunchConfig {
-            grid_dim: (1, 1, 1),
-            block_dim: (1, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let single = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1, 1, 1), shared_mem_bytes: 0 };
         let args = [Arg::Ptr(loss_scale), Arg::I32(LOSS_SCALE_GROWTH_INTERVAL)];
         // SAFETY: update_loss_scale(float* state, int growth_interval), one thread, as it
         // requires; the state holds 4 values. Stream order puts it after adadelta's reads.
@@ -1977,18 +1898,8 @@ impl Backend for CudaBackend {
         }
         let key = StepKey {
             batch,
-            data: [
-                data.images.ptr,
-                data.labels.ptr,
-                data.order.ptr,
-                data.len() as u64,
-                data.sample_len as u64,
-            ],
-            hyper: [
-                hyper.learning_rate.to_bits(),
-                hyper.rho.to_bits(),
-                hyper.epsilon.to_bits(),
-            ],
+            data: [data.images.ptr, data.labels.ptr, data.order.ptr, data.len() as u64, data.sample_len as u64],
+            hyper: [hyper.learning_rate.to_bits(), hyper.rho.to_bits(), hyper.epsilon.to_bits()],
         };
         match self.graphs.get(&key) {
             None => {
@@ -2033,9 +1944,7 @@ impl Backend for CudaBackend {
         let captured = self.stream.end_capture(driver_sys::CUgraphInstantiate_flags(0));
         let why = match (ops_error, captured) {
             (None, Ok(Some(graph))) => {
-                graph
-                    .launch()
-                    .map_err(|e| driver_error("cuGraphLaunch (training step, first)", e))?;
+                graph.launch().map_err(|e| driver_error("cuGraphLaunch (training step, first)", e))?;
                 self.graphs.insert(key, Recording::Graph(StepGraph(graph)));
                 self.graph_stats.recorded += 1;
                 return Ok(false);

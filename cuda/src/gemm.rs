@@ -64,16 +64,10 @@ impl RowMajorGemm {
     /// The number of values each operand must hold (for bounds checks before a launch).
     pub fn extents(&self) -> (usize, usize, usize) {
         let rows_cols = |rows: usize, ld: usize, cols: usize| if rows == 0 { 0 } else { (rows - 1) * ld + cols };
-        let a = if self.transpose_a {
-            rows_cols(self.k, self.lda, self.m)
-        } else {
-            rows_cols(self.m, self.lda, self.k)
-        };
-        let b = if self.transpose_b {
-            rows_cols(self.n, self.ldb, self.k)
-        } else {
-            rows_cols(self.k, self.ldb, self.n)
-        };
+        let a =
+            if self.transpose_a { rows_cols(self.k, self.lda, self.m) } else { rows_cols(self.m, self.lda, self.k) };
+        let b =
+            if self.transpose_b { rows_cols(self.n, self.ldb, self.k) } else { rows_cols(self.k, self.ldb, self.n) };
         (a, b, rows_cols(self.m, self.ldc, self.n))
     }
 }
@@ -109,18 +103,7 @@ mod tests {
             let lda = if transpose_a { m + 1 } else { k + 2 };
             let ldb = if transpose_b { k + 3 } else { n + 1 };
             let ldc = n + 2;
-            let g = RowMajorGemm {
-                m,
-                n,
-                k,
-                transpose_a,
-                transpose_b,
-                lda,
-                ldb,
-                ldc,
-                alpha: 1.5,
-                beta: 0.5,
-            };
+            let g = RowMajorGemm { m, n, k, transpose_a, transpose_b, lda, ldb, ldc, alpha: 1.5, beta: 0.5 };
             let (a_len, b_len, c_len) = g.extents();
             let a: Vec<f32> = (0..a_len).map(|i| (i as f32 * 0.7).sin()).collect();
             let b: Vec<f32> = (0..b_len).map(|i| (i as f32 * 0.3).cos()).collect();
@@ -139,10 +122,7 @@ mod tests {
             // cuBLAS's first operand is our B.
             column_major_sgemm(&cm, 1.5, &b, &a, 0.5, &mut got);
             for (idx, (x, y)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (x - y).abs() < 1e-5,
-                    "ta={transpose_a} tb={transpose_b} at {idx}: {x} vs {y}"
-                );
+                assert!((x - y).abs() < 1e-5, "ta={transpose_a} tb={transpose_b} at {idx}: {x} vs {y}");
             }
         }
     }

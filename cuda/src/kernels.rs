@@ -138,12 +138,8 @@ pub enum Target {
 /// Precise division and square root are NVRTC's defaults and stay on.
 pub fn options(target: Target, include_dirs: &[String]) -> Vec<String> {
     let arch = match target {
-        Target::Ptx {
-            compute_capability: (major, minor),
-        } => format!("--gpu-architecture=compute_{major}{minor}"),
-        Target::Cubin {
-            compute_capability: (major, minor),
-        } => format!("--gpu-architecture=sm_{major}{minor}"),
+        Target::Ptx { compute_capability: (major, minor) } => format!("--gpu-architecture=compute_{major}{minor}"),
+        Target::Cubin { compute_capability: (major, minor) } => format!("--gpu-architecture=sm_{major}{minor}"),
     };
     let mut options = vec![arch, "--fmad=false".to_string(), "--std=c++17".to_string()];
     options.extend(include_dirs.iter().map(|dir| format!("--include-path={dir}")));
@@ -163,9 +159,7 @@ pub fn nvrtc_version() -> Result<(i32, i32), Error> {
     }
     let (mut major, mut minor) = (0, 0);
     // SAFETY: two valid out-pointers.
-    unsafe { nvrtc_sys::nvrtcVersion(&mut major, &mut minor) }
-        .result()
-        .map_err(|e| nvrtc_error("nvrtcVersion", e))?;
+    unsafe { nvrtc_sys::nvrtcVersion(&mut major, &mut minor) }.result().map_err(|e| nvrtc_error("nvrtcVersion", e))?;
     Ok((major, minor))
 }
 
@@ -177,10 +171,7 @@ fn no_nvrtc() -> Error {
 }
 
 fn nvrtc_error(op: &str, e: nvrtc::NvrtcError) -> Error {
-    Error::Backend {
-        op: op.into(),
-        message: format!("{e:?}"),
-    }
+    Error::Backend { op: op.into(), message: format!("{e:?}") }
 }
 
 /// Compiles every kernel for `target`; returns the PTX text (with its NUL) or the CUBIN image.
@@ -209,10 +200,7 @@ pub fn compile_source(name: &str, src: &str, target: Target, include_dirs: &[Str
     if !nvrtc_present() {
         return Err(no_nvrtc());
     }
-    let nul = |_| Error::Backend {
-        op: "nvrtc".into(),
-        message: format!("{name} contains a NUL byte"),
-    };
+    let nul = |_| Error::Backend { op: "nvrtc".into(), message: format!("{name} contains a NUL byte") };
     let (src, c_name) = (CString::new(src).map_err(nul)?, CString::new(name).map_err(nul)?);
     let program =
         Program(nvrtc::create_program(&src, Some(&c_name)).map_err(|e| nvrtc_error("nvrtcCreateProgram", e))?);
@@ -220,9 +208,7 @@ pub fn compile_source(name: &str, src: &str, target: Target, include_dirs: &[Str
     // SAFETY: `program` is live until dropped at the end of this function.
     if let Err(e) = unsafe { nvrtc::compile_program(program.0, &opts) } {
         // SAFETY: as above.
-        let log = unsafe { nvrtc::get_program_log(program.0) }
-            .map(|raw| c_chars_to_string(&raw))
-            .unwrap_or_default();
+        let log = unsafe { nvrtc::get_program_log(program.0) }.map(|raw| c_chars_to_string(&raw)).unwrap_or_default();
         return Err(Error::Backend {
             op: "nvrtcCompileProgram".into(),
             message: format!("{name}: {e:?} with {opts:?}:\n{log}"),
@@ -283,7 +269,8 @@ mod tests {
         for name in KERNEL_NAMES {
             // `void name(`, or `void __launch_bounds__(...) name(`.
             let pattern = format!(" {name}(");
-            let definitions = src.lines().filter(|line| line.contains("__global__ void") && line.contains(&pattern)).count();
+            let definitions =
+                src.lines().filter(|line| line.contains("__global__ void") && line.contains(&pattern)).count();
             assert_eq!(definitions, 1, "{name}");
         }
         assert_eq!(src.matches("extern \"C\" __global__").count(), KERNEL_NAMES.len());

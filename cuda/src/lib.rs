@@ -6,4 +6,6 @@ mod backend;
 pub mod gemm;
 pub mod kernels;
 
-pub use backend::{cuda_available, CudaBackend, CudaBuffer, CudaDataset, F32Gemm, LossScale, Precision, StepGraphStats};
+pub use backend::{
+    cuda_available, CudaBackend, CudaBuffer, CudaDataset, F32Gemm, LossScale, Precision, StepGraphStats,
+};

@@ -24,7 +24,10 @@ fn new_and_cuda_available_agree_and_never_panic() {
             if std::env::var("MNIST_REQUIRE_GPU").as_deref() == Ok("1") {
                 panic!("MNIST_REQUIRE_GPU=1 but: {b}");
             }
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("SKIPPED: no CUDA GPU ({b}); checked only the error path\n").as_bytes()); // libtest hides eprintln!
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("SKIPPED: no CUDA GPU ({b}); checked only the error path\n").as_bytes(),
+            ); // libtest hides eprintln!
         }
         _ => panic!(
             "cuda_available {:?} but CudaBackend::new {:?}",

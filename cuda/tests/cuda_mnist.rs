@@ -50,17 +50,11 @@ fn one_epoch_on_the_gpu_reaches_the_cpus_accuracy() {
     let Some(path) = mnist_tests::mnist_data() else { return };
     let device = mnist_core::Backend::device_name(&gpu);
     let split = mnist::from_npz(&std::fs::read(path).unwrap()).unwrap();
-    let config = TrainConfig {
-        epochs: 1,
-        ..TrainConfig::default()
-    };
+    let config = TrainConfig { epochs: 1, ..TrainConfig::default() };
     let setup = Instant::now();
     let mut trainer = Trainer::new(gpu, Config::default(), config, &split.train, Some(&split.test)).unwrap();
     let setup = setup.elapsed().as_secs_f64();
-    let mut timer = Timer {
-        started: Instant::now(),
-        train_seconds: Vec::new(),
-    };
+    let mut timer = Timer { started: Instant::now(), train_seconds: Vec::new() };
     trainer.run(&mut timer).unwrap();
     let (train, test) = *trainer.history().last().unwrap();
     let test = test.unwrap();
@@ -73,9 +67,5 @@ fn one_epoch_on_the_gpu_reaches_the_cpus_accuracy() {
         trainer.network.backend.step_graph_stats()
     );
     assert!(train.loss.is_finite());
-    assert!(
-        test.accuracy >= 0.975,
-        "test accuracy after one epoch on the GPU: {}",
-        test.accuracy
-    );
+    assert!(test.accuracy >= 0.975, "test accuracy after one epoch on the GPU: {}", test.accuracy);
 }

@@ -35,9 +35,7 @@ struct Snapshot {
 fn synthetic(config: &Config, n: usize, seed: u64) -> Dataset {
     let mut rng = Rng::new(seed);
     let labels: Vec<u8> = (0..n).map(|_| rng.below(config.classes as u32) as u8).collect();
-    let images = (0..n * config.input_len())
-        .map(|_| (rng.next_u64() >> 56) as u8)
-        .collect();
+    let images = (0..n * config.input_len()).map(|_| (rng.next_u64() >> 56) as u8).collect();
     Dataset::new(images, labels, config.height, config.width, config.channels).unwrap()
 }
 
@@ -77,10 +75,8 @@ fn train_body<B: Backend>(
     let loss_without_dropout = net.compute_gradients(&dev, 0, batch.min(data.len()), None)?;
     let grads_without_dropout = net.grads()?;
     let eval = net.evaluate(&dev, data.len())?;
-    let images: Vec<f32> = data.images[..3.min(data.len()) * data.sample_len()]
-        .iter()
-        .map(|&b| b as f32 / 255.0)
-        .collect();
+    let images: Vec<f32> =
+        data.images[..3.min(data.len()) * data.sample_len()].iter().map(|&b| b as f32 / 255.0).collect();
     let probs = net.predict(&images)?;
     Ok(Snapshot {
         params,
@@ -115,34 +111,15 @@ fn compare(g: &Snapshot, c: &Snapshot) {
     assert_close_except("Adadelta accum_update", &g.accum_update, &c.accum_update, RTOL, 1.0, 0);
     assert_metrics("running train metrics", g.train, c.train);
     assert_metrics("evaluation", g.eval, c.eval);
-    assert_close(
-        "loss without dropout",
-        &[g.loss_without_dropout],
-        &[c.loss_without_dropout],
-        RTOL,
-    );
-    assert_close_except(
-        "grads without dropout",
-        &g.grads_without_dropout,
-        &c.grads_without_dropout,
-        RTOL,
-        0.1,
-        flips,
-    );
+    assert_close("loss without dropout", &[g.loss_without_dropout], &[c.loss_without_dropout], RTOL);
+    assert_close_except("grads without dropout", &g.grads_without_dropout, &c.grads_without_dropout, RTOL, 0.1, flips);
     assert_close("predicted probabilities", &g.probs, &c.probs, RTOL);
 }
 
 /// Random small models, batches and step counts.
 fn small_models_property<B: Backend>(make: impl Fn() -> B, cases: u32) {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    let mut runner = TestRunner::new(RunnerConfig {
-        cases,
-        failure_persistence: None,
-        ..RunnerConfig::default()
-    });
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
+    let mut runner = TestRunner::new(RunnerConfig { cases, failure_persistence: None, ..RunnerConfig::default() });
     let strategy = (
         6usize..14,
         6usize..14,
@@ -219,14 +196,8 @@ fn keras_model_property_is_sound() {
 /// with step graphs on, each batch shape runs op by op once, is recorded the next time and
 /// replayed after (2 recordings, 11 replays). Returns the network for its state and stats.
 fn steps_over_passes<B: Backend>(backend: B) -> Result<Network<B>> {
-    let config = Config {
-        height: 12,
-        width: 12,
-        conv1_filters: 4,
-        conv2_filters: 8,
-        hidden: 16,
-        ..Config::keras_mnist_cnn()
-    };
+    let config =
+        Config { height: 12, width: 12, conv1_filters: 4, conv2_filters: 8, hidden: 16, ..Config::keras_mnist_cnn() };
     let data = synthetic(&config, 300, 21);
     let mut backend = backend;
     let mut dev = backend.upload_dataset(&data.images, &data.labels, data.sample_len())?;
@@ -264,11 +235,7 @@ fn replay_matches<B: Backend>(replayed: B, op_by_op: B) -> Network<B> {
     assert_close_except("Adadelta accum_grad", &ra, &oa, RTOL, 1.0, 0);
     assert_close_except("Adadelta accum_update", &ru, &ou, RTOL, 1.0, 0);
     assert_close_except("grads of the last step", &rg, &og, RTOL, 0.1, rg.len() / 2000);
-    assert_metrics(
-        "running metrics",
-        r.read_metrics(15 * 64).unwrap(),
-        o.read_metrics(15 * 64).unwrap(),
-    );
+    assert_metrics("running metrics", r.read_metrics(15 * 64).unwrap(), o.read_metrics(15 * 64).unwrap());
     r
 }
 

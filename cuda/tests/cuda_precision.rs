@@ -100,14 +100,36 @@ fn gemm_ops<B: Backend>(mut be: B, round: fn(f32) -> f32) -> Result<OpResults> {
     be.conv2d_forward(&mut conv_out, &conv_in, &params, conv_kernel, conv_bias, c, true)?;
     let mut conv_dout = buffer(&mut be, &values(&mut rng, c.batch * c.out_len(), -1.0, 1.0))?;
     let mut conv_dinp = be.alloc(c.batch * c.in_len())?;
-    be.conv2d_backward(Some(&mut conv_dinp), &mut dparams, &mut conv_dout, &conv_out, &conv_in, &params, conv_kernel, conv_bias, c, false)?;
+    be.conv2d_backward(
+        Some(&mut conv_dinp),
+        &mut dparams,
+        &mut conv_dout,
+        &conv_out,
+        &conv_in,
+        &params,
+        conv_kernel,
+        conv_bias,
+        c,
+        false,
+    )?;
 
     let dense_in = buffer(&mut be, &values(&mut rng, d.batch * d.inputs, -1.0, 1.0))?;
     let mut dense_out = be.alloc(d.batch * d.outputs)?;
     be.dense_forward(&mut dense_out, &dense_in, &params, dense_kernel, dense_bias, d, true)?;
     let mut dense_dout = buffer(&mut be, &values(&mut rng, d.batch * d.outputs, -1.0, 1.0))?;
     let mut dense_dinp = be.alloc(d.batch * d.inputs)?;
-    be.dense_backward(Some(&mut dense_dinp), &mut dparams, &mut dense_dout, &dense_out, &dense_in, &params, dense_kernel, dense_bias, d, false)?;
+    be.dense_backward(
+        Some(&mut dense_dinp),
+        &mut dparams,
+        &mut dense_dout,
+        &dense_out,
+        &dense_in,
+        &params,
+        dense_kernel,
+        dense_bias,
+        d,
+        false,
+    )?;
 
     let grads = host(&mut be, &dparams, dense_bias.offset + dense_bias.len)?;
     Ok(OpResults {
@@ -119,7 +141,10 @@ fn gemm_ops<B: Backend>(mut be: B, round: fn(f32) -> f32) -> Result<OpResults> {
             ("dense dinp", host(&mut be, &dense_dinp, d.batch * d.inputs)?),
             ("dense dkernel", grads[dense_kernel.range()].to_vec()),
         ],
-        bias: vec![("conv2d dbias", grads[conv_bias.range()].to_vec()), ("dense dbias", grads[dense_bias.range()].to_vec())],
+        bias: vec![
+            ("conv2d dbias", grads[conv_bias.range()].to_vec()),
+            ("dense dbias", grads[dense_bias.range()].to_vec()),
+        ],
     })
 }
 
@@ -191,7 +216,8 @@ fn f16_loss_scaling_scales_skips_overflow_and_unscales() {
     let (batch, classes) = (5, 10);
     let mut rng = Rng::new(3);
     let raw = values(&mut rng, batch * classes, 0.01, 1.0);
-    let probs: Vec<f32> = raw.chunks(classes).flat_map(|r| r.iter().map(|v| v / r.iter().sum::<f32>()).collect::<Vec<_>>()).collect();
+    let probs: Vec<f32> =
+        raw.chunks(classes).flat_map(|r| r.iter().map(|v| v / r.iter().sum::<f32>()).collect::<Vec<_>>()).collect();
     let label_bytes = [3u8, 0, 9, 4, 4];
     let dlogits = |be: &mut CudaBackend| -> Vec<f32> {
         let p = buffer(be, &probs).unwrap();
@@ -216,7 +242,10 @@ fn f16_loss_scaling_scales_skips_overflow_and_unscales() {
     let mut net = Network::new(gpu, config, batch).unwrap();
     net.backend.set_loss_scale(16_777_216.0).unwrap();
     let (before, after) = one_step(&mut net, &dev, batch).unwrap();
-    assert!(before.iter().zip(&after).all(|(a, b)| a.to_bits() == b.to_bits()), "an overflowing step must change nothing");
+    assert!(
+        before.iter().zip(&after).all(|(a, b)| a.to_bits() == b.to_bits()),
+        "an overflowing step must change nothing"
+    );
     assert_eq!(net.backend.loss_scale().unwrap(), Some(LossScale { scale: 8_388_608.0, skipped_steps: 1 }));
 
     // At 2^10 the step runs, and its update is the CPU's within f16's rounding: the gradients
@@ -261,6 +290,10 @@ fn one_epoch_in_each_half_precision_reaches_the_cpus_accuracy() {
             train.loss,
             test_metrics.accuracy
         );
-        assert!(test_metrics.accuracy >= 0.975, "{precision:?}: test accuracy after one epoch {}", test_metrics.accuracy);
+        assert!(
+            test_metrics.accuracy >= 0.975,
+            "{precision:?}: test accuracy after one epoch {}",
+            test_metrics.accuracy
+        );
     }
 }

@@ -81,11 +81,9 @@ fn training_epoch_time() {
         panic!("the default f32 GEMMs are not the tiled kernel's")
     };
     let mut sgemm = Vec::new();
-    for choice in [
-        F32Gemm::Cublas,
-        F32Gemm::Tiled { min_rows, rows: Some(128) },
-        F32Gemm::Tiled { min_rows, rows: Some(64) },
-    ] {
+    for choice in
+        [F32Gemm::Cublas, F32Gemm::Tiled { min_rows, rows: Some(128) }, F32Gemm::Tiled { min_rows, rows: Some(64) }]
+    {
         let mut gpu = CudaBackend::new(0).unwrap();
         gpu.set_f32_gemm(choice).unwrap();
         sgemm.push(epoch_seconds(gpu, &train.images, &train.labels, train.sample_len(), epochs).0);

@@ -45,15 +45,8 @@ cpu_and_gpu_tests! {
 
 /// Runs `property` on `cases` random inputs (PROPTEST_CASES overrides; GPU time is scarce).
 fn check<S: Strategy>(strategy: S, cases: u32, property: impl Fn(S::Value) -> std::result::Result<(), TestCaseError>) {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
     if let Err(e) = runner.run(&strategy, property) {
         panic!("{e}");
     }
@@ -71,15 +64,9 @@ fn params_with_spans(rng: &mut Rng, kernel_len: usize, bias_len: usize) -> (Vec<
 }
 
 fn params_at(rng: &mut Rng, kernel_offset: usize, kernel_len: usize, bias_len: usize) -> (Vec<f32>, Span, Span) {
-    let kernel = Span {
-        offset: kernel_offset,
-        len: kernel_len,
-    };
+    let kernel = Span { offset: kernel_offset, len: kernel_len };
     // 4 values apart: a kernel at a multiple of 4 values leaves its bias at one too (float4s).
-    let bias = Span {
-        offset: kernel_offset + kernel_len.next_multiple_of(4) + 4,
-        len: bias_len,
-    };
+    let bias = Span { offset: kernel_offset + kernel_len.next_multiple_of(4) + 4, len: bias_len };
     let mut p = values(rng, bias.offset + bias_len + 1, -0.5, 0.5);
     for v in &mut p[bias.range()] {
         *v *= 0.2;
@@ -108,10 +95,7 @@ fn load_batch_body<B: Backend>(
     let mut x = buffer(be, &vec![-1.0; count * sample_len + 3])?;
     let mut l = be.alloc_indices(count)?;
     be.load_batch(&mut x, &mut l, &data, start, count)?;
-    Ok(BatchOut {
-        x: host(be, &x, count * sample_len + 3)?,
-        labels: indices_host(be, &l, count)?,
-    })
+    Ok(BatchOut { x: host(be, &x, count * sample_len + 3)?, labels: indices_host(be, &l, count)? })
 }
 
 fn load_batch_property<G: Backend>(gpu: G, cases: u32) {
@@ -125,26 +109,8 @@ fn load_batch_property<G: Backend>(gpu: G, cases: u32) {
         let labels: Vec<u8> = (0..n).map(|_| rng.below(10) as u8).collect();
         let mut order: Vec<u32> = (0..n as u32).collect();
         rng.shuffle(&mut order);
-        let g = load_batch_body(
-            &mut *gpu.borrow_mut(),
-            &images,
-            &labels,
-            sample_len,
-            &order,
-            start,
-            count,
-        )
-        .unwrap();
-        let c = load_batch_body(
-            &mut *cpu.borrow_mut(),
-            &images,
-            &labels,
-            sample_len,
-            &order,
-            start,
-            count,
-        )
-        .unwrap();
+        let g = load_batch_body(&mut *gpu.borrow_mut(), &images, &labels, sample_len, &order, start, count).unwrap();
+        let c = load_batch_body(&mut *cpu.borrow_mut(), &images, &labels, sample_len, &order, start, count).unwrap();
         assert_same("load_batch x", &g.x, &c.x);
         prop_assert_eq!(g.labels, c.labels);
         Ok(())
@@ -164,14 +130,7 @@ struct ConvCase {
 
 /// A square `kernel` over an input `dh` x `dw` larger than it.
 fn conv_dims(batch: usize, kernel: usize, dh: usize, dw: usize, in_channels: usize, out_channels: usize) -> Conv2dDims {
-    Conv2dDims {
-        batch,
-        height: kernel + dh,
-        width: kernel + dw,
-        in_channels,
-        out_channels,
-        kernel,
-    }
+    Conv2dDims { batch, height: kernel + dh, width: kernel + dw, in_channels, out_channels, kernel }
 }
 
 fn conv_strategy() -> impl Strategy<Value = ConvCase> {
@@ -188,15 +147,13 @@ fn conv_strategy() -> impl Strategy<Value = ConvCase> {
         any::<bool>(),
         any::<u64>(),
     )
-        .prop_map(
-            |(batch, kernel, dh, dw, in_channels, out_channels, relu, with_dinp, seed)| ConvCase {
-                d: conv_dims(batch, kernel, dh, dw, in_channels, out_channels),
-                relu,
-                with_dinp,
-                seed,
-                kernel_offset: 3,
-            },
-        )
+        .prop_map(|(batch, kernel, dh, dw, in_channels, out_channels, relu, with_dinp, seed)| ConvCase {
+            d: conv_dims(batch, kernel, dh, dw, in_channels, out_channels),
+            relu,
+            with_dinp,
+            seed,
+            kernel_offset: 3,
+        })
 }
 
 struct ConvOut {
@@ -236,11 +193,7 @@ fn conv_body<B: Backend>(be: &mut B, c: &ConvCase, out_for_backward: Option<&[f3
     )?;
     Ok(ConvOut {
         out,
-        dinp: if c.with_dinp {
-            Some(host(be, &dinp_b, inp.len())?)
-        } else {
-            None
-        },
+        dinp: if c.with_dinp { Some(host(be, &dinp_b, inp.len())?) } else { None },
         dparams: host(be, &dparams_b, params.len())?,
         dout_masked: host(be, &dout_b, dout.len())?,
     })
@@ -259,12 +212,7 @@ fn conv2d_property<G: Backend>(gpu: G, cases: u32) {
 fn compare_conv(g: &ConvOut, c: &ConvOut) -> std::result::Result<(), TestCaseError> {
     assert_close("conv2d out", &g.out, &c.out, RTOL);
     assert_same("conv2d dout after the ReLU mask", &g.dout_masked, &c.dout_masked);
-    assert_close(
-        "conv2d dparams (dkernel, dbias, untouched rest)",
-        &g.dparams,
-        &c.dparams,
-        RTOL,
-    );
+    assert_close("conv2d dparams (dkernel, dbias, untouched rest)", &g.dparams, &c.dparams, RTOL);
     match (&g.dinp, &c.dinp) {
         (Some(gd), Some(cd)) => assert_close("conv2d dinp", gd, cd, RTOL),
         (None, None) => {}
@@ -287,30 +235,25 @@ fn conv2d_on_the_tiled_sgemm_matches_cpu() {
         (1usize..4, 1usize..=3, 0usize..16, 0usize..16, 1usize..=2, prop_oneof![Just(16usize), Just(32)]),
         (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<u64>()),
     );
-    check(strategy, 32, |((batch, kernel, dh, dw, halves, out_channels), (relu, with_dinp, aligned, rows128, seed))| {
-        let d = conv_dims(batch, kernel, dh, dw, 16 * halves, out_channels);
-        let case = ConvCase {
-            d,
-            relu,
-            with_dinp,
-            seed,
-            kernel_offset: if aligned { 4 } else { 3 },
-        };
-        let rows = if rows128 { 128 } else { 64 };
-        let tiled = F32Gemm::Tiled {
-            min_rows: 0,
-            rows: Some(rows),
-        };
-        gpu.borrow_mut().set_f32_gemm(tiled).unwrap();
-        let before = gpu.borrow().tiled_sgemm_count();
-        let c = conv_body(&mut *cpu.borrow_mut(), &case, None).unwrap();
-        let g = conv_body(&mut *gpu.borrow_mut(), &case, Some(&c.out)).unwrap();
-        // The forward's product unless the patch takes the direct kernel; dinp's when asked.
-        let products = (d.patch_len() > 32) as u64 + with_dinp as u64;
-        let tiled = gpu.borrow().tiled_sgemm_count() - before;
-        prop_assert_eq!(tiled, if aligned { products } else { 0 }, "products on the tiled kernel");
-        compare_conv(&g, &c)
-    });
+    check(
+        strategy,
+        32,
+        |((batch, kernel, dh, dw, halves, out_channels), (relu, with_dinp, aligned, rows128, seed))| {
+            let d = conv_dims(batch, kernel, dh, dw, 16 * halves, out_channels);
+            let case = ConvCase { d, relu, with_dinp, seed, kernel_offset: if aligned { 4 } else { 3 } };
+            let rows = if rows128 { 128 } else { 64 };
+            let tiled = F32Gemm::Tiled { min_rows: 0, rows: Some(rows) };
+            gpu.borrow_mut().set_f32_gemm(tiled).unwrap();
+            let before = gpu.borrow().tiled_sgemm_count();
+            let c = conv_body(&mut *cpu.borrow_mut(), &case, None).unwrap();
+            let g = conv_body(&mut *gpu.borrow_mut(), &case, Some(&c.out)).unwrap();
+            // The forward's product unless the patch takes the direct kernel; dinp's when asked.
+            let products = (d.patch_len() > 32) as u64 + with_dinp as u64;
+            let tiled = gpu.borrow().tiled_sgemm_count() - before;
+            prop_assert_eq!(tiled, if aligned { products } else { 0 }, "products on the tiled kernel");
+            compare_conv(&g, &c)
+        },
+    );
 }
 
 /// conv2d with the im2col scratch capped at 1 to 3 samples' matrices, so that both passes run
@@ -324,31 +267,32 @@ fn conv2d_in_sample_chunks_matches_cpu() {
     };
     let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
     let strategy = (
-        (2usize..7, 1usize..=3, 0usize..8, 0usize..8, prop_oneof![Just(5usize), Just(16)], prop_oneof![Just(5usize), Just(16)]),
+        (
+            2usize..7,
+            1usize..=3,
+            0usize..8,
+            0usize..8,
+            prop_oneof![Just(5usize), Just(16)],
+            prop_oneof![Just(5usize), Just(16)],
+        ),
         (any::<bool>(), any::<bool>(), any::<bool>(), 1usize..4, any::<u64>()),
     );
-    check(strategy, 24, |((batch, kernel, dh, dw, in_channels, out_channels), (relu, with_dinp, tiled, chunk, seed))| {
-        let d = conv_dims(batch, kernel, dh, dw, in_channels, out_channels);
-        let case = ConvCase {
-            d,
-            relu,
-            with_dinp,
-            seed,
-            kernel_offset: 4,
-        };
-        let mut g = gpu.borrow_mut();
-        g.set_im2col_cap(chunk * d.out_height() * d.out_width() * d.patch_len());
-        let choice = if tiled {
-            F32Gemm::Tiled { min_rows: 0, rows: None }
-        } else {
-            F32Gemm::Cublas
-        };
-        g.set_f32_gemm(choice).unwrap();
-        drop(g);
-        let c = conv_body(&mut *cpu.borrow_mut(), &case, None).unwrap();
-        let g = conv_body(&mut *gpu.borrow_mut(), &case, Some(&c.out)).unwrap();
-        compare_conv(&g, &c)
-    });
+    check(
+        strategy,
+        24,
+        |((batch, kernel, dh, dw, in_channels, out_channels), (relu, with_dinp, tiled, chunk, seed))| {
+            let d = conv_dims(batch, kernel, dh, dw, in_channels, out_channels);
+            let case = ConvCase { d, relu, with_dinp, seed, kernel_offset: 4 };
+            let mut g = gpu.borrow_mut();
+            g.set_im2col_cap(chunk * d.out_height() * d.out_width() * d.patch_len());
+            let choice = if tiled { F32Gemm::Tiled { min_rows: 0, rows: None } } else { F32Gemm::Cublas };
+            g.set_f32_gemm(choice).unwrap();
+            drop(g);
+            let c = conv_body(&mut *cpu.borrow_mut(), &case, None).unwrap();
+            let g = conv_body(&mut *gpu.borrow_mut(), &case, Some(&c.out)).unwrap();
+            compare_conv(&g, &c)
+        },
+    );
 }
 
 /// What happens between a conv2d_forward and its backward. The CUDA backend keeps the
@@ -371,14 +315,7 @@ enum Between {
 /// move a mask. Returns (dparams, dinp).
 fn conv_changed_input_body<B: Backend>(be: &mut B, between: Between, seed: u64) -> Result<(Vec<f32>, Vec<f32>)> {
     // A patch of 3 * 3 * 5 = 45 > 32: im2col + GEMM, the path that keeps the matrix.
-    let d = Conv2dDims {
-        batch: 3,
-        height: 7,
-        width: 6,
-        in_channels: 5,
-        out_channels: 4,
-        kernel: 3,
-    };
+    let d = Conv2dDims { batch: 3, height: 7, width: 6, in_channels: 5, out_channels: 4, kernel: 3 };
     let mut rng = Rng::new(seed);
     let (a, b) = (values(&mut rng, d.batch * d.in_len(), -1.0, 1.0), values(&mut rng, d.batch * d.in_len(), -1.0, 1.0));
     let (params, kernel, bias) = params_with_spans(&mut rng, d.patch_len() * d.out_channels, d.out_channels);
@@ -399,18 +336,25 @@ fn conv_changed_input_body<B: Backend>(be: &mut B, between: Between, seed: u64) 
     let mut dparams_b = buffer(be, &vec![7.0; params.len()])?;
     let mut dout_b = buffer(be, &dout)?;
     let mut dinp_b = buffer(be, &vec![f32::NAN; a.len()])?;
-    be.conv2d_backward(Some(&mut dinp_b), &mut dparams_b, &mut dout_b, &out_b, &inp_b, &params_b, kernel, bias, d, false)?;
+    be.conv2d_backward(
+        Some(&mut dinp_b),
+        &mut dparams_b,
+        &mut dout_b,
+        &out_b,
+        &inp_b,
+        &params_b,
+        kernel,
+        bias,
+        d,
+        false,
+    )?;
     Ok((host(be, &dparams_b, params.len())?, host(be, &dinp_b, a.len())?))
 }
 
 fn conv2d_changed_input_property<G: Backend>(gpu: G, cases: u32) {
     let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
-    let between = prop_oneof![
-        Just(Between::Upload),
-        Just(Between::Fill),
-        Just(Between::Dropout),
-        Just(Between::OtherForward)
-    ];
+    let between =
+        prop_oneof![Just(Between::Upload), Just(Between::Fill), Just(Between::Dropout), Just(Between::OtherForward)];
     check((between, any::<u64>()), cases, |(between, seed)| {
         let (gp, gd) = conv_changed_input_body(&mut *gpu.borrow_mut(), between, seed).unwrap();
         let (cp, cd) = conv_changed_input_body(&mut *cpu.borrow_mut(), between, seed).unwrap();
@@ -444,16 +388,7 @@ fn maxpool2d_property<G: Backend>(gpu: G, cases: u32) {
     let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
     let strategy = (1usize..4, 1usize..4, 0usize..8, 0usize..8, 1usize..5, any::<u64>()).prop_map(
         |(batch, pool, dh, dw, channels, seed)| {
-            (
-                PoolDims {
-                    batch,
-                    height: pool + dh,
-                    width: pool + dw,
-                    channels,
-                    pool,
-                },
-                seed,
-            )
+            (PoolDims { batch, height: pool + dh, width: pool + dw, channels, pool }, seed)
         },
     );
     check(strategy, cases, |(d, seed)| {
@@ -479,18 +414,14 @@ fn dropout_body<B: Backend>(be: &mut B, x: &[f32], len: usize, rate: f32, seed: 
 fn dropout_property<G: Backend>(gpu: G, cases: u32) {
     let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
     let rates = prop_oneof![Just(0.0f32), Just(0.25), Just(0.5), 0.0f32..0.95];
-    check(
-        (1usize..5000, 0usize..10, rates, any::<u64>()),
-        cases,
-        |(len, extra, rate, seed)| {
-            let x = values(&mut Rng::new(seed ^ 1), len + extra, -2.0, 2.0);
-            let (gf, gb) = dropout_body(&mut *gpu.borrow_mut(), &x, len, rate, seed).unwrap();
-            let (cf, cb) = dropout_body(&mut *cpu.borrow_mut(), &x, len, rate, seed).unwrap();
-            assert_same("dropout forward (mask, scale, untouched tail)", &gf, &cf);
-            assert_same("dropout backward", &gb, &cb);
-            Ok(())
-        },
-    );
+    check((1usize..5000, 0usize..10, rates, any::<u64>()), cases, |(len, extra, rate, seed)| {
+        let x = values(&mut Rng::new(seed ^ 1), len + extra, -2.0, 2.0);
+        let (gf, gb) = dropout_body(&mut *gpu.borrow_mut(), &x, len, rate, seed).unwrap();
+        let (cf, cb) = dropout_body(&mut *cpu.borrow_mut(), &x, len, rate, seed).unwrap();
+        assert_same("dropout forward (mask, scale, untouched tail)", &gf, &cf);
+        assert_same("dropout backward", &gb, &cb);
+        Ok(())
+    });
 }
 
 // ---- dense ------------------------------------------------------------------------------
@@ -529,11 +460,7 @@ fn dense_body<B: Backend>(
     )?;
     Ok(ConvOut {
         out,
-        dinp: if with_dinp {
-            Some(host(be, &dinp_b, inp.len())?)
-        } else {
-            None
-        },
+        dinp: if with_dinp { Some(host(be, &dinp_b, inp.len())?) } else { None },
         dparams: host(be, &dparams_b, params.len())?,
         dout_masked: host(be, &dout_b, dout.len())?,
     })
@@ -541,26 +468,14 @@ fn dense_body<B: Backend>(
 
 fn dense_property<G: Backend>(gpu: G, cases: u32) {
     let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
-    let strategy = (
-        1usize..40,
-        1usize..300,
-        1usize..40,
-        any::<bool>(),
-        any::<bool>(),
-        any::<u64>(),
-    );
+    let strategy = (1usize..40, 1usize..300, 1usize..40, any::<bool>(), any::<bool>(), any::<u64>());
     check(strategy, cases, |(batch, inputs, outputs, relu, with_dinp, seed)| {
         let d = DenseDims { batch, inputs, outputs };
         let c = dense_body(&mut *cpu.borrow_mut(), d, relu, with_dinp, seed, None).unwrap();
         let g = dense_body(&mut *gpu.borrow_mut(), d, relu, with_dinp, seed, Some(&c.out)).unwrap();
         assert_close("dense out", &g.out, &c.out, RTOL);
         assert_same("dense dout after the ReLU mask", &g.dout_masked, &c.dout_masked);
-        assert_close(
-            "dense dparams (dkernel, dbias, untouched rest)",
-            &g.dparams,
-            &c.dparams,
-            RTOL,
-        );
+        assert_close("dense dparams (dkernel, dbias, untouched rest)", &g.dparams, &c.dparams, RTOL);
         if let (Some(gd), Some(cd)) = (&g.dinp, &c.dinp) {
             assert_close("dense dinp", gd, cd, RTOL);
         }
@@ -588,32 +503,24 @@ fn softmax_body<B: Backend>(
     let probs_b = buffer(be, probs_for_backward.unwrap_or(&probs))?;
     let mut dlogits = buffer(be, &vec![f32::NAN; batch * classes])?;
     be.softmax_xent_backward(&mut dlogits, &probs_b, &labels_b, batch, classes)?;
-    Ok((
-        probs,
-        host(be, &metrics, METRICS_LEN)?,
-        host(be, &dlogits, batch * classes)?,
-    ))
+    Ok((probs, host(be, &metrics, METRICS_LEN)?, host(be, &dlogits, batch * classes)?))
 }
 
 fn softmax_xent_property<G: Backend>(gpu: G, cases: u32) {
     let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
     // Up to 600 rows: several blocks of the forward's reduction, the last one partial.
-    check(
-        (1usize..600, 2usize..20, 0.5f32..40.0, any::<u64>()),
-        cases,
-        |(batch, classes, spread, seed)| {
-            let mut rng = Rng::new(seed);
-            // A wide spread makes some rows certain, so the clip and its zero gradient happen.
-            let logits = values(&mut rng, batch * classes, -spread, spread);
-            let labels: Vec<u8> = (0..batch).map(|_| rng.below(classes as u32) as u8).collect();
-            let (cp, cm, cd) = softmax_body(&mut *cpu.borrow_mut(), &logits, &labels, classes, None).unwrap();
-            let (gp, gm, gd) = softmax_body(&mut *gpu.borrow_mut(), &logits, &labels, classes, Some(&cp)).unwrap();
-            assert_close("softmax probs", &gp, &cp, RTOL);
-            assert_close("softmax metrics [loss sum, correct]", &gm, &cm, RTOL);
-            assert_close("softmax dlogits", &gd, &cd, RTOL);
-            Ok(())
-        },
-    );
+    check((1usize..600, 2usize..20, 0.5f32..40.0, any::<u64>()), cases, |(batch, classes, spread, seed)| {
+        let mut rng = Rng::new(seed);
+        // A wide spread makes some rows certain, so the clip and its zero gradient happen.
+        let logits = values(&mut rng, batch * classes, -spread, spread);
+        let labels: Vec<u8> = (0..batch).map(|_| rng.below(classes as u32) as u8).collect();
+        let (cp, cm, cd) = softmax_body(&mut *cpu.borrow_mut(), &logits, &labels, classes, None).unwrap();
+        let (gp, gm, gd) = softmax_body(&mut *gpu.borrow_mut(), &logits, &labels, classes, Some(&cp)).unwrap();
+        assert_close("softmax probs", &gp, &cp, RTOL);
+        assert_close("softmax metrics [loss sum, correct]", &gm, &cm, RTOL);
+        assert_close("softmax dlogits", &gd, &cd, RTOL);
+        Ok(())
+    });
 }
 
 // ---- adadelta ---------------------------------------------------------------------------
@@ -633,21 +540,10 @@ fn adadelta_body<B: Backend>(be: &mut B, n: usize, hyper: Adadelta, seed: u64, s
 fn adadelta_property<G: Backend>(gpu: G, cases: u32) {
     let (gpu, cpu) = (RefCell::new(gpu), RefCell::new(common::reference_cpu(2)));
     check(
-        (
-            1usize..3000,
-            0.05f32..1.0,
-            0.5f32..0.99,
-            1e-8f32..1e-5,
-            1usize..4,
-            any::<u64>(),
-        ),
+        (1usize..3000, 0.05f32..1.0, 0.5f32..0.99, 1e-8f32..1e-5, 1usize..4, any::<u64>()),
         cases,
         |(n, learning_rate, rho, epsilon, steps, seed)| {
-            let hyper = Adadelta {
-                learning_rate,
-                rho,
-                epsilon,
-            };
+            let hyper = Adadelta { learning_rate, rho, epsilon };
             let g = adadelta_body(&mut *gpu.borrow_mut(), n, hyper, seed, steps).unwrap();
             let c = adadelta_body(&mut *cpu.borrow_mut(), n, hyper, seed, steps).unwrap();
             for (what, (gv, cv)) in ["params", "accum_grad", "accum_update"].iter().zip(g.iter().zip(&c)) {

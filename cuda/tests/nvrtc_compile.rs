@@ -18,7 +18,10 @@ fn nvrtc_or_skip() -> bool {
     if std::env::var("MNIST_REQUIRE_NVRTC").as_deref() == Ok("1") {
         panic!("MNIST_REQUIRE_NVRTC=1 but {why}; run cuda/ci/fetch_nvrtc.sh DIR and eval its output");
     }
-    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("SKIPPED: no NVRTC ({why}); the kernels were not compiled\n").as_bytes()); // libtest hides eprintln!
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("SKIPPED: no NVRTC ({why}); the kernels were not compiled\n").as_bytes(),
+    ); // libtest hides eprintln!
     false
 }
 
@@ -33,14 +36,7 @@ fn every_kernel_compiles_to_ptx_and_sm90_cubin() {
     }
     let version = kernels::nvrtc_version().unwrap();
     let hopper = (9, 0);
-    for target in [
-        Target::Ptx {
-            compute_capability: hopper,
-        },
-        Target::Cubin {
-            compute_capability: hopper,
-        },
-    ] {
+    for target in [Target::Ptx { compute_capability: hopper }, Target::Cubin { compute_capability: hopper }] {
         let started = Instant::now();
         let image = kernels::compile(target, &include_dirs()).unwrap_or_else(|e| panic!("{e}"));
         let ms = started.elapsed().as_secs_f64() * 1e3;
@@ -54,10 +50,7 @@ fn every_kernel_compiles_to_ptx_and_sm90_cubin() {
         if let Target::Cubin { .. } = target {
             assert_eq!(&image[..4], b"\x7fELF", "a CUBIN is an ELF image");
         } else {
-            assert!(
-                String::from_utf8_lossy(&image).contains(".target sm_90"),
-                "PTX for compute_90"
-            );
+            assert!(String::from_utf8_lossy(&image).contains(".target sm_90"), "PTX for compute_90");
         }
         // Every kernel is in the image under its unmangled (extern "C") name.
         for name in KERNEL_NAMES {
@@ -77,9 +70,7 @@ fn a_kernel_error_fails_with_nvrtcs_log() {
     let err = kernels::compile_source(
         "broken.cu",
         "extern \"C\" __global__ void k(float* x) { x[0] = undefined_name; }",
-        Target::Ptx {
-            compute_capability: (9, 0),
-        },
+        Target::Ptx { compute_capability: (9, 0) },
         &[],
     )
     .unwrap_err();
@@ -98,18 +89,14 @@ fn cuda_headers_resolve_through_mnist_cuda_include() {
         if std::env::var("MNIST_REQUIRE_NVRTC").as_deref() == Ok("1") {
             panic!("MNIST_REQUIRE_NVRTC=1 but MNIST_CUDA_INCLUDE is not set; eval cuda/ci/fetch_nvrtc.sh's output");
         }
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), b"SKIPPED: MNIST_CUDA_INCLUDE is not set; the header include was not tried\n"); // libtest hides eprintln!
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIPPED: MNIST_CUDA_INCLUDE is not set; the header include was not tried\n",
+        ); // libtest hides eprintln!
         return;
     }
     let src =
         "#include <cuda_fp16.h>\nextern \"C\" __global__ void half_probe(__half* x) { x[0] = __float2half(1.0f); }\n";
-    kernels::compile_source(
-        "half_probe.cu",
-        src,
-        Target::Cubin {
-            compute_capability: (9, 0),
-        },
-        &include_dirs(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    kernels::compile_source("half_probe.cu", src, Target::Cubin { compute_capability: (9, 0) }, &include_dirs())
+        .unwrap_or_else(|e| panic!("{e}"));
 }

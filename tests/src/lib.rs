@@ -28,8 +28,13 @@ pub fn fashion_dir() -> Option<&'static Path> {
     if dir.join("train-images-idx3-ubyte.gz").is_file() {
         return Some(dir);
     }
-    assert!(std::env::var_os("MNIST_REQUIRE_FASHION").is_none(), "MNIST_REQUIRE_FASHION is set but {FASHION_DIR} is missing");
-    skipped(&format!("{FASHION_DIR} is missing (apt-get install dataset-fashion-mnist); this Fashion-MNIST test did not run"));
+    assert!(
+        std::env::var_os("MNIST_REQUIRE_FASHION").is_none(),
+        "MNIST_REQUIRE_FASHION is set but {FASHION_DIR} is missing"
+    );
+    skipped(&format!(
+        "{FASHION_DIR} is missing (apt-get install dataset-fashion-mnist); this Fashion-MNIST test did not run"
+    ));
     None
 }
 

@@ -3,7 +3,7 @@
 //! run with `--ignored`) must reach 0.990.
 
 use mnist_core::codec::mnist;
-use mnist_core::train::{Event, Observer, Control, TrainConfig, Trainer};
+use mnist_core::train::{Control, Event, Observer, TrainConfig, Trainer};
 use mnist_core::{Config, CpuBackend};
 use std::time::Instant;
 
@@ -30,7 +30,8 @@ fn train(epochs: usize) -> Option<f32> {
     let split = mnist::from_npz(&std::fs::read(path).unwrap()).unwrap();
     assert_eq!((split.train.len(), split.test.len()), (60_000, 10_000));
     let config = TrainConfig { epochs, ..TrainConfig::default() };
-    let mut trainer = Trainer::new(CpuBackend::new(0), Config::default(), config, &split.train, Some(&split.test)).unwrap();
+    let mut trainer =
+        Trainer::new(CpuBackend::new(0), Config::default(), config, &split.train, Some(&split.test)).unwrap();
     trainer.run(&mut Log(Instant::now())).unwrap();
     let (train, test) = *trainer.history().last().unwrap();
     assert!(train.loss.is_finite());

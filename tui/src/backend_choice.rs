@@ -12,7 +12,9 @@ use crate::Failure;
 pub enum Chosen {
     Cuda(Box<CudaBackend>),
     /// The CPU; `fallback` is why `auto` did not use a GPU (None when the CPU was asked for).
-    Cpu { fallback: Option<String> },
+    Cpu {
+        fallback: Option<String>,
+    },
 }
 
 pub fn choose(backend: BackendChoice, precision: PrecisionChoice) -> Result<Chosen, Failure> {
@@ -25,10 +27,13 @@ pub fn choose(backend: BackendChoice, precision: PrecisionChoice) -> Result<Chos
         BackendChoice::Cpu => Ok(Chosen::Cpu { fallback: None }),
         BackendChoice::Cuda | BackendChoice::Auto => match CudaBackend::new(0) {
             Ok(mut gpu) => {
-                gpu.set_precision(precision).map_err(|e| core_failure(&format!("--precision {}", precision.name()), e))?;
+                gpu.set_precision(precision)
+                    .map_err(|e| core_failure(&format!("--precision {}", precision.name()), e))?;
                 Ok(Chosen::Cuda(Box::new(gpu)))
             }
-            Err(e) if backend == BackendChoice::Cuda => Err(Failure::new(crate::EXIT_BAD_INPUT, format!("--backend cuda: {e}"))),
+            Err(e) if backend == BackendChoice::Cuda => {
+                Err(Failure::new(crate::EXIT_BAD_INPUT, format!("--backend cuda: {e}")))
+            }
             Err(e) => {
                 let in_f32 = match precision {
                     Precision::F32 => String::new(),

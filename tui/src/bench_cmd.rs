@@ -5,7 +5,6 @@
 
 use std::time::Instant;
 
-
 use mnist_core::model::Network;
 use mnist_core::{Backend, Config, CpuBackend, Dataset, Rng};
 
@@ -59,7 +58,8 @@ fn training<B: Backend>(mut backend: B, args: &BenchArgs, label: &str) -> Result
         None => synthetic(needed.min(60_000)),
     };
     let device = backend.device_name();
-    let dev = backend.upload_dataset(&data.images, &data.labels, data.sample_len()).map_err(|e| core_failure("bench", e))?;
+    let dev =
+        backend.upload_dataset(&data.images, &data.labels, data.sample_len()).map_err(|e| core_failure("bench", e))?;
     let mut net = Network::new(backend, Config::default(), batch).map_err(|e| core_failure("bench", e))?;
     net.init(1).map_err(|e| core_failure("bench", e))?;
     let batches = data.len() / batch;
@@ -99,7 +99,8 @@ fn inference<B: Backend>(backend: B, args: &BenchArgs, label: &str) -> Result<St
     };
     let images: Vec<f32> = test.images.iter().map(|&b| b as f32 / 255.0).collect();
     let device = backend.device_name();
-    let mut net = Network::new(backend, Config::default(), args.batch_size.max(1)).map_err(|e| core_failure("bench", e))?;
+    let mut net =
+        Network::new(backend, Config::default(), args.batch_size.max(1)).map_err(|e| core_failure("bench", e))?;
     net.init(1).map_err(|e| core_failure("bench", e))?;
     let n_in = Config::default().input_len();
     let mut predict = |images: &[f32]| -> Result<f64, Failure> {

@@ -20,7 +20,9 @@ fn list(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
-    files.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("checkpoint-") && n.ends_with(".ckpt")));
+    files.retain(|p| {
+        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("checkpoint-") && n.ends_with(".ckpt"))
+    });
     files.sort();
     files
 }
@@ -30,7 +32,10 @@ fn list(dir: &Path) -> Vec<PathBuf> {
 pub fn newest(dir: &Path) -> Option<(PathBuf, TrainerState)> {
     remove_stale_temp_files(dir);
     for path in list(dir).into_iter().rev() {
-        match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| checkpoint::decode(&b).map_err(|e| e.to_string())) {
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| checkpoint::decode(&b).map_err(|e| e.to_string()))
+        {
             Ok(state) => return Some((path, state)),
             Err(e) => eprintln!("warning: skipping checkpoint {}: {e}", path.display()),
         }
@@ -52,7 +57,9 @@ fn remove_stale_temp_files(dir: &Path) {
 
 /// Writes `state` atomically and removes all but the newest few checkpoints.
 pub fn save(dir: &Path, state: &TrainerState) -> Result<PathBuf, Failure> {
-    let fail = |what: &str, e: String| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot {what} in --checkpoint-dir {}: {e}", dir.display()));
+    let fail = |what: &str, e: String| {
+        Failure::new(crate::EXIT_BAD_INPUT, format!("cannot {what} in --checkpoint-dir {}: {e}", dir.display()))
+    };
     std::fs::create_dir_all(dir).map_err(|e| fail("create the folder", e.to_string()))?;
     let bytes = checkpoint::encode(state).map_err(|e| fail("encode a checkpoint", e.to_string()))?;
     let path = dir.join(file_name(state));
@@ -65,7 +72,13 @@ pub fn save(dir: &Path, state: &TrainerState) -> Result<PathBuf, Failure> {
 }
 
 /// Settings that must match for a checkpoint to continue this run (--epochs may change).
-pub fn mismatch(state: &TrainerState, batch_size: usize, seed: u64, learning_rate: f32, epsilon: f32) -> Option<String> {
+pub fn mismatch(
+    state: &TrainerState,
+    batch_size: usize,
+    seed: u64,
+    learning_rate: f32,
+    epsilon: f32,
+) -> Option<String> {
     let c = &state.config;
     let checks = [
         ("--batch-size", c.batch_size.to_string(), batch_size.to_string()),
@@ -73,5 +86,8 @@ pub fn mismatch(state: &TrainerState, batch_size: usize, seed: u64, learning_rat
         ("--learning-rate", c.optimizer.learning_rate.to_string(), learning_rate.to_string()),
         ("--epsilon", c.optimizer.epsilon.to_string(), epsilon.to_string()),
     ];
-    checks.into_iter().find(|(_, a, b)| a != b).map(|(flag, then, now)| format!("it was made with {flag} {then}, this run has {now}"))
+    checks
+        .into_iter()
+        .find(|(_, a, b)| a != b)
+        .map(|(flag, then, now)| format!("it was made with {flag} {then}, this run has {now}"))
 }

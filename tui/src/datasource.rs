@@ -18,7 +18,8 @@ pub struct Loaded {
 }
 
 pub fn load_path(path: &Path) -> Result<Loaded, Failure> {
-    let split = mnist::load(path).map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot use --data {}: {e}", path.display())))?;
+    let split = mnist::load(path)
+        .map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot use --data {}: {e}", path.display())))?;
     Ok(Loaded { split, source: path.display().to_string() })
 }
 
@@ -41,7 +42,11 @@ pub fn load_with_progress(args: &DataArgs, progress: &mut dyn FnMut(ProgressEven
         let split = &mut loaded.split;
         split.train = split.train.take(limit);
         split.test = split.test.take(limit.div_ceil(6));
-        loaded.source.push_str(&format!(" (limited to {} train and {} test samples)", split.train.len(), split.test.len()));
+        loaded.source.push_str(&format!(
+            " (limited to {} train and {} test samples)",
+            split.train.len(),
+            split.test.len()
+        ));
     }
     Ok(loaded)
 }

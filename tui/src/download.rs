@@ -31,9 +31,7 @@ pub const MNIST_URLS: [&str; 2] = [
 ];
 pub const MNIST_EXPECTED: Expected = Expected {
     size: Some(11_490_434),
-    sha256: Some(verify::hex_digest(
-        "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",
-    )),
+    sha256: Some(verify::hex_digest("731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1")),
     md5: Some(verify::hex_digest("8a61469f7ea1b51cbae51d4f78837e45")),
 };
 pub const CACHE_DIR_ENV: &str = "MNIST_CACHE_DIR";
@@ -76,11 +74,7 @@ impl FetchOptions {
         };
         let (expected, file_name) = match sha256 {
             Some(sha256) if Some(sha256) != MNIST_EXPECTED.sha256 => (
-                Expected {
-                    size: None,
-                    sha256: Some(sha256),
-                    md5: None,
-                },
+                Expected { size: None, sha256: Some(sha256), md5: None },
                 format!("mnist-{}.npz", &to_hex(&sha256)[..12]),
             ),
             _ => (MNIST_EXPECTED, MNIST_FILE_NAME.to_string()),
@@ -181,9 +175,9 @@ impl FetchError {
             | FetchError::BadUrl { .. }
             | FetchError::WrongFile { .. }
             | FetchError::Local { .. } => ErrorKind::Permanent,
-            FetchError::Network { .. }
-            | FetchError::TimedOut { .. }
-            | FetchError::BadResponse { .. } => ErrorKind::Transient,
+            FetchError::Network { .. } | FetchError::TimedOut { .. } | FetchError::BadResponse { .. } => {
+                ErrorKind::Transient
+            }
             FetchError::HttpStatus { status, .. } => {
                 // Request timeout, too early, too many requests and server errors pass.
                 if matches!(status, 408 | 425 | 429 | 500..=599) {
@@ -210,11 +204,7 @@ impl FetchError {
     }
 
     fn local(action: &'static str, path: &Path, source: io::Error) -> FetchError {
-        FetchError::Local {
-            action,
-            path: path.to_path_buf(),
-            source,
-        }
+        FetchError::Local { action, path: path.to_path_buf(), source }
     }
 
     /// Names the time-out that fired with its length, so a log says what to raise.
@@ -223,55 +213,22 @@ impl FetchError {
         let stalled = || format!("the server sent nothing for {:?}", opts.read_timeout);
         match error {
             ureq::Error::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect) => {
-                FetchError::TimedOut {
-                    url,
-                    reason: format!("no connection within {:?}", opts.connect_timeout),
-                }
+                FetchError::TimedOut { url, reason: format!("no connection within {:?}", opts.connect_timeout) }
             }
-            ureq::Error::Timeout(_) => FetchError::TimedOut {
-                url,
-                reason: stalled(),
-            },
-            ureq::Error::Io(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-                ) =>
-            {
-                FetchError::TimedOut {
-                    url,
-                    reason: stalled(),
-                }
+            ureq::Error::Timeout(_) => FetchError::TimedOut { url, reason: stalled() },
+            ureq::Error::Io(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                FetchError::TimedOut { url, reason: stalled() }
             }
-            ureq::Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => FetchError::Network {
-                url,
-                reason: "the connection closed before the whole file arrived".into(),
-            },
-            ureq::Error::Io(e) => FetchError::Network {
-                url,
-                reason: e.to_string(),
-            },
+            ureq::Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                FetchError::Network { url, reason: "the connection closed before the whole file arrived".into() }
+            }
+            ureq::Error::Io(e) => FetchError::Network { url, reason: e.to_string() },
             ureq::Error::BadUri(reason) => FetchError::BadUrl { url, reason },
-            ureq::Error::Http(e) => FetchError::BadUrl {
-                url,
-                reason: e.to_string(),
-            },
-            ureq::Error::TooManyRedirects => FetchError::BadUrl {
-                url,
-                reason: "too many redirects".into(),
-            },
-            ureq::Error::Protocol(e) => FetchError::BadResponse {
-                url,
-                reason: e.to_string(),
-            },
-            ureq::Error::HostNotFound => FetchError::Network {
-                url,
-                reason: "host not found".into(),
-            },
-            e => FetchError::Network {
-                url,
-                reason: e.to_string(),
-            },
+            ureq::Error::Http(e) => FetchError::BadUrl { url, reason: e.to_string() },
+            ureq::Error::TooManyRedirects => FetchError::BadUrl { url, reason: "too many redirects".into() },
+            ureq::Error::Protocol(e) => FetchError::BadResponse { url, reason: e.to_string() },
+            ureq::Error::HostNotFound => FetchError::Network { url, reason: "host not found".into() },
+            e => FetchError::Network { url, reason: e.to_string() },
         }
     }
 }
@@ -286,10 +243,7 @@ impl fmt::Display for FetchError {
                     .ok()
                     .and_then(|s| s.canonical_reason())
                     .unwrap_or("unexpected status");
-                write!(
-                    f,
-                    "downloading {url} failed: the server answered HTTP {status} {phrase}"
-                )
+                write!(f, "downloading {url} failed: the server answered HTTP {status} {phrase}")
             }
             FetchError::Network { url, reason } => write!(f, "downloading {url} failed: {reason}"),
             FetchError::TimedOut { url, reason } => {
@@ -301,11 +255,7 @@ impl fmt::Display for FetchError {
             FetchError::WrongFile { url, mismatch } => {
                 write!(f, "the file from {url} is not the expected one: {mismatch}")
             }
-            FetchError::Local {
-                action,
-                path,
-                source,
-            } => {
+            FetchError::Local { action, path, source } => {
                 write!(f, "could not {action} {}: {source}", path.display())
             }
             FetchError::AllUrlsFailed { errors } => {
@@ -347,19 +297,14 @@ fn choose_cache_dir(
     if let Some(dir) = env.filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
-    platform
-        .map(|d| d.join("mnist"))
-        .ok_or_else(|| FetchError::BadArgument {
-            reason: format!(
-                "no cache directory is known here; pass --cache-dir or set {CACHE_DIR_ENV}"
-            ),
-        })
+    platform.map(|d| d.join("mnist")).ok_or_else(|| FetchError::BadArgument {
+        reason: format!("no cache directory is known here; pass --cache-dir or set {CACHE_DIR_ENV}"),
+    })
 }
 
 /// `--data-url` if given, else `$MNIST_DATA_URL` if set and not empty.
 pub fn resolve_data_url(flag: Option<String>) -> Option<String> {
-    flag.or_else(|| std::env::var(DATA_URL_ENV).ok())
-        .filter(|u| !u.is_empty())
+    flag.or_else(|| std::env::var(DATA_URL_ENV).ok()).filter(|u| !u.is_empty())
 }
 
 /// Where Keras keeps a dataset: `$KERAS_HOME/datasets/<name>`, else `~/.keras/datasets/<name>`.
@@ -373,10 +318,7 @@ pub fn keras_dataset_path(file_name: &str) -> Option<PathBuf> {
 
 /// Returns a checked file: from the cache, from `reuse`, or downloaded into the cache.
 /// Nothing but a finished, checked file is ever put at the cache path.
-pub fn fetch(
-    opts: &FetchOptions,
-    progress: &mut dyn FnMut(ProgressEvent),
-) -> Result<Fetched, FetchError> {
+pub fn fetch(opts: &FetchOptions, progress: &mut dyn FnMut(ProgressEvent)) -> Result<Fetched, FetchError> {
     check_options(opts)?;
     let final_path = opts.cache_dir.join(&opts.file_name);
     let part = opts.cache_dir.join(format!("{}.part", opts.file_name));
@@ -387,16 +329,13 @@ pub fn fetch(
     if let Some(reuse) = opts.reuse.as_deref().filter(|_| opts.expected.has_digest()) {
         // Someone else's file: any problem with it just means we do not use it.
         if let Ok(None) = verify::check_file(reuse, &opts.expected) {
-            progress(ProgressEvent::Verified {
-                path: reuse.to_path_buf(),
-            });
+            progress(ProgressEvent::Verified { path: reuse.to_path_buf() });
             let bytes = fs::metadata(reuse).map(|m| m.len()).unwrap_or(0);
             return Ok(done(progress, reuse.to_path_buf(), Source::Reused, bytes));
         }
     }
 
-    fs::create_dir_all(&opts.cache_dir)
-        .map_err(|e| FetchError::local("create", &opts.cache_dir, e))?;
+    fs::create_dir_all(&opts.cache_dir).map_err(|e| FetchError::local("create", &opts.cache_dir, e))?;
     // Without a digest, bytes kept from another run or URL could belong to another file.
     if !opts.expected.has_digest() {
         http::remove_if_present(&part)?;
@@ -432,10 +371,7 @@ fn check_options(opts: &FetchOptions) -> Result<(), FetchError> {
     // A bare name, so that the file and its .part stay inside the cache directory.
     let name = Path::new(&opts.file_name);
     if opts.file_name.is_empty() || name.file_name() != Some(name.as_os_str()) {
-        return bad(format!(
-            "the cache file name {:?} must be a plain file name",
-            opts.file_name
-        ));
+        return bad(format!("the cache file name {:?} must be a plain file name", opts.file_name));
     }
     Ok(())
 }
@@ -454,17 +390,12 @@ fn use_cached(
     match verify::check_file(path, expected).map_err(|e| FetchError::local("read", path, e))? {
         None => {
             if expected.has_digest() {
-                progress(ProgressEvent::Verified {
-                    path: path.to_path_buf(),
-                });
+                progress(ProgressEvent::Verified { path: path.to_path_buf() });
             }
             Ok(Some(meta.len()))
         }
         Some(mismatch) => {
-            progress(ProgressEvent::Discarded {
-                path: path.to_path_buf(),
-                reason: mismatch.to_string(),
-            });
+            progress(ProgressEvent::Discarded { path: path.to_path_buf(), reason: mismatch.to_string() });
             http::remove_if_present(path)?;
             Ok(None)
         }
@@ -513,31 +444,22 @@ fn attempt_once(
     match verify::check_file(part, expected).map_err(|e| FetchError::local("read", part, e))? {
         None => {
             if expected.has_digest() {
-                progress(ProgressEvent::Verified {
-                    path: part.to_path_buf(),
-                });
+                progress(ProgressEvent::Verified { path: part.to_path_buf() });
             }
             Ok(bytes)
         }
         Some(mismatch) => {
             // Complete and wrong: resuming it could never help.
             http::remove_if_present(part)?;
-            Err(FetchError::WrongFile {
-                url: url.to_string(),
-                mismatch,
-            })
+            Err(FetchError::WrongFile { url: url.to_string(), mismatch })
         }
     }
 }
 
 /// `backoff_base * 2^(attempt - 1)`, at most `backoff_max`.
 fn backoff(opts: &FetchOptions, attempt: u32) -> Duration {
-    let factor = 1u32
-        .checked_shl(attempt.saturating_sub(1))
-        .unwrap_or(u32::MAX);
-    opts.backoff_base
-        .saturating_mul(factor)
-        .min(opts.backoff_max)
+    let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+    opts.backoff_base.saturating_mul(factor).min(opts.backoff_max)
 }
 
 /// Moves the checked part into place: the rename is atomic, and the directory is synced so
@@ -555,20 +477,7 @@ fn install(part: &Path, final_path: &Path, dir: &Path) -> Result<(), FetchError>
     Ok(())
 }
 
-fn done(
-    progress: &mut dyn FnMut(ProgressEvent),
-    path: PathBuf,
-    source: Source,
-    bytes: u64,
-) -> Fetched {
-    progress(ProgressEvent::Done {
-        path: path.clone(),
-        source: source.clone(),
-        bytes,
-    });
-    Fetched {
-        path,
-        source,
-        bytes,
-    }
+fn done(progress: &mut dyn FnMut(ProgressEvent), path: PathBuf, source: Source, bytes: u64) -> Fetched {
+    progress(ProgressEvent::Done { path: path.clone(), source: source.clone(), bytes });
+    Fetched { path, source, bytes }
 }

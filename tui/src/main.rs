@@ -57,7 +57,8 @@ impl Signals {
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             let last = signals.last.clone();
             // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
-            let registered = unsafe { signal_hook::low_level::register(signal, move || last.store(signal, Ordering::SeqCst)) };
+            let registered =
+                unsafe { signal_hook::low_level::register(signal, move || last.store(signal, Ordering::SeqCst)) };
             if let Err(e) = registered {
                 eprintln!("warning: cannot handle signal {signal}: {e}");
             }

@@ -49,7 +49,10 @@ fn draw<'a>(svg: &'a mut String, records: &[EpochRecord]) -> Result<(), Box<dyn 
             .x_label_formatter(&|x| format!("{x:.0}"))
             .light_line_style(WHITE)
             .draw()?;
-        chart.draw_series(LineSeries::new(train, TRAIN.stroke_width(2)))?.label("train").legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], TRAIN));
+        chart
+            .draw_series(LineSeries::new(train, TRAIN.stroke_width(2)))?
+            .label("train")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], TRAIN));
         chart
             .draw_series(LineSeries::new(validation, VALIDATION.stroke_width(2)))?
             .label("validation")

@@ -36,12 +36,15 @@ pub fn run(args: PredictArgs) -> Result<String, Failure> {
     let npz = match &args.npz {
         Some(path) => {
             let data = load_npz(path, args.split.unwrap_or(NpzSplit::Test), &model.config)?;
-            let uploaded = backend.upload_dataset(&data.images, &data.labels, data.sample_len()).map_err(|e| core_failure("cannot use --npz", e))?;
+            let uploaded = backend
+                .upload_dataset(&data.images, &data.labels, data.sample_len())
+                .map_err(|e| core_failure("cannot use --npz", e))?;
             Some((path, data, uploaded))
         }
         None => None,
     };
-    let mut network = Network::new(backend, model.config, BATCH).map_err(|e| core_failure("cannot set up the model", e))?;
+    let mut network =
+        Network::new(backend, model.config, BATCH).map_err(|e| core_failure("cannot set up the model", e))?;
     network.set_params(&model.params).map_err(|e| core_failure("cannot set up the model", e))?;
     let mut out = std::io::stdout().lock();
     match npz {
@@ -68,7 +71,9 @@ pub(crate) fn load_model(prefix: &str, epoch: u32) -> Result<mxnet::Imported, Fa
     let read = |name: String| {
         std::fs::read(&name).map_err(|e| {
             let hint = match e.kind() {
-                std::io::ErrorKind::NotFound => " (--model takes the prefix of the checkpoint's files, e.g. out/mnist_cnn)",
+                std::io::ErrorKind::NotFound => {
+                    " (--model takes the prefix of the checkpoint's files, e.g. out/mnist_cnn)"
+                }
                 _ => "",
             };
             bad(format!("cannot read model file {name}: {e}{hint}"))
@@ -76,7 +81,8 @@ pub(crate) fn load_model(prefix: &str, epoch: u32) -> Result<mxnet::Imported, Fa
     };
     let (symbol_name, params_name) = (mxnet::symbol_file_name(prefix), mxnet::params_file_name(prefix, epoch));
     let (symbol, params) = (read(symbol_name.clone())?, read(params_name.clone())?);
-    mxnet::import(&symbol, &params).map_err(|e| bad(format!("cannot load the model from {symbol_name} and {params_name}: {e}")))
+    mxnet::import(&symbol, &params)
+        .map_err(|e| bad(format!("cannot load the model from {symbol_name} and {params_name}: {e}")))
 }
 
 /// One split of an npz, checked against the model.
@@ -121,7 +127,13 @@ fn load_npz(path: &Path, split: NpzSplit, config: &mnist_core::Config) -> Result
 }
 
 /// One line per image of an npz without labels, named like `data.npz:x_test[0]`.
-fn predict_unlabelled(network: &mut Network<CpuBackend>, out: &mut impl Write, path: &Path, data: &NpzData, args: &PredictArgs) -> Result<String, Failure> {
+fn predict_unlabelled(
+    network: &mut Network<CpuBackend>,
+    out: &mut impl Write,
+    path: &Path,
+    data: &NpzData,
+    args: &PredictArgs,
+) -> Result<String, Failure> {
     let (n, sample_len) = (data.len(), data.sample_len());
     let mut x = Vec::with_capacity(BATCH * sample_len);
     for start in (0..n).step_by(BATCH) {
@@ -139,10 +151,17 @@ fn predict_unlabelled(network: &mut Network<CpuBackend>, out: &mut impl Write, p
 
 /// Reads, preprocesses and classifies the files, BATCH at a time; a file that cannot be read
 /// is reported on stderr and the others still classified (exit 2 at the end).
-fn predict_files(network: &mut Network<CpuBackend>, out: &mut impl Write, args: &PredictArgs) -> Result<String, Failure> {
+fn predict_files(
+    network: &mut Network<CpuBackend>,
+    out: &mut impl Write,
+    args: &PredictArgs,
+) -> Result<String, Failure> {
     let config = *network.config();
     if config.channels != 1 {
-        return Err(bad(format!("the model takes {}-channel images; image files are read as greyscale (use --npz)", config.channels)));
+        return Err(bad(format!(
+            "the model takes {}-channel images; image files are read as greyscale (use --npz)",
+            config.channels
+        )));
     }
     let mut failed = 0;
     for chunk in args.files.chunks(BATCH) {
@@ -151,7 +170,9 @@ fn predict_files(network: &mut Network<CpuBackend>, out: &mut impl Write, args: 
         for path in chunk {
             let grey = std::fs::read(path).map_err(|e| e.to_string()).and_then(|bytes| preprocess::decode(&bytes));
             match grey {
-                Ok(grey) if args.mnist_style => inputs.extend(preprocess::mnist_style(&grey, config.width, config.height)),
+                Ok(grey) if args.mnist_style => {
+                    inputs.extend(preprocess::mnist_style(&grey, config.width, config.height))
+                }
                 Ok(grey) => inputs.extend(preprocess::standard(&grey, config.width, config.height)),
                 Err(e) => {
                     eprintln!("error: cannot read image {}: {e}", path.display());
@@ -190,7 +211,8 @@ fn render(name: &str, probs: &[f32], args: &PredictArgs) -> String {
     let tied: Vec<usize> = order.iter().copied().take_while(|&c| probs[c] == best).collect();
     let classes: Vec<String> = tied.iter().map(|c| c.to_string()).collect();
     let mut line = format!("{name}: Prediction is [{}] with probability of {:.1}%", classes.join(", "), best * 100.0);
-    let next: Vec<String> = top.iter().filter(|c| !tied.contains(c)).map(|&c| format!("[{c}] {:.1}%", probs[c] * 100.0)).collect();
+    let next: Vec<String> =
+        top.iter().filter(|c| !tied.contains(c)).map(|&c| format!("[{c}] {:.1}%", probs[c] * 100.0)).collect();
     if !next.is_empty() {
         line.push_str(&format!(" (next: {})", next.join(", ")));
     }
@@ -224,9 +246,16 @@ mod tests {
         let mut probs = [0.0f32; 10];
         (probs[9], probs[4], probs[7]) = (0.925, 0.05, 0.025);
         assert_eq!(render("a.png", &probs, &args(&[])), "a.png: Prediction is [9] with probability of 92.5%");
-        assert_eq!(render("a.png", &probs, &args(&["--top", "3"])), "a.png: Prediction is [9] with probability of 92.5% (next: [4] 5.0%, [7] 2.5%)");
-        assert_eq!(render("x", &[0.1; 10], &args(&[])), "x: Prediction is [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] with probability of 10.0%");
-        let value: serde_json::Value = serde_json::from_str(&render("a.png", &probs, &args(&["--json", "--top", "2"]))).unwrap();
+        assert_eq!(
+            render("a.png", &probs, &args(&["--top", "3"])),
+            "a.png: Prediction is [9] with probability of 92.5% (next: [4] 5.0%, [7] 2.5%)"
+        );
+        assert_eq!(
+            render("x", &[0.1; 10], &args(&[])),
+            "x: Prediction is [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] with probability of 10.0%"
+        );
+        let value: serde_json::Value =
+            serde_json::from_str(&render("a.png", &probs, &args(&["--json", "--top", "2"]))).unwrap();
         assert_eq!(value["file"], "a.png");
         assert_eq!(value["class"], 9);
         assert_eq!(value["probability"], 0.925);

@@ -82,7 +82,11 @@ pub fn to_grey(image: &DynamicImage) -> Option<Grey> {
 fn planes<S: Copy + Into<f32>>(samples: &[S], channels: usize, scale: f32) -> (Vec<f32>, Option<Vec<f32>>) {
     let value = |s: S| {
         let v = s.into() * scale;
-        if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) }
+        if v.is_nan() {
+            0.0
+        } else {
+            v.clamp(0.0, 1.0)
+        }
     };
     let pixels = samples.chunks_exact(channels);
     // r + 0.587 (g - r) + 0.114 (b - r) is 0.299 r + 0.587 g + 0.114 b, and exactly r for a grey
@@ -242,7 +246,11 @@ mod tests {
         let pixels = (0..width * height)
             .map(|i| {
                 let (x, y) = (i % width, i / width);
-                if (rx..rx + rw).contains(&x) && (ry..ry + rh).contains(&y) { ink } else { background }
+                if (rx..rx + rw).contains(&x) && (ry..ry + rh).contains(&y) {
+                    ink
+                } else {
+                    background
+                }
             })
             .collect();
         Grey::new(width, height, pixels).unwrap()

@@ -167,7 +167,9 @@ impl<W: Write> Reporter<W> {
                 }
                 self.last_output = now;
                 let eta = self.eta(now, position).map_or(String::new(), |d| format!(" - ETA: {}", human(d)));
-                let metrics = self.last_running.map_or(String::new(), |m| format!(" - loss: {:.4} - acc: {:.4}", m.loss, m.accuracy));
+                let metrics = self
+                    .last_running
+                    .map_or(String::new(), |m| format!(" - loss: {:.4} - acc: {:.4}", m.loss, m.accuracy));
                 let bar = progress_bar(samples_done, self.train_samples, 30);
                 let width = self.train_samples.to_string().len();
                 let _ = write!(self.out, "\r{samples_done:>width$}/{} {bar}{eta}{metrics}\x1b[K", self.train_samples);
@@ -177,7 +179,10 @@ impl<W: Write> Reporter<W> {
                 let Some(every) = self.heartbeat else { return };
                 // At most every `every` and at most a few per epoch, so even a slow machine's
                 // 12-epoch log stays short (under 60 lines).
-                if now - self.last_output < every || self.quiet || self.heartbeats_this_epoch >= MAX_HEARTBEATS_PER_EPOCH {
+                if now - self.last_output < every
+                    || self.quiet
+                    || self.heartbeats_this_epoch >= MAX_HEARTBEATS_PER_EPOCH
+                {
                     return;
                 }
                 self.last_output = now;
@@ -194,7 +199,10 @@ impl<W: Write> Reporter<W> {
                     self.line(&record.to_string());
                 } else {
                     let eta = eta.map_or(String::new(), |d| format!(" - ETA {}", human(d)));
-                    self.line(&format!("Epoch {epoch}/{} - step {step}/{} - {rate:.0} samples/s{eta}", self.epochs, self.steps_per_epoch));
+                    self.line(&format!(
+                        "Epoch {epoch}/{} - step {step}/{} - {rate:.0} samples/s{eta}",
+                        self.epochs, self.steps_per_epoch
+                    ));
                 }
             }
         }
@@ -276,7 +284,13 @@ fn progress_bar(done: usize, total: usize, width: usize) -> String {
     let mut bar = String::with_capacity(width + 2);
     bar.push('[');
     for i in 0..width {
-        bar.push(if i < filled || (filled == width) { '=' } else if i == filled { '>' } else { '.' });
+        bar.push(if i < filled || (filled == width) {
+            '='
+        } else if i == filled {
+            '>'
+        } else {
+            '.'
+        });
     }
     bar.push(']');
     bar
@@ -319,7 +333,13 @@ mod tests {
             for epoch in 1..=2 {
                 r.on_event(&Event::EpochStarted { epoch });
                 for step in 1..=3 {
-                    r.on_event(&Event::Step { epoch, step, steps_per_epoch: 3, samples_done: step * 100, running: None });
+                    r.on_event(&Event::Step {
+                        epoch,
+                        step,
+                        steps_per_epoch: 3,
+                        samples_done: step * 100,
+                        running: None,
+                    });
                 }
                 r.on_event(&Event::EpochEnded { epoch, train: metrics(0.5, 0.9), test: Some(metrics(0.25, 0.95)) });
             }
@@ -334,7 +354,12 @@ mod tests {
         assert!(!text.contains('\r') && !text.contains('\x1b'), "{text:?}");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
-        assert!(lines[0].starts_with("Epoch 1/2 - ") && lines[0].ends_with("- loss: 0.5000 - acc: 0.9000 - val_loss: 0.2500 - val_acc: 0.9500"), "{}", lines[0]);
+        assert!(
+            lines[0].starts_with("Epoch 1/2 - ")
+                && lines[0].ends_with("- loss: 0.5000 - acc: 0.9000 - val_loss: 0.2500 - val_acc: 0.9500"),
+            "{}",
+            lines[0]
+        );
         assert_eq!(lines[2], "Test loss: 0.2500");
         assert_eq!(lines[3], "Test accuracy: 0.9500");
     }
@@ -358,7 +383,13 @@ mod tests {
             for epoch in 1..=2 {
                 r.on_event(&Event::EpochStarted { epoch });
                 for step in 1..=50 {
-                    r.on_event(&Event::Step { epoch, step, steps_per_epoch: 50, samples_done: step * 100, running: None });
+                    r.on_event(&Event::Step {
+                        epoch,
+                        step,
+                        steps_per_epoch: 50,
+                        samples_done: step * 100,
+                        running: None,
+                    });
                 }
                 r.on_event(&Event::EpochEnded { epoch, train: metrics(0.5, 0.9), test: None });
             }

@@ -8,15 +8,15 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mnist_core::train::{Outcome, TrainConfig, Trainer};
 use mnist_core::codec::mxnet;
+use mnist_core::train::{Outcome, TrainConfig, Trainer};
 use mnist_core::{Backend, Config, CpuBackend, Error};
 use mnist_cuda::CudaBackend;
 use serde_json::json;
 
 use crate::atomic::write_atomic;
-use crate::checkpoints;
 use crate::backend_choice::{self, Chosen};
+use crate::checkpoints;
 use crate::cli::{ExportDtype, TrainArgs};
 use crate::datasource;
 use crate::report::{EpochRecord, Reporter, Style};
@@ -44,10 +44,14 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
         return Err(Failure::new(crate::EXIT_BAD_INPUT, "--epochs and --batch-size must be positive".into()));
     }
     if !(args.learning_rate.is_finite() && args.learning_rate > 0.0 && args.epsilon.is_finite() && args.epsilon > 0.0) {
-        return Err(Failure::new(crate::EXIT_BAD_INPUT, "--learning-rate and --epsilon must be positive numbers".into()));
+        return Err(Failure::new(
+            crate::EXIT_BAD_INPUT,
+            "--learning-rate and --epsilon must be positive numbers".into(),
+        ));
     }
-    std::fs::create_dir_all(&args.out_dir)
-        .map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot create --out-dir {}: {e}", args.out_dir.display())))?;
+    std::fs::create_dir_all(&args.out_dir).map_err(|e| {
+        Failure::new(crate::EXIT_BAD_INPUT, format!("cannot create --out-dir {}: {e}", args.out_dir.display()))
+    })?;
 
     match backend_choice::choose(args.backend, args.precision)? {
         Chosen::Cuda(gpu) => train_on(*gpu, &args, style, signals, &mut reporter),
@@ -92,7 +96,9 @@ impl BackendInfo for CudaBackend {
     }
     fn loss_scale_note(&mut self) -> Option<String> {
         match self.loss_scale() {
-            Ok(Some(s)) => Some(format!("f16 loss scale {} at the end; {} steps skipped for overflow", s.scale, s.skipped_steps)),
+            Ok(Some(s)) => {
+                Some(format!("f16 loss scale {} at the end; {} steps skipped for overflow", s.scale, s.skipped_steps))
+            }
             Ok(None) => None,
             Err(e) => Some(format!("f16 loss scale unreadable: {e}")),
         }
@@ -100,7 +106,13 @@ impl BackendInfo for CudaBackend {
 }
 
 /// Everything after choosing the backend: the Trainer is generic over it.
-fn train_on<B: BackendInfo>(backend: B, args: &TrainArgs, style: Style, signals: &crate::Signals, reporter: &mut Reporter<std::io::Stdout>) -> Result<String, Failure> {
+fn train_on<B: BackendInfo>(
+    backend: B,
+    args: &TrainArgs,
+    style: Style,
+    signals: &crate::Signals,
+    reporter: &mut Reporter<std::io::Stdout>,
+) -> Result<String, Failure> {
     let device = backend.device_name();
     let (label, precision) = (B::LABEL, backend.precision());
     reporter.info(&format!("mnist {} - backend: {label} - device: {device} - precision: {precision}", env!("CARGO_PKG_VERSION")), json!({
@@ -128,28 +140,47 @@ fn train_on<B: BackendInfo>(backend: B, args: &TrainArgs, style: Style, signals:
         // A running-metrics read is one small device round trip: frequent for the live bar,
         // every 50 steps otherwise so a diverging loss is caught early.
         metrics_every: if style == Style::Live { 5 } else { 50 },
-        optimizer: mnist_core::Adadelta { learning_rate: args.learning_rate, epsilon: args.epsilon, ..Default::default() },
+        optimizer: mnist_core::Adadelta {
+            learning_rate: args.learning_rate,
+            epsilon: args.epsilon,
+            ..Default::default()
+        },
     };
     let mut trainer = match args.checkpoint_dir.as_deref().and_then(checkpoints::newest) {
         Some((path, state)) => {
-            if let Some(problem) = checkpoints::mismatch(&state, args.batch_size, args.seed, args.learning_rate, args.epsilon) {
+            if let Some(problem) =
+                checkpoints::mismatch(&state, args.batch_size, args.seed, args.learning_rate, args.epsilon)
+            {
                 return Err(Failure::new(
                     crate::EXIT_BAD_INPUT,
-                    format!("cannot resume from {}: {problem}; use the same settings or another --checkpoint-dir", path.display()),
+                    format!(
+                        "cannot resume from {}: {problem}; use the same settings or another --checkpoint-dir",
+                        path.display()
+                    ),
                 ));
             }
-            let mut trainer = Trainer::resume(backend, &state, train, Some(test)).map_err(|e| core_failure(&format!("cannot resume from {}", path.display()), e))?;
+            let mut trainer = Trainer::resume(backend, &state, train, Some(test))
+                .map_err(|e| core_failure(&format!("cannot resume from {}", path.display()), e))?;
             trainer.set_epochs(args.epochs);
-            let text = format!("resuming from {} (epoch {}, step {})", path.display(), state.epochs_done + 1, state.step_in_epoch);
+            let text = format!(
+                "resuming from {} (epoch {}, step {})",
+                path.display(),
+                state.epochs_done + 1,
+                state.step_in_epoch
+            );
             reporter.info(&text, json!({ "resumed_from": path.display().to_string(), "epochs_done": state.epochs_done, "step": state.step_in_epoch }));
             reporter.records = records_from(&state);
             trainer
         }
-        None => Trainer::new(backend, Config::default(), config, train, Some(test)).map_err(|e| core_failure("cannot start training", e))?,
+        None => Trainer::new(backend, Config::default(), config, train, Some(test))
+            .map_err(|e| core_failure("cannot start training", e))?,
     };
     if args.checkpoint_dir.is_some() {
         if !(args.checkpoint_interval.is_finite() && args.checkpoint_interval >= 0.0) {
-            return Err(Failure::new(crate::EXIT_BAD_INPUT, "--checkpoint-interval must be a number of seconds".into()));
+            return Err(Failure::new(
+                crate::EXIT_BAD_INPUT,
+                "--checkpoint-interval must be a number of seconds".into(),
+            ));
         }
         reporter.checkpoint_every(Duration::from_secs_f64(args.checkpoint_interval));
     }
@@ -161,7 +192,11 @@ fn train_on<B: BackendInfo>(backend: B, args: &TrainArgs, style: Style, signals:
                 write_outputs(args, &mut trainer, &reporter.records)?;
                 return Err(Failure::new(
                     crate::EXIT_DIVERGED,
-                    format!("training diverged: {e}; the model of the last good epoch ({}) was written to {}", trainer.epochs_done(), args.out_dir.display()),
+                    format!(
+                        "training diverged: {e}; the model of the last good epoch ({}) was written to {}",
+                        trainer.epochs_done(),
+                        args.out_dir.display()
+                    ),
                 ));
             }
             Err(e) => return Err(core_failure("training failed", e)),
@@ -177,10 +212,16 @@ fn train_on<B: BackendInfo>(backend: B, args: &TrainArgs, style: Style, signals:
             None => None,
         };
         if let Some((code, name)) = signals.received() {
-            let saved = saved.map_or(String::from("no --checkpoint-dir, nothing saved"), |p| format!("checkpoint written to {}", p.display()));
+            let saved = saved.map_or(String::from("no --checkpoint-dir, nothing saved"), |p| {
+                format!("checkpoint written to {}", p.display())
+            });
             return Err(Failure::new(
                 code,
-                format!("stopped by {name} at epoch {}, step {}; {saved}", trainer.epochs_done() + 1, trainer.step_in_epoch()),
+                format!(
+                    "stopped by {name} at epoch {}, step {}; {saved}",
+                    trainer.epochs_done() + 1,
+                    trainer.step_in_epoch()
+                ),
             ));
         }
         reporter.checkpoint_written();
@@ -201,15 +242,23 @@ fn train_on<B: BackendInfo>(backend: B, args: &TrainArgs, style: Style, signals:
     }
     let written = write_outputs(args, &mut trainer, &reporter.records)?;
     reporter.info(&format!("model: {written}"), json!({ "model": written }));
-    Ok(format!("trained {} epochs: test accuracy {:.4}, test loss {:.4}", args.epochs, test_metrics.accuracy, test_metrics.loss))
+    Ok(format!(
+        "trained {} epochs: test accuracy {:.4}, test loss {:.4}",
+        args.epochs, test_metrics.accuracy, test_metrics.loss
+    ))
 }
 
 /// The model, history.csv and training.svg; returns a description of the model files.
-fn write_outputs<B: Backend>(args: &TrainArgs, trainer: &mut Trainer<B>, records: &[EpochRecord]) -> Result<String, Failure> {
+fn write_outputs<B: Backend>(
+    args: &TrainArgs,
+    trainer: &mut Trainer<B>,
+    records: &[EpochRecord],
+) -> Result<String, Failure> {
     write_history(&args.out_dir, records)?;
     let svg = crate::plot::training_svg(records);
     let path = args.out_dir.join("training.svg");
-    write_atomic(&path, svg.as_bytes()).map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot write {}: {e}", path.display())))?;
+    write_atomic(&path, svg.as_bytes())
+        .map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot write {}: {e}", path.display())))?;
     let params = trainer.network.params().map_err(|e| core_failure("cannot read the parameters", e))?;
     export_model(args, &params)
 }
@@ -220,32 +269,40 @@ fn export_model(args: &TrainArgs, params: &[f32]) -> Result<String, Failure> {
         ExportDtype::F32 => mxnet::Dtype::F32,
         ExportDtype::F16 => mxnet::Dtype::F16,
     };
-    let checkpoint = mxnet::export(&Config::default(), params, dtype).map_err(|e| core_failure("cannot export the model", e))?;
+    let checkpoint =
+        mxnet::export(&Config::default(), params, dtype).map_err(|e| core_failure("cannot export the model", e))?;
     let files = [
         (mxnet::symbol_file_name(&args.model_prefix), checkpoint.symbol.as_bytes()),
         (mxnet::params_file_name(&args.model_prefix, 0), checkpoint.params.as_slice()),
     ];
     for (name, bytes) in &files {
         let path = args.out_dir.join(name);
-        write_atomic(&path, bytes).map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot write {}: {e}", path.display())))?;
+        write_atomic(&path, bytes)
+            .map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(format!("{} and {} in {}", files[0].0, files[1].0, args.out_dir.display()))
 }
 
 /// The epoch records of a resumed run's finished epochs (their times are not known).
 fn records_from(state: &mnist_core::train::TrainerState) -> Vec<EpochRecord> {
-    state.history.iter().enumerate().map(|(i, &(train, test))| EpochRecord { epoch: i + 1, train, test, seconds: f64::NAN }).collect()
+    state
+        .history
+        .iter()
+        .enumerate()
+        .map(|(i, &(train, test))| EpochRecord { epoch: i + 1, train, test, seconds: f64::NAN })
+        .collect()
 }
 
 fn write_history(out_dir: &Path, records: &[EpochRecord]) -> Result<(), Failure> {
     let mut csv = String::from("epoch,loss,acc,val_loss,val_acc,seconds\n");
     for r in records {
-        let (vl, va) = r.test.map_or((String::new(), String::new()), |t| (format!("{:.6}", t.loss), format!("{:.6}", t.accuracy)));
+        let (vl, va) =
+            r.test.map_or((String::new(), String::new()), |t| (format!("{:.6}", t.loss), format!("{:.6}", t.accuracy)));
         // A resumed run does not know how long its earlier epochs took.
         let seconds = if r.seconds.is_nan() { String::new() } else { format!("{:.3}", r.seconds) };
         csv.push_str(&format!("{},{:.6},{:.6},{vl},{va},{seconds}\n", r.epoch, r.train.loss, r.train.accuracy));
     }
     let path = out_dir.join("history.csv");
-    write_atomic(&path, csv.as_bytes()).map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot write {}: {e}", path.display())))
+    write_atomic(&path, csv.as_bytes())
+        .map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot write {}: {e}", path.display())))
 }
-

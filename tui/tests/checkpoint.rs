@@ -12,7 +12,21 @@ use std::time::{Duration, Instant};
 use common::{synthetic_npz, temp_dir};
 
 fn train_args<'a>(data: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
-    vec!["train", "--data", data, "--epochs", epochs, "--batch-size", "64", "--threads", "2", "--out-dir", out, "--heartbeat-secs", "0"]
+    vec![
+        "train",
+        "--data",
+        data,
+        "--epochs",
+        epochs,
+        "--batch-size",
+        "64",
+        "--threads",
+        "2",
+        "--out-dir",
+        out,
+        "--heartbeat-secs",
+        "0",
+    ]
 }
 
 fn command(args: &[&str]) -> Command {
@@ -35,7 +49,8 @@ fn sigkill_mid_epoch_then_restart_is_bit_identical_to_an_uninterrupted_run() {
     let dir = temp_dir("sigkill");
     let data = dir.join("small.npz");
     std::fs::write(&data, synthetic_npz(640, 120)).unwrap(); // 10 steps of 64 per epoch
-    let (data, straight, resumed, ckpt) = (data.to_str().unwrap(), dir.join("straight"), dir.join("resumed"), dir.join("ckpt"));
+    let (data, straight, resumed, ckpt) =
+        (data.to_str().unwrap(), dir.join("straight"), dir.join("resumed"), dir.join("ckpt"));
 
     let status = command(&train_args(data, straight.to_str().unwrap(), "3")).stdout(Stdio::null()).status().unwrap();
     assert!(status.success());
@@ -46,7 +61,10 @@ fn sigkill_mid_epoch_then_restart_is_bit_identical_to_an_uninterrupted_run() {
     let mut child = command(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let start = Instant::now();
     loop {
-        if checkpoints(&ckpt).iter().any(|n| n.starts_with("checkpoint-e0001-s00000") && n > &"checkpoint-e0001-s000003".to_string()) {
+        if checkpoints(&ckpt)
+            .iter()
+            .any(|n| n.starts_with("checkpoint-e0001-s00000") && n > &"checkpoint-e0001-s000003".to_string())
+        {
             break;
         }
         assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed mid-epoch");
@@ -125,7 +143,15 @@ fn a_corrupt_newest_checkpoint_is_skipped_with_a_warning() {
     let output = command(&args).output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(stderr.contains("warning: skipping checkpoint") && stderr.contains("checkpoint-e0002") && stderr.contains("checksum"), "{stderr}");
+    assert!(
+        stderr.contains("warning: skipping checkpoint")
+            && stderr.contains("checkpoint-e0002")
+            && stderr.contains("checksum"),
+        "{stderr}"
+    );
     assert!(stdout.contains("checkpoint-e0001-s000000.ckpt (epoch 2, step 0)"), "{stdout}");
-    assert!(stdout.contains("Epoch 2/3 - ") && stdout.contains("Epoch 3/3 - ") && !stdout.contains("Epoch 1/3 - "), "{stdout}");
+    assert!(
+        stdout.contains("Epoch 2/3 - ") && stdout.contains("Epoch 3/3 - ") && !stdout.contains("Epoch 1/3 - "),
+        "{stdout}"
+    );
 }

@@ -34,12 +34,27 @@ fn train_logs_like_keras_and_writes_the_model_and_history() {
     let termination = dir.join("termination-log");
     std::fs::write(&termination, "").unwrap();
     let output = mnist(
-        &["train", "--data", data.to_str().unwrap(), "--epochs", "3", "--out-dir", out_dir.to_str().unwrap(), "--threads", "2", "--backend", "cpu"],
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs",
+            "3",
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+            "--threads",
+            "2",
+            "--backend",
+            "cpu",
+        ],
         &[("MNIST_TERMINATION_LOG", &termination)],
     );
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{}", text(&output.stderr));
-    assert!(!stdout.contains('\r') && !stdout.contains('\x1b'), "control characters in a non-terminal log:\n{stdout:?}");
+    assert!(
+        !stdout.contains('\r') && !stdout.contains('\x1b'),
+        "control characters in a non-terminal log:\n{stdout:?}"
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines[0].starts_with("mnist ") && lines[0].contains("backend: cpu"), "{}", lines[0]);
     for expected in ["x_train shape: (640, 28, 28, 1)", "640 train samples", "120 test samples"] {
@@ -47,8 +62,13 @@ fn train_logs_like_keras_and_writes_the_model_and_history() {
     }
     let epochs: Vec<&&str> = lines.iter().filter(|l| l.starts_with("Epoch ")).collect();
     assert_eq!(epochs.len(), 3, "{stdout}");
-    assert!(epochs[2].starts_with("Epoch 3/3 - ") && epochs[2].contains(" - loss: ") && epochs[2].contains(" - val_acc: "), "{}", epochs[2]);
-    let accuracy: f32 = lines.iter().find_map(|l| l.strip_prefix("Test accuracy: ")).expect("Test accuracy line").parse().unwrap();
+    assert!(
+        epochs[2].starts_with("Epoch 3/3 - ") && epochs[2].contains(" - loss: ") && epochs[2].contains(" - val_acc: "),
+        "{}",
+        epochs[2]
+    );
+    let accuracy: f32 =
+        lines.iter().find_map(|l| l.strip_prefix("Test accuracy: ")).expect("Test accuracy line").parse().unwrap();
     assert!(accuracy > 0.9, "the synthetic task is easy, accuracy {accuracy}\n{stdout}");
     assert!(lines.iter().any(|l| l.starts_with("Test loss: ")));
     assert!(lines.len() < 20, "a short run's log should be short:\n{stdout}");
@@ -64,7 +84,11 @@ fn train_logs_like_keras_and_writes_the_model_and_history() {
     let params = std::fs::read(out_dir.join("mnist_cnn-0000.params")).unwrap();
     let imported = mxnet::import(&symbol, &params).unwrap();
     assert_eq!(imported.params.len(), 1_199_882);
-    let leftovers: Vec<_> = std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().contains("tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains("tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let summary = std::fs::read_to_string(&termination).unwrap();
     assert!(summary.starts_with("trained 3 epochs: test accuracy "), "{summary}");
@@ -75,11 +99,25 @@ fn json_logs_are_one_object_per_line() {
     let dir = temp_dir("json");
     let data = dir.join("small.npz");
     std::fs::write(&data, synthetic_npz(256, 60)).unwrap();
-    let output = mnist(&["train", "--data", data.to_str().unwrap(), "--epochs", "2", "--out-dir", dir.to_str().unwrap(), "--log-format", "json"], &[]);
+    let output = mnist(
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--out-dir",
+            dir.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ],
+        &[],
+    );
     assert!(output.status.success(), "{}", text(&output.stderr));
     // Without -v nothing extra goes to stderr.
     assert!(!text(&output.stderr).contains("samples/s including validation"), "{}", text(&output.stderr));
-    let records: Vec<serde_json::Value> = text(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<serde_json::Value> =
+        text(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let events: Vec<&str> = records.iter().map(|r| r["event"].as_str().unwrap()).collect();
     assert_eq!(events.iter().filter(|e| **e == "epoch_end").count(), 2, "{events:?}");
     assert_eq!(*events.last().unwrap(), "info"); // the model line follows the result
@@ -93,12 +131,18 @@ fn verbose_adds_load_time_and_throughput_on_stderr() {
     let dir = temp_dir("verbose");
     let data = dir.join("small.npz");
     std::fs::write(&data, synthetic_npz(256, 60)).unwrap();
-    let output = mnist(&["train", "--data", data.to_str().unwrap(), "--epochs", "2", "--out-dir", dir.to_str().unwrap(), "-v"], &[]);
+    let output = mnist(
+        &["train", "--data", data.to_str().unwrap(), "--epochs", "2", "--out-dir", dir.to_str().unwrap(), "-v"],
+        &[],
+    );
     let stderr = text(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("data loaded in "), "{stderr}");
     for epoch in 1..=2 {
-        assert!(stderr.contains(&format!("epoch {epoch}: ")) && stderr.contains("samples/s including validation"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("epoch {epoch}: ")) && stderr.contains("samples/s including validation"),
+            "{stderr}"
+        );
     }
     assert!(!text(&output.stdout).contains("samples/s including"), "diagnostics stay off stdout");
 }
@@ -113,7 +157,10 @@ fn bad_arguments_and_data_exit_with_2_and_one_clear_sentence() {
         (vec!["train", "--data", missing.to_str().unwrap()], "missing.npz"),
         (vec!["train", "--data", garbage.to_str().unwrap()], "garbage.npz"),
         (vec!["train", "--data", garbage.to_str().unwrap(), "--backend", "cuda"], "CUDA"),
-        (vec!["train", "--data", garbage.to_str().unwrap(), "--backend", "cpu", "--precision", "bf16"], "--precision bf16 needs --backend cuda"),
+        (
+            vec!["train", "--data", garbage.to_str().unwrap(), "--backend", "cpu", "--precision", "bf16"],
+            "--precision bf16 needs --backend cuda",
+        ),
         (vec!["train", "--precision", "f8"], "f8"),
         (vec!["train", "--epochs", "0"], "--epochs"),
         (vec!["train", "--no-such-flag"], "--no-such-flag"),
@@ -133,7 +180,20 @@ fn half_precision_with_auto_says_where_it_runs_and_in_what() {
     let dir = temp_dir("precision");
     let data = dir.join("small.npz");
     std::fs::write(&data, synthetic_npz(256, 60)).unwrap();
-    let output = mnist(&["train", "--data", data.to_str().unwrap(), "--epochs", "1", "--precision", "f16", "--out-dir", dir.to_str().unwrap()], &[]);
+    let output = mnist(
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--precision",
+            "f16",
+            "--out-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "{stderr}");
     if stderr.contains("training on the CPU because") {
@@ -160,25 +220,84 @@ fn bench_times_training_and_inference_and_refuses_what_it_cannot_time() {
     let data = data.to_str().unwrap();
 
     // Training: the line tests/bench/keras_ratio.sh reads.
-    let output = mnist(&["bench", "--data", data, "--steps", "3", "--warmup", "1", "--repeats", "2", "--batch-size", "16", "--threads", "1"], &[]);
+    let output = mnist(
+        &[
+            "bench",
+            "--data",
+            data,
+            "--steps",
+            "3",
+            "--warmup",
+            "1",
+            "--repeats",
+            "2",
+            "--batch-size",
+            "16",
+            "--threads",
+            "1",
+        ],
+        &[],
+    );
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let line = stdout.lines().find(|l| l.starts_with("mnist_cpu conv=fast threads=1 batch=16 ")).unwrap_or_else(|| panic!("{stdout}"));
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("mnist_cpu conv=fast threads=1 batch=16 "))
+        .unwrap_or_else(|| panic!("{stdout}"));
     let rate = field(line, "samples_per_s=");
     assert!(rate > 0.0 && (field(line, "epoch_s=") - 60_000.0 / rate).abs() < 0.01 * 60_000.0 / rate, "{line}");
 
     // Inference on the reference convolutions: the file's 60 test images.
-    let output = mnist(&["bench", "--inference", "--conv", "im2col", "--data", data, "--repeats", "1", "--warmup", "1", "--threads", "1"], &[]);
+    let output = mnist(
+        &[
+            "bench",
+            "--inference",
+            "--conv",
+            "im2col",
+            "--data",
+            data,
+            "--repeats",
+            "1",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+        ],
+        &[],
+    );
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let line = stdout.lines().find(|l| l.starts_with("mnist_cpu_inference conv=im2col threads=1 ")).unwrap_or_else(|| panic!("{stdout}"));
-    assert!(line.contains(" images=60 ") && field(line, "single_image_ms=") > 0.0 && field(line, "set_s=") > 0.0, "{line}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("mnist_cpu_inference conv=im2col threads=1 "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.contains(" images=60 ") && field(line, "single_image_ms=") > 0.0 && field(line, "set_s=") > 0.0,
+        "{line}"
+    );
 
     // What it cannot time: half precision on the CPU; the GPU where there is none.
     let output = mnist(&["bench", "--precision", "bf16"], &[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("--precision bf16 needs --backend cuda"), "{}", text(&output.stderr));
-    let output = mnist(&["bench", "--backend", "cuda", "--data", data, "--steps", "2", "--warmup", "1", "--repeats", "1", "--batch-size", "16"], &[]);
+    let output = mnist(
+        &[
+            "bench",
+            "--backend",
+            "cuda",
+            "--data",
+            data,
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+            "--batch-size",
+            "16",
+        ],
+        &[],
+    );
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     if output.status.success() {
         assert!(stdout.contains("mnist_cuda precision=f32 batch=16 samples_per_s="), "{stdout}");
@@ -193,7 +312,20 @@ fn a_diverging_run_exits_4_and_keeps_the_last_good_model() {
     let dir = temp_dir("diverge");
     let data = dir.join("small.npz");
     std::fs::write(&data, synthetic_npz(256, 60)).unwrap();
-    let output = mnist(&["train", "--data", data.to_str().unwrap(), "--epochs", "2", "--learning-rate", "1e36", "--out-dir", dir.to_str().unwrap()], &[]);
+    let output = mnist(
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--learning-rate",
+            "1e36",
+            "--out-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("diverged") && stderr.contains("NaN or infinite"), "{stderr}");
@@ -210,7 +342,19 @@ fn data_url_downloads_verifies_caches_and_reuses() {
     let sha = sha2::Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect::<String>();
     let (url, hits) = serve(body.clone(), 200);
     let cache = dir.join("cache");
-    let args = ["train", "--data-url", &url, "--sha256", &sha, "--cache-dir", cache.to_str().unwrap(), "--epochs", "1", "--out-dir", dir.to_str().unwrap()];
+    let args = [
+        "train",
+        "--data-url",
+        &url,
+        "--sha256",
+        &sha,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ];
     let first = mnist(&args, &[]);
     assert!(first.status.success(), "{}", text(&first.stderr));
     assert!(text(&first.stdout).contains("downloaded from"), "{}", text(&first.stdout));
@@ -227,10 +371,12 @@ fn data_url_downloads_verifies_caches_and_reuses() {
     // A wrong digest is refused and leaves nothing in a fresh cache.
     let other_cache = dir.join("cache2");
     let wrong = "0".repeat(64);
-    let bad = mnist(&["train", "--data-url", &url, "--sha256", &wrong, "--cache-dir", other_cache.to_str().unwrap()], &[]);
+    let bad =
+        mnist(&["train", "--data-url", &url, "--sha256", &wrong, "--cache-dir", other_cache.to_str().unwrap()], &[]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
     assert!(text(&bad.stderr).contains("sha256"), "{}", text(&bad.stderr));
-    let left: Vec<_> = std::fs::read_dir(&other_cache).map(|d| d.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
+    let left: Vec<_> =
+        std::fs::read_dir(&other_cache).map(|d| d.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
 

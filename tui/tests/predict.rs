@@ -57,12 +57,26 @@ fn trained() -> &'static Trained {
         let mut test_lines = [String::new(), String::new()];
         for dtype in ["f32", "f16"] {
             let out_dir = dir.join(dtype);
-            let args = ["train", "--data", s(&data), "--epochs", "2", "--dtype", dtype, "--out-dir", s(&out_dir), "--threads", "2"];
+            let args = [
+                "train",
+                "--data",
+                s(&data),
+                "--epochs",
+                "2",
+                "--dtype",
+                dtype,
+                "--out-dir",
+                s(&out_dir),
+                "--threads",
+                "2",
+            ];
             let output = mnist(&args);
             assert!(output.status.success(), "{}", text(&output.stderr));
             if dtype == "f32" {
                 let stdout = text(&output.stdout);
-                let line = |prefix: &str| stdout.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{stdout}")).to_string();
+                let line = |prefix: &str| {
+                    stdout.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{stdout}")).to_string()
+                };
                 test_lines = [line("Test loss: "), line("Test accuracy: ")];
             }
         }
@@ -155,7 +169,11 @@ fn every_format_predicts_what_the_model_predicts_for_the_same_pixels() {
     // Odd sizes and colours are accepted too (a line each, whatever the class).
     let odd = [
         save(GrayImage::from_pixel(1, 1, Luma([200])).into(), &dir.join("1x1.png"), ImageFormat::Png),
-        save(GrayImage::from_fn(1000, 3, |x, _| Luma([(x % 256) as u8])).into(), &dir.join("1000x3.png"), ImageFormat::Png),
+        save(
+            GrayImage::from_fn(1000, 3, |x, _| Luma([(x % 256) as u8])).into(),
+            &dir.join("1000x3.png"),
+            ImageFormat::Png,
+        ),
         save(RgbaImage::from_pixel(37, 20, Rgba([10, 200, 30, 128])).into(), &dir.join("green.png"), ImageFormat::Png),
     ];
     let lines = predict_ok(&["--model", &t.f32_model, "--mnist-style", s(&odd[0]), s(&odd[1]), s(&odd[2])]);
@@ -170,8 +188,10 @@ fn json_lines_parse_and_carry_every_probability() {
     let t = trained();
     let dir = t.dir.join("json");
     std::fs::create_dir_all(&dir).unwrap();
-    let paths: Vec<PathBuf> = (0..3).map(|i| save(test_image(&t.test, i).into(), &dir.join(format!("{i}.png")), ImageFormat::Png)).collect();
-    let args: Vec<&str> = ["--model", &t.f32_model, "--json", "--top", "3"].into_iter().chain(paths.iter().map(|p| s(p))).collect();
+    let paths: Vec<PathBuf> =
+        (0..3).map(|i| save(test_image(&t.test, i).into(), &dir.join(format!("{i}.png")), ImageFormat::Png)).collect();
+    let args: Vec<&str> =
+        ["--model", &t.f32_model, "--json", "--top", "3"].into_iter().chain(paths.iter().map(|p| s(p))).collect();
     let lines = predict_ok(&args);
     assert_eq!(lines.len(), 3);
     for (i, (line, path)) in lines.iter().zip(&paths).enumerate() {
@@ -188,7 +208,10 @@ fn json_lines_parse_and_carry_every_probability() {
         let top = value["top"].as_array().unwrap();
         assert_eq!(top.len(), 3);
         assert_eq!(top[0]["class"], value["class"]);
-        assert!(top[0]["probability"].as_f64() >= top[1]["probability"].as_f64() && top[1]["probability"].as_f64() >= top[2]["probability"].as_f64());
+        assert!(
+            top[0]["probability"].as_f64() >= top[1]["probability"].as_f64()
+                && top[1]["probability"].as_f64() >= top[2]["probability"].as_f64()
+        );
     }
     // --top in text: the next classes follow in brackets.
     let line = &predict_ok(&["--model", &t.f32_model, "--top", "2", s(&paths[0])])[0];
@@ -296,14 +319,17 @@ fn mnist_style_treats_both_polarities_and_transparency_alike() {
     let ink = |x: u32, y: u32| (40..110).contains(&y) && (x as i32 - 150 - (y as i32 - 40) / 4).abs() < 6;
     let white_on_black = GrayImage::from_fn(240, 160, |x, y| Luma([if ink(x, y) { 255 } else { 0 }]));
     let black_on_white = GrayImage::from_fn(240, 160, |x, y| Luma([if ink(x, y) { 0 } else { 255 }]));
-    let transparent = RgbaImage::from_fn(240, 160, |x, y| if ink(x, y) { Rgba([0, 0, 0, 255]) } else { Rgba([0, 0, 0, 0]) });
+    let transparent =
+        RgbaImage::from_fn(240, 160, |x, y| if ink(x, y) { Rgba([0, 0, 0, 255]) } else { Rgba([0, 0, 0, 0]) });
     let paths = [
         save(white_on_black.into(), &dir.join("white-on-black.png"), ImageFormat::Png),
         save(black_on_white.into(), &dir.join("black-on-white.png"), ImageFormat::Png),
         save(transparent.into(), &dir.join("transparent.png"), ImageFormat::Png),
     ];
-    let lines = predict_ok(&["--model", &t.f32_model, "--mnist-style", "--json", s(&paths[0]), s(&paths[1]), s(&paths[2])]);
-    let probabilities: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["probabilities"].clone()).collect();
+    let lines =
+        predict_ok(&["--model", &t.f32_model, "--mnist-style", "--json", s(&paths[0]), s(&paths[1]), s(&paths[2])]);
+    let probabilities: Vec<serde_json::Value> =
+        lines.iter().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["probabilities"].clone()).collect();
     assert_eq!(probabilities[0], probabilities[1], "inverting a dark-on-light image gives the same input");
     assert_eq!(probabilities[0], probabilities[2], "black ink on a transparent canvas is ink");
 }

@@ -20,23 +20,14 @@ struct Tmux {
 
 impl Tmux {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux runs")
+        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs")
     }
 
     fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", "app"];
         args.extend(keys);
         let out = self.run(&args);
-        assert!(
-            out.status.success(),
-            "send-keys: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "send-keys: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     fn screen(&self) -> String {
@@ -51,10 +42,7 @@ impl Tmux {
             if screen.contains(text) {
                 return screen;
             }
-            assert!(
-                started.elapsed() < limit,
-                "waited {limit:?} for {text:?}; the screen:\n{screen}"
-            );
+            assert!(started.elapsed() < limit, "waited {limit:?} for {text:?}; the screen:\n{screen}");
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -67,10 +55,7 @@ impl Drop for Tmux {
 }
 
 fn tmux_available() -> bool {
-    Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
 }
 
 fn temp_dir() -> PathBuf {
@@ -87,10 +72,7 @@ fn quote(path: &Path) -> String {
 #[test]
 fn the_app_trains_saves_draws_explores_and_quits_in_a_real_terminal() {
     if !tmux_available() {
-        assert!(
-            std::env::var_os("MNIST_REQUIRE_TMUX").is_none(),
-            "MNIST_REQUIRE_TMUX is set but tmux is missing"
-        );
+        assert!(std::env::var_os("MNIST_REQUIRE_TMUX").is_none(), "MNIST_REQUIRE_TMUX is set but tmux is missing");
         skipped("tmux is not installed (apt-get install tmux); the app's end-to-end test did not run");
         return;
     }
@@ -99,9 +81,7 @@ fn the_app_trains_saves_draws_explores_and_quits_in_a_real_terminal() {
         return;
     };
     let dir = temp_dir();
-    let tmux = Tmux {
-        socket: format!("mnist-e2e-{}", std::process::id()),
-    };
+    let tmux = Tmux { socket: format!("mnist-e2e-{}", std::process::id()) };
     // After the app exits, its exit code is printed where capture-pane can see it.
     let command = format!(
         "{} tui --data {} --limit 2000 --epochs 1 --backend cpu --out-dir {}; echo \"app exited with $?\"; sleep 60",
@@ -110,11 +90,7 @@ fn the_app_trains_saves_draws_explores_and_quits_in_a_real_terminal() {
         quote(&dir)
     );
     let out = tmux.run(&["new-session", "-d", "-x", "120", "-y", "40", "-s", "app", &command]);
-    assert!(
-        out.status.success(),
-        "new-session: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "new-session: {}", String::from_utf8_lossy(&out.stderr));
 
     // The app opens on the train view with its settings and legend, and loads the data.
     let screen = tmux.wait_for("Data ready: 2000 train and 334 test images", Duration::from_secs(60));
@@ -143,10 +119,7 @@ fn the_app_trains_saves_draws_explores_and_quits_in_a_real_terminal() {
     tmux.keys(&["d"]);
     let screen = tmux.wait_for("Prediction: ", Duration::from_secs(10));
     assert!(screen.contains("Model: trained here (1 epochs)"), "{screen}");
-    assert!(
-        screen.matches("██").count() >= 20,
-        "the stroke is on the pad:\n{screen}"
-    );
+    assert!(screen.matches("██").count() >= 20, "the stroke is on the pad:\n{screen}");
     assert!(screen.contains("Probabilities"), "{screen}");
 
     // The explore view predicts the test images and shows the confusion matrix.
@@ -157,9 +130,6 @@ fn the_app_trains_saves_draws_explores_and_quits_in_a_real_terminal() {
     // Quit: the app exits 0 and the terminal leaves the app's screen.
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("app exited with 0", Duration::from_secs(20));
-    assert!(
-        !screen.contains("Confusion matrix"),
-        "the alternate screen was left:\n{screen}"
-    );
+    assert!(!screen.contains("Confusion matrix"), "the alternate screen was left:\n{screen}");
     let _ = std::fs::remove_dir_all(&dir);
 }

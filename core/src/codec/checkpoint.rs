@@ -29,7 +29,11 @@ pub fn decode(bytes: &[u8]) -> Result<TrainerState> {
         return Err(Error::truncated(WHAT, HEADER_LEN as u64, bytes.len() as u64));
     }
     if &bytes[..8] != MAGIC {
-        return Err(Error::BadMagic { what: WHAT.into(), expected: "MNISTCKP".into(), found: format!("{:02x?}", &bytes[..8]) });
+        return Err(Error::BadMagic {
+            what: WHAT.into(),
+            expected: "MNISTCKP".into(),
+            found: format!("{:02x?}", &bytes[..8]),
+        });
     }
     let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     let version = word(8);
@@ -52,7 +56,8 @@ pub fn decode(bytes: &[u8]) -> Result<TrainerState> {
     if expected != actual {
         return Err(Error::ChecksumMismatch { what: WHAT.into(), expected, actual });
     }
-    let state: TrainerState = postcard::from_bytes(payload).map_err(|e| Error::malformed(WHAT, format!("cannot deserialise: {e}")))?;
+    let state: TrainerState =
+        postcard::from_bytes(payload).map_err(|e| Error::malformed(WHAT, format!("cannot deserialise: {e}")))?;
     validate(&state)?;
     Ok(state)
 }
@@ -62,12 +67,17 @@ fn validate(state: &TrainerState) -> Result<()> {
     state.model.validate()?;
     let n = state.model.param_count();
     if state.params.len() != n || state.accum_grad.len() != n || state.accum_update.len() != n {
-        return Err(Error::malformed(WHAT, format!("parameter or optimizer buffers do not hold the model's {n} values")));
+        return Err(Error::malformed(
+            WHAT,
+            format!("parameter or optimizer buffers do not hold the model's {n} values"),
+        ));
     }
     if state.config.batch_size == 0 || state.train_samples == 0 {
         return Err(Error::malformed(WHAT, "zero batch size or training samples"));
     }
-    if state.history.len() != state.epochs_done || state.step_in_epoch >= state.train_samples.div_ceil(state.config.batch_size) {
+    if state.history.len() != state.epochs_done
+        || state.step_in_epoch >= state.train_samples.div_ceil(state.config.batch_size)
+    {
         return Err(Error::malformed(WHAT, "its position (epoch, step) is inconsistent"));
     }
     Ok(())
@@ -84,7 +94,15 @@ mod tests {
     use proptest::prelude::*;
 
     fn tiny_state() -> TrainerState {
-        let model = Config { height: 8, width: 8, conv1_filters: 2, conv2_filters: 2, hidden: 4, classes: 3, ..Config::default() };
+        let model = Config {
+            height: 8,
+            width: 8,
+            conv1_filters: 2,
+            conv2_filters: 2,
+            hidden: 4,
+            classes: 3,
+            ..Config::default()
+        };
         let params = init_params(&model, 1);
         let n = params.len();
         TrainerState {

@@ -61,7 +61,12 @@ impl CpuDataset {
 
 /// Two disjoint spans of one buffer, mutably (`checks::disjoint` has already refused overlapping
 /// ones; this keeps the split safe on its own).
-fn two_spans_mut<'a>(buffer: &'a mut [f32], first: Span, second: Span, op: &str) -> Result<(&'a mut [f32], &'a mut [f32])> {
+fn two_spans_mut<'a>(
+    buffer: &'a mut [f32],
+    first: Span,
+    second: Span,
+    op: &str,
+) -> Result<(&'a mut [f32], &'a mut [f32])> {
     if first.offset + first.len <= second.offset {
         let (a, b) = buffer.split_at_mut(second.offset);
         Ok((&mut a[first.range()], &mut b[..second.len]))
@@ -79,7 +84,14 @@ impl CpuBackend {
         let threads = if threads == 0 { available_threads() } else { threads };
         let pool = Pool::new(threads);
         let scratch = (0..pool.threads()).map(|_| Scratch::default()).collect();
-        CpuBackend { pool, scratch, fast_convolutions: true, winograd_u: Vec::new(), winograd_kernel: Vec::new(), winograd_dims: None }
+        CpuBackend {
+            pool,
+            scratch,
+            fast_convolutions: true,
+            winograd_u: Vec::new(),
+            winograd_kernel: Vec::new(),
+            winograd_dims: None,
+        }
     }
 
     pub fn threads(&self) -> usize {
@@ -240,9 +252,19 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn load_batch(&mut self, x: &mut Vec<f32>, labels: &mut Vec<u32>, data: &CpuDataset, start: usize, count: usize) -> Result<()> {
+    fn load_batch(
+        &mut self,
+        x: &mut Vec<f32>,
+        labels: &mut Vec<u32>,
+        data: &CpuDataset,
+        start: usize,
+        count: usize,
+    ) -> Result<()> {
         if start + count > data.len() {
-            return Err(Error::invalid("batch", alloc::format!("samples {start}..{} of {}", start + count, data.len())));
+            return Err(Error::invalid(
+                "batch",
+                alloc::format!("samples {start}..{} of {}", start + count, data.len()),
+            ));
         }
         let n = data.sample_len;
         checks::length("load_batch", "x", x.len(), count * n)?;
@@ -266,7 +288,16 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn conv2d_forward(&mut self, out: &mut Vec<f32>, inp: &Vec<f32>, params: &Vec<f32>, kernel: Span, bias: Span, d: Conv2dDims, relu: bool) -> Result<()> {
+    fn conv2d_forward(
+        &mut self,
+        out: &mut Vec<f32>,
+        inp: &Vec<f32>,
+        params: &Vec<f32>,
+        kernel: Span,
+        bias: Span,
+        d: Conv2dDims,
+        relu: bool,
+    ) -> Result<()> {
         checks::conv2d_forward(out.len(), inp.len(), params.len(), kernel, bias, &d)?;
         let (kernel, bias) = (&params[kernel.range()], &params[bias.range()]);
         let path = self.conv_path(kernel, &d);
@@ -282,7 +313,16 @@ impl Backend for CpuBackend {
             for (o, b) in out.chunks_exact_mut(out_len).zip(samples) {
                 let x = &inp[b * in_len..][..in_len];
                 match path {
-                    ConvPath::Winograd => conv2d_winograd::conv2d_winograd_forward(o, &mut s.winograd_v, &mut s.winograd_m, x, u, bias, &d, relu),
+                    ConvPath::Winograd => conv2d_winograd::conv2d_winograd_forward(
+                        o,
+                        &mut s.winograd_v,
+                        &mut s.winograd_m,
+                        x,
+                        u,
+                        bias,
+                        &d,
+                        relu,
+                    ),
                     ConvPath::Direct => conv2d_direct::conv2d_direct_forward(o, x, kernel, bias, &d, relu),
                     ConvPath::Im2col => conv2d::conv2d_forward(o, &mut s.col, x, kernel, bias, &d, relu),
                 }
@@ -305,7 +345,17 @@ impl Backend for CpuBackend {
         relu: bool,
     ) -> Result<()> {
         let op = "conv2d_backward";
-        checks::conv2d_backward(dinp.as_ref().map(|v| v.len()), dparams.len(), dout.len(), out.len(), inp.len(), params.len(), kernel, bias, &d)?;
+        checks::conv2d_backward(
+            dinp.as_ref().map(|v| v.len()),
+            dparams.len(),
+            dout.len(),
+            out.len(),
+            inp.len(),
+            params.len(),
+            kernel,
+            bias,
+            &d,
+        )?;
         let (in_len, out_len) = (d.in_len(), d.out_len());
         let weights = &params[kernel.range()];
         let path = self.conv_path(weights, &d);
@@ -313,7 +363,8 @@ impl Backend for CpuBackend {
         // Each part sums its samples' kernel gradient (with Winograd, the transformed kernel's)
         // and bias gradient in its own scratch.
         let winograd = path == ConvPath::Winograd;
-        let grad_len = if winograd { conv2d_winograd::transformed_kernel_len(&d) } else { d.patch_len() * d.out_channels };
+        let grad_len =
+            if winograd { conv2d_winograd::transformed_kernel_len(&d) } else { d.patch_len() * d.out_channels };
         let parts = self.pool.threads();
         let douts = SharedMut::new(&mut dout[..d.batch * out_len]);
         let dinps = dinp.map(|v| SharedMut::new(&mut v[..d.batch * in_len]));
@@ -330,11 +381,38 @@ impl Backend for CpuBackend {
             dbias.fill(0.0);
             for (i, b) in samples.enumerate() {
                 let di = dinp.as_deref_mut().map(|v| &mut v[i * in_len..][..in_len]);
-                let (dy, y, x) = (&mut dout[i * out_len..][..out_len], &out[b * out_len..][..out_len], &inp[b * in_len..][..in_len]);
+                let (dy, y, x) =
+                    (&mut dout[i * out_len..][..out_len], &out[b * out_len..][..out_len], &inp[b * in_len..][..in_len]);
                 match path {
-                    ConvPath::Winograd => conv2d_winograd::conv2d_winograd_backward(di, dkernel, dbias, &mut s.winograd_v, &mut s.winograd_m, dy, y, x, u, &d, relu),
-                    ConvPath::Direct => conv2d_direct::conv2d_direct_backward(di, dkernel, dbias, dy, y, x, weights, &d, relu),
-                    ConvPath::Im2col => conv2d::conv2d_backward(di, dkernel, dbias, &mut s.col, &mut s.dcol, dy, y, x, weights, &d, relu),
+                    ConvPath::Winograd => conv2d_winograd::conv2d_winograd_backward(
+                        di,
+                        dkernel,
+                        dbias,
+                        &mut s.winograd_v,
+                        &mut s.winograd_m,
+                        dy,
+                        y,
+                        x,
+                        u,
+                        &d,
+                        relu,
+                    ),
+                    ConvPath::Direct => {
+                        conv2d_direct::conv2d_direct_backward(di, dkernel, dbias, dy, y, x, weights, &d, relu)
+                    }
+                    ConvPath::Im2col => conv2d::conv2d_backward(
+                        di,
+                        dkernel,
+                        dbias,
+                        &mut s.col,
+                        &mut s.dcol,
+                        dy,
+                        y,
+                        x,
+                        weights,
+                        &d,
+                        relu,
+                    ),
                 }
             }
         });
@@ -342,7 +420,8 @@ impl Backend for CpuBackend {
         let (first, rest) = self.scratch.split_at_mut(1);
         let first = &mut first[0];
         for s in rest.iter() {
-            let (sum, part) = if winograd { (&mut first.winograd_du, &s.winograd_du) } else { (&mut first.dkernel, &s.dkernel) };
+            let (sum, part) =
+                if winograd { (&mut first.winograd_du, &s.winograd_du) } else { (&mut first.dkernel, &s.dkernel) };
             for (a, b) in sum[..grad_len].iter_mut().zip(part) {
                 *a += b;
             }
@@ -360,7 +439,13 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn maxpool2d_forward(&mut self, out: &mut Vec<f32>, argmax: &mut Vec<u32>, inp: &Vec<f32>, d: PoolDims) -> Result<()> {
+    fn maxpool2d_forward(
+        &mut self,
+        out: &mut Vec<f32>,
+        argmax: &mut Vec<u32>,
+        inp: &Vec<f32>,
+        d: PoolDims,
+    ) -> Result<()> {
         checks::maxpool2d_forward(out.len(), argmax.len(), inp.len(), &d)?;
         let (in_len, out_len) = (d.in_len(), d.out_len());
         let parts = self.threads();
@@ -378,7 +463,13 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn maxpool2d_backward(&mut self, dinp: &mut Vec<f32>, argmax: &Vec<u32>, dout: &Vec<f32>, d: PoolDims) -> Result<()> {
+    fn maxpool2d_backward(
+        &mut self,
+        dinp: &mut Vec<f32>,
+        argmax: &Vec<u32>,
+        dout: &Vec<f32>,
+        d: PoolDims,
+    ) -> Result<()> {
         let op = "maxpool2d_backward";
         checks::maxpool2d_backward(dinp.len(), argmax.len(), dout.len(), &d)?;
         let (in_len, out_len) = (d.in_len(), d.out_len());
@@ -392,7 +483,12 @@ impl Backend for CpuBackend {
             // SAFETY: each part writes its own samples' rows.
             let dinp = unsafe { dinps.range_mut(samples.start * in_len..samples.end * in_len) };
             for (di, b) in dinp.chunks_exact_mut(in_len).zip(samples) {
-                maxpool2d::maxpool2d_backward(di, &argmax[b * out_len..][..out_len], &dout[b * out_len..][..out_len], &d);
+                maxpool2d::maxpool2d_backward(
+                    di,
+                    &argmax[b * out_len..][..out_len],
+                    &dout[b * out_len..][..out_len],
+                    &d,
+                );
             }
         });
         Ok(())
@@ -416,7 +512,16 @@ impl Backend for CpuBackend {
         self.dropout_forward(dx, len, rate, seed)
     }
 
-    fn dense_forward(&mut self, out: &mut Vec<f32>, inp: &Vec<f32>, params: &Vec<f32>, kernel: Span, bias: Span, d: DenseDims, relu: bool) -> Result<()> {
+    fn dense_forward(
+        &mut self,
+        out: &mut Vec<f32>,
+        inp: &Vec<f32>,
+        params: &Vec<f32>,
+        kernel: Span,
+        bias: Span,
+        d: DenseDims,
+        relu: bool,
+    ) -> Result<()> {
         checks::dense_forward(out.len(), inp.len(), params.len(), kernel, bias, &d)?;
         let (kernel, bias) = (&params[kernel.range()], &params[bias.range()]);
         let parts = self.threads();
@@ -431,7 +536,14 @@ impl Backend for CpuBackend {
                     let at = row * d.outputs;
                     // SAFETY: each part writes its own columns of each row.
                     let out = unsafe { outs.range_mut(at + columns.start..at + columns.end) };
-                    dense::dense_forward_columns(out, &inp[row * d.inputs..][..d.inputs], kernel, bias, columns.clone(), relu);
+                    dense::dense_forward_columns(
+                        out,
+                        &inp[row * d.inputs..][..d.inputs],
+                        kernel,
+                        bias,
+                        columns.clone(),
+                        relu,
+                    );
                 }
             });
             return Ok(());
@@ -458,7 +570,17 @@ impl Backend for CpuBackend {
         d: DenseDims,
         relu: bool,
     ) -> Result<()> {
-        checks::dense_backward(dinp.as_ref().map(|v| v.len()), dparams.len(), dout.len(), out.len(), inp.len(), params.len(), kernel, bias, &d)?;
+        checks::dense_backward(
+            dinp.as_ref().map(|v| v.len()),
+            dparams.len(),
+            dout.len(),
+            out.len(),
+            inp.len(),
+            params.len(),
+            kernel,
+            bias,
+            &d,
+        )?;
         let (b, i, o) = (d.batch, d.inputs, d.outputs);
         let dout = &mut dout[..b * o];
         if relu {
@@ -486,32 +608,69 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn softmax_xent_forward(&mut self, probs: &mut Vec<f32>, metrics: &mut Vec<f32>, logits: &Vec<f32>, labels: &Vec<u32>, batch: usize, classes: usize) -> Result<()> {
+    fn softmax_xent_forward(
+        &mut self,
+        probs: &mut Vec<f32>,
+        metrics: &mut Vec<f32>,
+        logits: &Vec<f32>,
+        labels: &Vec<u32>,
+        batch: usize,
+        classes: usize,
+    ) -> Result<()> {
         checks::softmax_xent_forward(probs.len(), metrics.len(), logits.len(), labels.len(), batch, classes)?;
         if labels[..batch].iter().any(|&l| l as usize >= classes) {
             return Err(Error::invalid("labels", alloc::format!("a label is not below the {classes} classes")));
         }
-        let (loss_sum, correct) =
-            softmax_xent::softmax_xent_forward(&mut probs[..batch * classes], &logits[..batch * classes], &labels[..batch], classes);
+        let (loss_sum, correct) = softmax_xent::softmax_xent_forward(
+            &mut probs[..batch * classes],
+            &logits[..batch * classes],
+            &labels[..batch],
+            classes,
+        );
         metrics[0] += loss_sum;
         metrics[1] += correct as f32;
         Ok(())
     }
 
-    fn softmax_xent_backward(&mut self, dlogits: &mut Vec<f32>, probs: &Vec<f32>, labels: &Vec<u32>, batch: usize, classes: usize) -> Result<()> {
+    fn softmax_xent_backward(
+        &mut self,
+        dlogits: &mut Vec<f32>,
+        probs: &Vec<f32>,
+        labels: &Vec<u32>,
+        batch: usize,
+        classes: usize,
+    ) -> Result<()> {
         checks::softmax_xent_backward(dlogits.len(), probs.len(), labels.len(), batch, classes)?;
         if labels[..batch].iter().any(|&l| l as usize >= classes) {
             return Err(Error::invalid("labels", alloc::format!("a label is not below the {classes} classes")));
         }
-        softmax_xent::softmax_xent_backward(&mut dlogits[..batch * classes], &probs[..batch * classes], &labels[..batch], classes, batch);
+        softmax_xent::softmax_xent_backward(
+            &mut dlogits[..batch * classes],
+            &probs[..batch * classes],
+            &labels[..batch],
+            classes,
+            batch,
+        );
         Ok(())
     }
 
-    fn adadelta_step(&mut self, params: &mut Vec<f32>, accum_grad: &mut Vec<f32>, accum_update: &mut Vec<f32>, grads: &Vec<f32>, hyper: Adadelta) -> Result<()> {
+    fn adadelta_step(
+        &mut self,
+        params: &mut Vec<f32>,
+        accum_grad: &mut Vec<f32>,
+        accum_update: &mut Vec<f32>,
+        grads: &Vec<f32>,
+        hyper: Adadelta,
+    ) -> Result<()> {
         let n = params.len();
-        for (what, len) in [("accum_grad", accum_grad.len()), ("accum_update", accum_update.len()), ("grads", grads.len())] {
+        for (what, len) in
+            [("accum_grad", accum_grad.len()), ("accum_update", accum_update.len()), ("grads", grads.len())]
+        {
             if len != n {
-                return Err(Error::Backend { op: "adadelta_step".into(), message: alloc::format!("{what} has {len} values, params {n}") });
+                return Err(Error::Backend {
+                    op: "adadelta_step".into(),
+                    message: alloc::format!("{what} has {len} values, params {n}"),
+                });
             }
         }
         let parts = self.threads();

@@ -72,7 +72,8 @@ mod threaded {
             }
             // SAFETY: only the lifetime is erased; `Wait` below blocks (even while unwinding)
             // until every worker has finished with the job, so the borrow outlives its use.
-            let job: Job = unsafe { core::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f) };
+            let job: Job =
+                unsafe { core::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f) };
             {
                 let mut state = lock(&self.shared.state);
                 state.job = Some(JobPtr(job));
@@ -119,7 +120,9 @@ mod threaded {
             };
             let ok = match job {
                 // SAFETY: `run` keeps the job alive until `pending` reaches zero.
-                Some(JobPtr(job)) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { (*job)(index) })).is_ok(),
+                Some(JobPtr(job)) => {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { (*job)(index) })).is_ok()
+                }
                 None => true,
             };
             let mut state = lock(&shared.state);

@@ -56,7 +56,14 @@ pub fn conv2d_direct_forward(out: &mut [f32], inp: &[f32], kernel: &[f32], bias:
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn forward_avx2<const P: usize>(out: &mut [f32], inp: &[f32], kernel: &[f32], bias: &[f32], d: &Conv2dDims, relu: bool) {
+unsafe fn forward_avx2<const P: usize>(
+    out: &mut [f32],
+    inp: &[f32],
+    kernel: &[f32],
+    bias: &[f32],
+    d: &Conv2dDims,
+    relu: bool,
+) {
     forward::<P>(out, inp, kernel, bias, d, relu);
 }
 
@@ -95,7 +102,17 @@ fn forward<const P: usize>(out: &mut [f32], inp: &[f32], kernel: &[f32], bias: &
 /// Gradients for one sample. dout: (OH, OW, OC), masked by the ReLU in place.
 /// dkernel (K, K, C, OC) and dbias (OC) ACCUMULATE; dinp (H, W, C), when given, is overwritten.
 #[allow(clippy::too_many_arguments)]
-pub fn conv2d_direct_backward(dinp: Option<&mut [f32]>, dkernel: &mut [f32], dbias: &mut [f32], dout: &mut [f32], out: &[f32], inp: &[f32], kernel: &[f32], d: &Conv2dDims, relu: bool) {
+pub fn conv2d_direct_backward(
+    dinp: Option<&mut [f32]>,
+    dkernel: &mut [f32],
+    dbias: &mut [f32],
+    dout: &mut [f32],
+    out: &[f32],
+    inp: &[f32],
+    kernel: &[f32],
+    d: &Conv2dDims,
+    relu: bool,
+) {
     let dout = &mut dout[..d.out_len()];
     if relu {
         relu_backward(dout, &out[..d.out_len()]);
@@ -116,14 +133,26 @@ pub fn conv2d_direct_backward(dinp: Option<&mut [f32]>, dkernel: &mut [f32], dbi
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn parameter_gradients_avx2<const P: usize>(dkernel: &mut [f32], dbias: &mut [f32], dout: &[f32], inp: &[f32], d: &Conv2dDims) {
+unsafe fn parameter_gradients_avx2<const P: usize>(
+    dkernel: &mut [f32],
+    dbias: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    d: &Conv2dDims,
+) {
     parameter_gradients::<P>(dkernel, dbias, dout, inp, d);
 }
 
 /// dkernel[(ky, kx, c)] += sum over pixels of inp[pixel + (ky, kx), c] * dout[pixel];
 /// dbias += sum of dout.
 #[inline(always)]
-fn parameter_gradients<const P: usize>(dkernel: &mut [f32], dbias: &mut [f32], dout: &[f32], inp: &[f32], d: &Conv2dDims) {
+fn parameter_gradients<const P: usize>(
+    dkernel: &mut [f32],
+    dbias: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    d: &Conv2dDims,
+) {
     let (oc, ow, offsets) = (d.out_channels, d.out_width(), offsets::<P>(d));
     let last = offsets[P - 1];
     for o0 in (0..oc).step_by(LANES) {
@@ -206,9 +235,22 @@ mod tests {
                 conv2d_direct_forward(&mut y, &x, &w, &b, &d, relu);
                 assert_close("direct forward", &y, &to_f64(&want), 1e-5, 1e-5);
 
-                let (mut dw_want, mut db_want, mut dx_want) = (vec![0.0; w.len()], vec![0.0; b.len()], vec![0.0; x.len()]);
+                let (mut dw_want, mut db_want, mut dx_want) =
+                    (vec![0.0; w.len()], vec![0.0; b.len()], vec![0.0; x.len()]);
                 let mut dy = r.clone();
-                conv2d::conv2d_backward(Some(&mut dx_want), &mut dw_want, &mut db_want, &mut col, &mut dcol, &mut dy, &want, &x, &w, &d, relu);
+                conv2d::conv2d_backward(
+                    Some(&mut dx_want),
+                    &mut dw_want,
+                    &mut db_want,
+                    &mut col,
+                    &mut dcol,
+                    &mut dy,
+                    &want,
+                    &x,
+                    &w,
+                    &d,
+                    relu,
+                );
                 let (mut dw, mut db, mut dx) = (vec![0.0; w.len()], vec![0.0; b.len()], vec![f32::NAN; x.len()]);
                 let mut dy = r.clone();
                 conv2d_direct_backward(Some(&mut dx), &mut dw, &mut db, &mut dy, &y, &x, &w, &d, relu);

@@ -71,7 +71,11 @@ const fn transpose<const R: usize, const C: usize>(m: &[[f32; C]; R]) -> [[f32; 
 
 /// Whether this path handles `d`; conv2d.rs handles every shape.
 pub fn applies(d: &Conv2dDims) -> bool {
-    d.kernel == 3 && d.in_channels.is_multiple_of(LANES) && d.out_channels.is_multiple_of(LANES) && d.in_channels > 0 && d.out_channels > 0
+    d.kernel == 3
+        && d.in_channels.is_multiple_of(LANES)
+        && d.out_channels.is_multiple_of(LANES)
+        && d.in_channels > 0
+        && d.out_channels > 0
 }
 
 /// Tiles per sample: the output cut into 4x4 tiles, the ragged edge padded.
@@ -257,7 +261,14 @@ fn bt(x: &[Lanes; ALPHA]) -> [Lanes; ALPHA] {
 fn b(x: &[Lanes; ALPHA]) -> [Lanes; ALPHA] {
     let [x0, x1, x2, x3, x4, x5] = six(x);
     let (s12, d21, s34, d34) = (x1 + x2, x2 - x1, x3 + x4, x3 - x4);
-    lanes([4.0 * x0, 4.0 * (d21 + x5) - 2.0 * d34, -(5.0 * x0 + 4.0 * s12 + s34), 2.0 * d34 - d21 - 5.0 * x5, x0 + s12 + s34, x5])
+    lanes([
+        4.0 * x0,
+        4.0 * (d21 + x5) - 2.0 * d34,
+        -(5.0 * x0 + 4.0 * s12 + s34),
+        2.0 * d34 - d21 - 5.0 * x5,
+        x0 + s12 + s34,
+        x5,
+    ])
 }
 
 /// A^T x: 6 points to the 4 outputs.
@@ -408,7 +419,16 @@ fn output_transform_adjoint(dm: &mut [f32], dout: &[f32], d: &Conv2dDims) {
 /// One sample's forward. out: (OH, OW, OC); v, m: scratch of `input_scratch_len` and
 /// `output_scratch_len`; inp: (H, W, C); u: `kernel_transform`'s output; bias: (OC).
 #[allow(clippy::too_many_arguments)]
-pub fn conv2d_winograd_forward(out: &mut [f32], v: &mut [f32], m: &mut [f32], inp: &[f32], u: &[f32], bias: &[f32], d: &Conv2dDims, relu: bool) {
+pub fn conv2d_winograd_forward(
+    out: &mut [f32],
+    v: &mut [f32],
+    m: &mut [f32],
+    inp: &[f32],
+    u: &[f32],
+    bias: &[f32],
+    d: &Conv2dDims,
+    relu: bool,
+) {
     #[cfg(target_arch = "x86_64")]
     if crate::layers::gemm::has_avx2() {
         // SAFETY: the CPU supports AVX2 and FMA (checked just above).
@@ -421,13 +441,31 @@ pub fn conv2d_winograd_forward(out: &mut [f32], v: &mut [f32], m: &mut [f32], in
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn forward_avx2(out: &mut [f32], v: &mut [f32], m: &mut [f32], inp: &[f32], u: &[f32], bias: &[f32], d: &Conv2dDims, relu: bool) {
+unsafe fn forward_avx2(
+    out: &mut [f32],
+    v: &mut [f32],
+    m: &mut [f32],
+    inp: &[f32],
+    u: &[f32],
+    bias: &[f32],
+    d: &Conv2dDims,
+    relu: bool,
+) {
     forward(out, v, m, inp, u, bias, d, relu);
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn forward(out: &mut [f32], v: &mut [f32], m: &mut [f32], inp: &[f32], u: &[f32], bias: &[f32], d: &Conv2dDims, relu: bool) {
+fn forward(
+    out: &mut [f32],
+    v: &mut [f32],
+    m: &mut [f32],
+    inp: &[f32],
+    u: &[f32],
+    bias: &[f32],
+    d: &Conv2dDims,
+    relu: bool,
+) {
     let (t, c, oc) = (tile_count(d), d.in_channels, d.out_channels);
     input_transform(v, inp, d);
     for p in 0..POINTS {
@@ -608,14 +646,39 @@ mod tests {
                 // F(4x4, 3x3) rounds to ~1e-5 of the values' scale (Lavin & Gray), not of each value.
                 assert_close("winograd forward", &y, &to_f64(&want), 3e-5 * max_abs(&want), 0.0);
 
-                let (mut dw_want, mut db_want, mut dx_want) = (vec![0.0; w.len()], vec![0.0; b.len()], vec![0.0; x.len()]);
+                let (mut dw_want, mut db_want, mut dx_want) =
+                    (vec![0.0; w.len()], vec![0.0; b.len()], vec![0.0; x.len()]);
                 let mut dy = r.clone();
-                conv2d::conv2d_backward(Some(&mut dx_want), &mut dw_want, &mut db_want, &mut col, &mut dcol, &mut dy, &want, &x, &w, &d, relu);
+                conv2d::conv2d_backward(
+                    Some(&mut dx_want),
+                    &mut dw_want,
+                    &mut db_want,
+                    &mut col,
+                    &mut dcol,
+                    &mut dy,
+                    &want,
+                    &x,
+                    &w,
+                    &d,
+                    relu,
+                );
 
                 let mut du = vec![0.0; u.len()];
                 let (mut db, mut dx, mut dw) = (vec![0.0; b.len()], vec![f32::NAN; x.len()], vec![f32::NAN; w.len()]);
                 let mut dy = r.clone();
-                conv2d_winograd_backward(Some(&mut dx), &mut du, &mut db, &mut v, &mut m, &mut dy, &y, &x, &u, &d, relu);
+                conv2d_winograd_backward(
+                    Some(&mut dx),
+                    &mut du,
+                    &mut db,
+                    &mut v,
+                    &mut m,
+                    &mut dy,
+                    &y,
+                    &x,
+                    &u,
+                    &d,
+                    relu,
+                );
                 kernel_transform_adjoint(&mut dw, &du, &d);
                 assert_close("winograd dinp", &dx, &to_f64(&dx_want), 3e-5 * max_abs(&dx_want), 0.0);
                 assert_close("winograd dkernel", &dw, &to_f64(&dw_want), 3e-5 * max_abs(&dw_want), 0.0);
@@ -636,11 +699,16 @@ mod tests {
     fn gradients_match_finite_differences() {
         let d = Conv2dDims { batch: 1, height: 7, width: 6, in_channels: 8, out_channels: 8, kernel: 3 };
         let (x, w, b, r) = random_case(&d, 11);
-        let (mut v, mut m, mut u) = (vec![0.0; input_scratch_len(&d)], vec![0.0; output_scratch_len(&d)], vec![0.0; transformed_kernel_len(&d)]);
+        let (mut v, mut m, mut u) = (
+            vec![0.0; input_scratch_len(&d)],
+            vec![0.0; output_scratch_len(&d)],
+            vec![0.0; transformed_kernel_len(&d)],
+        );
         kernel_transform(&mut u, &w, &d);
         let mut y = vec![0.0; d.out_len()];
         conv2d_winograd_forward(&mut y, &mut v, &mut m, &x, &u, &b, &d, false);
-        let (mut du, mut db, mut dx, mut dw) = (vec![0.0; u.len()], vec![0.0; b.len()], vec![0.0; x.len()], vec![0.0; w.len()]);
+        let (mut du, mut db, mut dx, mut dw) =
+            (vec![0.0; u.len()], vec![0.0; b.len()], vec![0.0; x.len()], vec![0.0; w.len()]);
         let mut dy = r.clone();
         conv2d_winograd_backward(Some(&mut dx), &mut du, &mut db, &mut v, &mut m, &mut dy, &y, &x, &u, &d, false);
         kernel_transform_adjoint(&mut dw, &du, &d);
@@ -653,7 +721,8 @@ mod tests {
                         let mut acc = b[o] as f64;
                         for k in 0..9 {
                             for ci in 0..d.in_channels {
-                                acc += x[((oy + k / 3) * d.width + ox + k % 3) * d.in_channels + ci] * w[(k * d.in_channels + ci) * d.out_channels + o];
+                                acc += x[((oy + k / 3) * d.width + ox + k % 3) * d.in_channels + ci]
+                                    * w[(k * d.in_channels + ci) * d.out_channels + o];
                             }
                         }
                         s += acc * r[(oy * d.out_width() + ox) * d.out_channels + o] as f64;

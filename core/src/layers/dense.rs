@@ -20,13 +20,27 @@ pub fn dense_forward(out: &mut [f32], inp: &[f32], kernel: &[f32], bias: &[f32],
 
 /// Columns `columns` of one output row: out (len(columns)) = inp (I) @ kernel[:, columns] +
 /// bias[columns], so threads can share one row. kernel: (I, O); bias: (O).
-pub fn dense_forward_columns(out: &mut [f32], inp: &[f32], kernel: &[f32], bias: &[f32], columns: core::ops::Range<usize>, relu: bool) {
+pub fn dense_forward_columns(
+    out: &mut [f32],
+    inp: &[f32],
+    kernel: &[f32],
+    bias: &[f32],
+    columns: core::ops::Range<usize>,
+    relu: bool,
+) {
     let (inputs, outputs, width) = (inp.len(), bias.len(), columns.len());
     if width == 0 {
         return;
     }
     out[..width].copy_from_slice(&bias[columns.clone()]);
-    gemm(1.0, Mat::rows(inp, 1, inputs, inputs), Mat::rows(&kernel[columns.start..], inputs, width, outputs), 1.0, out, width);
+    gemm(
+        1.0,
+        Mat::rows(inp, 1, inputs, inputs),
+        Mat::rows(&kernel[columns.start..], inputs, width, outputs),
+        1.0,
+        out,
+        width,
+    );
     if relu {
         relu_forward(&mut out[..width]);
     }
@@ -35,12 +49,26 @@ pub fn dense_forward_columns(out: &mut [f32], inp: &[f32], kernel: &[f32], bias:
 /// dinp (B, I) = dout (B, O) @ kernel^T, overwritten. dout must already be ReLU-masked.
 pub fn dense_backward_input(dinp: &mut [f32], dout: &[f32], kernel: &[f32], inputs: usize, outputs: usize) {
     let batch = dout.len() / outputs;
-    gemm(1.0, Mat::rows(dout, batch, outputs, outputs), Mat::transposed(kernel, inputs, outputs, outputs), 0.0, dinp, inputs);
+    gemm(
+        1.0,
+        Mat::rows(dout, batch, outputs, outputs),
+        Mat::transposed(kernel, inputs, outputs, outputs),
+        0.0,
+        dinp,
+        inputs,
+    );
 }
 
 /// Rows `first_input..first_input + dkernel_rows.len() / O` of dkernel = inp^T @ dout over
 /// the batch, overwritten. inp: (B, I); dout: (B, O), ReLU-masked.
-pub fn dense_backward_kernel(dkernel_rows: &mut [f32], inp: &[f32], dout: &[f32], first_input: usize, inputs: usize, outputs: usize) {
+pub fn dense_backward_kernel(
+    dkernel_rows: &mut [f32],
+    inp: &[f32],
+    dout: &[f32],
+    first_input: usize,
+    inputs: usize,
+    outputs: usize,
+) {
     let batch = dout.len() / outputs;
     let rows = dkernel_rows.len() / outputs;
     let inp_columns = Mat::transposed(&inp[first_input..], batch, rows, inputs);

@@ -180,7 +180,19 @@ trait Microkernel {
     /// Every index above must be inside the allocations behind `a`, `b` and `c`, and the
     /// running CPU must support the kernel's instructions.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, rs_b: usize, c: *mut f32, rs_c: usize, alpha: f32, beta: f32);
+    unsafe fn tile(
+        rows: usize,
+        kc: usize,
+        a: *const f32,
+        rs_a: usize,
+        cs_a: usize,
+        b: *const f32,
+        rs_b: usize,
+        c: *mut f32,
+        rs_c: usize,
+        alpha: f32,
+        beta: f32,
+    );
 }
 
 /// Floats of stack for one packed block of B (kc x nc): 64 KB, which stays in L2.
@@ -230,13 +242,32 @@ fn blocked<K: Microkernel>(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mu
                     let ap = a_block[ir * rs_a..][..(rows - 1) * rs_a + (kc - 1) * cs_a + 1].as_ptr();
                     for jr in (0..nc).step_by(K::NR) {
                         let cols = K::NR.min(nc - jr);
-                        let bp = if b_in_place { &b_panels[jr..][..(kc - 1) * rs_b + K::NR] } else { &b_panels[jr * kc..][..kc * K::NR] }.as_ptr();
+                        let bp = if b_in_place {
+                            &b_panels[jr..][..(kc - 1) * rs_b + K::NR]
+                        } else {
+                            &b_panels[jr * kc..][..kc * K::NR]
+                        }
+                        .as_ptr();
                         let offset = (ic + ir) * c_stride + jc + jr;
                         if cols == K::NR {
                             // SAFETY: A and B are the slices the kernel reads (indexed above);
                             // the tile's C rows are < m and columns < n, inside c as
                             // `check_views` found; `blocked` only runs kernels the CPU has.
-                            unsafe { K::tile(rows, kc, ap, rs_a, cs_a, bp, rs_b, c.as_mut_ptr().add(offset), c_stride, alpha, beta) };
+                            unsafe {
+                                K::tile(
+                                    rows,
+                                    kc,
+                                    ap,
+                                    rs_a,
+                                    cs_a,
+                                    bp,
+                                    rs_b,
+                                    c.as_mut_ptr().add(offset),
+                                    c_stride,
+                                    alpha,
+                                    beta,
+                                )
+                            };
                         } else {
                             // Past n: compute the whole width into a local tile, keep `cols`.
                             let mut tile = [0.0f32; TILE_MAX];
@@ -258,7 +289,14 @@ fn blocked<K: Microkernel>(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mu
 
 /// Packs rows pc..pc+kc, columns jc..jc+nc of B as NR-wide panels, each kc x NR row-major,
 /// zero-padded past column nc. Returns the packed floats.
-fn pack_b<'p, K: Microkernel>(buf: &'p mut [MaybeUninit<f32>], b: &Mat<'_>, pc: usize, kc: usize, jc: usize, nc: usize) -> &'p [f32] {
+fn pack_b<'p, K: Microkernel>(
+    buf: &'p mut [MaybeUninit<f32>],
+    b: &Mat<'_>,
+    pc: usize,
+    kc: usize,
+    jc: usize,
+    nc: usize,
+) -> &'p [f32] {
     let start = pc * b.row_stride + jc * b.col_stride;
     pack_panels(buf, K::NR, kc, nc, b.data, start, b.row_stride, b.col_stride)
 }
@@ -270,11 +308,21 @@ fn pack_b<'p, K: Microkernel>(buf: &'p mut [MaybeUninit<f32>], b: &Mat<'_>, pc: 
 /// (dense's rows, 9216 floats apart, all into 4). Otherwise copied into a compact block
 /// that keeps A's orientation, so each line is one plain copy (the whole block one copy when
 /// A's lines are adjacent).
-fn prepare_a<'p>(buf: &'p mut [MaybeUninit<f32>], a: &Mat<'p>, r0: usize, rows: usize, pc: usize, kc: usize) -> (&'p [f32], usize, usize) {
+fn prepare_a<'p>(
+    buf: &'p mut [MaybeUninit<f32>],
+    a: &Mat<'p>,
+    r0: usize,
+    rows: usize,
+    pc: usize,
+    kc: usize,
+) -> (&'p [f32], usize, usize) {
     let by_columns = a.row_stride == 1 && a.col_stride != 1;
     // (lines, floats per line, A's stride between lines and within one; copied strides)
-    let (lines, line_len, between, within, strides) =
-        if by_columns { (kc, rows, a.col_stride, 1, (1, rows)) } else { (rows, kc, a.row_stride, a.col_stride, (kc, 1)) };
+    let (lines, line_len, between, within, strides) = if by_columns {
+        (kc, rows, a.col_stride, 1, (1, rows))
+    } else {
+        (rows, kc, a.row_stride, a.col_stride, (kc, 1))
+    };
     let start = r0 * a.row_stride + pc * a.col_stride;
     if within == 1 && !between.is_multiple_of(64) {
         return (&a.data[start..], a.row_stride, a.col_stride);
@@ -301,7 +349,16 @@ fn prepare_a<'p>(buf: &'p mut [MaybeUninit<f32>], a: &Mat<'p>, r0: usize, rows: 
 /// `width`-wide panels, each kc x width row-major, zero-padded past `len`. Returns them.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)] // so that `width` is a constant in the copies
-fn pack_panels<'p>(buf: &'p mut [MaybeUninit<f32>], width: usize, kc: usize, len: usize, data: &[f32], start: usize, line: usize, step: usize) -> &'p [f32] {
+fn pack_panels<'p>(
+    buf: &'p mut [MaybeUninit<f32>],
+    width: usize,
+    kc: usize,
+    len: usize,
+    data: &[f32],
+    start: usize,
+    line: usize,
+    step: usize,
+) -> &'p [f32] {
     assert!(width.is_multiple_of(4), "kernels are a whole number of 4-float groups wide");
     let panels = len.div_ceil(width);
     let dst = &mut buf[..panels * kc * width];
@@ -334,7 +391,8 @@ fn pack_panels<'p>(buf: &'p mut [MaybeUninit<f32>], width: usize, kc: usize, len
                     }
                 } else {
                     for (p, row) in block.chunks_exact_mut(width).enumerate() {
-                        let at = |x: usize| if first + x < len { data[start + p * line + (first + x) * step] } else { 0.0 };
+                        let at =
+                            |x: usize| if first + x < len { data[start + p * line + (first + x) * step] } else { 0.0 };
                         write(&mut row[x0..x0 + 4], &core::array::from_fn::<f32, 4, _>(at));
                     }
                 }
@@ -371,7 +429,19 @@ struct Portable<const MR: usize, const NR: usize>;
 impl<const MR: usize, const NR: usize> Microkernel for Portable<MR, NR> {
     const MR: usize = MR;
     const NR: usize = NR;
-    unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, rs_b: usize, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
+    unsafe fn tile(
+        rows: usize,
+        kc: usize,
+        a: *const f32,
+        rs_a: usize,
+        cs_a: usize,
+        b: *const f32,
+        rs_b: usize,
+        c: *mut f32,
+        rs_c: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
         let mut acc = [[0.0f32; NR]; MR];
         for p in 0..kc {
             // SAFETY: the caller keeps these indices inside `a` and `b` (see the trait).
@@ -419,7 +489,19 @@ mod x86 {
     impl Microkernel for Avx2 {
         const MR: usize = 6;
         const NR: usize = 16;
-        unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, rs_b: usize, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
+        unsafe fn tile(
+            rows: usize,
+            kc: usize,
+            a: *const f32,
+            rs_a: usize,
+            cs_a: usize,
+            b: *const f32,
+            rs_b: usize,
+            c: *mut f32,
+            rs_c: usize,
+            alpha: f32,
+            beta: f32,
+        ) {
             // SAFETY: the caller upholds the trait's contract, including AVX2+FMA support.
             unsafe { with_rows!(rows, avx2_x16, (kc, a, rs_a, cs_a, b, rs_b, c, rs_c, alpha, beta), 1 2 3 4 5 6) }
         }
@@ -427,7 +509,18 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn avx2_x16<const R: usize>(kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, rs_b: usize, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
+    unsafe fn avx2_x16<const R: usize>(
+        kc: usize,
+        a: *const f32,
+        rs_a: usize,
+        cs_a: usize,
+        b: *const f32,
+        rs_b: usize,
+        c: *mut f32,
+        rs_c: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
         // SAFETY: every pointer offset stays within the ranges the trait's contract names.
         unsafe {
             let mut acc = [[_mm256_setzero_ps(); 2]; R];
@@ -462,15 +555,40 @@ mod x86 {
     impl Microkernel for Avx512 {
         const MR: usize = 12;
         const NR: usize = 32;
-        unsafe fn tile(rows: usize, kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, rs_b: usize, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
+        unsafe fn tile(
+            rows: usize,
+            kc: usize,
+            a: *const f32,
+            rs_a: usize,
+            cs_a: usize,
+            b: *const f32,
+            rs_b: usize,
+            c: *mut f32,
+            rs_c: usize,
+            alpha: f32,
+            beta: f32,
+        ) {
             // SAFETY: the caller upholds the trait's contract, including AVX-512F support.
-            unsafe { with_rows!(rows, avx512_x32, (kc, a, rs_a, cs_a, b, rs_b, c, rs_c, alpha, beta), 1 2 3 4 5 6 7 8 9 10 11 12) }
+            unsafe {
+                with_rows!(rows, avx512_x32, (kc, a, rs_a, cs_a, b, rs_b, c, rs_c, alpha, beta), 1 2 3 4 5 6 7 8 9 10 11 12)
+            }
         }
     }
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn avx512_x32<const R: usize>(kc: usize, a: *const f32, rs_a: usize, cs_a: usize, b: *const f32, rs_b: usize, c: *mut f32, rs_c: usize, alpha: f32, beta: f32) {
+    unsafe fn avx512_x32<const R: usize>(
+        kc: usize,
+        a: *const f32,
+        rs_a: usize,
+        cs_a: usize,
+        b: *const f32,
+        rs_b: usize,
+        c: *mut f32,
+        rs_c: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
         // SAFETY: every pointer offset stays within the ranges the trait's contract names.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); 2]; R];
@@ -512,7 +630,14 @@ mod tests {
 
     /// The blocking shaped like the x86 kernels, around the portable kernel: checks the
     /// loops for AVX-512's 12 x 32 even on a CPU without AVX-512.
-    fn portable_like<const MR: usize, const NR: usize>(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32], c_stride: usize) {
+    fn portable_like<const MR: usize, const NR: usize>(
+        alpha: f32,
+        a: Mat<'_>,
+        b: Mat<'_>,
+        beta: f32,
+        c: &mut [f32],
+        c_stride: usize,
+    ) {
         if check_views(&a, &b, beta, c, c_stride) {
             blocked::<Portable<MR, NR>>(alpha, a, b, beta, c, c_stride);
         }
@@ -616,11 +741,17 @@ mod tests {
                     let got = c[i * c_stride + j];
                     if j >= n {
                         // Padding past column n is not part of C and must be left alone.
-                        assert!(got.to_bits() == c0[i * c_stride + j].to_bits(), "{name} {case:?}: wrote padding ({i}, {j})");
+                        assert!(
+                            got.to_bits() == c0[i * c_stride + j].to_bits(),
+                            "{name} {case:?}: wrote padding ({i}, {j})"
+                        );
                         continue;
                     }
                     let (w, tol) = (want[i * n + j], bound[i * n + j]);
-                    assert!((got as f64 - w).abs() <= tol, "{name} {case:?} seed {seed}: c[{i}][{j}] = {got}, want {w} (tolerance {tol})");
+                    assert!(
+                        (got as f64 - w).abs() <= tol,
+                        "{name} {case:?} seed {seed}: c[{i}][{j}] = {got}, want {w} (tolerance {tol})"
+                    );
                 }
             }
         }
@@ -633,11 +764,11 @@ mod tests {
     #[test]
     fn the_model_shapes_match() {
         let cases = [
-            plain(576, 288, 64, false, false), // conv2 forward, per sample
-            plain(288, 576, 64, true, false),  // conv2 dkernel = col^T @ dout
-            plain(576, 64, 288, false, true),  // conv2 dcol = dout @ kernel^T
-            plain(676, 9, 32, false, false),   // conv1 forward
-            plain(9, 676, 32, true, false),    // conv1 dkernel
+            plain(576, 288, 64, false, false),  // conv2 forward, per sample
+            plain(288, 576, 64, true, false),   // conv2 dkernel = col^T @ dout
+            plain(576, 64, 288, false, true),   // conv2 dcol = dout @ kernel^T
+            plain(676, 9, 32, false, false),    // conv1 forward
+            plain(9, 676, 32, true, false),     // conv1 dkernel
             plain(64, 9216, 128, false, false), // dense forward, half a batch of 128
             plain(64, 128, 9216, false, true),  // dense dinp = dout @ kernel^T
             plain(1, 9216, 128, false, false),  // dense forward of one image: B read in place
@@ -681,9 +812,21 @@ mod tests {
         }
         // Every small size of each dimension, with the others at awkward sizes.
         for s in 1..=70 {
-            check(Case { m: s, k: 13, n: 17, a_transposed: false, b_transposed: false, pad: 1, alpha: 1.0, beta: 1.0 }, s as u64, false);
-            check(Case { m: 13, k: s, n: 19, a_transposed: true, b_transposed: false, pad: 0, alpha: 1.0, beta: 0.0 }, s as u64, false);
-            check(Case { m: 7, k: 11, n: s, a_transposed: false, b_transposed: true, pad: 2, alpha: -1.0, beta: 0.5 }, s as u64, false);
+            check(
+                Case { m: s, k: 13, n: 17, a_transposed: false, b_transposed: false, pad: 1, alpha: 1.0, beta: 1.0 },
+                s as u64,
+                false,
+            );
+            check(
+                Case { m: 13, k: s, n: 19, a_transposed: true, b_transposed: false, pad: 0, alpha: 1.0, beta: 0.0 },
+                s as u64,
+                false,
+            );
+            check(
+                Case { m: 7, k: 11, n: s, a_transposed: false, b_transposed: true, pad: 2, alpha: -1.0, beta: 0.5 },
+                s as u64,
+                false,
+            );
         }
     }
 
@@ -692,7 +835,8 @@ mod tests {
         // k past KC_MAX (several passes accumulating into C) and n past one packed B block.
         for (seed, (m, k, n)) in [(13, 257, 33), (7, 600, 20), (25, 64, 300), (5, 513, 257)].into_iter().enumerate() {
             for beta in [0.0, 1.0, -0.25] {
-                let case = Case { m, k, n, a_transposed: seed % 2 == 1, b_transposed: seed >= 2, pad: 1, alpha: 0.5, beta };
+                let case =
+                    Case { m, k, n, a_transposed: seed % 2 == 1, b_transposed: seed >= 2, pad: 1, alpha: 0.5, beta };
                 check(case, seed as u64, false);
             }
         }
@@ -701,7 +845,11 @@ mod tests {
     #[test]
     fn beta_zero_overwrites_nan() {
         for (seed, (m, k, n)) in [(1, 1, 1), (6, 16, 16), (13, 300, 33), (576, 64, 288)].into_iter().enumerate() {
-            check(Case { m, k, n, a_transposed: false, b_transposed: seed % 2 == 1, pad: 2, alpha: 1.0, beta: 0.0 }, seed as u64, true);
+            check(
+                Case { m, k, n, a_transposed: false, b_transposed: seed % 2 == 1, pad: 2, alpha: 1.0, beta: 0.0 },
+                seed as u64,
+                true,
+            );
         }
         // k = 0: C = beta * C, which for beta = 0 is zero even over NaN.
         let mut c = vec![f32::NAN; 6];

@@ -28,7 +28,15 @@ pub fn maxpool2d_forward(out: &mut [f32], argmax: &mut [u32], inp: &[f32], d: &P
                 for c0 in (0..vectors).step_by(8) {
                     // SAFETY: the CPU has AVX2 (`vectors` is 0 otherwise); max8 checks that
                     // every window's 8 channels lie inside `inp`.
-                    unsafe { x86::max8(&mut out[o + c0..o + c0 + 8], &mut argmax[o + c0..o + c0 + 8], inp, &starts[..p * p], c0) };
+                    unsafe {
+                        x86::max8(
+                            &mut out[o + c0..o + c0 + 8],
+                            &mut argmax[o + c0..o + c0 + 8],
+                            inp,
+                            &starts[..p * p],
+                            c0,
+                        )
+                    };
                 }
             }
             for j in vectors..c {
@@ -121,7 +129,16 @@ mod tests {
     fn maxpool_gradients_match_finite_differences() {
         // Channel counts below, at and past a multiple of 8: the scalar and the vector paths.
         // Windows of 2, 3 and 5 (past the vector path's largest, 4x4, so channel by channel).
-        let shapes = [(4, 4, 1, 2), (5, 7, 3, 2), (6, 6, 2, 3), (4, 4, 8, 2), (5, 4, 11, 2), (4, 6, 16, 2), (7, 6, 8, 3), (5, 5, 9, 5)];
+        let shapes = [
+            (4, 4, 1, 2),
+            (5, 7, 3, 2),
+            (6, 6, 2, 3),
+            (4, 4, 8, 2),
+            (5, 4, 11, 2),
+            (4, 6, 16, 2),
+            (7, 6, 8, 3),
+            (5, 5, 9, 5),
+        ];
         for (seed, &(height, width, channels, pool)) in shapes.iter().enumerate() {
             let d = PoolDims { batch: 1, height, width, channels, pool };
             let mut rng = Rng::new(200 + seed as u64);

@@ -85,11 +85,8 @@ mod tests {
         let z64 = to_f64(&z);
         let want = naive_loss(&z64, &labels, classes);
         assert!(((loss_sum / batch as f32) as f64 - want).abs() < 1e-5, "{loss_sum} vs {want}");
-        let expected_correct = z
-            .chunks(classes)
-            .zip(&labels)
-            .filter(|(row, &y)| row.iter().all(|&v| v <= row[y as usize]))
-            .count();
+        let expected_correct =
+            z.chunks(classes).zip(&labels).filter(|(row, &y)| row.iter().all(|&v| v <= row[y as usize])).count();
         assert_eq!(correct as usize, expected_correct);
         for row in probs.chunks(classes) {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);

@@ -114,10 +114,7 @@ pub fn assert_same(what: &str, gpu: &[f32], cpu: &[f32]) {
         .map(|(i, (g, c))| (i, *g, *c))
         .take(6)
         .collect();
-    assert!(
-        bad.is_empty(),
-        "{what}: values differ; first (index, gpu, cpu): {bad:?}"
-    );
+    assert!(bad.is_empty(), "{what}: values differ; first (index, gpu, cpu): {bad:?}");
 }
 
 /// A device buffer holding `values`.
@@ -151,9 +148,7 @@ pub fn indices_host<B: Backend>(be: &mut B, indices: &B::Indices, len: usize) ->
     let mut d = be.alloc(len * classes)?;
     be.softmax_xent_backward(&mut d, &probs, indices, len, classes)?;
     let d = host(be, &d, len * classes)?;
-    Ok(d.chunks(classes)
-        .map(|row| row.iter().position(|&v| v < 0.0).map_or(u32::MAX, |p| p as u32))
-        .collect())
+    Ok(d.chunks(classes).map(|row| row.iter().position(|&v| v < 0.0).map_or(u32::MAX, |p| p as u32)).collect())
 }
 
 /// The CPU backend on its simple reference path (im2col convolutions, not Winograd or direct): what

@@ -78,10 +78,7 @@ impl PadGeometry {
 
     /// The cell showing pixel (x, y).
     pub fn cell_of(&self, x: usize, y: usize) -> (u16, u16) {
-        (
-            self.inner.x + x as u16 * self.cell_width,
-            self.inner.y + y as u16 / self.pixels_per_row.max(1),
-        )
+        (self.inner.x + x as u16 * self.cell_width, self.inner.y + y as u16 / self.pixels_per_row.max(1))
     }
 }
 
@@ -98,11 +95,7 @@ pub const IMAGE_BLOCK: (u16, u16) = (SIDE as u16 + 2, SIDE as u16 / 2 + 2);
 
 pub fn layout(area: Rect) -> AppLayout {
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
-        return AppLayout {
-            too_small: true,
-            body: area,
-            ..AppLayout::default()
-        };
+        return AppLayout { too_small: true, body: area, ..AppLayout::default() };
     }
     let [top, body, status, legend] = Layout::vertical([
         Constraint::Length(1),
@@ -133,11 +126,7 @@ pub fn layout(area: Rect) -> AppLayout {
 
 /// The view whose tab title is under a cell.
 pub fn tab_at(layout: &AppLayout, column: u16, row: u16) -> Option<View> {
-    layout
-        .tabs
-        .iter()
-        .position(|r| r.contains(Position::new(column, row)))
-        .map(|i| View::ALL[i])
+    layout.tabs.iter().position(|r| r.contains(Position::new(column, row))).map(|i| View::ALL[i])
 }
 
 pub fn tab_prefix() -> &'static str {
@@ -148,12 +137,7 @@ fn train_layout(body: Rect) -> TrainLayout {
     let [top, charts] = Layout::vertical([Constraint::Length(10), Constraint::Min(0)]).areas(body);
     let [settings, progress] = Layout::horizontal([Constraint::Length(34), Constraint::Min(0)]).areas(top);
     let [loss, accuracy] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(charts);
-    TrainLayout {
-        settings,
-        progress,
-        loss,
-        accuracy,
-    }
+    TrainLayout { settings, progress, loss, accuracy }
 }
 
 fn draw_layout(body: Rect) -> DrawLayout {
@@ -169,41 +153,17 @@ fn draw_layout(body: Rect) -> DrawLayout {
         _ => (0, 0),
     };
     if cell_width == 0 {
-        return DrawLayout {
-            pad: None,
-            pad_block: body,
-            ..DrawLayout::default()
-        };
+        return DrawLayout { pad: None, pad_block: body, ..DrawLayout::default() };
     }
     let pad_size = (side * cell_width + 2, side / pixels_per_row + 2);
     let [pad_column, right] = Layout::horizontal([Constraint::Length(pad_size.0), Constraint::Min(0)]).areas(body);
     let [pad_block, _] = Layout::vertical([Constraint::Length(pad_size.1), Constraint::Min(0)]).areas(pad_column);
-    let inner = Rect::new(
-        pad_block.x + 1,
-        pad_block.y + 1,
-        side * cell_width,
-        side / pixels_per_row,
-    );
-    let [seen_row, bars, info] = Layout::vertical([
-        Constraint::Length(IMAGE_BLOCK.1),
-        Constraint::Length(12),
-        Constraint::Min(0),
-    ])
-    .areas(right);
+    let inner = Rect::new(pad_block.x + 1, pad_block.y + 1, side * cell_width, side / pixels_per_row);
+    let [seen_row, bars, info] =
+        Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Length(12), Constraint::Min(0)]).areas(right);
     let [seen, prediction] =
         Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(seen_row);
-    DrawLayout {
-        pad: Some(PadGeometry {
-            inner,
-            cell_width,
-            pixels_per_row,
-        }),
-        pad_block,
-        seen,
-        prediction,
-        bars,
-        info,
-    }
+    DrawLayout { pad: Some(PadGeometry { inner, cell_width, pixels_per_row }), pad_block, seen, prediction, bars, info }
 }
 
 /// The list on the left; on the right the selected image beside its details, and the confusion
@@ -212,12 +172,7 @@ fn explore_layout(body: Rect) -> ExploreLayout {
     let [list, right] = Layout::horizontal([Constraint::Length(32), Constraint::Min(0)]).areas(body);
     let [top, confusion] = Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Min(0)]).areas(right);
     let [image, details] = Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(top);
-    ExploreLayout {
-        list,
-        image,
-        details,
-        confusion,
-    }
+    ExploreLayout { list, image, details, confusion }
 }
 
 #[cfg(test)]

@@ -72,12 +72,7 @@ impl FrameLimiter {
 /// Leaves raw mode, the alternate screen and mouse capture; harmless when already left.
 fn restore_terminal() {
     let _ = disable_raw_mode();
-    let _ = execute!(
-        std::io::stdout(),
-        DisableMouseCapture,
-        LeaveAlternateScreen,
-        crossterm::cursor::Show
-    );
+    let _ = execute!(std::io::stdout(), DisableMouseCapture, LeaveAlternateScreen, crossterm::cursor::Show);
 }
 
 /// Restores the terminal when dropped, including while unwinding from a panic.
@@ -116,18 +111,10 @@ fn settings_from(args: &TuiArgs) -> Settings {
         backend: args.backend,
         precision: args.precision,
         seed: args.seed,
-        data: args
-            .data
-            .data
-            .as_ref()
-            .map_or(String::new(), |p| p.display().to_string()),
+        data: args.data.data.as_ref().map_or(String::new(), |p| p.display().to_string()),
         limit: args.data.limit.unwrap_or(0),
         threads: args.threads,
-        download: crate::cli::DataArgs {
-            data: None,
-            limit: None,
-            ..args.data.clone()
-        },
+        download: crate::cli::DataArgs { data: None, limit: None, ..args.data.clone() },
     }
 }
 
@@ -236,16 +223,12 @@ fn spawn_input_reader(tx: Sender<Msg>) {
 fn carry_out(effect: Effect, tx: &Sender<Msg>) {
     match effect {
         Effect::LoadData(args) => worker::spawn_data_loader(args, tx.clone()),
-        Effect::StartTraining {
-            settings,
-            split,
-            control,
-        } => worker::spawn_training(settings, split, control, tx.clone()),
-        Effect::PredictAll {
-            model,
-            split,
-            generation,
-        } => worker::spawn_predict_all(model, split, generation, tx.clone()),
+        Effect::StartTraining { settings, split, control } => {
+            worker::spawn_training(settings, split, control, tx.clone())
+        }
+        Effect::PredictAll { model, split, generation } => {
+            worker::spawn_predict_all(model, split, generation, tx.clone())
+        }
         Effect::SaveModel { model, prefix } => {
             let _ = tx.send(Msg::ModelSaved(models::save(&model, &prefix)));
         }

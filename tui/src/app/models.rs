@@ -38,11 +38,7 @@ pub fn shipped() -> Result<Model, String> {
 /// Reads PREFIX-symbol.json and PREFIX-0000.params (ours, keras-mxnet's or Gluon's).
 pub fn load(prefix: &str) -> Result<Model, String> {
     let imported = crate::predict_cmd::load_model(prefix, 0).map_err(|f| f.message)?;
-    Ok(Model {
-        config: imported.config,
-        params: Arc::new(imported.params),
-        origin: format!("loaded from {prefix}"),
-    })
+    Ok(Model { config: imported.config, params: Arc::new(imported.params), origin: format!("loaded from {prefix}") })
 }
 
 /// Writes PREFIX-symbol.json and PREFIX-0000.params (f32), each atomically, creating the
@@ -54,10 +50,7 @@ pub fn save(model: &Model, prefix: &str) -> Result<String, String> {
     if let Some(dir) = Path::new(&symbol).parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    for (name, bytes) in [
-        (&symbol, checkpoint.symbol.as_bytes()),
-        (&params, checkpoint.params.as_slice()),
-    ] {
+    for (name, bytes) in [(&symbol, checkpoint.symbol.as_bytes()), (&params, checkpoint.params.as_slice())] {
         write_atomic(Path::new(name), bytes).map_err(|e| format!("cannot write {name}: {e}"))?;
     }
     Ok(format!("{symbol} and {params}"))
@@ -73,17 +66,13 @@ impl Classifier {
     pub fn new(model: &Model) -> Result<Self, String> {
         let mut network =
             Network::new(CpuBackend::new(1), model.config, 1).map_err(|e| format!("cannot set up the model: {e}"))?;
-        network
-            .set_params(&model.params)
-            .map_err(|e| format!("cannot set up the model: {e}"))?;
+        network.set_params(&model.params).map_err(|e| format!("cannot set up the model: {e}"))?;
         Ok(Classifier { network })
     }
 
     /// Class probabilities of one image (H, W, C) in [0, 1].
     pub fn classify(&mut self, image: &[f32]) -> Result<Vec<f32>, String> {
-        self.network
-            .predict(image)
-            .map_err(|e| format!("prediction failed: {e}"))
+        self.network.predict(image).map_err(|e| format!("prediction failed: {e}"))
     }
 }
 
@@ -106,14 +95,9 @@ pub fn predict_all(model: &Model, data: &Dataset) -> Result<Predictions, String>
     }
     let mut network =
         Network::new(CpuBackend::new(0), config, BATCH).map_err(|e| format!("cannot set up the model: {e}"))?;
-    network
-        .set_params(&model.params)
-        .map_err(|e| format!("cannot set up the model: {e}"))?;
+    network.set_params(&model.params).map_err(|e| format!("cannot set up the model: {e}"))?;
     let sample_len = data.sample_len();
-    let mut out = Predictions {
-        classes: Vec::with_capacity(data.len()),
-        confidence: Vec::with_capacity(data.len()),
-    };
+    let mut out = Predictions { classes: Vec::with_capacity(data.len()), confidence: Vec::with_capacity(data.len()) };
     for chunk in data.images.chunks(BATCH * sample_len) {
         // Scaled exactly as the training batches are.
         let x: Vec<f32> = chunk.iter().map(|&b| b as f32 * (1.0 / 255.0)).collect();
@@ -129,11 +113,7 @@ pub fn predict_all(model: &Model, data: &Dataset) -> Result<Predictions, String>
 
 /// The most likely class and its probability (the first of a tie).
 pub fn argmax(probs: &[f32]) -> (usize, f32) {
-    probs
-        .iter()
-        .copied()
-        .enumerate()
-        .fold((0, f32::MIN), |best, (i, p)| if p > best.1 { (i, p) } else { best })
+    probs.iter().copied().enumerate().fold((0, f32::MIN), |best, (i, p)| if p > best.1 { (i, p) } else { best })
 }
 
 #[cfg(test)]
@@ -146,11 +126,7 @@ mod tests {
         let model = shipped().unwrap();
         assert_eq!(model.params.len(), Config::default().param_count());
         // 1.2 M parameters at 2 bytes, plus names and headers.
-        assert!(
-            (2_300_000..2_500_000).contains(&SHIPPED_PARAMS.len()),
-            "{}",
-            SHIPPED_PARAMS.len()
-        );
+        assert!((2_300_000..2_500_000).contains(&SHIPPED_PARAMS.len()), "{}", SHIPPED_PARAMS.len());
     }
 
     #[test]
@@ -159,17 +135,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mnist-app-models-{}", std::process::id()));
         let prefix = dir.join("sub/m").display().to_string();
         let written = save(&model, &prefix).unwrap();
-        assert!(
-            written.contains("m-symbol.json") && written.contains("m-0000.params"),
-            "{written}"
-        );
+        assert!(written.contains("m-symbol.json") && written.contains("m-0000.params"), "{written}");
         let back = load(&prefix).unwrap();
         // Saved as f32, so the f16 values come back exactly.
         assert_eq!(back.params, model.params);
         assert_eq!(back.config, model.config);
-        assert!(load(&dir.join("missing").display().to_string())
-            .unwrap_err()
-            .contains("cannot read model file"));
+        assert!(load(&dir.join("missing").display().to_string()).unwrap_err().contains("cannot read model file"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

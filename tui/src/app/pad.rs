@@ -23,13 +23,7 @@ pub struct Pad {
 
 impl Default for Pad {
     fn default() -> Self {
-        Pad {
-            pixels: vec![0.0; SIDE * SIDE],
-            cursor: (SIDE / 2, SIDE / 2),
-            brush: 2,
-            pen_down: false,
-            last_drag: None,
-        }
+        Pad { pixels: vec![0.0; SIDE * SIDE], cursor: (SIDE / 2, SIDE / 2), brush: 2, pen_down: false, last_drag: None }
     }
 }
 
@@ -212,13 +206,9 @@ mod tests {
         pad.set_brush(2);
         pad.line((3, 1), (3, 12), false); // a short stroke in a corner
         let input = pad.model_input();
-        let rows: Vec<usize> = (0..SIDE)
-            .filter(|&y| (0..SIDE).any(|x| input[y * SIDE + x] > 0.3))
-            .collect();
+        let rows: Vec<usize> = (0..SIDE).filter(|&y| (0..SIDE).any(|x| input[y * SIDE + x] > 0.3)).collect();
         assert!(rows.len() >= 19 && rows.len() <= 21, "{rows:?}");
-        let cols: Vec<usize> = (0..SIDE)
-            .filter(|&x| (0..SIDE).any(|y| input[y * SIDE + x] > 0.3))
-            .collect();
+        let cols: Vec<usize> = (0..SIDE).filter(|&x| (0..SIDE).any(|y| input[y * SIDE + x] > 0.3)).collect();
         let mid = (cols[0] + cols[cols.len() - 1]) as f32 / 2.0;
         assert!((mid - 13.5).abs() <= 1.5, "{cols:?}");
         assert!(Pad::default().model_input().iter().all(|&v| v == 0.0));

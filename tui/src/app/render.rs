@@ -42,14 +42,8 @@ pub fn render(frame: &mut Frame, app: &App) {
         StatusKind::Info => Style::new(),
         StatusKind::Error => Style::new().fg(Color::LightRed).add_modifier(Modifier::BOLD),
     };
-    frame.render_widget(
-        Paragraph::new(Line::styled(app.status.0.as_str(), status_style)),
-        l.status,
-    );
-    frame.render_widget(
-        Paragraph::new(legend(app)).style(Style::new().fg(Color::Gray)),
-        l.legend,
-    );
+    frame.render_widget(Paragraph::new(Line::styled(app.status.0.as_str(), status_style)), l.status);
+    frame.render_widget(Paragraph::new(legend(app)).style(Style::new().fg(Color::Gray)), l.legend);
     if let Some(prompt) = &app.prompt {
         render_prompt(frame, area, prompt);
     }
@@ -57,13 +51,7 @@ pub fn render(frame: &mut Frame, app: &App) {
 
 fn render_tabs(buf: &mut Buffer, l: &AppLayout, view: View) {
     let top = l.top;
-    buf.set_stringn(
-        top.x,
-        top.y,
-        layout::tab_prefix(),
-        top.width as usize,
-        Style::new().add_modifier(Modifier::BOLD),
-    );
+    buf.set_stringn(top.x, top.y, layout::tab_prefix(), top.width as usize, Style::new().add_modifier(Modifier::BOLD));
     for ((rect, title), v) in l.tabs.iter().zip(TAB_TITLES).zip(View::ALL) {
         let style = if v == view {
             Style::new().fg(Color::Black).bg(ACCENT).add_modifier(Modifier::BOLD)
@@ -88,20 +76,11 @@ fn legend(app: &App) -> Vec<Line<'static>> {
     if let Some(prompt) = &app.prompt {
         return match prompt {
             Prompt::ConfirmQuit => vec![pairs(&[("y", "quit and stop training"), ("n", "keep going")])],
-            _ => vec![pairs(&[
-                ("type", "the checkpoint prefix"),
-                ("Enter", "ok"),
-                ("Esc", "cancel"),
-            ])],
+            _ => vec![pairs(&[("type", "the checkpoint prefix"), ("Enter", "ok"), ("Esc", "cancel")])],
         };
     }
     if app.editing.is_some() {
-        return vec![pairs(&[
-            ("type", "the value"),
-            ("Enter", "set"),
-            ("Esc", "cancel"),
-            ("Backspace", "delete"),
-        ])];
+        return vec![pairs(&[("type", "the value"), ("Enter", "set"), ("Esc", "cancel"), ("Backspace", "delete")])];
     }
     let view_keys: &[(&str, &str)] = match app.view {
         View::Train => &[
@@ -121,18 +100,11 @@ fn legend(app: &App) -> Vec<Line<'static>> {
             ("+/-", "brush"),
             ("c", "clear"),
         ],
-        View::Explore => &[
-            ("↑↓ PgUp PgDn Home End", "browse"),
-            ("m", "misclassified only / all"),
-            ("mouse", "click, scroll"),
-        ],
+        View::Explore => {
+            &[("↑↓ PgUp PgDn Home End", "browse"), ("m", "misclassified only / all"), ("mouse", "click, scroll")]
+        }
     };
-    let global = [
-        ("Tab/1-3", "views"),
-        ("o", "load model"),
-        ("e", "save model"),
-        ("q", "quit"),
-    ];
+    let global = [("Tab/1-3", "views"), ("o", "load model"), ("e", "save model"), ("q", "quit")];
     vec![pairs(view_keys), pairs(&global)]
 }
 
@@ -140,17 +112,10 @@ fn render_prompt(frame: &mut Frame, area: Rect, prompt: &Prompt) {
     let (title, lines): (&str, Vec<Line>) = match prompt {
         Prompt::ConfirmQuit => (
             "Quit?",
-            vec![
-                Line::from("Training is running. Quit and stop it?"),
-                Line::from("y: quit   n: keep training"),
-            ],
+            vec![Line::from("Training is running. Quit and stop it?"), Line::from("y: quit   n: keep training")],
         ),
         Prompt::SaveModel { input, offered } => (
-            if *offered {
-                "Training ended: save the model?"
-            } else {
-                "Save the model"
-            },
+            if *offered { "Training ended: save the model?" } else { "Save the model" },
             vec![
                 Line::from("MXNet checkpoint prefix (PREFIX-symbol.json, PREFIX-0000.params):"),
                 Line::from(format!("> {input}_")),
@@ -166,12 +131,8 @@ fn render_prompt(frame: &mut Frame, area: Rect, prompt: &Prompt) {
     };
     let width = area.width.saturating_sub(4).min(76);
     let height = 4u16.min(area.height);
-    let popup = Rect::new(
-        area.x + (area.width - width) / 2,
-        area.y + area.height.saturating_sub(height) / 2,
-        width,
-        height,
-    );
+    let popup =
+        Rect::new(area.x + (area.width - width) / 2, area.y + area.height.saturating_sub(height) / 2, width, height);
     frame.render_widget(Clear, popup);
     let block = Block::bordered().title(title).border_style(Style::new().fg(ACCENT));
     frame.render_widget(Paragraph::new(lines).block(block), popup);
@@ -189,9 +150,7 @@ fn render_train(frame: &mut Frame, l: &AppLayout, app: &App) {
             _ => app.settings.value(*field),
         };
         let style = if selected {
-            Style::new()
-                .fg(Color::Black)
-                .bg(if locked { Color::Gray } else { ACCENT })
+            Style::new().fg(Color::Black).bg(if locked { Color::Gray } else { ACCENT })
         } else {
             Style::new()
         };
@@ -201,17 +160,10 @@ fn render_train(frame: &mut Frame, l: &AppLayout, app: &App) {
         ]));
     }
     lines.push(Line::styled(
-        if locked {
-            "locked while training"
-        } else {
-            "s starts a run"
-        },
+        if locked { "locked while training" } else { "s starts a run" },
         Style::new().fg(Color::Gray),
     ));
-    frame.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title("Settings")),
-        t.settings,
-    );
+    frame.render_widget(Paragraph::new(lines).block(Block::bordered().title("Settings")), t.settings);
 
     // Progress.
     let block = Block::bordered().title("Progress");
@@ -233,39 +185,23 @@ fn render_train(frame: &mut Frame, l: &AppLayout, app: &App) {
         DataState::Ready { source, .. } => format!("Data: {source}"),
         DataState::Failed { message, .. } => format!("No data: {message}"),
     };
-    let data_style = if matches!(app.data, DataState::Failed { .. }) {
-        Style::new().fg(Color::LightRed)
-    } else {
-        Style::new()
-    };
-    let model_line = format!(
-        "Model for draw/explore: {}",
-        app.model.as_ref().map_or("none", |m| m.origin.as_str())
-    );
+    let data_style =
+        if matches!(app.data, DataState::Failed { .. }) { Style::new().fg(Color::LightRed) } else { Style::new() };
+    let model_line = format!("Model for draw/explore: {}", app.model.as_ref().map_or("none", |m| m.origin.as_str()));
     match &app.run {
         None => {
             // Before any run there is room to wrap a long "No data" reason.
-            let lines = vec![
-                Line::from(phase),
-                Line::from(model_line),
-                Line::styled(data_line, data_style),
-            ];
+            let lines = vec![Line::from(phase), Line::from(model_line), Line::styled(data_line, data_style)];
             frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
         }
         Some(run) => {
             let where_ = if run.epoch > 0 {
-                format!(
-                    " - epoch {}/{} - step {}/{}",
-                    run.epoch, run.epochs, run.step, run.steps_per_epoch
-                )
+                format!(" - epoch {}/{} - step {}/{}", run.epoch, run.epochs, run.step, run.steps_per_epoch)
             } else {
                 String::new()
             };
             frame.render_widget(
-                Paragraph::new(Line::styled(
-                    format!("{phase}{where_}"),
-                    Style::new().add_modifier(Modifier::BOLD),
-                )),
+                Paragraph::new(Line::styled(format!("{phase}{where_}"), Style::new().add_modifier(Modifier::BOLD))),
                 row(0),
             );
             let epoch_label = format!("epoch {:.0}%", run.epoch_fraction() * 100.0);
@@ -284,10 +220,7 @@ fn render_train(frame: &mut Frame, l: &AppLayout, app: &App) {
             };
             let run_label = format!("run {:.0}%  {eta}", run.run_fraction() * 100.0);
             frame.render_widget(
-                Gauge::default()
-                    .ratio(run.run_fraction())
-                    .label(run_label)
-                    .gauge_style(Style::new().fg(ACCENT)),
+                Gauge::default().ratio(run.run_fraction()).label(run_label).gauge_style(Style::new().fg(ACCENT)),
                 row(2),
             );
             let rate = match (&app.phase, run.samples_per_second) {
@@ -320,12 +253,7 @@ fn render_train(frame: &mut Frame, l: &AppLayout, app: &App) {
         ChartWindow::Recent => "recent",
     };
     let (train_loss, val_loss, train_acc, val_acc) = match &app.run {
-        Some(r) => (
-            &r.train_loss[..],
-            &r.val_loss[..],
-            &r.train_accuracy[..],
-            &r.val_accuracy[..],
-        ),
+        Some(r) => (&r.train_loss[..], &r.val_loss[..], &r.train_accuracy[..], &r.val_accuracy[..]),
         None => (&[][..], &[][..], &[][..], &[][..]),
     };
     let epochs = app.run.as_ref().map_or(app.settings.epochs, |r| r.epochs);
@@ -370,19 +298,12 @@ fn render_chart(frame: &mut Frame, area: Rect, spec: &ChartSpec, window: ChartWi
         ChartWindow::Recent => {
             let points = recent(spec.train, RECENT_POINTS).to_vec();
             let first = points.first().map_or(0.0, |p| p.0);
-            let last = points
-                .last()
-                .map_or(first, |p| p.0)
-                .max(spec.validation.last().map_or(0.0, |p| p.0));
+            let last = points.last().map_or(first, |p| p.0).max(spec.validation.last().map_or(0.0, |p| p.0));
             (points, [first, if last > first { last } else { first + 0.01 }])
         }
     };
-    let validation: Vec<(f64, f64)> = spec
-        .validation
-        .iter()
-        .copied()
-        .filter(|p| p.0 >= x_bounds[0] && p.0 <= x_bounds[1])
-        .collect();
+    let validation: Vec<(f64, f64)> =
+        spec.validation.iter().copied().filter(|p| p.0 >= x_bounds[0] && p.0 <= x_bounds[1]).collect();
     let values = train.iter().chain(&validation).map(|p| p.1).filter(|v| v.is_finite());
     let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if lo > hi { (0.0, 1.0) } else { (lo, hi) };
@@ -414,24 +335,10 @@ fn render_chart(frame: &mut Frame, area: Rect, spec: &ChartSpec, window: ChartWi
         // Keep the legend (which colour is which) unless the chart is tiny.
         .hidden_legend_constraints((Constraint::Percentage(60), Constraint::Percentage(60)))
         // In the corner the curve leaves empty: loss falls, accuracy rises.
-        .legend_position(Some(if spec.accuracy {
-            LegendPosition::BottomRight
-        } else {
-            LegendPosition::TopRight
-        }))
-        .x_axis(
-            Axis::default()
-                .title("epoch")
-                .bounds(x_bounds)
-                .labels(x_labels)
-                .style(Style::new().fg(Color::Gray)),
-        )
+        .legend_position(Some(if spec.accuracy { LegendPosition::BottomRight } else { LegendPosition::TopRight }))
+        .x_axis(Axis::default().title("epoch").bounds(x_bounds).labels(x_labels).style(Style::new().fg(Color::Gray)))
         .y_axis(
-            Axis::default()
-                .title(spec.y_title)
-                .bounds(y_bounds)
-                .labels(y_labels)
-                .style(Style::new().fg(Color::Gray)),
+            Axis::default().title(spec.y_title).bounds(y_bounds).labels(y_labels).style(Style::new().fg(Color::Gray)),
         );
     frame.render_widget(chart, area);
 }
@@ -459,10 +366,7 @@ fn draw_half_blocks(buf: &mut Buffer, area: Rect, pixel: &dyn Fn(usize, usize) -
     let threshold = 0.25;
     for row in 0..(SIDE as u16 / 2).min(area.height) {
         for x in 0..(SIDE as u16).min(area.width) {
-            let (top, bottom) = (
-                pixel(x as usize, 2 * row as usize),
-                pixel(x as usize, 2 * row as usize + 1),
-            );
+            let (top, bottom) = (pixel(x as usize, 2 * row as usize), pixel(x as usize, 2 * row as usize + 1));
             let (symbol, fg, bg) = match (top >= threshold, bottom >= threshold) {
                 (true, true) => ('█', grey(top.max(bottom)), Color::Reset),
                 (true, false) => ('▀', grey(top), grey(bottom)),
@@ -490,9 +394,7 @@ fn render_draw(frame: &mut Frame, l: &AppLayout, app: &App) {
 
     frame.render_widget(Block::bordered().title("Model input"), d.seen);
     let seen_inner = Block::bordered().inner(d.seen);
-    draw_half_blocks(frame.buffer_mut(), seen_inner, &|x, y| {
-        app.seen.get(y * SIDE + x).copied().unwrap_or(0.0)
-    });
+    draw_half_blocks(frame.buffer_mut(), seen_inner, &|x, y| app.seen.get(y * SIDE + x).copied().unwrap_or(0.0));
 
     let prediction = match (&app.probabilities, &app.classifier) {
         (_, None) => Line::styled("No model: o loads one, or train one", Style::new().fg(Color::LightRed)),
@@ -505,20 +407,10 @@ fn render_draw(frame: &mut Frame, l: &AppLayout, app: &App) {
         }
         (None, Some(_)) => Line::from("Draw a digit on the pad"),
     };
-    let beside = Rect {
-        x: d.prediction.x + 1,
-        width: d.prediction.width.saturating_sub(1),
-        ..d.prediction
-    };
-    frame.render_widget(
-        Paragraph::new(vec![Line::from(""), prediction]).wrap(Wrap { trim: false }),
-        beside,
-    );
+    let beside = Rect { x: d.prediction.x + 1, width: d.prediction.width.saturating_sub(1), ..d.prediction };
+    frame.render_widget(Paragraph::new(vec![Line::from(""), prediction]).wrap(Wrap { trim: false }), beside);
     let info = vec![
-        Line::from(format!(
-            "Model: {}",
-            app.model.as_ref().map_or("none", |m| m.origin.as_str())
-        )),
+        Line::from(format!("Model: {}", app.model.as_ref().map_or("none", |m| m.origin.as_str()))),
         Line::styled(
             "Model input: the pad cropped to the ink, fitted in 20x20 and centred by mass, as MNIST's digits were.",
             Style::new().fg(Color::Gray),
@@ -598,19 +490,13 @@ fn render_explore(frame: &mut Frame, l: &AppLayout, app: &App) {
         (DataState::Ready { split, .. }, Some(model), ex)
             if ex.predictions.as_ref().is_none_or(|(g, _)| *g != app.generation) =>
         {
-            Some(format!(
-                "Predicting {} test images with the model {}...",
-                split.test.len(),
-                model.origin
-            ))
+            Some(format!("Predicting {} test images with the model {}...", split.test.len(), model.origin))
         }
         _ => None,
     };
     if let Some(message) = message {
         frame.render_widget(
-            Paragraph::new(message)
-                .wrap(Wrap { trim: true })
-                .block(Block::bordered().title("Explore")),
+            Paragraph::new(message).wrap(Wrap { trim: true }).block(Block::bordered().title("Explore")),
             body,
         );
         return;
@@ -663,10 +549,7 @@ fn render_explore(frame: &mut Frame, l: &AppLayout, app: &App) {
 
     // The selected image and its prediction.
     let selected = indices.get(app.explore.selected).copied();
-    frame.render_widget(
-        Block::bordered().title(selected.map_or("Image".into(), |i| format!("Image #{i}"))),
-        e.image,
-    );
+    frame.render_widget(Block::bordered().title(selected.map_or("Image".into(), |i| format!("Image #{i}"))), e.image);
     if let Some(i) = selected {
         let image = &split.test.images[i * split.test.sample_len()..(i + 1) * split.test.sample_len()];
         draw_half_blocks(frame.buffer_mut(), Block::bordered().inner(e.image), &|x, y| {
@@ -685,11 +568,7 @@ fn render_explore(frame: &mut Frame, l: &AppLayout, app: &App) {
         ];
         frame.render_widget(
             Paragraph::new(details),
-            Rect {
-                x: e.details.x + 1,
-                width: e.details.width.saturating_sub(1),
-                ..e.details
-            },
+            Rect { x: e.details.x + 1, width: e.details.width.saturating_sub(1), ..e.details },
         );
     }
 
@@ -701,11 +580,7 @@ fn render_explore(frame: &mut Frame, l: &AppLayout, app: &App) {
             matrix[t][p] += 1;
         }
     }
-    let accuracy = if total > 0 {
-        (total - wrong) as f64 / total as f64
-    } else {
-        0.0
-    };
+    let accuracy = if total > 0 { (total - wrong) as f64 / total as f64 } else { 0.0 };
     let mut lines = vec![
         Line::from(format!("accuracy {accuracy:.4}: {wrong} of {total} wrong")),
         Line::from("rows: true class, columns: predicted"),
@@ -714,10 +589,7 @@ fn render_explore(frame: &mut Frame, l: &AppLayout, app: &App) {
     header.extend((0..10).map(|c| format!("{c:>4}")));
     lines.push(Line::styled(header, Style::new().add_modifier(Modifier::BOLD)));
     for (t, row) in matrix.iter().enumerate() {
-        let mut spans = vec![Span::styled(
-            format!("{t:>3} "),
-            Style::new().add_modifier(Modifier::BOLD),
-        )];
+        let mut spans = vec![Span::styled(format!("{t:>3} "), Style::new().add_modifier(Modifier::BOLD))];
         for (p, &n) in row.iter().enumerate() {
             let style = match (t == p, n) {
                 (true, _) => Style::new().fg(ACCENT),
@@ -728,8 +600,5 @@ fn render_explore(frame: &mut Frame, l: &AppLayout, app: &App) {
         }
         lines.push(Line::from(spans));
     }
-    frame.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title("Confusion matrix")),
-        e.confusion,
-    );
+    frame.render_widget(Paragraph::new(lines).block(Block::bordered().title("Confusion matrix")), e.confusion);
 }

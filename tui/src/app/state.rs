@@ -46,23 +46,10 @@ pub enum Msg {
 #[derive(Debug, Clone)]
 pub enum Effect {
     LoadData(DataArgs),
-    StartTraining {
-        settings: RunSettings,
-        split: Arc<Split>,
-        control: Arc<RunControl>,
-    },
-    PredictAll {
-        model: Model,
-        split: Arc<Split>,
-        generation: u64,
-    },
-    SaveModel {
-        model: Model,
-        prefix: String,
-    },
-    LoadModel {
-        prefix: String,
-    },
+    StartTraining { settings: RunSettings, split: Arc<Split>, control: Arc<RunControl> },
+    PredictAll { model: Model, split: Arc<Split>, generation: u64 },
+    SaveModel { model: Model, prefix: String },
+    LoadModel { prefix: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,15 +79,8 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 7] = [
-        Field::Epochs,
-        Field::BatchSize,
-        Field::Backend,
-        Field::Precision,
-        Field::Seed,
-        Field::Data,
-        Field::Limit,
-    ];
+    pub const ALL: [Field; 7] =
+        [Field::Epochs, Field::BatchSize, Field::Backend, Field::Precision, Field::Seed, Field::Data, Field::Limit];
     pub fn label(self) -> &'static str {
         match self {
             Field::Epochs => "Epochs",
@@ -178,21 +158,16 @@ impl Settings {
         match field {
             Field::Epochs => self.epochs = step(self.epochs, 1).min(9999),
             Field::BatchSize => {
-                self.batch_size = if up {
-                    (self.batch_size * 2).min(65536)
-                } else {
-                    (self.batch_size / 2).max(1)
-                }
+                self.batch_size = if up { (self.batch_size * 2).min(65536) } else { (self.batch_size / 2).max(1) }
             }
-            Field::Backend => self.backend = cycle([BackendChoice::Auto, BackendChoice::Cpu, BackendChoice::Cuda], self.backend, up),
-            Field::Precision => self.precision = cycle([PrecisionChoice::F32, PrecisionChoice::Bf16, PrecisionChoice::F16], self.precision, up),
-            Field::Seed => {
-                self.seed = if up {
-                    self.seed.saturating_add(1)
-                } else {
-                    self.seed.saturating_sub(1)
-                }
+            Field::Backend => {
+                self.backend = cycle([BackendChoice::Auto, BackendChoice::Cpu, BackendChoice::Cuda], self.backend, up)
             }
+            Field::Precision => {
+                self.precision =
+                    cycle([PrecisionChoice::F32, PrecisionChoice::Bf16, PrecisionChoice::F16], self.precision, up)
+            }
+            Field::Seed => self.seed = if up { self.seed.saturating_add(1) } else { self.seed.saturating_sub(1) },
             Field::Data => {}
             Field::Limit => {
                 self.limit = match (up, self.limit) {
@@ -216,20 +191,15 @@ impl Settings {
             Field::Epochs => self.epochs = number("epochs", 1)? as usize,
             Field::BatchSize => self.batch_size = number("batch size", 1)? as usize,
             Field::Seed => self.seed = number("seed", 0)?,
-            Field::Limit => {
-                self.limit = if text == "all" {
-                    0
-                } else {
-                    number("limit (0: all)", 0)? as usize
-                }
-            }
+            Field::Limit => self.limit = if text == "all" { 0 } else { number("limit (0: all)", 0)? as usize },
             Field::Data => self.data = text.to_string(),
             // The names `--backend` and `--precision` take (clap's).
             Field::Backend => {
                 self.backend = BackendChoice::from_str(text, false).map_err(|_| "backend must be cpu, cuda or auto")?
             }
             Field::Precision => {
-                self.precision = PrecisionChoice::from_str(text, false).map_err(|_| "precision must be f32, bf16 or f16")?
+                self.precision =
+                    PrecisionChoice::from_str(text, false).map_err(|_| "precision must be f32, bf16 or f16")?
             }
         }
         Ok(())
@@ -242,18 +212,11 @@ fn cycle<T: Copy + PartialEq, const N: usize>(all: [T; N], current: T, up: bool)
     all[(i + if up { 1 } else { N - 1 }) % N]
 }
 
-
 #[derive(Debug, Clone)]
 pub enum DataState {
     Loading(DataArgs),
-    Ready {
-        split: Arc<Split>,
-        source: String,
-        args: DataArgs,
-    },
-    Failed {
-        message: String,
-    },
+    Ready { split: Arc<Split>, source: String, args: DataArgs },
+    Failed { message: String },
 }
 
 impl DataState {
@@ -367,12 +330,7 @@ impl Run {
 
     fn apply(&mut self, event: &Event, at: std::time::Instant) {
         match *event {
-            Event::Started {
-                epochs,
-                steps_per_epoch,
-                train_samples,
-                test_samples,
-            } => {
+            Event::Started { epochs, steps_per_epoch, train_samples, test_samples } => {
                 (self.epochs, self.steps_per_epoch, self.train_samples, self.test_samples) =
                     (epochs, steps_per_epoch, train_samples, test_samples);
             }
@@ -380,13 +338,7 @@ impl Run {
                 (self.epoch, self.step, self.samples_in_epoch) = (epoch, 0, 0);
                 self.smoother.new_epoch();
             }
-            Event::Step {
-                epoch,
-                step,
-                samples_done,
-                running,
-                ..
-            } => {
+            Event::Step { epoch, step, samples_done, running, .. } => {
                 (self.epoch, self.step, self.samples_in_epoch) = (epoch, step, samples_done);
                 let x = epoch.saturating_sub(1) as f64 + self.epoch_fraction();
                 if let Some(m) = running {
@@ -619,11 +571,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
 
 /// Asks for the explore view's predictions when it is shown and they are out of date.
 fn explore_effects(app: &mut App) -> Vec<Effect> {
-    let current = app
-        .explore
-        .predictions
-        .as_ref()
-        .is_some_and(|(g, _)| *g == app.generation);
+    let current = app.explore.predictions.as_ref().is_some_and(|(g, _)| *g == app.generation);
     if app.view != View::Explore || current || app.explore.pending == Some(app.generation) {
         return Vec::new();
     }
@@ -632,11 +580,7 @@ fn explore_effects(app: &mut App) -> Vec<Effect> {
     };
     app.explore.pending = Some(app.generation);
     app.explore.error = None;
-    vec![Effect::PredictAll {
-        model: model.clone(),
-        split: split.clone(),
-        generation: app.generation,
-    }]
+    vec![Effect::PredictAll { model: model.clone(), split: split.clone(), generation: app.generation }]
 }
 
 fn on_data(app: &mut App, msg: DataMsg) -> Vec<Effect> {
@@ -652,11 +596,8 @@ fn on_data(app: &mut App, msg: DataMsg) -> Vec<Effect> {
     app.generation += 1;
     match &app.data {
         DataState::Ready { split, source, .. } => {
-            let text = format!(
-                "Data ready: {} train and {} test images from {source}",
-                split.train.len(),
-                split.test.len()
-            );
+            let text =
+                format!("Data ready: {} train and {} test images from {source}", split.train.len(), split.test.len());
             app.info(text);
             if std::mem::take(&mut app.start_when_loaded) {
                 return start_training(app);
@@ -697,15 +638,10 @@ fn on_worker(app: &mut App, msg: WorkerMsg) -> Vec<Effect> {
             let test = run.last_epoch.and_then(|(_, _, t)| t);
             if let Some(params) = params {
                 let origin = format!("trained here ({epochs_done} epochs)");
-                app.set_model(Model {
-                    config: Config::default(),
-                    params: Arc::new(params),
-                    origin,
-                });
+                app.set_model(Model { config: Config::default(), params: Arc::new(params), origin });
             }
-            let result = test.map_or(String::new(), |t| {
-                format!(": test accuracy {:.4}, loss {:.4}", t.accuracy, t.loss)
-            });
+            let result =
+                test.map_or(String::new(), |t| format!(": test accuracy {:.4}, loss {:.4}", t.accuracy, t.loss));
             match end {
                 RunEnd::Completed => {
                     app.phase = Phase::Completed;
@@ -732,19 +668,13 @@ fn on_worker(app: &mut App, msg: WorkerMsg) -> Vec<Effect> {
 fn start_training(app: &mut App) -> Vec<Effect> {
     let args = app.settings.data_args();
     match &app.data {
-        DataState::Ready {
-            split, args: loaded, ..
-        } if *loaded == args => {
+        DataState::Ready { split, args: loaded, .. } if *loaded == args => {
             let split = split.clone();
             let control = Arc::new(RunControl::default());
             app.run = Some(Run::new(control.clone(), app.settings.epochs));
             app.phase = Phase::Running;
             app.info("Training started");
-            vec![Effect::StartTraining {
-                settings: app.settings.run_settings(),
-                split,
-                control,
-            }]
+            vec![Effect::StartTraining { settings: app.settings.run_settings(), split, control }]
         }
         DataState::Loading(loading) if *loading == args => {
             app.start_when_loaded = true;
@@ -789,9 +719,7 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         KeyCode::BackTab => app.view = View::ALL[(app.view.index() + 2) % 3],
         KeyCode::Char(c @ '1'..='3') => app.view = View::ALL[c as usize - '1' as usize],
         KeyCode::Char('o') => {
-            app.prompt = Some(Prompt::LoadModel {
-                input: app.out_dir.join("mnist_cnn").display().to_string(),
-            })
+            app.prompt = Some(Prompt::LoadModel { input: app.out_dir.join("mnist_cnn").display().to_string() })
         }
         KeyCode::Char('e') => match app.model {
             Some(_) => {
@@ -863,11 +791,9 @@ fn on_path_prompt(app: &mut App, save: Option<bool>, mut input: String, key: Key
                 (None, _) => vec![Effect::LoadModel { prefix }],
             };
         }
-        KeyCode::Esc => app.info(if save == Some(true) {
-            "Not saved: press e to save the model later"
-        } else {
-            "Cancelled"
-        }),
+        KeyCode::Esc => {
+            app.info(if save == Some(true) { "Not saved: press e to save the model later" } else { "Cancelled" })
+        }
         KeyCode::Backspace => {
             input.pop();
             app.prompt = Some(rebuild(input));
@@ -954,11 +880,7 @@ fn on_train_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         }
         KeyCode::Left | KeyCode::Right => app.settings.adjust(field, key.code == KeyCode::Right),
         KeyCode::Enter => {
-            let text = if field == Field::Data {
-                app.settings.data.clone()
-            } else {
-                app.settings.value(field)
-            };
+            let text = if field == Field::Data { app.settings.data.clone() } else { app.settings.value(field) };
             app.editing = Some((field, text));
             app.info(format!("Editing {}: Enter sets it, Esc cancels", field.label()));
         }

@@ -33,13 +33,7 @@ fn settings() -> Settings {
         data: "data/mnist.npz".into(),
         limit: 0,
         threads: 1,
-        download: DataArgs {
-            data: None,
-            data_url: None,
-            sha256: None,
-            cache_dir: None,
-            limit: None,
-        },
+        download: DataArgs { data: None, data_url: None, sha256: None, cache_dir: None, limit: None },
     }
 }
 
@@ -60,24 +54,14 @@ fn tiny_split(n: usize) -> Arc<Split> {
         .flat_map(|&l| (0..784).map(move |p| if p % 28 == 4 + 2 * l as usize { 250 } else { 0 }))
         .collect();
     let data = Dataset::new(images, labels, 28, 28, 1).unwrap();
-    Arc::new(Split {
-        train: data.clone(),
-        test: data,
-    })
+    Arc::new(Split { train: data.clone(), test: data })
 }
 
 /// An app whose data has loaded.
 fn app_with_data() -> App {
     let mut app = new_app();
     let args = app.settings.data_args();
-    send(
-        &mut app,
-        Msg::Data(DataMsg::Loaded {
-            split: tiny_split(20),
-            source: "data/mnist.npz".into(),
-            args,
-        }),
-    );
+    send(&mut app, Msg::Data(DataMsg::Loaded { split: tiny_split(20), source: "data/mnist.npz".into(), args }));
     app
 }
 
@@ -103,15 +87,7 @@ fn erase(app: &mut App, count: usize) {
 }
 
 fn mouse(app: &mut App, kind: MouseEventKind, (column, row): (u16, u16)) {
-    update(
-        app,
-        Msg::Mouse(MouseEvent {
-            kind,
-            column,
-            row,
-            modifiers: KeyModifiers::NONE,
-        }),
-    );
+    update(app, Msg::Mouse(MouseEvent { kind, column, row, modifiers: KeyModifiers::NONE }));
 }
 
 fn screen(app: &App, width: u16, height: u16) -> String {
@@ -150,77 +126,35 @@ fn progress(app: &mut App, event: Event, at: Instant) {
 }
 
 fn metrics(loss: f32, accuracy: f32, samples: usize) -> Metrics {
-    Metrics {
-        loss,
-        accuracy,
-        samples,
-    }
+    Metrics { loss, accuracy, samples }
 }
 
 /// A run of 2 epochs of 1000 samples in 10 steps, through the middle of epoch 2.
 fn feed_a_run(app: &mut App) -> Instant {
     let t0 = Instant::now();
-    send(
-        app,
-        Msg::Worker(WorkerMsg::Ready {
-            backend: "cpu",
-            device: "cpu (1 threads)".into(),
-            note: None,
-        }),
-    );
-    progress(
-        app,
-        Event::Started {
-            epochs: 2,
-            steps_per_epoch: 10,
-            train_samples: 1000,
-            test_samples: 20,
-        },
-        t0,
-    );
+    send(app, Msg::Worker(WorkerMsg::Ready { backend: "cpu", device: "cpu (1 threads)".into(), note: None }));
+    progress(app, Event::Started { epochs: 2, steps_per_epoch: 10, train_samples: 1000, test_samples: 20 }, t0);
     progress(app, Event::EpochStarted { epoch: 1 }, t0);
     for step in 1..=10 {
         let running = (step < 10).then(|| metrics(2.0 - step as f32 * 0.1, 0.1 * step as f32, step * 100));
         progress(
             app,
-            Event::Step {
-                epoch: 1,
-                step,
-                steps_per_epoch: 10,
-                samples_done: step * 100,
-                running,
-            },
+            Event::Step { epoch: 1, step, steps_per_epoch: 10, samples_done: step * 100, running },
             t0 + Duration::from_millis(500 * step as u64),
         );
     }
     progress(
         app,
-        Event::EpochEnded {
-            epoch: 1,
-            train: metrics(1.5, 0.5, 1000),
-            test: Some(metrics(0.9, 0.8, 20)),
-        },
+        Event::EpochEnded { epoch: 1, train: metrics(1.5, 0.5, 1000), test: Some(metrics(0.9, 0.8, 20)) },
         t0 + Duration::from_secs(5),
     );
-    send(
-        app,
-        Msg::Worker(WorkerMsg::Snapshot {
-            epoch: 1,
-            params: models::shipped().unwrap().params.to_vec(),
-        }),
-    );
+    send(app, Msg::Worker(WorkerMsg::Snapshot { epoch: 1, params: models::shipped().unwrap().params.to_vec() }));
     progress(app, Event::EpochStarted { epoch: 2 }, t0 + Duration::from_secs(5));
     for step in 1..=5 {
         let running = Some(metrics(0.8, 0.8, step * 100));
         progress(
             app,
-            Event::Step {
-                epoch: 2,
-                step,
-                steps_per_epoch: 10,
-                samples_done: step * 100,
-                running,
-            },
+            Event::Step { epoch: 2, step, steps_per_epoch: 10, samples_done: step * 100, running },
             t0 + Duration::from_millis(5000 + 500 * step as u64),
         );
     }
@@ -254,11 +188,7 @@ fn quitting_is_immediate_when_idle_and_asks_first_during_training() {
     assert_eq!(app.prompt, Some(Prompt::ConfirmQuit));
     assert_shows(
         &screen(&app, 120, 40),
-        &[
-            "Quit?",
-            "Training is running. Quit and stop it?",
-            "y quit and stop training",
-        ],
+        &["Quit?", "Training is running. Quit and stop it?", "y quit and stop training"],
     );
     key(&mut app, KeyCode::Char('n'));
     assert!(!app.quit && app.prompt.is_none());
@@ -347,14 +277,7 @@ fn start_waits_for_the_data_and_reloads_it_when_its_settings_changed() {
     assert!(key(&mut app, KeyCode::Char('s')).is_empty());
     assert_eq!(app.phase, Phase::WaitingForData);
     let args = app.settings.data_args();
-    let effects = send(
-        &mut app,
-        Msg::Data(DataMsg::Loaded {
-            split: tiny_split(20),
-            source: "x".into(),
-            args,
-        }),
-    );
+    let effects = send(&mut app, Msg::Data(DataMsg::Loaded { split: tiny_split(20), source: "x".into(), args }));
     assert!(matches!(&effects[..], [Effect::StartTraining { .. }]), "{effects:?}");
     assert_eq!(app.phase, Phase::Running);
 
@@ -362,23 +285,11 @@ fn start_waits_for_the_data_and_reloads_it_when_its_settings_changed() {
     let mut app = app_with_data();
     app.settings.limit = 500;
     let effects = key(&mut app, KeyCode::Char('s'));
+    assert!(matches!(&effects[..], [Effect::LoadData(a)] if a.limit == Some(500)), "{effects:?}");
+    let old = DataArgs { limit: None, ..app.settings.data_args() };
     assert!(
-        matches!(&effects[..], [Effect::LoadData(a)] if a.limit == Some(500)),
-        "{effects:?}"
+        send(&mut app, Msg::Data(DataMsg::Loaded { split: tiny_split(5), source: "old".into(), args: old })).is_empty()
     );
-    let old = DataArgs {
-        limit: None,
-        ..app.settings.data_args()
-    };
-    assert!(send(
-        &mut app,
-        Msg::Data(DataMsg::Loaded {
-            split: tiny_split(5),
-            source: "old".into(),
-            args: old
-        })
-    )
-    .is_empty());
     assert!(matches!(app.data, DataState::Loading(_)));
 }
 
@@ -389,17 +300,11 @@ fn no_data_is_a_clear_message_in_every_view_not_a_crash() {
     key(&mut app, KeyCode::Char('s'));
     send(
         &mut app,
-        Msg::Data(DataMsg::Failed {
-            message: "cannot use --data data/mnist.npz: No such file".into(),
-            args,
-        }),
+        Msg::Data(DataMsg::Failed { message: "cannot use --data data/mnist.npz: No such file".into(), args }),
     );
     assert_eq!(app.phase, Phase::Idle);
     assert_eq!(app.status.1, StatusKind::Error);
-    assert_shows(
-        &screen(&app, 120, 40),
-        &["No data: cannot use --data data/mnist.npz: No such file", "Set Data"],
-    );
+    assert_shows(&screen(&app, 120, 40), &["No data: cannot use --data data/mnist.npz: No such file", "Set Data"]);
     key(&mut app, KeyCode::Char('3'));
     assert_shows(&screen(&app, 120, 40), &["No test data: cannot use --data"]);
     // Trying again loads again.
@@ -425,16 +330,10 @@ fn pause_resume_and_stop_drive_the_workers_flags() {
     key(&mut app, KeyCode::Char('p'));
     key(&mut app, KeyCode::Char('x'));
     assert_eq!(app.phase, Phase::Stopping);
-    assert!(
-        control.is_stopping() && !control.is_paused(),
-        "a paused worker must wake to stop"
-    );
+    assert!(control.is_stopping() && !control.is_paused(), "a paused worker must wake to stop");
     send(
         &mut app,
-        Msg::Worker(WorkerMsg::Done {
-            end: RunEnd::Stopped,
-            params: Some(models::shipped().unwrap().params.to_vec()),
-        }),
+        Msg::Worker(WorkerMsg::Done { end: RunEnd::Stopped, params: Some(models::shipped().unwrap().params.to_vec()) }),
     );
     assert_eq!(app.phase, Phase::Stopped);
     // Stopped with a model: the save prompt is offered.
@@ -446,24 +345,8 @@ fn worker_events_fill_the_curves_gauges_and_eta_and_snapshots_reach_the_draw_vie
     let mut app = app_with_data();
     start_run(&mut app);
     let t0 = Instant::now();
-    send(
-        &mut app,
-        Msg::Worker(WorkerMsg::Ready {
-            backend: "cpu",
-            device: "cpu (1 threads)".into(),
-            note: None,
-        }),
-    );
-    progress(
-        &mut app,
-        Event::Started {
-            epochs: 2,
-            steps_per_epoch: 10,
-            train_samples: 1000,
-            test_samples: 20,
-        },
-        t0,
-    );
+    send(&mut app, Msg::Worker(WorkerMsg::Ready { backend: "cpu", device: "cpu (1 threads)".into(), note: None }));
+    progress(&mut app, Event::Started { epochs: 2, steps_per_epoch: 10, train_samples: 1000, test_samples: 20 }, t0);
     progress(&mut app, Event::EpochStarted { epoch: 1 }, t0);
     progress(
         &mut app,
@@ -517,21 +400,10 @@ fn worker_events_fill_the_curves_gauges_and_eta_and_snapshots_reach_the_draw_vie
             "backend cpu - device cpu (1 threads)",
         ],
     );
+    assert_shows(&shown, &["Epoch 1: loss 1.5000 acc 0.5000 - val_loss 0.9000 val_acc 0.8000"]);
     assert_shows(
         &shown,
-        &["Epoch 1: loss 1.5000 acc 0.5000 - val_loss 0.9000 val_acc 0.8000"],
-    );
-    assert_shows(
-        &shown,
-        &[
-            "Loss (whole run)",
-            "Accuracy (whole run)",
-            "epoch",
-            "loss",
-            "accuracy",
-            "train (smoothed)",
-            "validation",
-        ],
+        &["Loss (whole run)", "Accuracy (whole run)", "epoch", "loss", "accuracy", "train (smoothed)", "validation"],
     );
     // Paused: no ETA, and the rate restarts after resuming.
     key(&mut app, KeyCode::Char('p'));
@@ -544,18 +416,10 @@ fn worker_events_fill_the_curves_gauges_and_eta_and_snapshots_reach_the_draw_vie
 
     progress(
         &mut app,
-        Event::EpochEnded {
-            epoch: 2,
-            train: metrics(0.7, 0.8, 1000),
-            test: Some(metrics(0.5, 0.9, 20)),
-        },
+        Event::EpochEnded { epoch: 2, train: metrics(0.7, 0.8, 1000), test: Some(metrics(0.5, 0.9, 20)) },
         t0 + Duration::from_secs(10),
     );
-    progress(
-        &mut app,
-        Event::Finished { epochs_done: 2 },
-        t0 + Duration::from_secs(10),
-    );
+    progress(&mut app, Event::Finished { epochs_done: 2 }, t0 + Duration::from_secs(10));
     send(
         &mut app,
         Msg::Worker(WorkerMsg::Done {
@@ -564,26 +428,13 @@ fn worker_events_fill_the_curves_gauges_and_eta_and_snapshots_reach_the_draw_vie
         }),
     );
     assert_eq!(app.phase, Phase::Completed);
-    assert!(
-        app.status.0.contains("Training finished: test accuracy 0.9000"),
-        "{}",
-        app.status.0
-    );
+    assert!(app.status.0.contains("Training finished: test accuracy 0.9000"), "{}", app.status.0);
     assert_eq!(app.model.as_ref().unwrap().origin, "trained here (2 epochs)");
     // Export is offered; Enter saves to the suggested prefix.
-    assert_shows(
-        &screen(&app, 120, 40),
-        &["Training ended: save the model?", "> out/mnist_cnn_"],
-    );
+    assert_shows(&screen(&app, 120, 40), &["Training ended: save the model?", "> out/mnist_cnn_"]);
     let effects = key(&mut app, KeyCode::Enter);
-    assert!(
-        matches!(&effects[..], [Effect::SaveModel { prefix, .. }] if prefix == "out/mnist_cnn"),
-        "{effects:?}"
-    );
-    send(
-        &mut app,
-        Msg::ModelSaved(Ok("out/mnist_cnn-symbol.json and out/mnist_cnn-0000.params".into())),
-    );
+    assert!(matches!(&effects[..], [Effect::SaveModel { prefix, .. }] if prefix == "out/mnist_cnn"), "{effects:?}");
+    send(&mut app, Msg::ModelSaved(Ok("out/mnist_cnn-symbol.json and out/mnist_cnn-0000.params".into())));
     assert!(app.status.0.starts_with("Saved the model"));
 }
 
@@ -618,14 +469,7 @@ fn the_mouse_draws_on_the_pad_filling_gaps_between_drag_events() {
     let shown = screen(&app, 120, 40);
     assert_shows(
         &shown,
-        &[
-            "Pad 28x28 - brush 1 - pen up",
-            "Model input",
-            "Prediction: ",
-            "Probabilities",
-            "Model: shipped",
-            "██",
-        ],
+        &["Pad 28x28 - brush 1 - pen up", "Model input", "Prediction: ", "Probabilities", "Model: shipped", "██"],
     );
     assert_eq!(shown.matches('%').count(), 11, "ten bars and the prediction:\n{shown}");
 }
@@ -664,10 +508,7 @@ fn the_keyboard_draws_a_one_that_the_shipped_model_reads_as_one() {
 #[test]
 fn explore_asks_for_predictions_once_filters_mistakes_and_ignores_stale_results() {
     let mut app = app_with_data();
-    assert!(
-        key(&mut app, KeyCode::Char('2')).is_empty(),
-        "no predictions outside the explore view"
-    );
+    assert!(key(&mut app, KeyCode::Char('2')).is_empty(), "no predictions outside the explore view");
     let effects = key(&mut app, KeyCode::Char('3'));
     let generation = match &effects[..] {
         [Effect::PredictAll { generation, split, .. }] => {
@@ -681,25 +522,10 @@ fn explore_asks_for_predictions_once_filters_mistakes_and_ignores_stale_results(
     // Labels are i % 10; the fake model gets 3, 13 and 17 wrong.
     let mut classes: Vec<u8> = (0..20).map(|i| (i % 10) as u8).collect();
     (classes[3], classes[13], classes[17]) = (5, 1, 2);
-    let predictions = Predictions {
-        classes,
-        confidence: vec![0.75; 20],
-    };
-    send(
-        &mut app,
-        Msg::Explore(ExploreMsg::Done {
-            generation: generation + 7,
-            result: Ok(predictions.clone()),
-        }),
-    );
+    let predictions = Predictions { classes, confidence: vec![0.75; 20] };
+    send(&mut app, Msg::Explore(ExploreMsg::Done { generation: generation + 7, result: Ok(predictions.clone()) }));
     assert!(app.explore.predictions.is_none(), "a stale result is dropped");
-    send(
-        &mut app,
-        Msg::Explore(ExploreMsg::Done {
-            generation,
-            result: Ok(predictions),
-        }),
-    );
+    send(&mut app, Msg::Explore(ExploreMsg::Done { generation, result: Ok(predictions) }));
     assert_eq!(app.explore_indices().len(), 20);
     let shown = screen(&app, 120, 40);
     assert_shows(
@@ -720,24 +546,14 @@ fn explore_asks_for_predictions_once_filters_mistakes_and_ignores_stale_results(
     assert_eq!(app.explore.selected, 2);
     key(&mut app, KeyCode::Down);
     assert_eq!(app.explore.selected, 2, "stays on the last");
-    assert_shows(
-        &screen(&app, 120, 40),
-        &["Misclassified: 3 of 20", "Image #17", "Predicted:  2 (75.0%)", "WRONG"],
-    );
+    assert_shows(&screen(&app, 120, 40), &["Misclassified: 3 of 20", "Image #17", "Predicted:  2 (75.0%)", "WRONG"]);
     // A click on a list row selects it.
     let list = layout(app.screen).explore.list;
-    mouse(
-        &mut app,
-        MouseEventKind::Down(MouseButton::Left),
-        (list.x + 2, list.y + 1),
-    );
+    mouse(&mut app, MouseEventKind::Down(MouseButton::Left), (list.x + 2, list.y + 1));
     assert_eq!(app.explore.selected, 0);
     // A new model makes the predictions stale: asked again.
     let effects = send(&mut app, Msg::ModelLoaded(Ok(models::shipped().unwrap())));
-    assert!(
-        matches!(&effects[..], [Effect::PredictAll { generation: g, .. }] if *g > generation),
-        "{effects:?}"
-    );
+    assert!(matches!(&effects[..], [Effect::PredictAll { generation: g, .. }] if *g > generation), "{effects:?}");
 }
 
 #[test]
@@ -749,14 +565,8 @@ fn load_and_save_prompts_become_effects_and_report_errors() {
     erase(&mut app, "mnist_cnn".len());
     chars(&mut app, "other");
     let effects = key(&mut app, KeyCode::Enter);
-    assert!(
-        matches!(&effects[..], [Effect::LoadModel { prefix }] if prefix == "out/other"),
-        "{effects:?}"
-    );
-    send(
-        &mut app,
-        Msg::ModelLoaded(Err("cannot read model file out/other-symbol.json".into())),
-    );
+    assert!(matches!(&effects[..], [Effect::LoadModel { prefix }] if prefix == "out/other"), "{effects:?}");
+    send(&mut app, Msg::ModelLoaded(Err("cannot read model file out/other-symbol.json".into())));
     assert_eq!(app.status.1, StatusKind::Error);
     assert!(screen(&app, 120, 40).contains("cannot read model file out/other-symbol.json"));
     key(&mut app, KeyCode::Char('e'));
@@ -803,17 +613,8 @@ fn any_window_size_renders_without_panicking() {
     let mut explore = app_with_data();
     let effects = key(&mut explore, KeyCode::Char('3'));
     if let [Effect::PredictAll { generation, .. }] = &effects[..] {
-        let predictions = Predictions {
-            classes: vec![1; 20],
-            confidence: vec![0.5; 20],
-        };
-        send(
-            &mut explore,
-            Msg::Explore(ExploreMsg::Done {
-                generation: *generation,
-                result: Ok(predictions),
-            }),
-        );
+        let predictions = Predictions { classes: vec![1; 20], confidence: vec![0.5; 20] };
+        send(&mut explore, Msg::Explore(ExploreMsg::Done { generation: *generation, result: Ok(predictions) }));
     }
     apps.push(explore);
     let mut prompting = new_app();
@@ -860,17 +661,7 @@ fn the_shipped_model_is_in_use_from_the_start() {
             "Data: loading",
         ],
     );
-    assert_shows(
-        &shown,
-        &[
-            "s start",
-            "p/space pause/resume",
-            "x stop",
-            "q quit",
-            "Tab/1-3 views",
-            "No training yet",
-        ],
-    );
+    assert_shows(&shown, &["s start", "p/space pause/resume", "x stop", "q quit", "Tab/1-3 views", "No training yet"]);
 }
 
 #[test]
@@ -887,13 +678,7 @@ fn a_new_app_reports_a_bad_model_instead_of_failing() {
 fn keys_with_a_stopped_worker_do_not_send_flags_again() {
     let mut app = app_with_data();
     let control = start_run(&mut app);
-    send(
-        &mut app,
-        Msg::Worker(WorkerMsg::Done {
-            end: RunEnd::Failed("training failed: NaN".into()),
-            params: None,
-        }),
-    );
+    send(&mut app, Msg::Worker(WorkerMsg::Done { end: RunEnd::Failed("training failed: NaN".into()), params: None }));
     assert_eq!(app.phase, Phase::Failed("training failed: NaN".into()));
     assert!(app.prompt.is_none(), "nothing new to save");
     key(&mut app, KeyCode::Char('p'));

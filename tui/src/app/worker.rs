@@ -78,38 +78,23 @@ pub enum WorkerMsg {
 /// From the data loader.
 #[derive(Debug, Clone)]
 pub enum DataMsg {
-    Loaded {
-        split: Arc<Split>,
-        source: String,
-        args: DataArgs,
-    },
-    Failed {
-        message: String,
-        args: DataArgs,
-    },
+    Loaded { split: Arc<Split>, source: String, args: DataArgs },
+    Failed { message: String, args: DataArgs },
 }
 
 /// From the explore view's batch prediction: for the model of `generation`.
 #[derive(Debug, Clone)]
 pub enum ExploreMsg {
-    Done {
-        generation: u64,
-        result: Result<Predictions, String>,
-    },
+    Done { generation: u64, result: Result<Predictions, String> },
 }
 
 /// Runs `work`, turning a panic into an error message: the app shows it instead of waiting
 /// forever for a thread that died (the panic hook leaves the terminal to the UI thread).
 fn catch_panic<T>(what: &str, work: impl FnOnce() -> T) -> Result<T, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned());
-        format!(
-            "{what} crashed: {} (a bug: please report it)",
-            message.unwrap_or_else(|| "no message".into())
-        )
+        let message =
+            payload.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| payload.downcast_ref::<String>().cloned());
+        format!("{what} crashed: {} (a bug: please report it)", message.unwrap_or_else(|| "no message".into()))
     })
 }
 
@@ -120,21 +105,13 @@ fn describe_download(event: &ProgressEvent) -> Option<String> {
         ProgressEvent::Resumed { url, offset, .. } => {
             Some(format!("Resuming the MNIST download from {url} at byte {offset}"))
         }
-        ProgressEvent::Bytes {
-            done,
-            total: Some(total),
-        } if *total > 0 => Some(format!("Downloading MNIST: {}%", done * 100 / total)),
+        ProgressEvent::Bytes { done, total: Some(total) } if *total > 0 => {
+            Some(format!("Downloading MNIST: {}%", done * 100 / total))
+        }
         ProgressEvent::Bytes { done, .. } => Some(format!("Downloading MNIST: {} kB", done / 1000)),
-        ProgressEvent::Retrying {
-            attempt,
-            attempts,
-            delay,
-            reason,
-            ..
-        } => Some(format!(
-            "Download failed ({reason}); attempt {attempt} of {attempts} in {:.0}s",
-            delay.as_secs_f64()
-        )),
+        ProgressEvent::Retrying { attempt, attempts, delay, reason, .. } => {
+            Some(format!("Download failed ({reason}); attempt {attempt} of {attempts} in {:.0}s", delay.as_secs_f64()))
+        }
         ProgressEvent::Discarded { reason, .. } => {
             Some(format!("The cached MNIST was bad ({reason}); fetching it again"))
         }
@@ -152,25 +129,13 @@ pub fn spawn_data_loader(args: DataArgs, tx: Sender<Msg>) {
                 || !matches!(event, ProgressEvent::Bytes { .. });
             if let Some(text) = describe_download(&event).filter(|_| due) {
                 last_sent = Some(Instant::now());
-                let _ = tx.send(Msg::DataProgress {
-                    text,
-                    args: args.clone(),
-                });
+                let _ = tx.send(Msg::DataProgress { text, args: args.clone() });
             }
         };
-        let loaded = catch_panic("loading the data", || {
-            crate::datasource::load_with_progress(&args, &mut progress)
-        });
+        let loaded = catch_panic("loading the data", || crate::datasource::load_with_progress(&args, &mut progress));
         let msg = match loaded {
-            Ok(Ok(loaded)) => DataMsg::Loaded {
-                split: Arc::new(loaded.split),
-                source: loaded.source,
-                args,
-            },
-            Ok(Err(failure)) => DataMsg::Failed {
-                message: failure.message,
-                args,
-            },
+            Ok(Ok(loaded)) => DataMsg::Loaded { split: Arc::new(loaded.split), source: loaded.source, args },
+            Ok(Err(failure)) => DataMsg::Failed { message: failure.message, args },
             Err(message) => DataMsg::Failed { message, args },
         };
         let _ = tx.send(Msg::Data(msg));
@@ -190,10 +155,7 @@ pub fn spawn_training(settings: RunSettings, split: Arc<Split>, control: Arc<Run
         let send = |m: WorkerMsg| {
             let _ = tx.send(Msg::Worker(m));
         };
-        let failed = |message: String| WorkerMsg::Done {
-            end: RunEnd::Failed(message),
-            params: None,
-        };
+        let failed = |message: String| WorkerMsg::Done { end: RunEnd::Failed(message), params: None };
         let trained = catch_panic("the training worker", || match choose(settings.backend, settings.precision) {
             // The command line's wording ("--precision", "--backend"): the app's settings have
             // the same names.
@@ -224,10 +186,7 @@ impl Observer for Forwarder<'_> {
         // Each `run` after a snapshot announces the start again: the UI needs it once.
         let repeat = matches!(event, Event::Started { .. }) && std::mem::replace(&mut self.started_sent, true);
         if !repeat {
-            let _ = self.tx.send(Msg::Worker(WorkerMsg::Progress {
-                event: event.clone(),
-                at: Instant::now(),
-            }));
+            let _ = self.tx.send(Msg::Worker(WorkerMsg::Progress { event: event.clone(), at: Instant::now() }));
         }
         while self.control.is_paused() && !self.control.is_stopping() {
             std::thread::sleep(Duration::from_millis(20));
@@ -256,11 +215,7 @@ fn train_on<B: Backend>(
     let send = |m: WorkerMsg| {
         let _ = tx.send(Msg::Worker(m));
     };
-    send(WorkerMsg::Ready {
-        backend: label,
-        device: backend.device_name(),
-        note,
-    });
+    send(WorkerMsg::Ready { backend: label, device: backend.device_name(), note });
     let config = TrainConfig {
         epochs: settings.epochs,
         batch_size: settings.batch_size,
@@ -273,28 +228,17 @@ fn train_on<B: Backend>(
     let mut trainer = match Trainer::new(backend, Config::default(), config, &split.train, Some(&split.test)) {
         Ok(t) => t,
         Err(e) => {
-            return send(WorkerMsg::Done {
-                end: RunEnd::Failed(format!("cannot start training: {e}")),
-                params: None,
-            })
+            return send(WorkerMsg::Done { end: RunEnd::Failed(format!("cannot start training: {e}")), params: None })
         }
     };
-    let mut forwarder = Forwarder {
-        tx,
-        control,
-        started_sent: false,
-        epoch_ended: false,
-    };
+    let mut forwarder = Forwarder { tx, control, started_sent: false, epoch_ended: false };
     let end = loop {
         match trainer.run(&mut forwarder) {
             Ok(Outcome::Completed) => break RunEnd::Completed,
             Ok(Outcome::Stopped) => {
                 if std::mem::take(&mut forwarder.epoch_ended) {
                     if let Ok(params) = trainer.network.params() {
-                        send(WorkerMsg::Snapshot {
-                            epoch: trainer.epochs_done(),
-                            params,
-                        });
+                        send(WorkerMsg::Snapshot { epoch: trainer.epochs_done(), params });
                     }
                 }
                 if control.is_stopping() {
@@ -305,10 +249,7 @@ fn train_on<B: Backend>(
             Err(e) => break RunEnd::Failed(format!("training failed: {e}")),
         }
     };
-    send(WorkerMsg::Done {
-        end,
-        params: trainer.network.params().ok(),
-    });
+    send(WorkerMsg::Done { end, params: trainer.network.params().ok() });
 }
 
 #[cfg(test)]
@@ -327,10 +268,7 @@ mod tests {
                 .collect();
             Dataset::new(images, labels, 28, 28, 1).unwrap()
         };
-        Split {
-            train: make(train),
-            test: make(test),
-        }
+        Split { train: make(train), test: make(test) }
     }
 
     fn settings(epochs: usize) -> RunSettings {
@@ -347,10 +285,7 @@ mod tests {
     #[test]
     fn half_precision_on_the_cpu_is_refused_with_a_reason() {
         let (tx, rx) = mpsc::channel();
-        let settings = RunSettings {
-            precision: PrecisionChoice::Bf16,
-            ..settings(1)
-        };
+        let settings = RunSettings { precision: PrecisionChoice::Bf16, ..settings(1) };
         spawn_training(settings, Arc::new(tiny_split(64, 10)), Arc::default(), tx);
         let msgs = collect(&rx);
         assert!(
@@ -376,56 +311,24 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         spawn_training(settings(2), Arc::new(tiny_split(96, 20)), Arc::default(), tx);
         let msgs = collect(&rx);
-        assert!(
-            matches!(&msgs[0], WorkerMsg::Ready { backend: "cpu", .. }),
-            "{:?}",
-            msgs[0]
-        );
-        let started = msgs
-            .iter()
-            .filter(|m| {
-                matches!(
-                    m,
-                    WorkerMsg::Progress {
-                        event: Event::Started { .. },
-                        ..
-                    }
-                )
-            })
-            .count();
+        assert!(matches!(&msgs[0], WorkerMsg::Ready { backend: "cpu", .. }), "{:?}", msgs[0]);
+        let started =
+            msgs.iter().filter(|m| matches!(m, WorkerMsg::Progress { event: Event::Started { .. }, .. })).count();
         assert_eq!(started, 1);
         let snapshots: Vec<usize> = msgs
             .iter()
-            .filter_map(|m| {
-                if let WorkerMsg::Snapshot { epoch, .. } = m {
-                    Some(*epoch)
-                } else {
-                    None
-                }
-            })
+            .filter_map(|m| if let WorkerMsg::Snapshot { epoch, .. } = m { Some(*epoch) } else { None })
             .collect();
         assert_eq!(snapshots, [1, 2]);
         let steps = msgs
             .iter()
-            .filter(|m| {
-                matches!(
-                    m,
-                    WorkerMsg::Progress {
-                        event: Event::Step { running: Some(_), .. },
-                        ..
-                    }
-                )
-            })
+            .filter(|m| matches!(m, WorkerMsg::Progress { event: Event::Step { running: Some(_), .. }, .. }))
             .count();
-        assert!(
-            steps >= 4,
-            "running metrics every step but the last of each epoch: {steps}"
-        );
+        assert!(steps >= 4, "running metrics every step but the last of each epoch: {steps}");
         match msgs.last() {
-            Some(WorkerMsg::Done {
-                end: RunEnd::Completed,
-                params: Some(p),
-            }) => assert_eq!(p.len(), Config::default().param_count()),
+            Some(WorkerMsg::Done { end: RunEnd::Completed, params: Some(p) }) => {
+                assert_eq!(p.len(), Config::default().param_count())
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -441,27 +344,12 @@ mod tests {
         while let Ok(Msg::Worker(m)) = rx.recv_timeout(Duration::from_millis(700)) {
             seen.push(m);
         }
-        assert!(
-            seen.iter().all(|m| !matches!(
-                m,
-                WorkerMsg::Progress {
-                    event: Event::Step { .. },
-                    ..
-                }
-            )),
-            "{seen:?}"
-        );
+        assert!(seen.iter().all(|m| !matches!(m, WorkerMsg::Progress { event: Event::Step { .. }, .. })), "{seen:?}");
         control.paused.store(false, Ordering::SeqCst);
         control.stop.store(true, Ordering::SeqCst);
         let msgs = collect(&rx);
         assert!(
-            matches!(
-                msgs.last(),
-                Some(WorkerMsg::Done {
-                    end: RunEnd::Stopped,
-                    params: Some(_)
-                })
-            ),
+            matches!(msgs.last(), Some(WorkerMsg::Done { end: RunEnd::Stopped, params: Some(_) })),
             "{:?}",
             msgs.last()
         );
@@ -476,10 +364,7 @@ mod tests {
 
     #[test]
     fn download_progress_reads_as_a_status_line() {
-        let bytes = ProgressEvent::Bytes {
-            done: 5_500_000,
-            total: Some(11_000_000),
-        };
+        let bytes = ProgressEvent::Bytes { done: 5_500_000, total: Some(11_000_000) };
         assert_eq!(describe_download(&bytes).as_deref(), Some("Downloading MNIST: 50%"));
         let retry = ProgressEvent::Retrying {
             url: "u".into(),
@@ -488,24 +373,13 @@ mod tests {
             delay: Duration::from_secs(2),
             reason: "refused".into(),
         };
-        assert_eq!(
-            describe_download(&retry).as_deref(),
-            Some("Download failed (refused); attempt 2 of 4 in 2s")
-        );
+        assert_eq!(describe_download(&retry).as_deref(), Some("Download failed (refused); attempt 2 of 4 in 2s"));
     }
 
     #[test]
     fn a_bad_batch_size_fails_with_a_message() {
         let (tx, rx) = mpsc::channel();
-        spawn_training(
-            RunSettings {
-                batch_size: 0,
-                ..settings(1)
-            },
-            Arc::new(tiny_split(10, 10)),
-            Arc::default(),
-            tx,
-        );
+        spawn_training(RunSettings { batch_size: 0, ..settings(1) }, Arc::new(tiny_split(10, 10)), Arc::default(), tx);
         let msgs = collect(&rx);
         assert!(
             matches!(msgs.last(), Some(WorkerMsg::Done { end: RunEnd::Failed(m), .. }) if m.contains("batch size")),

@@ -13,11 +13,7 @@ use super::{FetchError, FetchOptions, ProgressEvent};
 /// An agent with the fetch's time-outs. Statuses are read, not turned into errors, so that
 /// 404 and 503 can be told apart.
 pub(super) fn agent(opts: &FetchOptions) -> Agent {
-    let proxy = if opts.use_env_proxy {
-        Proxy::try_from_env()
-    } else {
-        None
-    };
+    let proxy = if opts.use_env_proxy { Proxy::try_from_env() } else { None };
     Agent::config_builder()
         .http_status_as_error(false)
         .timeout_resolve(Some(opts.connect_timeout))
@@ -61,56 +57,36 @@ pub(super) fn receive(
     if offset > 0 {
         request = request.header(RANGE, format!("bytes={offset}-"));
     }
-    let response = request
-        .call()
-        .map_err(|e| FetchError::from_ureq(url, e, opts))?;
+    let response = request.call().map_err(|e| FetchError::from_ureq(url, e, opts))?;
     let status = response.status().as_u16();
-    let content_range = response
-        .headers()
-        .get(CONTENT_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map(ContentRange::parse);
+    let content_range = response.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).map(ContentRange::parse);
 
     let (mut file, start, total) = match status {
         200 => {
             // A full body, also when the server ignored our Range: start over.
             let total = response.body().content_length();
             let file = File::create(part).map_err(|e| FetchError::local("create", part, e))?;
-            progress(ProgressEvent::Started {
-                url: url.to_string(),
-                total,
-            });
+            progress(ProgressEvent::Started { url: url.to_string(), total });
             (file, 0, total)
         }
         206 if offset > 0 => match content_range {
             Some(Some(range)) if range.start == offset && range.fits() => {
-                let file = OpenOptions::new()
-                    .append(true)
-                    .open(part)
-                    .map_err(|e| FetchError::local("open", part, e))?;
-                progress(ProgressEvent::Resumed {
-                    url: url.to_string(),
-                    offset,
-                    total: range.total,
-                });
+                let file =
+                    OpenOptions::new().append(true).open(part).map_err(|e| FetchError::local("open", part, e))?;
+                progress(ProgressEvent::Resumed { url: url.to_string(), offset, total: range.total });
                 (file, offset, range.total)
             }
             _ => {
                 remove_if_present(part)?;
                 return Err(FetchError::BadResponse {
                     url: url.to_string(),
-                    reason: format!(
-                        "a 206 answer to bytes={offset}- came with an unusable Content-Range"
-                    ),
+                    reason: format!("a 206 answer to bytes={offset}- came with an unusable Content-Range"),
                 });
             }
         },
         416 if offset > 0 => {
             // `bytes */N` with N == offset: the part is already whole.
-            if let Some(Some(ContentRange {
-                total: Some(total), ..
-            })) = content_range
-            {
+            if let Some(Some(ContentRange { total: Some(total), .. })) = content_range {
                 if total == offset {
                     return Ok(offset);
                 }
@@ -121,12 +97,7 @@ pub(super) fn receive(
                 reason: format!("the server refused to resume at byte {offset}"),
             });
         }
-        _ => {
-            return Err(FetchError::HttpStatus {
-                url: url.to_string(),
-                status,
-            })
-        }
+        _ => return Err(FetchError::HttpStatus { url: url.to_string(), status }),
     };
 
     let mut body = response.into_body().into_reader();
@@ -139,8 +110,7 @@ pub(super) fn receive(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(FetchError::from_ureq(url, ureq::Error::from(e), opts)),
         };
-        file.write_all(&buf[..n])
-            .map_err(|e| FetchError::local("write", part, e))?;
+        file.write_all(&buf[..n]).map_err(|e| FetchError::local("write", part, e))?;
         done += n as u64;
         progress(ProgressEvent::Bytes { done, total });
     }
@@ -154,8 +124,7 @@ pub(super) fn receive(
             });
         }
     }
-    file.sync_all()
-        .map_err(|e| FetchError::local("sync", part, e))?;
+    file.sync_all().map_err(|e| FetchError::local("sync", part, e))?;
     Ok(done)
 }
 
@@ -185,11 +154,7 @@ impl ContentRange {
             n => Some(n.parse().ok()?),
         };
         if range.trim() == "*" {
-            return total.map(|total| ContentRange {
-                start: 0,
-                end: 0,
-                total: Some(total),
-            });
+            return total.map(|total| ContentRange { start: 0, end: 0, total: Some(total) });
         }
         let (start, end) = range.split_once('-')?;
         let (start, end) = (start.trim().parse().ok()?, end.trim().parse().ok()?);

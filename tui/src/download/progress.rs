@@ -15,29 +15,15 @@ pub enum ProgressEvent {
     /// A download from the start; `total` is the size the server announced.
     Started { url: String, total: Option<u64> },
     /// A download picked up at byte `offset` of a partial file.
-    Resumed {
-        url: String,
-        offset: u64,
-        total: Option<u64>,
-    },
+    Resumed { url: String, offset: u64, total: Option<u64> },
     /// Bytes of the file on disk so far (counting a resumed part).
     Bytes { done: u64, total: Option<u64> },
     /// An attempt failed; attempt number `attempt` of `attempts` starts after `delay`.
-    Retrying {
-        url: String,
-        attempt: u32,
-        attempts: u32,
-        delay: Duration,
-        reason: String,
-    },
+    Retrying { url: String, attempt: u32, attempts: u32, delay: Duration, reason: String },
     /// A file passed its size and digest check.
     Verified { path: PathBuf },
     /// The fetch is over: the file to read.
-    Done {
-        path: PathBuf,
-        source: Source,
-        bytes: u64,
-    },
+    Done { path: PathBuf, source: Source, bytes: u64 },
 }
 
 /// The bar is redrawn at most this often.
@@ -68,13 +54,7 @@ impl ProgressRenderer<io::Stderr> {
 
 impl<W: Write> ProgressRenderer<W> {
     pub fn new(out: W, bar: bool) -> Self {
-        Self {
-            out,
-            bar,
-            last_draw: None,
-            quarters_shown: 0,
-            started: None,
-        }
+        Self { out, bar, last_draw: None, quarters_shown: 0, started: None }
     }
 
     #[cfg(test)]
@@ -85,34 +65,21 @@ impl<W: Write> ProgressRenderer<W> {
     pub fn handle(&mut self, event: &ProgressEvent) {
         match event {
             ProgressEvent::Discarded { path, reason } => {
-                self.line(&format!(
-                    "Cached {} is unusable ({reason}); fetching it again",
-                    path.display()
-                ));
+                self.line(&format!("Cached {} is unusable ({reason}); fetching it again", path.display()));
             }
             ProgressEvent::Started { url, total } => {
                 // Keras's own wording.
-                let size = total
-                    .map(|t| format!(" ({})", megabytes(t)))
-                    .unwrap_or_default();
+                let size = total.map(|t| format!(" ({})", megabytes(t))).unwrap_or_default();
                 self.line(&format!("Downloading data from {url}{size}"));
                 self.begin(0, *total);
             }
             ProgressEvent::Resumed { url, offset, total } => {
-                let of = total
-                    .map(|t| format!(" of {}", megabytes(t)))
-                    .unwrap_or_default();
+                let of = total.map(|t| format!(" of {}", megabytes(t))).unwrap_or_default();
                 self.line(&format!("Resuming {url} at {}{of}", megabytes(*offset)));
                 self.begin(*offset, *total);
             }
             ProgressEvent::Bytes { done, total } => self.bytes(*done, *total),
-            ProgressEvent::Retrying {
-                url,
-                attempt,
-                attempts,
-                delay,
-                reason,
-            } => {
+            ProgressEvent::Retrying { url, attempt, attempts, delay, reason } => {
                 self.line(&format!(
                     "Retrying {url} in {:.1}s (attempt {attempt} of {attempts}) after: {reason}",
                     delay.as_secs_f64()
@@ -120,11 +87,7 @@ impl<W: Write> ProgressRenderer<W> {
             }
             // The Done line says it; a separate line would only repeat it.
             ProgressEvent::Verified { .. } => {}
-            ProgressEvent::Done {
-                path,
-                source,
-                bytes,
-            } => {
+            ProgressEvent::Done { path, source, bytes } => {
                 let how = match source {
                     Source::Cache => "Using cached".to_string(),
                     Source::Reused => "Using existing".to_string(),
@@ -156,12 +119,7 @@ impl<W: Write> ProgressRenderer<W> {
             let quarters = done.saturating_mul(4) / total;
             if quarters > self.quarters_shown && quarters < 4 {
                 self.quarters_shown = quarters;
-                self.line(&format!(
-                    "Downloaded {}% ({} of {})",
-                    quarters * 25,
-                    megabytes(done),
-                    megabytes(total)
-                ));
+                self.line(&format!("Downloaded {}% ({} of {})", quarters * 25, megabytes(done), megabytes(total)));
             }
         }
     }
@@ -169,12 +127,7 @@ impl<W: Write> ProgressRenderer<W> {
     fn draw_bar(&mut self, done: u64, total: Option<u64>) {
         let speed = match self.started {
             Some((at, from)) if at.elapsed().as_secs_f64() > 0.0 => {
-                format!(
-                    " {}/s",
-                    megabytes(
-                        ((done.saturating_sub(from)) as f64 / at.elapsed().as_secs_f64()) as u64
-                    )
-                )
+                format!(" {}/s", megabytes(((done.saturating_sub(from)) as f64 / at.elapsed().as_secs_f64()) as u64))
             }
             _ => String::new(),
         };

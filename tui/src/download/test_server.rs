@@ -44,10 +44,7 @@ pub struct TestServer {
 
 impl TestServer {
     /// Serves `payload`; `script(n, request)` picks the reply to the n-th request (from 0).
-    pub fn start(
-        payload: Vec<u8>,
-        script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static,
-    ) -> Self {
+    pub fn start(payload: Vec<u8>, script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -62,22 +59,13 @@ impl TestServer {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
-                    let (requests, stop, payload, script) = (
-                        requests.clone(),
-                        stop.clone(),
-                        payload.clone(),
-                        script.clone(),
-                    );
+                    let (requests, stop, payload, script) =
+                        (requests.clone(), stop.clone(), payload.clone(), script.clone());
                     thread::spawn(move || serve(stream, &requests, &stop, &payload, &*script));
                 }
             })
         };
-        TestServer {
-            addr,
-            requests,
-            stop,
-            accept_thread: Some(accept_thread),
-        }
+        TestServer { addr, requests, stop, accept_thread: Some(accept_thread) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -100,13 +88,7 @@ impl Drop for TestServer {
     }
 }
 
-fn serve(
-    mut stream: TcpStream,
-    requests: &Mutex<Vec<Request>>,
-    stop: &AtomicBool,
-    payload: &[u8],
-    script: &Script,
-) {
+fn serve(mut stream: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBool, payload: &[u8], script: &Script) {
     let Some(request) = read_request(&mut stream) else {
         return;
     };
@@ -149,12 +131,7 @@ fn serve(
 
 /// Sends `payload` from `start` (206 when a range was asked); with `cut`, only that many
 /// body bytes follow the headers.
-fn send_file(
-    stream: &mut TcpStream,
-    payload: &[u8],
-    start: Option<usize>,
-    cut: Option<usize>,
-) -> std::io::Result<()> {
+fn send_file(stream: &mut TcpStream, payload: &[u8], start: Option<usize>, cut: Option<usize>) -> std::io::Result<()> {
     let len = payload.len();
     let body = match start {
         Some(s) if s >= len => {
@@ -173,10 +150,7 @@ fn send_file(
             &payload[s..]
         }
         None => {
-            write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
-            )?;
+            write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")?;
             payload
         }
     };

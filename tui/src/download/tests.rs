@@ -16,8 +16,7 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("mnist-download-{}-{name}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("mnist-download-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
@@ -51,11 +50,7 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 fn options(dir: &Path, urls: Vec<String>, payload: &[u8]) -> FetchOptions {
     FetchOptions {
         urls,
-        expected: Expected {
-            size: Some(payload.len() as u64),
-            sha256: Some(sha256(payload)),
-            md5: None,
-        },
+        expected: Expected { size: Some(payload.len() as u64), sha256: Some(sha256(payload)), md5: None },
         cache_dir: dir.join("cache"),
         file_name: "data.npz".to_string(),
         reuse: None,
@@ -83,10 +78,7 @@ fn part_path(opts: &FetchOptions) -> PathBuf {
 }
 
 fn plain_get(path: &str) -> Request {
-    Request {
-        path: path.to_string(),
-        range: None,
-    }
+    Request { path: path.to_string(), range: None }
 }
 
 #[test]
@@ -100,37 +92,18 @@ fn downloads_verifies_and_installs() {
     let fetched = result.expect("download succeeds");
 
     assert_eq!(fetched.path, final_path(&opts));
-    assert_eq!(
-        fetched.source,
-        Source::Downloaded {
-            url: server.url("/data.npz")
-        }
-    );
+    assert_eq!(fetched.source, Source::Downloaded { url: server.url("/data.npz") });
     assert_eq!(fetched.bytes, data.len() as u64);
     assert_eq!(fs::read(&fetched.path).expect("read result"), data);
     assert!(!part_path(&opts).exists(), "the .part file is renamed away");
     assert_eq!(server.requests(), vec![plain_get("/data.npz")]);
     assert_eq!(
         events.first(),
-        Some(&ProgressEvent::Started {
-            url: server.url("/data.npz"),
-            total: Some(data.len() as u64)
-        })
+        Some(&ProgressEvent::Started { url: server.url("/data.npz"), total: Some(data.len() as u64) })
     );
-    assert!(events.contains(&ProgressEvent::Bytes {
-        done: data.len() as u64,
-        total: Some(data.len() as u64)
-    }));
-    assert!(events.contains(&ProgressEvent::Verified {
-        path: part_path(&opts)
-    }));
-    assert!(matches!(
-        events.last(),
-        Some(ProgressEvent::Done {
-            source: Source::Downloaded { .. },
-            ..
-        })
-    ));
+    assert!(events.contains(&ProgressEvent::Bytes { done: data.len() as u64, total: Some(data.len() as u64) }));
+    assert!(events.contains(&ProgressEvent::Verified { path: part_path(&opts) }));
+    assert!(matches!(events.last(), Some(ProgressEvent::Done { source: Source::Downloaded { .. }, .. })));
 }
 
 #[test]
@@ -151,14 +124,8 @@ fn cache_hit_makes_no_request() {
     assert_eq!(
         events,
         vec![
-            ProgressEvent::Verified {
-                path: final_path(&opts)
-            },
-            ProgressEvent::Done {
-                path: final_path(&opts),
-                source: Source::Cache,
-                bytes: data.len() as u64
-            },
+            ProgressEvent::Verified { path: final_path(&opts) },
+            ProgressEvent::Done { path: final_path(&opts), source: Source::Cache, bytes: data.len() as u64 },
         ]
     );
 }
@@ -177,15 +144,10 @@ fn corrupt_cached_file_is_fetched_again() {
 
     let (result, events) = run(&opts);
 
-    assert!(matches!(
-        result.expect("refetched").source,
-        Source::Downloaded { .. }
-    ));
+    assert!(matches!(result.expect("refetched").source, Source::Downloaded { .. }));
     assert_eq!(fs::read(final_path(&opts)).expect("read"), data);
     assert_eq!(server.requests().len(), 1);
-    assert!(
-        matches!(&events[0], ProgressEvent::Discarded { reason, .. } if reason.contains("sha256"))
-    );
+    assert!(matches!(&events[0], ProgressEvent::Discarded { reason, .. } if reason.contains("sha256")));
 }
 
 #[test]
@@ -198,22 +160,14 @@ fn not_found_is_permanent_and_not_retried() {
     let (result, events) = run(&opts);
     let error = result.expect_err("404 fails");
 
-    assert!(
-        matches!(error, FetchError::HttpStatus { status: 404, .. }),
-        "{error:?}"
-    );
+    assert!(matches!(error, FetchError::HttpStatus { status: 404, .. }), "{error:?}");
     assert_eq!(error.kind(), ErrorKind::Permanent);
     assert_eq!(
         error.to_string(),
-        format!(
-            "downloading {} failed: the server answered HTTP 404 Not Found",
-            server.url("/missing.npz")
-        )
+        format!("downloading {} failed: the server answered HTTP 404 Not Found", server.url("/missing.npz"))
     );
     assert_eq!(server.requests().len(), 1, "a 404 is not retried");
-    assert!(!events
-        .iter()
-        .any(|e| matches!(e, ProgressEvent::Retrying { .. })));
+    assert!(!events.iter().any(|e| matches!(e, ProgressEvent::Retrying { .. })));
     assert!(!final_path(&opts).exists());
     assert!(!part_path(&opts).exists());
 }
@@ -222,30 +176,15 @@ fn not_found_is_permanent_and_not_retried() {
 fn server_error_then_success_retries() {
     let dir = TempDir::new("500-then-ok");
     let data = payload(5);
-    let server = TestServer::start(data.clone(), |n, _| {
-        if n == 0 {
-            Reply::Status(500)
-        } else {
-            Reply::File
-        }
-    });
+    let server = TestServer::start(data.clone(), |n, _| if n == 0 { Reply::Status(500) } else { Reply::File });
     let opts = options(&dir.0, vec![server.url("/data.npz")], &data);
 
     let (result, events) = run(&opts);
 
-    assert!(matches!(
-        result.expect("second attempt succeeds").source,
-        Source::Downloaded { .. }
-    ));
+    assert!(matches!(result.expect("second attempt succeeds").source, Source::Downloaded { .. }));
     assert_eq!(fs::read(final_path(&opts)).expect("read"), data);
-    assert_eq!(
-        server.requests(),
-        vec![plain_get("/data.npz"), plain_get("/data.npz")]
-    );
-    let retries: Vec<_> = events
-        .iter()
-        .filter(|e| matches!(e, ProgressEvent::Retrying { .. }))
-        .collect();
+    assert_eq!(server.requests(), vec![plain_get("/data.npz"), plain_get("/data.npz")]);
+    let retries: Vec<_> = events.iter().filter(|e| matches!(e, ProgressEvent::Retrying { .. })).collect();
     assert_eq!(retries.len(), 1);
     assert!(matches!(
         retries[0],
@@ -274,11 +213,7 @@ fn server_errors_use_up_retries_and_are_transient() {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        delays,
-        vec![Duration::from_millis(10), Duration::from_millis(20)],
-        "doubling backoff"
-    );
+    assert_eq!(delays, vec![Duration::from_millis(10), Duration::from_millis(20)], "doubling backoff");
     assert!(!final_path(&opts).exists());
 }
 
@@ -287,31 +222,16 @@ fn cut_mid_body_resumes_with_range() {
     let dir = TempDir::new("resume");
     let data = payload(7);
     let half = data.len() / 2;
-    let server = TestServer::start(data.clone(), move |n, _| {
-        if n == 0 {
-            Reply::Cut(half)
-        } else {
-            Reply::File
-        }
-    });
+    let server = TestServer::start(data.clone(), move |n, _| if n == 0 { Reply::Cut(half) } else { Reply::File });
     let opts = options(&dir.0, vec![server.url("/data.npz")], &data);
 
     let (result, events) = run(&opts);
 
-    assert!(matches!(
-        result.expect("resumed").source,
-        Source::Downloaded { .. }
-    ));
+    assert!(matches!(result.expect("resumed").source, Source::Downloaded { .. }));
     assert_eq!(fs::read(final_path(&opts)).expect("read"), data);
     assert_eq!(
         server.requests(),
-        vec![
-            plain_get("/data.npz"),
-            Request {
-                path: "/data.npz".into(),
-                range: Some(format!("bytes={half}-"))
-            },
-        ]
+        vec![plain_get("/data.npz"), Request { path: "/data.npz".into(), range: Some(format!("bytes={half}-")) },]
     );
     assert!(events.contains(&ProgressEvent::Resumed {
         url: server.url("/data.npz"),
@@ -325,13 +245,8 @@ fn cut_mid_body_resumes_with_range() {
 fn cut_then_range_ignored_starts_over() {
     let dir = TempDir::new("range-ignored");
     let data = payload(8);
-    let server = TestServer::start(data.clone(), |n, _| {
-        if n == 0 {
-            Reply::Cut(1000)
-        } else {
-            Reply::FileIgnoringRange
-        }
-    });
+    let server =
+        TestServer::start(data.clone(), |n, _| if n == 0 { Reply::Cut(1000) } else { Reply::FileIgnoringRange });
     let opts = options(&dir.0, vec![server.url("/data.npz")], &data);
 
     let (result, events) = run(&opts);
@@ -339,10 +254,7 @@ fn cut_then_range_ignored_starts_over() {
     result.expect("full restart succeeds");
     assert_eq!(fs::read(final_path(&opts)).expect("read"), data);
     assert_eq!(server.requests()[1].range.as_deref(), Some("bytes=1000-"));
-    let starts = events
-        .iter()
-        .filter(|e| matches!(e, ProgressEvent::Started { .. }))
-        .count();
+    let starts = events.iter().filter(|e| matches!(e, ProgressEvent::Started { .. })).count();
     assert_eq!(starts, 2, "the 200 answer restarts from byte 0");
 }
 
@@ -359,21 +271,12 @@ fn cut_every_time_keeps_part_for_a_later_run() {
     assert_eq!(error.kind(), ErrorKind::Transient);
     assert_eq!(
         error.to_string(),
-        format!(
-            "downloading {} failed: the connection closed before the whole file arrived",
-            server.url("/data.npz")
-        )
+        format!("downloading {} failed: the connection closed before the whole file arrived", server.url("/data.npz"))
     );
     assert_eq!(server.requests().len(), 3);
-    assert!(
-        !final_path(&opts).exists(),
-        "nothing partial at the final path"
-    );
+    assert!(!final_path(&opts).exists(), "nothing partial at the final path");
     // Each attempt resumed and added 1000 bytes; they wait in the .part for the next run.
-    assert_eq!(
-        fs::metadata(part_path(&opts)).expect("part kept").len(),
-        3000
-    );
+    assert_eq!(fs::metadata(part_path(&opts)).expect("part kept").len(), 3000);
 }
 
 #[test]
@@ -402,33 +305,16 @@ fn wrong_bytes_fail_after_retries_and_leave_nothing() {
     let (result, _) = run(&opts);
     let error = result.expect_err("wrong file");
 
-    assert!(
-        matches!(
-            error,
-            FetchError::WrongFile {
-                mismatch: Mismatch::Sha256 { .. },
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert!(matches!(error, FetchError::WrongFile { mismatch: Mismatch::Sha256 { .. }, .. }), "{error:?}");
     assert_eq!(error.kind(), ErrorKind::Permanent);
-    assert!(error.to_string().starts_with(&format!(
-        "the file from {} is not the expected one",
-        server.url("/data.npz")
-    )));
-    assert_eq!(
-        server.requests().len(),
-        3,
-        "retried: the bytes may have been mangled on the way"
-    );
+    assert!(error
+        .to_string()
+        .starts_with(&format!("the file from {} is not the expected one", server.url("/data.npz"))));
+    assert_eq!(server.requests().len(), 3, "retried: the bytes may have been mangled on the way");
     assert!(!final_path(&opts).exists());
     assert!(!part_path(&opts).exists());
     let leftovers = fs::read_dir(&opts.cache_dir).expect("list cache").count();
-    assert_eq!(
-        leftovers, 0,
-        "nothing at all is left in the cache directory"
-    );
+    assert_eq!(leftovers, 0, "nothing at all is left in the cache directory");
 }
 
 #[test]
@@ -447,22 +333,13 @@ fn stalled_server_times_out() {
     assert_eq!(error.kind(), ErrorKind::Transient);
     assert_eq!(
         error.to_string(),
-        format!(
-            "downloading {} timed out: the server sent nothing for 500ms",
-            server.url("/data.npz")
-        )
+        format!("downloading {} timed out: the server sent nothing for 500ms", server.url("/data.npz"))
     );
     assert_eq!(server.requests().len(), 2);
     // Two 0.5 s stalls plus a 10 ms backoff, well before the server's own 20 s.
-    assert!(
-        elapsed >= Duration::from_millis(1000) && elapsed < Duration::from_secs(5),
-        "{elapsed:?}"
-    );
+    assert!(elapsed >= Duration::from_millis(1000) && elapsed < Duration::from_secs(5), "{elapsed:?}");
     assert!(!final_path(&opts).exists());
-    assert!(
-        !part_path(&opts).exists(),
-        "no body byte arrived, so no part file"
-    );
+    assert!(!part_path(&opts).exists(), "no body byte arrived, so no part file");
 }
 
 #[test]
@@ -470,13 +347,7 @@ fn stall_mid_body_times_out_and_keeps_part() {
     // Headers and some bytes, then silence: the read time-out must fire mid-body too.
     let dir = TempDir::new("stall-body");
     let data = payload(14);
-    let server = TestServer::start(data.clone(), |n, _| {
-        if n == 0 {
-            Reply::Cut(5000)
-        } else {
-            Reply::Stall
-        }
-    });
+    let server = TestServer::start(data.clone(), |n, _| if n == 0 { Reply::Cut(5000) } else { Reply::Stall });
     let mut opts = options(&dir.0, vec![server.url("/data.npz")], &data);
     opts.max_retries = 1;
 
@@ -484,10 +355,7 @@ fn stall_mid_body_times_out_and_keeps_part() {
 
     assert!(matches!(error, FetchError::TimedOut { .. }), "{error:?}");
     assert_eq!(server.requests()[1].range.as_deref(), Some("bytes=5000-"));
-    assert_eq!(
-        fs::metadata(part_path(&opts)).expect("part kept").len(),
-        5000
-    );
+    assert_eq!(fs::metadata(part_path(&opts)).expect("part kept").len(), 5000);
     assert!(!final_path(&opts).exists());
 }
 
@@ -496,11 +364,7 @@ fn connection_refused_is_transient() {
     let dir = TempDir::new("refused");
     let data = payload(15);
     // A port that was just free: nothing listens there now.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let url = format!("http://127.0.0.1:{port}/data.npz");
     let mut opts = options(&dir.0, vec![url.clone()], &data);
     opts.max_retries = 0;
@@ -516,44 +380,22 @@ fn connection_refused_is_transient() {
 fn second_url_is_used_when_the_first_fails() {
     let dir = TempDir::new("fallback");
     let data = payload(16);
-    let server = TestServer::start(data.clone(), |_, r| {
-        if r.path == "/gone" {
-            Reply::Status(404)
-        } else {
-            Reply::File
-        }
-    });
-    let opts = options(
-        &dir.0,
-        vec![server.url("/gone"), server.url("/mirror")],
-        &data,
-    );
+    let server =
+        TestServer::start(data.clone(), |_, r| if r.path == "/gone" { Reply::Status(404) } else { Reply::File });
+    let opts = options(&dir.0, vec![server.url("/gone"), server.url("/mirror")], &data);
 
     let fetched = run(&opts).0.expect("mirror works");
 
-    assert_eq!(
-        fetched.source,
-        Source::Downloaded {
-            url: server.url("/mirror")
-        }
-    );
-    assert_eq!(
-        server.requests(),
-        vec![plain_get("/gone"), plain_get("/mirror")]
-    );
+    assert_eq!(fetched.source, Source::Downloaded { url: server.url("/mirror") });
+    assert_eq!(server.requests(), vec![plain_get("/gone"), plain_get("/mirror")]);
 }
 
 #[test]
 fn all_urls_failing_reports_each() {
     let dir = TempDir::new("all-fail");
     let data = payload(17);
-    let server = TestServer::start(data.clone(), |_, r| {
-        if r.path == "/a" {
-            Reply::Status(404)
-        } else {
-            Reply::Status(502)
-        }
-    });
+    let server =
+        TestServer::start(data.clone(), |_, r| if r.path == "/a" { Reply::Status(404) } else { Reply::Status(502) });
     let mut opts = options(&dir.0, vec![server.url("/a"), server.url("/b")], &data);
     opts.max_retries = 0;
 
@@ -582,14 +424,7 @@ fn valid_keras_copy_is_used_in_place() {
 
     let fetched = run(&opts).0.expect("reused");
 
-    assert_eq!(
-        fetched,
-        Fetched {
-            path: keras,
-            source: Source::Reused,
-            bytes: data.len() as u64
-        }
-    );
+    assert_eq!(fetched, Fetched { path: keras, source: Source::Reused, bytes: data.len() as u64 });
     assert_eq!(server.requests().len(), 0);
     assert!(!opts.cache_dir.exists(), "nothing written to the cache");
 }
@@ -608,10 +443,7 @@ fn invalid_keras_copy_is_ignored_and_kept() {
 
     assert!(matches!(fetched.source, Source::Downloaded { .. }));
     assert_eq!(server.requests().len(), 1);
-    assert_eq!(
-        fs::read(&keras).expect("keras copy untouched"),
-        b"not the file"
-    );
+    assert_eq!(fs::read(&keras).expect("keras copy untouched"), b"not the file");
 }
 
 #[test]
@@ -626,9 +458,7 @@ fn without_a_digest_only_the_length_is_checked() {
 
     result.expect("downloaded");
     assert_eq!(fs::read(final_path(&opts)).expect("read"), data);
-    assert!(!events
-        .iter()
-        .any(|e| matches!(e, ProgressEvent::Verified { .. })));
+    assert!(!events.iter().any(|e| matches!(e, ProgressEvent::Verified { .. })));
     // Without a digest the cached file is trusted, as Keras does without a hash.
     assert_eq!(run(&opts).0.expect("cached").source, Source::Cache);
     assert_eq!(server.requests().len(), 1);
@@ -666,19 +496,9 @@ fn mnist_options_follow_the_flags() {
 
     // The known sha256 passed explicitly changes nothing; another one gets its own name.
     let same = FetchOptions::mnist(cache.clone(), None, MNIST_EXPECTED.sha256);
-    assert_eq!(
-        (same.expected, same.file_name),
-        (MNIST_EXPECTED, "mnist.npz".to_string())
-    );
+    assert_eq!((same.expected, same.file_name), (MNIST_EXPECTED, "mnist.npz".to_string()));
     let other = FetchOptions::mnist(cache, None, Some([0xab; 32]));
-    assert_eq!(
-        other.expected,
-        Expected {
-            size: None,
-            sha256: Some([0xab; 32]),
-            md5: None
-        }
-    );
+    assert_eq!(other.expected, Expected { size: None, sha256: Some([0xab; 32]), md5: None });
     assert_eq!(other.file_name, "mnist-abababababab.npz");
 }
 
@@ -688,10 +508,7 @@ fn known_digests_decode() {
         to_hex(&MNIST_EXPECTED.sha256.expect("sha")),
         "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
     );
-    assert_eq!(
-        to_hex(&MNIST_EXPECTED.md5.expect("md5")),
-        "8a61469f7ea1b51cbae51d4f78837e45"
-    );
+    assert_eq!(to_hex(&MNIST_EXPECTED.md5.expect("md5")), "8a61469f7ea1b51cbae51d4f78837e45");
 }
 
 #[test]
@@ -700,40 +517,18 @@ fn md5_is_checked_too() {
     let path = dir.0.join("f");
     fs::write(&path, b"abc").expect("write");
     let md5_abc = verify::hex_digest::<16>("900150983cd24fb0d6963f7d28e17f72");
-    let good = Expected {
-        size: Some(3),
-        sha256: None,
-        md5: Some(md5_abc),
-    };
+    let good = Expected { size: Some(3), sha256: None, md5: Some(md5_abc) };
     assert_eq!(verify::check_file(&path, &good).expect("read"), None);
-    let bad = Expected {
-        md5: Some([0; 16]),
-        ..good.clone()
-    };
-    assert!(matches!(
-        verify::check_file(&path, &bad).expect("read"),
-        Some(Mismatch::Md5 { .. })
-    ));
-    let short = Expected {
-        size: Some(4),
-        ..good
-    };
-    assert_eq!(
-        verify::check_file(&path, &short).expect("read"),
-        Some(Mismatch::Size {
-            expected: 4,
-            actual: 3
-        })
-    );
+    let bad = Expected { md5: Some([0; 16]), ..good.clone() };
+    assert!(matches!(verify::check_file(&path, &bad).expect("read"), Some(Mismatch::Md5 { .. })));
+    let short = Expected { size: Some(4), ..good };
+    assert_eq!(verify::check_file(&path, &short).expect("read"), Some(Mismatch::Size { expected: 4, actual: 3 }));
 }
 
 #[test]
 fn sha256_argument_parses() {
     let text = "731C5AC602752760C8E48FBFFCF8C3B850D9DC2A2AEDCF2CC48468FC17B673D1";
-    assert_eq!(
-        parse_sha256(&format!(" {text}\n")).ok(),
-        MNIST_EXPECTED.sha256
-    );
+    assert_eq!(parse_sha256(&format!(" {text}\n")).ok(), MNIST_EXPECTED.sha256);
     assert!(parse_sha256("731c").is_err());
     assert!(parse_sha256(&"g".repeat(64)).is_err());
 }
@@ -742,28 +537,10 @@ fn sha256_argument_parses() {
 fn content_range_parses() {
     assert_eq!(
         ContentRange::parse("bytes 100-999/1000"),
-        Some(ContentRange {
-            start: 100,
-            end: 999,
-            total: Some(1000)
-        })
+        Some(ContentRange { start: 100, end: 999, total: Some(1000) })
     );
-    assert_eq!(
-        ContentRange::parse("bytes 0-9/*"),
-        Some(ContentRange {
-            start: 0,
-            end: 9,
-            total: None
-        })
-    );
-    assert_eq!(
-        ContentRange::parse("bytes */1000"),
-        Some(ContentRange {
-            start: 0,
-            end: 0,
-            total: Some(1000)
-        })
-    );
+    assert_eq!(ContentRange::parse("bytes 0-9/*"), Some(ContentRange { start: 0, end: 9, total: None }));
+    assert_eq!(ContentRange::parse("bytes */1000"), Some(ContentRange { start: 0, end: 0, total: Some(1000) }));
     assert_eq!(ContentRange::parse("bytes 9-0/10"), None);
     assert_eq!(ContentRange::parse("items 0-9/10"), None);
     assert_eq!(ContentRange::parse("bytes x-9/10"), None);
@@ -773,50 +550,28 @@ fn content_range_parses() {
 fn cache_dir_precedence() {
     let platform = Some(PathBuf::from("/home/u/.cache"));
     let flag = Path::new("/flag");
-    assert_eq!(
-        choose_cache_dir(Some(flag), Some("/env".into()), platform.clone()).ok(),
-        Some(PathBuf::from("/flag"))
-    );
-    assert_eq!(
-        choose_cache_dir(None, Some("/env".into()), platform.clone()).ok(),
-        Some(PathBuf::from("/env"))
-    );
+    assert_eq!(choose_cache_dir(Some(flag), Some("/env".into()), platform.clone()).ok(), Some(PathBuf::from("/flag")));
+    assert_eq!(choose_cache_dir(None, Some("/env".into()), platform.clone()).ok(), Some(PathBuf::from("/env")));
     assert_eq!(
         choose_cache_dir(None, Some("".into()), platform.clone()).ok(),
         Some(PathBuf::from("/home/u/.cache/mnist"))
     );
-    assert_eq!(
-        choose_cache_dir(None, None, platform).ok(),
-        Some(PathBuf::from("/home/u/.cache/mnist"))
-    );
-    assert!(matches!(
-        choose_cache_dir(None, None, None),
-        Err(FetchError::BadArgument { .. })
-    ));
+    assert_eq!(choose_cache_dir(None, None, platform).ok(), Some(PathBuf::from("/home/u/.cache/mnist")));
+    assert!(matches!(choose_cache_dir(None, None, None), Err(FetchError::BadArgument { .. })));
 }
 
 #[test]
 fn plain_progress_is_a_few_lines_without_control_characters() {
     let mut renderer = ProgressRenderer::new(Vec::new(), false);
     let total = 1_000_000;
-    renderer.handle(&ProgressEvent::Started {
-        url: "http://127.0.0.1/m.npz".into(),
-        total: Some(total),
-    });
+    renderer.handle(&ProgressEvent::Started { url: "http://127.0.0.1/m.npz".into(), total: Some(total) });
     for done in (0..=total).step_by(10_000) {
-        renderer.handle(&ProgressEvent::Bytes {
-            done,
-            total: Some(total),
-        });
+        renderer.handle(&ProgressEvent::Bytes { done, total: Some(total) });
     }
-    renderer.handle(&ProgressEvent::Verified {
-        path: "/c/m.npz".into(),
-    });
+    renderer.handle(&ProgressEvent::Verified { path: "/c/m.npz".into() });
     renderer.handle(&ProgressEvent::Done {
         path: "/c/m.npz".into(),
-        source: Source::Downloaded {
-            url: "http://127.0.0.1/m.npz".into(),
-        },
+        source: Source::Downloaded { url: "http://127.0.0.1/m.npz".into() },
         bytes: total,
     });
     let text = String::from_utf8(renderer.into_inner()).expect("utf-8");
@@ -834,44 +589,22 @@ fn plain_progress_is_a_few_lines_without_control_characters() {
 #[test]
 fn plain_progress_after_resume_skips_quarters_already_done() {
     let mut renderer = ProgressRenderer::new(Vec::new(), false);
-    renderer.handle(&ProgressEvent::Resumed {
-        url: "u".into(),
-        offset: 600,
-        total: Some(1000),
-    });
-    renderer.handle(&ProgressEvent::Bytes {
-        done: 700,
-        total: Some(1000),
-    });
-    renderer.handle(&ProgressEvent::Bytes {
-        done: 800,
-        total: Some(1000),
-    });
+    renderer.handle(&ProgressEvent::Resumed { url: "u".into(), offset: 600, total: Some(1000) });
+    renderer.handle(&ProgressEvent::Bytes { done: 700, total: Some(1000) });
+    renderer.handle(&ProgressEvent::Bytes { done: 800, total: Some(1000) });
     let text = String::from_utf8(renderer.into_inner()).expect("utf-8");
-    assert_eq!(
-        text,
-        "Resuming u at 0.0 MB of 0.0 MB\nDownloaded 75% (0.0 MB of 0.0 MB)\n"
-    );
+    assert_eq!(text, "Resuming u at 0.0 MB of 0.0 MB\nDownloaded 75% (0.0 MB of 0.0 MB)\n");
 }
 
 #[test]
 fn bar_progress_redraws_at_most_ten_times_a_second() {
     let mut renderer = ProgressRenderer::new(Vec::new(), true);
     let total = 1_000_000;
-    renderer.handle(&ProgressEvent::Started {
-        url: "u".into(),
-        total: Some(total),
-    });
+    renderer.handle(&ProgressEvent::Started { url: "u".into(), total: Some(total) });
     for done in (1..=total).step_by(1000) {
-        renderer.handle(&ProgressEvent::Bytes {
-            done,
-            total: Some(total),
-        });
+        renderer.handle(&ProgressEvent::Bytes { done, total: Some(total) });
     }
-    renderer.handle(&ProgressEvent::Bytes {
-        done: total,
-        total: Some(total),
-    });
+    renderer.handle(&ProgressEvent::Bytes { done: total, total: Some(total) });
     renderer.handle(&ProgressEvent::Retrying {
         url: "u".into(),
         attempt: 2,
@@ -885,8 +618,5 @@ fn bar_progress_redraws_at_most_ten_times_a_second() {
     assert_eq!(text.matches('\r').count(), 2, "{text:?}");
     assert!(text.contains("100% 1.0 MB of 1.0 MB"), "{text:?}");
     // The bar line is ended before the next plain line.
-    assert!(
-        text.ends_with("\x1b[K\nRetrying u in 1.5s (attempt 2 of 3) after: cut\n"),
-        "{text:?}"
-    );
+    assert!(text.ends_with("\x1b[K\nRetrying u in 1.5s (attempt 2 of 3) after: cut\n"), "{text:?}");
 }

@@ -27,18 +27,9 @@ impl Expected {
 /// How a file differs from what it must be (the first difference found).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mismatch {
-    Size {
-        expected: u64,
-        actual: u64,
-    },
-    Sha256 {
-        expected: [u8; 32],
-        actual: [u8; 32],
-    },
-    Md5 {
-        expected: [u8; 16],
-        actual: [u8; 16],
-    },
+    Size { expected: u64, actual: u64 },
+    Sha256 { expected: [u8; 32], actual: [u8; 32] },
+    Md5 { expected: [u8; 16], actual: [u8; 16] },
 }
 
 impl fmt::Display for Mismatch {
@@ -47,18 +38,12 @@ impl fmt::Display for Mismatch {
             Mismatch::Size { expected, actual } => {
                 write!(f, "it has {actual} bytes where {expected} were expected")
             }
-            Mismatch::Sha256 { expected, actual } => write!(
-                f,
-                "its sha256 is {} where {} was expected",
-                to_hex(actual),
-                to_hex(expected)
-            ),
-            Mismatch::Md5 { expected, actual } => write!(
-                f,
-                "its md5 is {} where {} was expected",
-                to_hex(actual),
-                to_hex(expected)
-            ),
+            Mismatch::Sha256 { expected, actual } => {
+                write!(f, "its sha256 is {} where {} was expected", to_hex(actual), to_hex(expected))
+            }
+            Mismatch::Md5 { expected, actual } => {
+                write!(f, "its md5 is {} where {} was expected", to_hex(actual), to_hex(expected))
+            }
         }
     }
 }
@@ -70,10 +55,7 @@ pub fn check_file(path: &Path, expected: &Expected) -> io::Result<Option<Mismatc
     let actual_size = file.metadata()?.len();
     if let Some(size) = expected.size {
         if size != actual_size {
-            return Ok(Some(Mismatch::Size {
-                expected: size,
-                actual: actual_size,
-            }));
+            return Ok(Some(Mismatch::Size { expected: size, actual: actual_size }));
         }
     }
     if !expected.has_digest() {
@@ -128,11 +110,7 @@ pub fn parse_sha256(text: &str) -> Result<[u8; 32], String> {
     let text = text.trim();
     let digits = text.as_bytes();
     if digits.len() != 64 {
-        return Err(format!(
-            "a sha256 has 64 hex digits, {:?} has {}",
-            text,
-            digits.len()
-        ));
+        return Err(format!("a sha256 has 64 hex digits, {:?} has {}", text, digits.len()));
     }
     let mut out = [0u8; 32];
     for (i, pair) in digits.chunks_exact(2).enumerate() {
