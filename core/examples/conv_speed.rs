@@ -1,8 +1,8 @@
 //! Development aid: one sample's conv2 forward and backward, Winograd against im2col, and
 //! conv1's, direct against im2col; single thread, microseconds of CPU time per sample (median of
 //! alternating rounds).
-use mnist_core::backend::Conv2dDims;
 use mnist_core::layers::{conv2d, conv2d_direct, conv2d_winograd as w};
+use mnist_core::shape::Conv2dDims;
 
 #[path = "support/cpu_time.rs"]
 mod cpu_time;

@@ -1,5 +1,6 @@
 //! Development aid: time each backend op of a training step at batch 128.
 use mnist_core::backend::*;
+use mnist_core::shape::{Conv2dDims, DenseDims, PoolDims};
 use mnist_core::*;
 use std::time::Instant;
 fn t(name: &str, reps: usize, mut f: impl FnMut()) {

@@ -21,10 +21,12 @@ pub mod error;
 pub mod layers;
 pub mod model;
 pub mod optim;
+pub mod shape;
 pub mod train;
 
-pub use backend::{Adadelta, Backend};
+pub use backend::Backend;
 pub use config::{Config, ParamLayout, Span};
 pub use cpu::CpuBackend;
 pub use data::{Dataset, Rng, Split};
 pub use error::{Error, Result};
+pub use optim::Adadelta;

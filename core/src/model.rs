@@ -5,10 +5,12 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::backend::{Adadelta, Backend, Conv2dDims, DenseDims, PoolDims, StepMode, StepValues, METRICS_LEN};
+use crate::backend::{Backend, StepMode, StepValues, METRICS_LEN};
 use crate::config::*;
 use crate::data::{mix64, Rng};
 use crate::error::{Error, Result};
+use crate::optim::Adadelta;
+use crate::shape::{Conv2dDims, DenseDims, PoolDims};
 
 /// Mean loss and accuracy over a number of samples.
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]

@@ -2,7 +2,20 @@
 //! roots, the learning rate scales the step). Works on any slice of the flat buffers.
 //! Leaves out: other optimizers, weight decay, learning-rate schedules.
 
-use crate::backend::Adadelta;
+/// Adadelta hyper-parameters (Keras 2 semantics).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Adadelta {
+    pub learning_rate: f32,
+    pub rho: f32,
+    pub epsilon: f32,
+}
+
+impl Default for Adadelta {
+    /// Keras 2.2's defaults, the ones the sample trained with.
+    fn default() -> Self {
+        Adadelta { learning_rate: 1.0, rho: 0.95, epsilon: 1e-7 }
+    }
+}
 
 /// One update: a = rho a + (1 - rho) g^2; u = g sqrt(du + eps) / sqrt(a + eps);
 /// p -= lr u; du = rho du + (1 - rho) u^2.

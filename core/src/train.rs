@@ -4,11 +4,12 @@
 
 use alloc::vec::Vec;
 
-use crate::backend::{Adadelta, Backend, METRICS_LEN};
+use crate::backend::{Backend, METRICS_LEN};
 use crate::config::Config;
 use crate::data::{mix64, Dataset, Rng};
 use crate::error::{Error, Result};
 use crate::model::{Metrics, Network};
+use crate::optim::Adadelta;
 
 /// How to train. Defaults are the Keras sample's.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]

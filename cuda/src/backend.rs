@@ -17,8 +17,10 @@ use cudarc::driver::{
     DeviceRepr, DriverError, LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use cudarc::nvrtc::Ptx;
-use mnist_core::backend::{checks, Adadelta, Backend, Conv2dDims, DenseDims, PoolDims, StepMode, StepValues};
+use mnist_core::backend::{checks, Backend, StepMode, StepValues};
 use mnist_core::layers::dropout::drop_threshold;
+use mnist_core::optim::Adadelta;
+use mnist_core::shape::{Conv2dDims, DenseDims, PoolDims};
 use mnist_core::{Error, Result, Span};
 
 use crate::gemm::RowMajorGemm;

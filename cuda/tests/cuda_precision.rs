@@ -11,9 +11,9 @@
 mod common;
 
 use common::{buffer, host, labels_on};
-use mnist_core::backend::{Conv2dDims, DenseDims};
 use mnist_core::codec::mnist;
 use mnist_core::model::Network;
+use mnist_core::shape::{Conv2dDims, DenseDims};
 use mnist_core::train::{Recorder, TrainConfig, Trainer};
 use mnist_core::{Backend, Config, Dataset, Result, Rng, Span};
 use mnist_cuda::{CudaBackend, LossScale, Precision};

@@ -8,7 +8,9 @@ mod common;
 use std::cell::RefCell;
 
 use common::{assert_close, assert_same, buffer, host, indices_host, labels_on, RTOL};
-use mnist_core::backend::{Adadelta, Conv2dDims, DenseDims, PoolDims, METRICS_LEN};
+use mnist_core::backend::METRICS_LEN;
+use mnist_core::optim::Adadelta;
+use mnist_core::shape::{Conv2dDims, DenseDims, PoolDims};
 use mnist_core::{Backend, Result, Rng, Span};
 use mnist_cuda::F32Gemm;
 use proptest::prelude::*;

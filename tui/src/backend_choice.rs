@@ -6,7 +6,7 @@
 use mnist_cuda::{CudaBackend, Precision};
 
 use crate::cli::{BackendChoice, PrecisionChoice};
-use crate::train_cmd::core_failure;
+use crate::failure::core_failure;
 use crate::Failure;
 
 pub enum Chosen {

@@ -6,16 +6,18 @@
 mod app;
 mod atomic;
 mod backend_choice;
-mod bench_cmd;
 mod checkpoints;
 mod cli;
+mod commands;
 mod datasource;
 mod download;
+mod failure;
+mod model_file;
 mod plot;
-mod predict_cmd;
 mod preprocess;
 mod report;
-mod train_cmd;
+
+pub use failure::{Failure, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, EXIT_TRANSIENT};
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,26 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::io::IsTerminal;
 
 use clap::Parser;
-
-pub const EXIT_BAD_INPUT: i32 = 2;
-pub const EXIT_TRANSIENT: i32 = 3;
-pub const EXIT_DIVERGED: i32 = 4;
-pub const EXIT_INTERNAL: i32 = 70;
-pub const EXIT_SIGINT: i32 = 130;
-pub const EXIT_SIGTERM: i32 = 143;
-
-/// A failed command: its exit code and one sentence for stderr.
-#[derive(Debug)]
-pub struct Failure {
-    pub code: i32,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn new(code: i32, message: String) -> Self {
-        Failure { code, message }
-    }
-}
 
 /// SIGINT and SIGTERM ask the running command to stop after the current step.
 #[derive(Default)]
@@ -103,9 +85,9 @@ fn main() {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         // Only training stops gracefully; the other commands keep the default signal handling.
-        Some(cli::Command::Train(args)) => train_cmd::run(args, &Signals::install()),
-        Some(cli::Command::Predict(args)) => predict_cmd::run(args),
-        Some(cli::Command::Bench(args)) => bench_cmd::run(args),
+        Some(cli::Command::Train(args)) => commands::train::run(args, &Signals::install()),
+        Some(cli::Command::Predict(args)) => commands::predict::run(args),
+        Some(cli::Command::Bench(args)) => commands::bench::run(args),
         Some(cli::Command::Tui(args)) => app::run(args, &Signals::install()),
         // On a terminal `mnist` alone opens the app; in scripts and pods it only prints help.
         None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => {

@@ -10,11 +10,13 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::backend::{checks, Adadelta, Backend, Conv2dDims, DenseDims, PoolDims};
+use crate::backend::{checks, Backend};
 use crate::config::Span;
 use crate::error::{Error, Result};
 use crate::layers::{conv2d, conv2d_direct, conv2d_winograd, dense, dropout, maxpool2d, relu, softmax_xent};
 use crate::optim::adadelta_update;
+use crate::optim::Adadelta;
+use crate::shape::{Conv2dDims, DenseDims, PoolDims};
 pub use pool::{part_range, Pool, SharedMut};
 
 /// Per-thread scratch: im2col matrices, Winograd tiles and partial conv gradients.

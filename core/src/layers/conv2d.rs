@@ -2,9 +2,9 @@
 //! for one sample: im2col into a scratch matrix, then one sgemm.
 //! Leaves out: batching and threads (cpu/); padding and strides (the model needs neither).
 
-use crate::backend::Conv2dDims;
 use crate::layers::gemm::{gemm, Mat};
 use crate::layers::relu::{relu_backward, relu_forward};
+use crate::shape::Conv2dDims;
 
 /// col: (OH*OW, K*K*C), row r = the receptive field of output pixel r in (ky, kx, c) order,
 /// which is also the order of the kernel's first three axes.

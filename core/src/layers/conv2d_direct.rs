@@ -3,8 +3,8 @@
 //! output channels 8 at a time in registers, the receptive field walked in place.
 //! Leaves out: long receptive fields (conv2d.rs, conv2d_winograd.rs), padding and strides.
 
-use crate::backend::Conv2dDims;
 use crate::layers::relu::relu_backward;
+use crate::shape::Conv2dDims;
 
 const LANES: usize = 8;
 type Lanes = [f32; LANES];

@@ -8,9 +8,9 @@
 //! M = V (tiles x C) @ U (C x OC); the output tiles are Y = A^T M A. Layouts:
 //! V (36, T, C), U (36, C, OC), M (36, T, OC), with T tiles in row-major tile order.
 
-use crate::backend::Conv2dDims;
 use crate::layers::gemm::{gemm, Mat};
 use crate::layers::relu::relu_backward;
+use crate::shape::Conv2dDims;
 
 /// Output pixels per tile side, and input pixels per tile side.
 const TILE: usize = 4;

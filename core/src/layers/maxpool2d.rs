@@ -2,7 +2,7 @@
 //! so the backward pass routes each gradient to the input that won.
 //! Leaves out: overlapping windows and padding (Keras's MaxPooling2D(2x2) needs neither).
 
-use crate::backend::PoolDims;
+use crate::shape::PoolDims;
 
 /// out: (H/P, W/P, C); argmax: same shape, index into the sample's input; inp: (H, W, C).
 /// Channels are innermost in NHWC, so each window position updates a contiguous row of C

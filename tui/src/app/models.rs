@@ -37,7 +37,7 @@ pub fn shipped() -> Result<Model, String> {
 
 /// Reads PREFIX-symbol.json and PREFIX-0000.params (ours, keras-mxnet's or Gluon's).
 pub fn load(prefix: &str) -> Result<Model, String> {
-    let imported = crate::predict_cmd::load_model(prefix, 0).map_err(|f| f.message)?;
+    let imported = crate::model_file::load(prefix, 0).map_err(|f| f.message)?;
     Ok(Model { config: imported.config, params: Arc::new(imported.params), origin: format!("loaded from {prefix}") })
 }
 

@@ -19,19 +19,9 @@ use crate::backend_choice::{self, Chosen};
 use crate::checkpoints;
 use crate::cli::{ExportDtype, TrainArgs};
 use crate::datasource;
+use crate::failure::core_failure;
 use crate::report::{EpochRecord, Reporter, Style};
 use crate::Failure;
-
-/// Maps a core error to an exit code: bad input is permanent, a NaN is divergence, the rest
-/// is ours.
-pub fn core_failure(context: &str, e: Error) -> Failure {
-    let code = match e {
-        Error::NonFinite { .. } => crate::EXIT_DIVERGED,
-        Error::Backend { .. } => crate::EXIT_INTERNAL,
-        _ => crate::EXIT_BAD_INPUT,
-    };
-    Failure::new(code, format!("{context}: {e}"))
-}
 
 pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure> {
     let style = Style::choose(args.log_format, std::io::stdout().is_terminal());

@@ -10,7 +10,7 @@ use mnist_core::{Backend, Config, CpuBackend, Dataset, Rng};
 
 use crate::backend_choice::{self, Chosen};
 use crate::cli::{choice_name, BenchArgs};
-use crate::train_cmd::core_failure;
+use crate::failure::core_failure;
 use crate::Failure;
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -5,14 +5,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use mnist_core::codec::{mnist, mxnet, npz};
+use mnist_core::codec::{mnist, npz};
 use mnist_core::model::Network;
 use mnist_core::{Backend, CpuBackend, Dataset};
 use serde_json::json;
 
 use crate::cli::{NpzSplit, PredictArgs};
+use crate::failure::core_failure;
+use crate::model_file;
 use crate::preprocess;
-use crate::train_cmd::core_failure;
 use crate::Failure;
 
 /// Images per forward pass; also the training batch size, so --npz evaluates as training did.
@@ -30,7 +31,7 @@ pub fn run(args: PredictArgs) -> Result<String, Failure> {
     if args.split.is_some() && args.npz.is_none() {
         return Err(bad("--split chooses the split of --npz, and no --npz was given".into()));
     }
-    let model = load_model(&args.model, args.epoch)?;
+    let model = model_file::load(&args.model, args.epoch)?;
     let mut backend = CpuBackend::new(args.threads);
     // The npz is uploaded before the backend moves into the network.
     let npz = match &args.npz {
@@ -64,25 +65,6 @@ pub fn run(args: PredictArgs) -> Result<String, Failure> {
         Some((path, data, _)) => predict_unlabelled(&mut network, &mut out, path, &data, &args),
         None => predict_files(&mut network, &mut out, &args),
     }
-}
-
-/// PREFIX-symbol.json and PREFIX-NNNN.params, imported into our layout.
-pub(crate) fn load_model(prefix: &str, epoch: u32) -> Result<mxnet::Imported, Failure> {
-    let read = |name: String| {
-        std::fs::read(&name).map_err(|e| {
-            let hint = match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    " (--model takes the prefix of the checkpoint's files, e.g. out/mnist_cnn)"
-                }
-                _ => "",
-            };
-            bad(format!("cannot read model file {name}: {e}{hint}"))
-        })
-    };
-    let (symbol_name, params_name) = (mxnet::symbol_file_name(prefix), mxnet::params_file_name(prefix, epoch));
-    let (symbol, params) = (read(symbol_name.clone())?, read(params_name.clone())?);
-    mxnet::import(&symbol, &params)
-        .map_err(|e| bad(format!("cannot load the model from {symbol_name} and {params_name}: {e}")))
 }
 
 /// One split of an npz, checked against the model.
