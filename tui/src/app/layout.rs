@@ -1,11 +1,25 @@
 //! Where everything goes on the screen: one pure function of the terminal's size, used both to
 //! render and to hit-test the mouse (tabs, the pad's pixels, the explore list), so the two
-//! always agree. Leaves out what is drawn in each area (render.rs).
+//! always agree; and the views they show. Leaves out what is drawn in each area (views/, render.rs).
 
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 
 use super::pad::SIDE;
-use super::state::View;
+
+/// The app's views, one tab each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Train,
+    Draw,
+    Explore,
+}
+
+impl View {
+    pub const ALL: [View; 3] = [View::Train, View::Draw, View::Explore];
+    pub fn index(self) -> usize {
+        View::ALL.iter().position(|&v| v == self).unwrap_or(0)
+    }
+}
 
 /// Below this the app shows only a "window too small" line.
 pub const MIN_WIDTH: u16 = 40;

@@ -2,7 +2,6 @@
 //! reports as values) and drawn on ratatui's TestBackend, whose buffer is asserted on.
 //! Leaves out the real terminal and threads (tests/tui_tmux.rs runs the real binary).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,12 +13,13 @@ use ratatui::backend::TestBackend;
 use ratatui::layout::Rect;
 use ratatui::Terminal;
 
-use super::layout::layout;
+use super::layout::{layout, View};
 use super::models::{self, Predictions};
-use super::state::{
-    update, App, ChartWindow, DataState, Effect, Field, Msg, Phase, Prompt, Settings, StatusKind, View,
-};
-use super::worker::{DataMsg, ExploreMsg, RunEnd, WorkerMsg};
+use super::msg::{DataMsg, Effect, ExploreMsg, Msg, RunEnd, WorkerMsg};
+use super::shared::{DataState, StatusKind};
+use super::update::{update, App, Prompt};
+use super::views::train::{ChartWindow, Field, Phase, Settings};
+use super::worker::RunControl;
 use super::{render, FrameLimiter, FRAME_INTERVAL};
 use crate::cli::{BackendChoice, DataArgs, PrecisionChoice};
 
@@ -60,7 +60,7 @@ fn tiny_split(n: usize) -> Arc<Split> {
 /// An app whose data has loaded.
 fn app_with_data() -> App {
     let mut app = new_app();
-    let args = app.settings.data_args();
+    let args = app.train.settings.data_args();
     send(&mut app, Msg::Data(DataMsg::Loaded { split: tiny_split(20), source: "data/mnist.npz".into(), args }));
     app
 }
@@ -110,15 +110,27 @@ fn assert_shows(screen: &str, expected: &[&str]) {
     }
 }
 
-fn start_run(app: &mut App) -> Arc<super::worker::RunControl> {
+/// Starts a run; returns the controls a worker would hold for it.
+fn start_run(app: &mut App) -> RunControl {
     let effects = key(app, KeyCode::Char('s'));
     match &effects[..] {
-        [Effect::StartTraining { settings, control, .. }] => {
-            assert_eq!(settings.epochs, app.settings.epochs);
-            control.clone()
+        [Effect::StartTraining { settings, .. }] => {
+            assert_eq!(settings.epochs, app.train.settings.epochs);
+            RunControl::default()
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// A key whose run commands are applied to `control`, as the event loop's workers do.
+fn key_to_run(app: &mut App, code: KeyCode, control: &RunControl) -> Vec<Effect> {
+    let effects = key(app, code);
+    for effect in &effects {
+        if let Effect::ControlRun(command) = effect {
+            control.apply(*command);
+        }
+    }
+    effects
 }
 
 fn progress(app: &mut App, event: Event, at: Instant) {
@@ -190,14 +202,14 @@ fn quitting_is_immediate_when_idle_and_asks_first_during_training() {
         &screen(&app, 120, 40),
         &["Quit?", "Training is running. Quit and stop it?", "y quit and stop training"],
     );
-    key(&mut app, KeyCode::Char('n'));
+    key_to_run(&mut app, KeyCode::Char('n'), &control);
     assert!(!app.quit && app.prompt.is_none());
     assert!(!control.is_stopping());
     // Ctrl-C asks too; a second Ctrl-C quits.
     let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
     send(&mut app, Msg::Key(ctrl_c));
     assert_eq!(app.prompt, Some(Prompt::ConfirmQuit));
-    key(&mut app, KeyCode::Char('y'));
+    key_to_run(&mut app, KeyCode::Char('y'), &control);
     assert!(app.quit);
     assert!(control.is_stopping(), "quitting stops the worker");
 }
@@ -206,52 +218,52 @@ fn quitting_is_immediate_when_idle_and_asks_first_during_training() {
 fn settings_change_with_arrows_and_typing_and_lock_while_running() {
     let mut app = app_with_data();
     key(&mut app, KeyCode::Right);
-    assert_eq!(app.settings.epochs, 3);
+    assert_eq!(app.train.settings.epochs, 3);
     key(&mut app, KeyCode::Down);
     key(&mut app, KeyCode::Right);
-    assert_eq!(app.settings.batch_size, 256);
+    assert_eq!(app.train.settings.batch_size, 256);
     key(&mut app, KeyCode::Down);
     key(&mut app, KeyCode::Right);
-    assert_eq!(app.settings.backend, BackendChoice::Cuda);
+    assert_eq!(app.train.settings.backend, BackendChoice::Cuda);
     // Precision goes round f32, bf16, f16; typed, it takes those names only.
     key(&mut app, KeyCode::Down);
     key(&mut app, KeyCode::Left);
-    assert_eq!(app.settings.precision, PrecisionChoice::F16);
+    assert_eq!(app.train.settings.precision, PrecisionChoice::F16);
     assert_shows(&screen(&app, 120, 40), &["Precision  f16"]);
     key(&mut app, KeyCode::Enter);
     erase(&mut app, 3);
     chars(&mut app, "fp8");
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.settings.precision, PrecisionChoice::F16);
-    assert!(app.status.0.contains("precision must be f32, bf16 or f16"), "{}", app.status.0);
-    assert!(app.editing.is_none());
+    assert_eq!(app.train.settings.precision, PrecisionChoice::F16);
+    assert!(app.shared.status.0.contains("precision must be f32, bf16 or f16"), "{}", app.shared.status.0);
+    assert!(app.train.editing.is_none());
     key(&mut app, KeyCode::Enter);
     erase(&mut app, 3);
     chars(&mut app, "bf16");
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.settings.precision, PrecisionChoice::Bf16);
+    assert_eq!(app.train.settings.precision, PrecisionChoice::Bf16);
     key(&mut app, KeyCode::Up);
     // Typing a value: Enter starts, Backspace deletes, Enter sets.
     key(&mut app, KeyCode::Up);
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.editing, Some((Field::BatchSize, "256".into())));
+    assert_eq!(app.train.editing, Some((Field::BatchSize, "256".into())));
     assert_shows(&screen(&app, 120, 40), &["Batch size 256_", "Enter set"]);
     erase(&mut app, 3);
     chars(&mut app, "64");
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.settings.batch_size, 64);
-    assert!(app.editing.is_none());
+    assert_eq!(app.train.settings.batch_size, 64);
+    assert!(app.train.editing.is_none());
     // A bad value is refused with a reason; Esc cancels.
     key(&mut app, KeyCode::Enter);
     chars(&mut app, "x");
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.settings.batch_size, 64);
-    assert_eq!(app.status.1, StatusKind::Error);
-    assert!(app.status.0.contains("batch size must be"), "{}", app.status.0);
+    assert_eq!(app.train.settings.batch_size, 64);
+    assert_eq!(app.shared.status.1, StatusKind::Error);
+    assert!(app.shared.status.0.contains("batch size must be"), "{}", app.shared.status.0);
     key(&mut app, KeyCode::Enter);
     chars(&mut app, "9");
     key(&mut app, KeyCode::Esc);
-    assert_eq!(app.settings.batch_size, 64);
+    assert_eq!(app.train.settings.batch_size, 64);
     // The data path takes any text, q included.
     for _ in 0..4 {
         key(&mut app, KeyCode::Down);
@@ -260,50 +272,50 @@ fn settings_change_with_arrows_and_typing_and_lock_while_running() {
     erase(&mut app, "data/mnist.npz".len());
     chars(&mut app, "/q/mnist.npz");
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.settings.data, "/q/mnist.npz");
+    assert_eq!(app.train.settings.data, "/q/mnist.npz");
     assert!(!app.quit);
 
     let mut app = app_with_data();
     start_run(&mut app);
     key(&mut app, KeyCode::Right);
-    assert_eq!(app.settings.epochs, 2, "locked");
+    assert_eq!(app.train.settings.epochs, 2, "locked");
     key(&mut app, KeyCode::Enter);
-    assert!(app.editing.is_none());
+    assert!(app.train.editing.is_none());
 }
 
 #[test]
 fn start_waits_for_the_data_and_reloads_it_when_its_settings_changed() {
     let mut app = new_app();
     assert!(key(&mut app, KeyCode::Char('s')).is_empty());
-    assert_eq!(app.phase, Phase::WaitingForData);
-    let args = app.settings.data_args();
+    assert_eq!(app.train.phase, Phase::WaitingForData);
+    let args = app.train.settings.data_args();
     let effects = send(&mut app, Msg::Data(DataMsg::Loaded { split: tiny_split(20), source: "x".into(), args }));
     assert!(matches!(&effects[..], [Effect::StartTraining { .. }]), "{effects:?}");
-    assert_eq!(app.phase, Phase::Running);
+    assert_eq!(app.train.phase, Phase::Running);
 
     // A new limit means other data: it is loaded first, and a stale reply is ignored.
     let mut app = app_with_data();
-    app.settings.limit = 500;
+    app.train.settings.limit = 500;
     let effects = key(&mut app, KeyCode::Char('s'));
     assert!(matches!(&effects[..], [Effect::LoadData(a)] if a.limit == Some(500)), "{effects:?}");
-    let old = DataArgs { limit: None, ..app.settings.data_args() };
+    let old = DataArgs { limit: None, ..app.train.settings.data_args() };
     assert!(
         send(&mut app, Msg::Data(DataMsg::Loaded { split: tiny_split(5), source: "old".into(), args: old })).is_empty()
     );
-    assert!(matches!(app.data, DataState::Loading(_)));
+    assert!(matches!(app.shared.data, DataState::Loading(_)));
 }
 
 #[test]
 fn no_data_is_a_clear_message_in_every_view_not_a_crash() {
     let mut app = new_app();
-    let args = app.settings.data_args();
+    let args = app.train.settings.data_args();
     key(&mut app, KeyCode::Char('s'));
     send(
         &mut app,
         Msg::Data(DataMsg::Failed { message: "cannot use --data data/mnist.npz: No such file".into(), args }),
     );
-    assert_eq!(app.phase, Phase::Idle);
-    assert_eq!(app.status.1, StatusKind::Error);
+    assert_eq!(app.train.phase, Phase::Idle);
+    assert_eq!(app.shared.status.1, StatusKind::Error);
     assert_shows(&screen(&app, 120, 40), &["No data: cannot use --data data/mnist.npz: No such file", "Set Data"]);
     key(&mut app, KeyCode::Char('3'));
     assert_shows(&screen(&app, 120, 40), &["No test data: cannot use --data"]);
@@ -314,28 +326,28 @@ fn no_data_is_a_clear_message_in_every_view_not_a_crash() {
     key(&mut app, KeyCode::Char('2'));
     key(&mut app, KeyCode::Char(' '));
     app.refresh_prediction();
-    assert!(app.probabilities.is_some());
+    assert!(app.draw.probabilities.is_some());
 }
 
 #[test]
 fn pause_resume_and_stop_drive_the_workers_flags() {
     let mut app = app_with_data();
     let control = start_run(&mut app);
-    key(&mut app, KeyCode::Char('p'));
-    assert_eq!(app.phase, Phase::Paused);
+    key_to_run(&mut app, KeyCode::Char('p'), &control);
+    assert_eq!(app.train.phase, Phase::Paused);
     assert!(control.is_paused());
-    key(&mut app, KeyCode::Char(' '));
-    assert_eq!(app.phase, Phase::Running);
+    key_to_run(&mut app, KeyCode::Char(' '), &control);
+    assert_eq!(app.train.phase, Phase::Running);
     assert!(!control.is_paused());
-    key(&mut app, KeyCode::Char('p'));
-    key(&mut app, KeyCode::Char('x'));
-    assert_eq!(app.phase, Phase::Stopping);
+    key_to_run(&mut app, KeyCode::Char('p'), &control);
+    key_to_run(&mut app, KeyCode::Char('x'), &control);
+    assert_eq!(app.train.phase, Phase::Stopping);
     assert!(control.is_stopping() && !control.is_paused(), "a paused worker must wake to stop");
     send(
         &mut app,
         Msg::Worker(WorkerMsg::Done { end: RunEnd::Stopped, params: Some(models::shipped().unwrap().params.to_vec()) }),
     );
-    assert_eq!(app.phase, Phase::Stopped);
+    assert_eq!(app.train.phase, Phase::Stopped);
     // Stopped with a model: the save prompt is offered.
     assert!(matches!(&app.prompt, Some(Prompt::SaveModel { offered: true, .. })));
 }
@@ -370,7 +382,7 @@ fn worker_events_fill_the_curves_gauges_and_eta_and_snapshots_reach_the_draw_vie
         },
         t0 + Duration::from_secs(1),
     );
-    let run = app.run.as_ref().unwrap();
+    let run = app.train.run.as_ref().unwrap();
     assert_eq!(run.eta, None, "no ETA during the warm-up");
     assert_eq!(run.samples_per_second, Some(100.0));
     assert_eq!(run.train_loss.len(), 2);
@@ -382,13 +394,13 @@ fn worker_events_fill_the_curves_gauges_and_eta_and_snapshots_reach_the_draw_vie
     let mut app = app_with_data();
     start_run(&mut app);
     let t0 = feed_a_run(&mut app);
-    let run = app.run.as_ref().unwrap();
+    let run = app.train.run.as_ref().unwrap();
     assert_eq!((run.epoch, run.step), (2, 5));
     assert!((run.run_fraction() - 0.75).abs() < 1e-9);
     assert_eq!(run.val_accuracy, vec![(1.0, 0.8f32 as f64)]);
     assert_eq!(run.samples_per_second, Some(200.0));
     assert_eq!(run.eta, Some(Duration::from_secs_f64(500.0 / 200.0)));
-    assert_eq!(app.model.as_ref().unwrap().origin, "being trained (epoch 1)");
+    assert_eq!(app.shared.model.as_ref().unwrap().origin, "being trained (epoch 1)");
     let shown = screen(&app, 120, 40);
     assert_shows(
         &shown,
@@ -409,9 +421,9 @@ fn worker_events_fill_the_curves_gauges_and_eta_and_snapshots_reach_the_draw_vie
     key(&mut app, KeyCode::Char('p'));
     assert!(!screen(&app, 120, 40).contains("ETA 2s"));
     key(&mut app, KeyCode::Char('p'));
-    assert_eq!(app.run.as_ref().unwrap().throughput.samples_per_second(), None);
+    assert_eq!(app.train.run.as_ref().unwrap().throughput.samples_per_second(), None);
     key(&mut app, KeyCode::Char('w'));
-    assert_eq!(app.chart_window, ChartWindow::Recent);
+    assert_eq!(app.train.chart_window, ChartWindow::Recent);
     assert_shows(&screen(&app, 120, 40), &["Loss (recent)", "Accuracy (recent)"]);
 
     progress(
@@ -427,15 +439,15 @@ fn worker_events_fill_the_curves_gauges_and_eta_and_snapshots_reach_the_draw_vie
             params: Some(models::shipped().unwrap().params.to_vec()),
         }),
     );
-    assert_eq!(app.phase, Phase::Completed);
-    assert!(app.status.0.contains("Training finished: test accuracy 0.9000"), "{}", app.status.0);
-    assert_eq!(app.model.as_ref().unwrap().origin, "trained here (2 epochs)");
+    assert_eq!(app.train.phase, Phase::Completed);
+    assert!(app.shared.status.0.contains("Training finished: test accuracy 0.9000"), "{}", app.shared.status.0);
+    assert_eq!(app.shared.model.as_ref().unwrap().origin, "trained here (2 epochs)");
     // Export is offered; Enter saves to the suggested prefix.
     assert_shows(&screen(&app, 120, 40), &["Training ended: save the model?", "> out/mnist_cnn_"]);
     let effects = key(&mut app, KeyCode::Enter);
     assert!(matches!(&effects[..], [Effect::SaveModel { prefix, .. }] if prefix == "out/mnist_cnn"), "{effects:?}");
     send(&mut app, Msg::ModelSaved(Ok("out/mnist_cnn-symbol.json and out/mnist_cnn-0000.params".into())));
-    assert!(app.status.0.starts_with("Saved the model"));
+    assert!(app.shared.status.0.starts_with("Saved the model"));
 }
 
 #[test]
@@ -449,23 +461,23 @@ fn the_mouse_draws_on_the_pad_filling_gaps_between_drag_events() {
     mouse(&mut app, MouseEventKind::Drag(MouseButton::Left), pad.cell_of(20, 22));
     mouse(&mut app, MouseEventKind::Up(MouseButton::Left), pad.cell_of(20, 22));
     for x in 3..=20 {
-        assert_eq!(app.pad.pixel(x, 5), 1.0, "gap at ({x}, 5)");
+        assert_eq!(app.draw.pad.pixel(x, 5), 1.0, "gap at ({x}, 5)");
     }
     for y in 5..=22 {
-        assert_eq!(app.pad.pixel(20, y), 1.0, "gap at (20, {y})");
+        assert_eq!(app.draw.pad.pixel(20, y), 1.0, "gap at (20, {y})");
     }
     // After the release, a drag without a press does not draw.
     mouse(&mut app, MouseEventKind::Drag(MouseButton::Left), pad.cell_of(3, 25));
-    assert_eq!(app.pad.pixel(3, 25), 0.0);
+    assert_eq!(app.draw.pad.pixel(3, 25), 0.0);
     // The right button erases.
     mouse(&mut app, MouseEventKind::Down(MouseButton::Right), pad.cell_of(10, 5));
-    assert_eq!(app.pad.pixel(10, 5), 0.0);
+    assert_eq!(app.draw.pad.pixel(10, 5), 0.0);
 
     app.refresh_prediction();
-    let p = app.probabilities.clone().expect("a prediction");
+    let p = app.draw.probabilities.clone().expect("a prediction");
     assert_eq!(p.len(), 10);
     assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-3);
-    assert!(app.seen.iter().any(|&v| v > 0.5));
+    assert!(app.draw.seen.iter().any(|&v| v > 0.5));
     let shown = screen(&app, 120, 40);
     assert_shows(
         &shown,
@@ -487,8 +499,8 @@ fn the_keyboard_draws_a_one_that_the_shipped_model_reads_as_one() {
     }
     key(&mut app, KeyCode::Char('d'));
     app.refresh_prediction();
-    let (class, probability) = models::argmax(app.probabilities.as_ref().unwrap());
-    assert_eq!(class, 1, "{:?}", app.probabilities);
+    let (class, probability) = models::argmax(app.draw.probabilities.as_ref().unwrap());
+    assert_eq!(class, 1, "{:?}", app.draw.probabilities);
     assert!(probability > 0.5);
     assert_shows(&screen(&app, 120, 40), &["Prediction: 1"]);
     // Space dabs at the cursor; c clears, and a blank pad has no prediction.
@@ -496,12 +508,12 @@ fn the_keyboard_draws_a_one_that_the_shipped_model_reads_as_one() {
     key(&mut app, KeyCode::Right);
     key(&mut app, KeyCode::Right);
     key(&mut app, KeyCode::Char(' '));
-    assert!(app.pad.pixel(app.pad.cursor.0, app.pad.cursor.1) > 0.0);
+    assert!(app.draw.pad.pixel(app.draw.pad.cursor.0, app.draw.pad.cursor.1) > 0.0);
     key(&mut app, KeyCode::Char('+'));
-    assert_eq!(app.pad.brush, 3);
+    assert_eq!(app.draw.pad.brush, 3);
     key(&mut app, KeyCode::Char('c'));
     app.refresh_prediction();
-    assert!(app.pad.is_blank() && app.probabilities.is_none());
+    assert!(app.draw.pad.is_blank() && app.draw.probabilities.is_none());
     assert_shows(&screen(&app, 120, 40), &["Draw a digit on the pad"]);
 }
 
@@ -526,7 +538,7 @@ fn explore_asks_for_predictions_once_filters_mistakes_and_ignores_stale_results(
     send(&mut app, Msg::Explore(ExploreMsg::Done { generation: generation + 7, result: Ok(predictions.clone()) }));
     assert!(app.explore.predictions.is_none(), "a stale result is dropped");
     send(&mut app, Msg::Explore(ExploreMsg::Done { generation, result: Ok(predictions) }));
-    assert_eq!(app.explore_indices().len(), 20);
+    assert_eq!(app.explore.indices(&app.shared).len(), 20);
     let shown = screen(&app, 120, 40);
     assert_shows(
         &shown,
@@ -541,7 +553,7 @@ fn explore_asks_for_predictions_once_filters_mistakes_and_ignores_stale_results(
         ],
     );
     key(&mut app, KeyCode::Char('m'));
-    assert_eq!(app.explore_indices(), vec![3, 13, 17]);
+    assert_eq!(app.explore.indices(&app.shared), vec![3, 13, 17]);
     key(&mut app, KeyCode::End);
     assert_eq!(app.explore.selected, 2);
     key(&mut app, KeyCode::Down);
@@ -567,7 +579,7 @@ fn load_and_save_prompts_become_effects_and_report_errors() {
     let effects = key(&mut app, KeyCode::Enter);
     assert!(matches!(&effects[..], [Effect::LoadModel { prefix }] if prefix == "out/other"), "{effects:?}");
     send(&mut app, Msg::ModelLoaded(Err("cannot read model file out/other-symbol.json".into())));
-    assert_eq!(app.status.1, StatusKind::Error);
+    assert_eq!(app.shared.status.1, StatusKind::Error);
     assert!(screen(&app, 120, 40).contains("cannot read model file out/other-symbol.json"));
     key(&mut app, KeyCode::Char('e'));
     assert!(matches!(&app.prompt, Some(Prompt::SaveModel { offered: false, .. })));
@@ -607,7 +619,7 @@ fn any_window_size_renders_without_panicking() {
     let mut running = app_with_data();
     start_run(&mut running);
     feed_a_run(&mut running);
-    running.pad.line((2, 2), (25, 25), false);
+    running.draw.pad.line((2, 2), (25, 25), false);
     running.refresh_prediction();
     apps.push(running);
     let mut explore = app_with_data();
@@ -640,13 +652,13 @@ fn any_window_size_renders_without_panicking() {
     app.view = View::Draw;
     app.screen = Rect::new(0, 0, 41, 13);
     mouse(&mut app, MouseEventKind::Down(MouseButton::Left), (5, 5));
-    assert!(app.pad.is_blank());
+    assert!(app.draw.pad.is_blank());
 }
 
 #[test]
 fn the_shipped_model_is_in_use_from_the_start() {
     let app = new_app();
-    assert!(app.model.as_ref().unwrap().origin.starts_with("shipped"));
+    assert!(app.shared.model.as_ref().unwrap().origin.starts_with("shipped"));
     let shown = screen(&app, 120, 40);
     assert_shows(
         &shown,
@@ -667,11 +679,11 @@ fn the_shipped_model_is_in_use_from_the_start() {
 #[test]
 fn a_new_app_reports_a_bad_model_instead_of_failing() {
     let (mut app, _) = App::new(settings(), Err("the model is unreadable".into()), "out".into());
-    assert_eq!(app.status, ("the model is unreadable".into(), StatusKind::Error));
+    assert_eq!(app.shared.status, ("the model is unreadable".into(), StatusKind::Error));
     app.view = View::Draw;
     assert!(screen(&app, 120, 40).contains("No model: o loads one"));
     key(&mut app, KeyCode::Char('e'));
-    assert!(app.prompt.is_none() && app.status.0.contains("No model to save"));
+    assert!(app.prompt.is_none() && app.shared.status.0.contains("No model to save"));
 }
 
 #[test]
@@ -679,10 +691,10 @@ fn keys_with_a_stopped_worker_do_not_send_flags_again() {
     let mut app = app_with_data();
     let control = start_run(&mut app);
     send(&mut app, Msg::Worker(WorkerMsg::Done { end: RunEnd::Failed("training failed: NaN".into()), params: None }));
-    assert_eq!(app.phase, Phase::Failed("training failed: NaN".into()));
+    assert_eq!(app.train.phase, Phase::Failed("training failed: NaN".into()));
     assert!(app.prompt.is_none(), "nothing new to save");
-    key(&mut app, KeyCode::Char('p'));
-    assert!(!control.paused.load(Ordering::SeqCst));
+    key_to_run(&mut app, KeyCode::Char('p'), &control);
+    assert!(!control.is_paused());
     key(&mut app, KeyCode::Char('q'));
     assert!(app.quit, "a failed run does not hold up quitting");
 }

@@ -1,7 +1,8 @@
 //! The app's background threads: the training worker (core's Trainer on the chosen backend,
 //! its events forwarded with their time, pause and stop through shared flags, a parameter
-//! snapshot at every epoch end), the data loader and the explore view's batch prediction.
-//! Leaves out what the events mean to the screen (state.rs).
+//! snapshot at every epoch end), the data loader and the explore view's batch prediction, and
+//! the event loop's `Workers` that start them for `update`'s effects.
+//! Leaves out what the events mean to the screen (update.rs, views/).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
@@ -11,17 +12,18 @@ use std::time::{Duration, Instant};
 use mnist_core::train::{Control, Event, Observer, Outcome, TrainConfig, Trainer};
 use mnist_core::{Backend, Config, CpuBackend, Split};
 
-use super::models::{self, Model, Predictions};
-use super::state::Msg;
+use super::models::{self, Model};
+use super::msg::{DataMsg, Effect, ExploreMsg, Msg, RunCommand, RunEnd, RunSettings, WorkerMsg};
 use crate::backend_choice::{choose, Chosen};
-use crate::cli::{BackendChoice, DataArgs, PrecisionChoice};
+use crate::cli::DataArgs;
 use crate::download::ProgressEvent;
 
-/// Shared with the UI: the worker checks these after every step.
+/// Shared with the training worker, which checks these after every step; set only through
+/// `apply` (the effects of the train view's keys).
 #[derive(Debug, Default)]
 pub struct RunControl {
-    pub paused: AtomicBool,
-    pub stop: AtomicBool,
+    paused: AtomicBool,
+    stop: AtomicBool,
 }
 
 impl RunControl {
@@ -31,61 +33,53 @@ impl RunControl {
     pub fn is_stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
+    pub fn apply(&self, command: RunCommand) {
+        match command {
+            RunCommand::Pause => self.paused.store(true, Ordering::SeqCst),
+            RunCommand::Resume => self.paused.store(false, Ordering::SeqCst),
+            RunCommand::Stop => {
+                self.stop.store(true, Ordering::SeqCst);
+                self.paused.store(false, Ordering::SeqCst);
+            }
+        }
+    }
 }
 
-/// What a run trains with.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunSettings {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub seed: u64,
-    pub backend: BackendChoice,
-    pub precision: PrecisionChoice,
-    pub threads: usize,
+/// The event loop's hands: carries out `update`'s effects (threads for the slow ones, file I/O
+/// inline, a checkpoint is a few MB) and holds the running training worker's controls.
+pub struct Workers {
+    tx: Sender<Msg>,
+    run: Option<Arc<RunControl>>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum RunEnd {
-    Completed,
-    Stopped,
-    Failed(String),
-}
+impl Workers {
+    pub fn new(tx: Sender<Msg>) -> Self {
+        Workers { tx, run: None }
+    }
 
-/// From the training worker to the UI.
-#[derive(Debug, Clone)]
-pub enum WorkerMsg {
-    /// The backend is up (`note` says why `auto` chose the CPU).
-    Ready {
-        backend: &'static str,
-        device: String,
-        note: Option<String>,
-    },
-    Progress {
-        event: Event,
-        at: Instant,
-    },
-    /// The parameters after `epoch` epochs.
-    Snapshot {
-        epoch: usize,
-        params: Vec<f32>,
-    },
-    Done {
-        end: RunEnd,
-        params: Option<Vec<f32>>,
-    },
-}
-
-/// From the data loader.
-#[derive(Debug, Clone)]
-pub enum DataMsg {
-    Loaded { split: Arc<Split>, source: String, args: DataArgs },
-    Failed { message: String, args: DataArgs },
-}
-
-/// From the explore view's batch prediction: for the model of `generation`.
-#[derive(Debug, Clone)]
-pub enum ExploreMsg {
-    Done { generation: u64, result: Result<Predictions, String> },
+    pub fn carry_out(&mut self, effect: Effect) {
+        let tx = &self.tx;
+        match effect {
+            Effect::LoadData(args) => spawn_data_loader(args, tx.clone()),
+            Effect::StartTraining { settings, split } => {
+                let control = Arc::new(RunControl::default());
+                self.run = Some(control.clone());
+                spawn_training(settings, split, control, tx.clone())
+            }
+            Effect::ControlRun(command) => {
+                if let Some(run) = &self.run {
+                    run.apply(command);
+                }
+            }
+            Effect::PredictAll { model, split, generation } => spawn_predict_all(model, split, generation, tx.clone()),
+            Effect::SaveModel { model, prefix } => {
+                let _ = tx.send(Msg::ModelSaved(models::save(&model, &prefix)));
+            }
+            Effect::LoadModel { prefix } => {
+                let _ = tx.send(Msg::ModelLoaded(models::load(&prefix)));
+            }
+        }
+    }
 }
 
 /// Runs `work`, turning a panic into an error message: the app shows it instead of waiting
@@ -255,6 +249,7 @@ fn train_on<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{BackendChoice, PrecisionChoice};
     use mnist_core::Dataset;
     use std::sync::mpsc;
 
@@ -337,7 +332,7 @@ mod tests {
     fn pause_holds_the_worker_and_stop_ends_the_run() {
         let (tx, rx) = mpsc::channel();
         let control = Arc::new(RunControl::default());
-        control.paused.store(true, Ordering::SeqCst);
+        control.apply(RunCommand::Pause);
         spawn_training(settings(50), Arc::new(tiny_split(320, 20)), control.clone(), tx);
         // Paused at the first event: nothing after Started arrives.
         let mut seen = Vec::new();
@@ -345,8 +340,8 @@ mod tests {
             seen.push(m);
         }
         assert!(seen.iter().all(|m| !matches!(m, WorkerMsg::Progress { event: Event::Step { .. }, .. })), "{seen:?}");
-        control.paused.store(false, Ordering::SeqCst);
-        control.stop.store(true, Ordering::SeqCst);
+        control.apply(RunCommand::Resume);
+        control.apply(RunCommand::Stop);
         let msgs = collect(&rx);
         assert!(
             matches!(msgs.last(), Some(WorkerMsg::Done { end: RunEnd::Stopped, params: Some(_) })),
