@@ -1,0 +1,54 @@
+//! The explore view's rules and screen: asking for predictions, the list, the confusion matrix.
+
+use super::*;
+
+#[test]
+fn explore_asks_for_predictions_once_filters_mistakes_and_ignores_stale_results() {
+    let mut app = app_with_data();
+    assert!(key(&mut app, KeyCode::Char('2')).is_empty(), "no predictions outside the explore view");
+    let effects = key(&mut app, KeyCode::Char('3'));
+    let generation = match &effects[..] {
+        [Effect::PredictAll { generation, split, .. }] => {
+            assert_eq!(split.test.len(), 20);
+            *generation
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(key(&mut app, KeyCode::Down).is_empty(), "asked only once");
+    assert_shows(&screen(&app, 120, 40), &["Predicting 20 test images"]);
+    // Labels are i % 10; the fake model gets 3, 13 and 17 wrong.
+    let mut classes: Vec<u8> = (0..20).map(|i| (i % 10) as u8).collect();
+    (classes[3], classes[13], classes[17]) = (5, 1, 2);
+    let predictions = Predictions { classes, confidence: vec![0.75; 20] };
+    send(&mut app, Msg::Explore(ExploreMsg::Done { generation: generation + 7, result: Ok(predictions.clone()) }));
+    assert!(app.explore.predictions.is_none(), "a stale result is dropped");
+    send(&mut app, Msg::Explore(ExploreMsg::Done { generation, result: Ok(predictions) }));
+    assert_eq!(app.explore.indices(&app.shared).len(), 20);
+    let shown = screen(&app, 120, 40);
+    assert_shows(
+        &shown,
+        &[
+            "Test images: 20",
+            "#0",
+            "true 0 pred 0  75.0%",
+            "Image #0",
+            "Confusion matrix",
+            "accuracy 0.8500: 3 of 20 wrong",
+            "True label: 0",
+        ],
+    );
+    key(&mut app, KeyCode::Char('m'));
+    assert_eq!(app.explore.indices(&app.shared), vec![3, 13, 17]);
+    key(&mut app, KeyCode::End);
+    assert_eq!(app.explore.selected, 2);
+    key(&mut app, KeyCode::Down);
+    assert_eq!(app.explore.selected, 2, "stays on the last");
+    assert_shows(&screen(&app, 120, 40), &["Misclassified: 3 of 20", "Image #17", "Predicted:  2 (75.0%)", "WRONG"]);
+    // A click on a list row selects it.
+    let list = layout(app.screen).explore.list;
+    mouse(&mut app, MouseEventKind::Down(MouseButton::Left), (list.x + 2, list.y + 1));
+    assert_eq!(app.explore.selected, 0);
+    // A new model makes the predictions stale: asked again.
+    let effects = send(&mut app, Msg::ModelLoaded(Ok(models::shipped().unwrap())));
+    assert!(matches!(&effects[..], [Effect::PredictAll { generation: g, .. }] if *g > generation), "{effects:?}");
+}

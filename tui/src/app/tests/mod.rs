@@ -1,0 +1,362 @@
+//! The app's state rules and screens, driven by injected messages (keys, mouse events, worker
+//! reports as values) and drawn on ratatui's TestBackend, whose buffer is asserted on: the
+//! helpers and what every view shares here, each view's own rules in the file named after it.
+//! Leaves out the real terminal and threads (tests/tui_tmux.rs runs the real binary).
+
+mod draw;
+mod explore;
+mod train;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use mnist_core::model::Metrics;
+use mnist_core::train::Event;
+use mnist_core::{Dataset, Split};
+use ratatui::backend::TestBackend;
+use ratatui::layout::Rect;
+use ratatui::Terminal;
+
+use super::layout::{layout, View};
+use super::models::{self, Predictions};
+use super::msg::{DataMsg, Effect, ExploreMsg, Msg, RunEnd, WorkerMsg};
+use super::shared::{DataState, StatusKind};
+use super::update::{update, App, Prompt};
+use super::views::train::{ChartWindow, Field, Phase, Settings};
+use super::worker::RunControl;
+use super::{render, FrameLimiter, FRAME_INTERVAL};
+use crate::cli::{BackendChoice, DataArgs, PrecisionChoice};
+
+pub(super) fn settings() -> Settings {
+    Settings {
+        epochs: 2,
+        batch_size: 128,
+        backend: BackendChoice::Cpu,
+        precision: PrecisionChoice::F32,
+        seed: 1,
+        data: "data/mnist.npz".into(),
+        limit: 0,
+        threads: 1,
+        download: DataArgs { data: None, data_url: None, sha256: None, cache_dir: None, limit: None },
+    }
+}
+
+pub(super) fn new_app() -> App {
+    let (app, effects) = App::new(settings(), models::shipped(), "out".into());
+    assert!(
+        matches!(&effects[..], [Effect::LoadData(args)] if args.data.as_deref() == Some("data/mnist.npz".as_ref())),
+        "{effects:?}"
+    );
+    app
+}
+
+/// Test images whose bright column encodes the label.
+pub(super) fn tiny_split(n: usize) -> Arc<Split> {
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let images = labels
+        .iter()
+        .flat_map(|&l| (0..784).map(move |p| if p % 28 == 4 + 2 * l as usize { 250 } else { 0 }))
+        .collect();
+    let data = Dataset::new(images, labels, 28, 28, 1).unwrap();
+    Arc::new(Split { train: data.clone(), test: data })
+}
+
+/// An app whose data has loaded.
+pub(super) fn app_with_data() -> App {
+    let mut app = new_app();
+    let args = app.train.settings.data_args();
+    send(&mut app, Msg::Data(DataMsg::Loaded { split: tiny_split(20), source: "data/mnist.npz".into(), args }));
+    app
+}
+
+pub(super) fn send(app: &mut App, msg: Msg) -> Vec<Effect> {
+    update(app, msg)
+}
+
+pub(super) fn key(app: &mut App, code: KeyCode) -> Vec<Effect> {
+    update(app, Msg::Key(KeyEvent::from(code)))
+}
+
+pub(super) fn chars(app: &mut App, text: &str) {
+    for c in text.chars() {
+        key(app, KeyCode::Char(c));
+    }
+}
+
+/// Backspace `count` times: erases the end of the text being edited.
+pub(super) fn erase(app: &mut App, count: usize) {
+    for _ in 0..count {
+        key(app, KeyCode::Backspace);
+    }
+}
+
+pub(super) fn mouse(app: &mut App, kind: MouseEventKind, (column, row): (u16, u16)) {
+    update(app, Msg::Mouse(MouseEvent { kind, column, row, modifiers: KeyModifiers::NONE }));
+}
+
+pub(super) fn screen(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| render::render(frame, app)).unwrap();
+    let buffer = terminal.backend().buffer();
+    let mut text = String::new();
+    for y in 0..buffer.area.height {
+        for x in 0..buffer.area.width {
+            text.push_str(buffer.cell((x, y)).map_or(" ", |c| c.symbol()));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+pub(super) fn assert_shows(screen: &str, expected: &[&str]) {
+    for e in expected {
+        assert!(screen.contains(e), "{e:?} is not on the screen:\n{screen}");
+    }
+}
+
+/// Starts a run; returns the controls a worker would hold for it.
+pub(super) fn start_run(app: &mut App) -> RunControl {
+    let effects = key(app, KeyCode::Char('s'));
+    match &effects[..] {
+        [Effect::StartTraining { settings, .. }] => {
+            assert_eq!(settings.epochs, app.train.settings.epochs);
+            RunControl::default()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A key whose run commands are applied to `control`, as the event loop's workers do.
+pub(super) fn key_to_run(app: &mut App, code: KeyCode, control: &RunControl) -> Vec<Effect> {
+    let effects = key(app, code);
+    for effect in &effects {
+        if let Effect::ControlRun(command) = effect {
+            control.apply(*command);
+        }
+    }
+    effects
+}
+
+pub(super) fn progress(app: &mut App, event: Event, at: Instant) {
+    send(app, Msg::Worker(WorkerMsg::Progress { event, at }));
+}
+
+pub(super) fn metrics(loss: f32, accuracy: f32, samples: usize) -> Metrics {
+    Metrics { loss, accuracy, samples }
+}
+
+/// A run of 2 epochs of 1000 samples in 10 steps, through the middle of epoch 2.
+pub(super) fn feed_a_run(app: &mut App) -> Instant {
+    let t0 = Instant::now();
+    send(app, Msg::Worker(WorkerMsg::Ready { backend: "cpu", device: "cpu (1 threads)".into(), note: None }));
+    progress(app, Event::Started { epochs: 2, steps_per_epoch: 10, train_samples: 1000, test_samples: 20 }, t0);
+    progress(app, Event::EpochStarted { epoch: 1 }, t0);
+    for step in 1..=10 {
+        let running = (step < 10).then(|| metrics(2.0 - step as f32 * 0.1, 0.1 * step as f32, step * 100));
+        progress(
+            app,
+            Event::Step { epoch: 1, step, steps_per_epoch: 10, samples_done: step * 100, running },
+            t0 + Duration::from_millis(500 * step as u64),
+        );
+    }
+    progress(
+        app,
+        Event::EpochEnded { epoch: 1, train: metrics(1.5, 0.5, 1000), test: Some(metrics(0.9, 0.8, 20)) },
+        t0 + Duration::from_secs(5),
+    );
+    send(app, Msg::Worker(WorkerMsg::Snapshot { epoch: 1, params: models::shipped().unwrap().params.to_vec() }));
+    progress(app, Event::EpochStarted { epoch: 2 }, t0 + Duration::from_secs(5));
+    for step in 1..=5 {
+        let running = Some(metrics(0.8, 0.8, step * 100));
+        progress(
+            app,
+            Event::Step { epoch: 2, step, steps_per_epoch: 10, samples_done: step * 100, running },
+            t0 + Duration::from_millis(5000 + 500 * step as u64),
+        );
+    }
+    t0
+}
+
+#[test]
+fn views_switch_by_number_tab_and_click_on_the_tab() {
+    let mut app = new_app();
+    key(&mut app, KeyCode::Char('2'));
+    assert_eq!(app.view, View::Draw);
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.view, View::Explore);
+    key(&mut app, KeyCode::BackTab);
+    assert_eq!(app.view, View::Draw);
+    let tab = layout(app.screen).tabs[0];
+    mouse(&mut app, MouseEventKind::Down(MouseButton::Left), (tab.x + 1, tab.y));
+    assert_eq!(app.view, View::Train);
+}
+
+#[test]
+fn quitting_is_immediate_when_idle_and_asks_first_during_training() {
+    let mut app = app_with_data();
+    key(&mut app, KeyCode::Char('q'));
+    assert!(app.quit);
+
+    let mut app = app_with_data();
+    let control = start_run(&mut app);
+    key(&mut app, KeyCode::Char('q'));
+    assert!(!app.quit);
+    assert_eq!(app.prompt, Some(Prompt::ConfirmQuit));
+    assert_shows(
+        &screen(&app, 120, 40),
+        &["Quit?", "Training is running. Quit and stop it?", "y quit and stop training"],
+    );
+    key_to_run(&mut app, KeyCode::Char('n'), &control);
+    assert!(!app.quit && app.prompt.is_none());
+    assert!(!control.is_stopping());
+    // Ctrl-C asks too; a second Ctrl-C quits.
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    send(&mut app, Msg::Key(ctrl_c));
+    assert_eq!(app.prompt, Some(Prompt::ConfirmQuit));
+    key_to_run(&mut app, KeyCode::Char('y'), &control);
+    assert!(app.quit);
+    assert!(control.is_stopping(), "quitting stops the worker");
+}
+
+#[test]
+fn no_data_is_a_clear_message_in_every_view_not_a_crash() {
+    let mut app = new_app();
+    let args = app.train.settings.data_args();
+    key(&mut app, KeyCode::Char('s'));
+    send(
+        &mut app,
+        Msg::Data(DataMsg::Failed { message: "cannot use --data data/mnist.npz: No such file".into(), args }),
+    );
+    assert_eq!(app.train.phase, Phase::Idle);
+    assert_eq!(app.shared.status.1, StatusKind::Error);
+    assert_shows(&screen(&app, 120, 40), &["No data: cannot use --data data/mnist.npz: No such file", "Set Data"]);
+    key(&mut app, KeyCode::Char('3'));
+    assert_shows(&screen(&app, 120, 40), &["No test data: cannot use --data"]);
+    // Trying again loads again.
+    key(&mut app, KeyCode::Char('1'));
+    assert!(matches!(&key(&mut app, KeyCode::Char('s'))[..], [Effect::LoadData(_)]));
+    // The draw view still works with the shipped model.
+    key(&mut app, KeyCode::Char('2'));
+    key(&mut app, KeyCode::Char(' '));
+    app.refresh_prediction();
+    assert!(app.draw.probabilities.is_some());
+}
+
+#[test]
+fn load_and_save_prompts_become_effects_and_report_errors() {
+    let mut app = new_app();
+    key(&mut app, KeyCode::Char('o'));
+    assert!(matches!(&app.prompt, Some(Prompt::LoadModel { input }) if input == "out/mnist_cnn"));
+    assert_shows(&screen(&app, 120, 40), &["Load a model", "> out/mnist_cnn_"]);
+    erase(&mut app, "mnist_cnn".len());
+    chars(&mut app, "other");
+    let effects = key(&mut app, KeyCode::Enter);
+    assert!(matches!(&effects[..], [Effect::LoadModel { prefix }] if prefix == "out/other"), "{effects:?}");
+    send(&mut app, Msg::ModelLoaded(Err("cannot read model file out/other-symbol.json".into())));
+    assert_eq!(app.shared.status.1, StatusKind::Error);
+    assert!(screen(&app, 120, 40).contains("cannot read model file out/other-symbol.json"));
+    key(&mut app, KeyCode::Char('e'));
+    assert!(matches!(&app.prompt, Some(Prompt::SaveModel { offered: false, .. })));
+    key(&mut app, KeyCode::Esc);
+    assert!(app.prompt.is_none());
+    // Esc quickly followed by a key arrives as Alt+key: it is not typed into a prompt.
+    key(&mut app, KeyCode::Char('o'));
+    send(&mut app, Msg::Key(KeyEvent::new(KeyCode::Char('2'), KeyModifiers::ALT)));
+    assert!(matches!(&app.prompt, Some(Prompt::LoadModel { input }) if input == "out/mnist_cnn"));
+}
+
+#[test]
+fn redraws_are_capped_at_about_20_per_second() {
+    let mut frames = FrameLimiter::default();
+    let t0 = Instant::now();
+    assert!(!frames.should_draw(t0), "nothing changed");
+    frames.changed();
+    assert!(frames.should_draw(t0));
+    let mut drawn = 1;
+    // 1000 changes over one second give at most 21 redraws.
+    for ms in 1..=1000 {
+        let now = t0 + Duration::from_millis(ms);
+        frames.changed();
+        if frames.should_draw(now) {
+            drawn += 1;
+        }
+        assert!(frames.wait(now) <= FRAME_INTERVAL);
+    }
+    assert!((19..=21).contains(&drawn), "{drawn}");
+}
+
+/// Every view, in every state worth drawing, at every size from nothing up: never a panic,
+/// and below the minimum a message saying so.
+#[test]
+fn any_window_size_renders_without_panicking() {
+    let mut apps = vec![new_app()];
+    let mut running = app_with_data();
+    start_run(&mut running);
+    feed_a_run(&mut running);
+    running.draw.pad.line((2, 2), (25, 25), false);
+    running.refresh_prediction();
+    apps.push(running);
+    let mut explore = app_with_data();
+    let effects = key(&mut explore, KeyCode::Char('3'));
+    if let [Effect::PredictAll { generation, .. }] = &effects[..] {
+        let predictions = Predictions { classes: vec![1; 20], confidence: vec![0.5; 20] };
+        send(&mut explore, Msg::Explore(ExploreMsg::Done { generation: *generation, result: Ok(predictions) }));
+    }
+    apps.push(explore);
+    let mut prompting = new_app();
+    key(&mut prompting, KeyCode::Char('o'));
+    apps.push(prompting);
+    for app in &mut apps {
+        for view in View::ALL {
+            app.view = view;
+            for width in (0..=130).step_by(3) {
+                for height in 0..=45 {
+                    let shown = screen(app, width, height);
+                    if width >= 40 && height >= 12 {
+                        assert!(!shown.contains("Window too small"));
+                    } else if width >= 30 && height >= 4 {
+                        assert!(shown.contains("Window too"), "{width}x{height}:\n{shown}");
+                    }
+                }
+            }
+        }
+    }
+    // A drag event that arrives at a size with no pad is ignored.
+    let mut app = new_app();
+    app.view = View::Draw;
+    app.screen = Rect::new(0, 0, 41, 13);
+    mouse(&mut app, MouseEventKind::Down(MouseButton::Left), (5, 5));
+    assert!(app.draw.pad.is_blank());
+}
+
+#[test]
+fn the_shipped_model_is_in_use_from_the_start() {
+    let app = new_app();
+    assert!(app.shared.model.as_ref().unwrap().origin.starts_with("shipped"));
+    let shown = screen(&app, 120, 40);
+    assert_shows(
+        &shown,
+        &[
+            "1 Train",
+            "2 Draw",
+            "3 Explore",
+            "Settings",
+            "Epochs",
+            "Data       data/mnist.npz",
+            "Not started",
+            "Data: loading",
+        ],
+    );
+    assert_shows(&shown, &["s start", "p/space pause/resume", "x stop", "q quit", "Tab/1-3 views", "No training yet"]);
+}
+
+#[test]
+fn a_new_app_reports_a_bad_model_instead_of_failing() {
+    let (mut app, _) = App::new(settings(), Err("the model is unreadable".into()), "out".into());
+    assert_eq!(app.shared.status, ("the model is unreadable".into(), StatusKind::Error));
+    app.view = View::Draw;
+    assert!(screen(&app, 120, 40).contains("No model: o loads one"));
+    key(&mut app, KeyCode::Char('e'));
+    assert!(app.prompt.is_none() && app.shared.status.0.contains("No model to save"));
+}
