@@ -118,7 +118,7 @@ fn the_app_trains_saves_draws_explores_and_quits_in_a_real_terminal() {
     tmux.keys(&["Down"; 20]);
     tmux.keys(&["d"]);
     let screen = tmux.wait_for("Prediction: ", Duration::from_secs(10));
-    assert!(screen.contains("Model: trained here (1 epochs)"), "{screen}");
+    assert!(screen.contains("Model: trained here (1 epoch)"), "{screen}");
     assert!(screen.matches("██").count() >= 20, "the stroke is on the pad:\n{screen}");
     assert!(screen.contains("Probabilities"), "{screen}");
 

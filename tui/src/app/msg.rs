@@ -96,14 +96,14 @@ pub enum WorkerMsg {
         event: Event,
         at: Instant,
     },
-    /// The parameters after `epoch` epochs.
+    /// The parameters after `epoch` epochs: the only model a run hands over (a stopped run's
+    /// unfinished epoch is not one).
     Snapshot {
         epoch: usize,
         params: Vec<f32>,
     },
     Done {
         end: RunEnd,
-        params: Option<Vec<f32>>,
     },
 }
 

@@ -1,5 +1,5 @@
-//! Drawing pieces more than one view uses: the fixed colours, a 28x28 image in half blocks and
-//! the key-legend entry type. Leaves out any view's own drawing (views/).
+//! Drawing pieces more than one view uses: the fixed colours, a 28x28 image in half blocks,
+//! the key-legend entry type and counted nouns. Leaves out any view's own drawing (views/).
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -14,6 +14,15 @@ pub const ACCENT: Color = Color::LightGreen;
 
 /// A key (or keys) and what it does, for the legend.
 pub type KeyHelp = (&'static str, &'static str);
+
+/// `1 epoch`, `2 epochs`: a count and its noun, plural unless one.
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
 
 /// A 256-colour grey for an intensity in [0, 1].
 pub fn grey(v: f32) -> Color {

@@ -149,7 +149,7 @@ pub fn spawn_training(settings: RunSettings, split: Arc<Split>, control: Arc<Run
         let send = |m: WorkerMsg| {
             let _ = tx.send(Msg::Worker(m));
         };
-        let failed = |message: String| WorkerMsg::Done { end: RunEnd::Failed(message), params: None };
+        let failed = |message: String| WorkerMsg::Done { end: RunEnd::Failed(message) };
         let trained = catch_panic("the training worker", || match choose(settings.backend, settings.precision) {
             // The command line's wording ("--precision", "--backend"): the app's settings have
             // the same names.
@@ -221,9 +221,7 @@ fn train_on<B: Backend>(
     };
     let mut trainer = match Trainer::new(backend, Config::default(), config, &split.train, Some(&split.test)) {
         Ok(t) => t,
-        Err(e) => {
-            return send(WorkerMsg::Done { end: RunEnd::Failed(format!("cannot start training: {e}")), params: None })
-        }
+        Err(e) => return send(WorkerMsg::Done { end: RunEnd::Failed(format!("cannot start training: {e}")) }),
     };
     let mut forwarder = Forwarder { tx, control, started_sent: false, epoch_ended: false };
     let end = loop {
@@ -243,7 +241,7 @@ fn train_on<B: Backend>(
             Err(e) => break RunEnd::Failed(format!("training failed: {e}")),
         }
     };
-    send(WorkerMsg::Done { end, params: trainer.network.params().ok() });
+    send(WorkerMsg::Done { end });
 }
 
 #[cfg(test)]
@@ -284,7 +282,7 @@ mod tests {
         spawn_training(settings, Arc::new(tiny_split(64, 10)), Arc::default(), tx);
         let msgs = collect(&rx);
         assert!(
-            matches!(&msgs[..], [WorkerMsg::Done { end: RunEnd::Failed(m), params: None }] if m.contains("--precision bf16 needs --backend cuda")),
+            matches!(&msgs[..], [WorkerMsg::Done { end: RunEnd::Failed(m) }] if m.contains("--precision bf16 needs --backend cuda")),
             "{msgs:?}"
         );
     }
@@ -321,9 +319,11 @@ mod tests {
             .count();
         assert!(steps >= 4, "running metrics every step but the last of each epoch: {steps}");
         match msgs.last() {
-            Some(WorkerMsg::Done { end: RunEnd::Completed, params: Some(p) }) => {
-                assert_eq!(p.len(), Config::default().param_count())
-            }
+            Some(WorkerMsg::Done { end: RunEnd::Completed }) => {}
+            other => panic!("{other:?}"),
+        }
+        match msgs.iter().rev().find(|m| matches!(m, WorkerMsg::Snapshot { .. })) {
+            Some(WorkerMsg::Snapshot { params: p, .. }) => assert_eq!(p.len(), Config::default().param_count()),
             other => panic!("{other:?}"),
         }
     }
@@ -343,11 +343,7 @@ mod tests {
         control.apply(RunCommand::Resume);
         control.apply(RunCommand::Stop);
         let msgs = collect(&rx);
-        assert!(
-            matches!(msgs.last(), Some(WorkerMsg::Done { end: RunEnd::Stopped, params: Some(_) })),
-            "{:?}",
-            msgs.last()
-        );
+        assert!(matches!(msgs.last(), Some(WorkerMsg::Done { end: RunEnd::Stopped })), "{:?}", msgs.last());
     }
 
     #[test]

@@ -107,10 +107,7 @@ fn pause_resume_and_stop_drive_the_workers_flags() {
     key_to_run(&mut app, KeyCode::Char('x'), &control);
     assert_eq!(app.train.phase, Phase::Stopping);
     assert!(control.is_stopping() && !control.is_paused(), "a paused worker must wake to stop");
-    send(
-        &mut app,
-        Msg::Worker(WorkerMsg::Done { end: RunEnd::Stopped, params: Some(models::shipped().unwrap().params.to_vec()) }),
-    );
+    send(&mut app, Msg::Worker(WorkerMsg::Done { end: RunEnd::Stopped }));
     assert_eq!(app.train.phase, Phase::Stopped);
     // Stopped with a model: the save prompt is offered.
     assert!(matches!(&app.prompt, Some(Prompt::SaveModel { offered: true, .. })));
@@ -195,14 +192,9 @@ fn worker_events_fill_the_curves_gauges_and_eta_and_snapshots_reach_the_draw_vie
         Event::EpochEnded { epoch: 2, train: metrics(0.7, 0.8, 1000), test: Some(metrics(0.5, 0.9, 20)) },
         t0 + Duration::from_secs(10),
     );
+    send(&mut app, Msg::Worker(WorkerMsg::Snapshot { epoch: 2, params: models::shipped().unwrap().params.to_vec() }));
     progress(&mut app, Event::Finished { epochs_done: 2 }, t0 + Duration::from_secs(10));
-    send(
-        &mut app,
-        Msg::Worker(WorkerMsg::Done {
-            end: RunEnd::Completed,
-            params: Some(models::shipped().unwrap().params.to_vec()),
-        }),
-    );
+    send(&mut app, Msg::Worker(WorkerMsg::Done { end: RunEnd::Completed }));
     assert_eq!(app.train.phase, Phase::Completed);
     assert!(app.shared.status.0.contains("Training finished: test accuracy 0.9000"), "{}", app.shared.status.0);
     assert_eq!(app.shared.model.as_ref().unwrap().origin, "trained here (2 epochs)");
@@ -218,11 +210,41 @@ fn worker_events_fill_the_curves_gauges_and_eta_and_snapshots_reach_the_draw_vie
 fn keys_with_a_stopped_worker_do_not_send_flags_again() {
     let mut app = app_with_data();
     let control = start_run(&mut app);
-    send(&mut app, Msg::Worker(WorkerMsg::Done { end: RunEnd::Failed("training failed: NaN".into()), params: None }));
+    send(&mut app, Msg::Worker(WorkerMsg::Done { end: RunEnd::Failed("training failed: NaN".into()) }));
     assert_eq!(app.train.phase, Phase::Failed("training failed: NaN".into()));
     assert!(app.prompt.is_none(), "nothing new to save");
     key_to_run(&mut app, KeyCode::Char('p'), &control);
     assert!(!control.is_paused());
     key(&mut app, KeyCode::Char('q'));
     assert!(app.quit, "a failed run does not hold up quitting");
+}
+
+/// Issue 17 #1: a stop before the first epoch ends keeps the model there was, and a stop in
+/// the middle of an epoch keeps the last finished epoch's.
+#[test]
+fn only_a_finished_epoch_replaces_the_model() {
+    let mut app = app_with_data();
+    let shipped = app.shared.model.clone().unwrap();
+    let control = start_run(&mut app);
+    send(&mut app, Msg::Worker(WorkerMsg::Ready { backend: "cpu", device: "cpu (1 thread)".into(), note: None }));
+    progress(
+        &mut app,
+        Event::Started { epochs: 2, steps_per_epoch: 10, train_samples: 1000, test_samples: 20 },
+        Instant::now(),
+    );
+    key_to_run(&mut app, KeyCode::Char('x'), &control);
+    send(&mut app, Msg::Worker(WorkerMsg::Done { end: RunEnd::Stopped }));
+    let model = app.shared.model.as_ref().unwrap();
+    assert_eq!(model.origin, shipped.origin);
+    assert_eq!(model.params, shipped.params);
+
+    // Stopped half-way through epoch 2: the model is epoch 1's, named as such.
+    key(&mut app, KeyCode::Esc); // the save prompt offered at the end of the run
+    start_run(&mut app);
+    feed_a_run(&mut app);
+    let epoch_1 = app.shared.model.as_ref().unwrap().params.clone();
+    send(&mut app, Msg::Worker(WorkerMsg::Done { end: RunEnd::Stopped }));
+    let model = app.shared.model.as_ref().unwrap();
+    assert_eq!(model.params, epoch_1);
+    assert_eq!(model.origin, "trained here (1 epoch)");
 }

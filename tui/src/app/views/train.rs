@@ -24,7 +24,7 @@ use crate::app::models::Model;
 use crate::app::msg::{Effect, RunCommand, RunEnd, RunSettings, WorkerMsg};
 use crate::app::series::{downsample, format_duration, recent, Smoother, Throughput, RECENT_POINTS, WHOLE_RUN_POINTS};
 use crate::app::shared::{DataState, Shared};
-use crate::app::widgets::{KeyHelp, ACCENT, TRAIN_COLOUR, VALIDATION_COLOUR};
+use crate::app::widgets::{plural, KeyHelp, ACCENT, TRAIN_COLOUR, VALIDATION_COLOUR};
 use crate::cli::{choice_name, BackendChoice, DataArgs, PrecisionChoice};
 
 /// The view's keys, for the legend.
@@ -236,6 +236,8 @@ pub struct Run {
     pub val_loss: Vec<(f64, f64)>,
     pub val_accuracy: Vec<(f64, f64)>,
     pub last_epoch: Option<(usize, Metrics, Option<Metrics>)>,
+    /// The last finished epoch's parameters, handed to the other views as their model.
+    snapshot: Option<(usize, Arc<Vec<f32>>)>,
     pub throughput: Throughput,
     pub samples_per_second: Option<f64>,
     pub eta: Option<Duration>,
@@ -259,6 +261,7 @@ impl Run {
             val_loss: Vec::new(),
             val_accuracy: Vec::new(),
             last_epoch: None,
+            snapshot: None,
             throughput: Throughput::default(),
             samples_per_second: None,
             eta: None,
@@ -418,19 +421,19 @@ impl TrainView {
             }
             WorkerMsg::Progress { event, at } => run.apply(&event, at),
             WorkerMsg::Snapshot { epoch, params } => {
-                let model = Model {
-                    config: Config::default(),
-                    params: Arc::new(params),
-                    origin: format!("being trained (epoch {epoch})"),
-                };
-                shared.set_model(model);
+                let params = Arc::new(params);
+                run.snapshot = Some((epoch, params.clone()));
+                let origin = format!("being trained (epoch {epoch})");
+                shared.set_model(Model { config: Config::default(), params, origin });
             }
-            WorkerMsg::Done { end, params } => {
+            WorkerMsg::Done { end } => {
                 let epochs_done = run.last_epoch.map_or(0, |(e, _, _)| e);
                 let test = run.last_epoch.and_then(|(_, _, t)| t);
-                if let Some(params) = params {
-                    let origin = format!("trained here ({epochs_done} epochs)");
-                    shared.set_model(Model { config: Config::default(), params: Arc::new(params), origin });
+                // The model is the last finished epoch's (a snapshot), unless one was loaded since.
+                if let (Some((epoch, params)), Some(model)) = (&run.snapshot, &mut shared.model) {
+                    if Arc::ptr_eq(params, &model.params) {
+                        model.origin = format!("trained here ({})", plural(*epoch, "epoch"));
+                    }
                 }
                 let result =
                     test.map_or(String::new(), |t| format!(": test accuracy {:.4}, loss {:.4}", t.accuracy, t.loss));
@@ -441,7 +444,7 @@ impl TrainView {
                     }
                     RunEnd::Stopped => {
                         self.phase = Phase::Stopped;
-                        shared.info(format!("Training stopped after {epochs_done} epochs{result}"));
+                        shared.info(format!("Training stopped after {}{result}", plural(epochs_done, "epoch")));
                     }
                     RunEnd::Failed(message) => {
                         self.phase = Phase::Failed(message.clone());
