@@ -104,8 +104,11 @@ fn the_app_trains_saves_draws_explores_and_quits_in_a_real_terminal() {
     assert!(screen.contains("Finished - epoch 1/1"), "{screen}");
     assert!(screen.contains("Epoch 1: loss"), "{screen}");
 
-    // Export is offered: Enter saves to the suggested prefix in --out-dir.
-    assert!(screen.contains("Training ended: save the model?"), "{screen}");
+    // Export is offered by a notice: e opens the prompt, Enter saves to the suggested prefix in
+    // --out-dir.
+    assert!(screen.contains("e saves the model"), "{screen}");
+    tmux.keys(&["e"]);
+    tmux.wait_for("Save the model", Duration::from_secs(10));
     tmux.keys(&["Enter"]);
     tmux.wait_for("Saved the model", Duration::from_secs(20));
     assert!(dir.join("mnist_cnn-symbol.json").is_file() && dir.join("mnist_cnn-0000.params").is_file());

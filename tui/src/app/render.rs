@@ -95,8 +95,8 @@ fn render_prompt(frame: &mut Frame, area: Rect, prompt: &Prompt) {
             "Quit?",
             vec![Line::from("Training is running. Quit and stop it?"), Line::from("y: quit   n: keep training")],
         ),
-        Prompt::SaveModel { input, offered } => (
-            if *offered { "Training ended: save the model?" } else { "Save the model" },
+        Prompt::SaveModel { input } => (
+            "Save the model",
             vec![
                 Line::from("MXNet checkpoint prefix (PREFIX-symbol.json, PREFIX-0000.params):"),
                 Line::from(format!("> {input}_")),

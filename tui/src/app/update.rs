@@ -20,10 +20,9 @@ use super::views::train::{Settings, TrainView};
 pub enum Prompt {
     /// Quitting would stop a running training.
     ConfirmQuit,
-    /// A checkpoint prefix to save to; `offered` when training just ended.
+    /// A checkpoint prefix to save to.
     SaveModel {
         input: String,
-        offered: bool,
     },
     LoadModel {
         input: String,
@@ -89,9 +88,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Worker(m) => {
-            if app.train.on_worker(&mut app.shared, m) && app.prompt.is_none() {
-                app.prompt = Some(Prompt::SaveModel { input: app.suggested_prefix(), offered: true });
-            }
+            app.train.on_worker(&mut app.shared, m);
             Vec::new()
         }
         Msg::Data(m) => on_data(app, m),
@@ -167,7 +164,7 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         KeyCode::Char(c @ '1'..='3') => app.view = View::ALL[c as usize - '1' as usize],
         KeyCode::Char('o') => app.prompt = Some(Prompt::LoadModel { input: app.suggested_prefix() }),
         KeyCode::Char('e') => match app.shared.model {
-            Some(_) => app.prompt = Some(Prompt::SaveModel { input: app.suggested_prefix(), offered: false }),
+            Some(_) => app.prompt = Some(Prompt::SaveModel { input: app.suggested_prefix() }),
             None => app.shared.error("No model to save yet"),
         },
         _ => {
@@ -198,20 +195,16 @@ fn on_prompt_key(app: &mut App, prompt: Prompt, key: KeyEvent, ctrl_c: bool) -> 
             _ if ctrl_c => app.quit = true,
             _ => app.shared.info("Quit cancelled"),
         },
-        Prompt::SaveModel { input, offered } if !ctrl_c => return on_path_prompt(app, Some(offered), input, key),
-        Prompt::LoadModel { input } if !ctrl_c => return on_path_prompt(app, None, input, key),
+        Prompt::SaveModel { input } if !ctrl_c => return on_path_prompt(app, true, input, key),
+        Prompt::LoadModel { input } if !ctrl_c => return on_path_prompt(app, false, input, key),
         _ => request_quit(app),
     }
     Vec::new()
 }
 
-/// The save prompt (`save` holds whether it was offered at the end of training) or the load
-/// prompt: typing edits the checkpoint prefix, Enter acts, Esc cancels.
-fn on_path_prompt(app: &mut App, save: Option<bool>, mut input: String, key: KeyEvent) -> Vec<Effect> {
-    let rebuild = |input: String| match save {
-        Some(offered) => Prompt::SaveModel { input, offered },
-        None => Prompt::LoadModel { input },
-    };
+/// The save or the load prompt: typing edits the checkpoint prefix, Enter acts, Esc cancels.
+fn on_path_prompt(app: &mut App, save: bool, mut input: String, key: KeyEvent) -> Vec<Effect> {
+    let rebuild = |input: String| if save { Prompt::SaveModel { input } } else { Prompt::LoadModel { input } };
     match key.code {
         KeyCode::Enter if input.trim().is_empty() => {
             app.shared.error("Type a checkpoint prefix, e.g. out/mnist_cnn");
@@ -220,17 +213,15 @@ fn on_path_prompt(app: &mut App, save: Option<bool>, mut input: String, key: Key
         KeyCode::Enter => {
             let prefix = input.trim().to_string();
             return match (save, app.shared.model.clone()) {
-                (Some(_), Some(model)) => vec![Effect::SaveModel { model, prefix }],
-                (Some(_), None) => {
+                (true, Some(model)) => vec![Effect::SaveModel { model, prefix }],
+                (true, None) => {
                     app.shared.error("No model to save yet");
                     Vec::new()
                 }
-                (None, _) => vec![Effect::LoadModel { prefix }],
+                (false, _) => vec![Effect::LoadModel { prefix }],
             };
         }
-        KeyCode::Esc => {
-            app.shared.info(if save == Some(true) { "Not saved: press e to save the model later" } else { "Cancelled" })
-        }
+        KeyCode::Esc => app.shared.info("Cancelled"),
         KeyCode::Backspace => {
             input.pop();
             app.prompt = Some(rebuild(input));

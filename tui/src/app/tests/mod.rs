@@ -257,7 +257,7 @@ fn load_and_save_prompts_become_effects_and_report_errors() {
     assert_eq!(app.shared.status.1, StatusKind::Error);
     assert!(screen(&app, 120, 40).contains("cannot read model file out/other-symbol.json"));
     key(&mut app, KeyCode::Char('e'));
-    assert!(matches!(&app.prompt, Some(Prompt::SaveModel { offered: false, .. })));
+    assert!(matches!(&app.prompt, Some(Prompt::SaveModel { .. })));
     key(&mut app, KeyCode::Esc);
     assert!(app.prompt.is_none());
     // Esc quickly followed by a key arrives as Alt+key: it is not typed into a prompt.

@@ -109,8 +109,9 @@ fn pause_resume_and_stop_drive_the_workers_flags() {
     assert!(control.is_stopping() && !control.is_paused(), "a paused worker must wake to stop");
     send(&mut app, Msg::Worker(WorkerMsg::Done { end: RunEnd::Stopped }));
     assert_eq!(app.train.phase, Phase::Stopped);
-    // Stopped with a model: the save prompt is offered.
-    assert!(matches!(&app.prompt, Some(Prompt::SaveModel { offered: true, .. })));
+    // Stopped before an epoch ended: nothing new to save, and nothing offered.
+    assert!(app.prompt.is_none());
+    assert!(!app.shared.status.0.contains("e saves"), "{}", app.shared.status.0);
 }
 
 #[test]
@@ -198,8 +199,10 @@ fn worker_events_fill_the_curves_gauges_and_eta_and_snapshots_reach_the_draw_vie
     assert_eq!(app.train.phase, Phase::Completed);
     assert!(app.shared.status.0.contains("Training finished: test accuracy 0.9000"), "{}", app.shared.status.0);
     assert_eq!(app.shared.model.as_ref().unwrap().origin, "trained here (2 epochs)");
-    // Export is offered; Enter saves to the suggested prefix.
-    assert_shows(&screen(&app, 120, 40), &["Training ended: save the model?", "> out/mnist_cnn_"]);
+    // Export is offered by a notice; e opens the prompt and Enter saves to the suggested prefix.
+    assert_shows(&screen(&app, 120, 40), &["e saves the model"]);
+    key(&mut app, KeyCode::Char('e'));
+    assert_shows(&screen(&app, 120, 40), &["Save the model", "> out/mnist_cnn_"]);
     let effects = key(&mut app, KeyCode::Enter);
     assert!(matches!(&effects[..], [Effect::SaveModel { prefix, .. }] if prefix == "out/mnist_cnn"), "{effects:?}");
     send(&mut app, Msg::ModelSaved(Ok("out/mnist_cnn-symbol.json and out/mnist_cnn-0000.params".into())));
@@ -239,7 +242,6 @@ fn only_a_finished_epoch_replaces_the_model() {
     assert_eq!(model.params, shipped.params);
 
     // Stopped half-way through epoch 2: the model is epoch 1's, named as such.
-    key(&mut app, KeyCode::Esc); // the save prompt offered at the end of the run
     start_run(&mut app);
     feed_a_run(&mut app);
     let epoch_1 = app.shared.model.as_ref().unwrap().params.clone();
@@ -247,4 +249,28 @@ fn only_a_finished_epoch_replaces_the_model() {
     let model = app.shared.model.as_ref().unwrap();
     assert_eq!(model.params, epoch_1);
     assert_eq!(model.origin, "trained here (1 epoch)");
+}
+
+/// Issue 17 #2: the end of a run offers the save with a notice; keys typed in another view go on
+/// doing what they do there, and `e` opens the save prompt.
+#[test]
+fn the_end_of_a_run_offers_saving_without_taking_the_keys() {
+    let mut app = app_with_data();
+    start_run(&mut app);
+    feed_a_run(&mut app);
+    key(&mut app, KeyCode::Char('2'));
+    send(&mut app, Msg::Worker(WorkerMsg::Done { end: RunEnd::Stopped }));
+    assert!(app.prompt.is_none(), "{:?}", app.prompt);
+    assert!(app.shared.status.0.contains("e saves the model"), "{}", app.shared.status.0);
+    let mut effects = key(&mut app, KeyCode::Char('c'));
+    effects.extend(key(&mut app, KeyCode::Char('d')));
+    effects.extend(key(&mut app, KeyCode::Enter));
+    assert!(effects.is_empty(), "{effects:?}");
+    assert!(app.prompt.is_none());
+    assert!(!app.draw.pad.pen_down, "d then Enter: pen down, then up again");
+    assert!(!app.draw.pad.is_blank(), "the dabs of d and Enter are on the pad");
+    key(&mut app, KeyCode::Char('e'));
+    assert_shows(&screen(&app, 120, 40), &["Save the model", "> out/mnist_cnn_"]);
+    let effects = key(&mut app, KeyCode::Enter);
+    assert!(matches!(&effects[..], [Effect::SaveModel { prefix, .. }] if prefix == "out/mnist_cnn"), "{effects:?}");
 }

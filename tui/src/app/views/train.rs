@@ -409,9 +409,9 @@ impl TrainView {
         Vec::new()
     }
 
-    /// A report from the training worker; true when the run ended with a model worth saving.
-    pub fn on_worker(&mut self, shared: &mut Shared, msg: WorkerMsg) -> bool {
-        let Some(run) = self.run.as_mut() else { return false };
+    /// A report from the training worker.
+    pub fn on_worker(&mut self, shared: &mut Shared, msg: WorkerMsg) {
+        let Some(run) = self.run.as_mut() else { return };
         match msg {
             WorkerMsg::Ready { backend, device, note } => {
                 (run.backend, run.device) = (backend.to_string(), device);
@@ -429,10 +429,13 @@ impl TrainView {
             WorkerMsg::Done { end } => {
                 let epochs_done = run.last_epoch.map_or(0, |(e, _, _)| e);
                 let test = run.last_epoch.and_then(|(_, _, t)| t);
-                // The model is the last finished epoch's (a snapshot), unless one was loaded since.
+                // The model is the last finished epoch's (a snapshot), unless one was loaded since;
+                // saving it is offered by a notice, not a prompt that would take the next keys.
+                let mut offer = "";
                 if let (Some((epoch, params)), Some(model)) = (&run.snapshot, &mut shared.model) {
                     if Arc::ptr_eq(params, &model.params) {
                         model.origin = format!("trained here ({})", plural(*epoch, "epoch"));
+                        offer = " - e saves the model";
                     }
                 }
                 let result =
@@ -440,21 +443,20 @@ impl TrainView {
                 match end {
                     RunEnd::Completed => {
                         self.phase = Phase::Completed;
-                        shared.info(format!("Training finished{result}"));
+                        shared.info(format!("Training finished{result}{offer}"));
                     }
                     RunEnd::Stopped => {
                         self.phase = Phase::Stopped;
-                        shared.info(format!("Training stopped after {}{result}", plural(epochs_done, "epoch")));
+                        let epochs = plural(epochs_done, "epoch");
+                        shared.info(format!("Training stopped after {epochs}{result}{offer}"));
                     }
                     RunEnd::Failed(message) => {
                         self.phase = Phase::Failed(message.clone());
-                        shared.error(message);
+                        shared.error(format!("{message}{offer}"));
                     }
                 }
-                return matches!(self.phase, Phase::Completed | Phase::Stopped) && shared.model.is_some();
             }
         }
-        false
     }
 
     /// What quitting asks of a running worker.
