@@ -99,6 +99,8 @@ impl PadGeometry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ExploreLayout {
     pub list: Rect,
+    /// Empty when the window is too short for both the image and the matrix, and too narrow
+    /// to put them side by side.
     pub image: Rect,
     pub details: Rect,
     pub confusion: Rect,
@@ -180,12 +182,34 @@ fn draw_layout(body: Rect) -> DrawLayout {
     DrawLayout { pad: Some(PadGeometry { inner, cell_width, pixels_per_row }), pad_block, seen, prediction, bars, info }
 }
 
-/// The list on the left; on the right the selected image beside its details, and the confusion
-/// matrix under them (so 100 columns hold it all).
+/// The confusion matrix's block: a row label and ten columns of 5 (4-digit counts, the full test
+/// set's), 10 rows under 3 lines of text.
+pub const MATRIX_BLOCK: (u16, u16) = (2 + 4 + 10 * 5, 2 + 3 + 10);
+/// The explore list's width: rows like `#1234  true 4 pred 2  55.4% XX`, or `#1234 4→2  55.4% XX`
+/// when narrow.
+const LIST_WIDTH: u16 = 32;
+const COMPACT_LIST_WIDTH: u16 = 24;
+
+/// The list on the left, as wide as leaves the confusion matrix its room. When the body is tall:
+/// on the right the selected image beside its details, and the matrix under them (so 100x36
+/// holds it all). When short (80x24): the details over the matrix, and the image between the
+/// list and them only if the width allows; the matrix's counts come before the image.
 fn explore_layout(body: Rect) -> ExploreLayout {
-    let [list, right] = Layout::horizontal([Constraint::Length(32), Constraint::Min(0)]).areas(body);
-    let [top, confusion] = Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Min(0)]).areas(right);
-    let [image, details] = Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(top);
+    let list_width = if body.width >= LIST_WIDTH + MATRIX_BLOCK.0 { LIST_WIDTH } else { COMPACT_LIST_WIDTH };
+    let [list, right] = Layout::horizontal([Constraint::Length(list_width), Constraint::Min(0)]).areas(body);
+    if body.height >= IMAGE_BLOCK.1 + MATRIX_BLOCK.1 {
+        let [top, confusion] = Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Min(0)]).areas(right);
+        let [image, details] = Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(top);
+        return ExploreLayout { list, image, details, confusion };
+    }
+    let (image, right) = if right.width >= IMAGE_BLOCK.0 + MATRIX_BLOCK.0 && body.height >= IMAGE_BLOCK.1 {
+        let [column, right] = Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(right);
+        let [image, _] = Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Min(0)]).areas(column);
+        (image, right)
+    } else {
+        (Rect::default(), right)
+    };
+    let [details, confusion] = Layout::vertical([Constraint::Length(4), Constraint::Min(0)]).areas(right);
     ExploreLayout { list, image, details, confusion }
 }
 

@@ -59,7 +59,7 @@ fn render_tabs(buf: &mut Buffer, l: &AppLayout, view: View) {
 }
 
 /// The keys that work in every view.
-const GLOBAL_KEYS: &[KeyHelp] = &[("Tab/1-3", "views"), ("o", "load model"), ("e", "save model"), ("q", "quit")];
+pub const GLOBAL_KEYS: &[KeyHelp] = &[("Tab/1-3", "views"), ("o", "load model"), ("e", "save model"), ("q", "quit")];
 
 /// Two rows: the view's keys, then the keys that work everywhere.
 fn legend(app: &App) -> Vec<Line<'static>> {

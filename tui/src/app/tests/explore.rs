@@ -52,3 +52,37 @@ fn explore_asks_for_predictions_once_filters_mistakes_and_ignores_stale_results(
     let effects = send(&mut app, Msg::ModelLoaded(Ok(models::shipped().unwrap())));
     assert!(matches!(&effects[..], [Effect::PredictAll { generation: g, .. }] if *g > generation), "{effects:?}");
 }
+
+/// The full test set's 10,000 images (labels i % 10) with every 97th of classes 2-9 wrong: its
+/// confusion matrix has 1000 on the diagonal of rows 0 and 1.
+fn full_test_set() -> (App, [[u32; 10]; 10]) {
+    let wrong = |i: usize| i.is_multiple_of(97) && i % 10 >= 2;
+    let classes: Vec<u8> = (0..10_000).map(|i| ((i + wrong(i) as usize) % 10) as u8).collect();
+    let mut expected = [[0u32; 10]; 10];
+    for (i, &c) in classes.iter().enumerate() {
+        expected[i % 10][c as usize] += 1;
+    }
+    assert_eq!((expected[0][0], expected[1][1]), (1000, 1000));
+    (exploring(10_000, classes), expected)
+}
+
+/// Issue 17 #3: on 10,000 test images every count stands apart from its neighbours.
+#[test]
+fn the_confusion_matrix_holds_four_digit_counts_apart() {
+    let (app, expected) = full_test_set();
+    let rows = matrix_rows(&screen(&app, 120, 40));
+    assert_eq!(rows, expected.map(|r| r.to_vec()).to_vec(), "\n{}", screen(&app, 120, 40));
+}
+
+/// Issue 17 #4: at 80x24 the explore view shows the list, the selected image's verdict, the
+/// confusion matrix's counts and every key of the legend.
+#[test]
+fn at_80x24_explore_shows_the_list_the_verdict_the_counts_and_the_keys() {
+    let (mut app, expected) = full_test_set();
+    key(&mut app, KeyCode::Down);
+    let shown = screen(&app, 80, 24);
+    assert_eq!(matrix_rows(&shown), expected.map(|r| r.to_vec()).to_vec(), "\n{shown}");
+    assert_shows(&shown, &["Test images: 10000", "#1 ", "#2 ", "accuracy 0.9918", "Predicted:  1 (75.0%)"]);
+    assert_legend(&shown, views::explore::KEYS);
+    assert_legend(&shown, render::GLOBAL_KEYS);
+}

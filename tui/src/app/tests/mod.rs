@@ -23,6 +23,7 @@ use super::models::{self, Predictions};
 use super::msg::{DataMsg, Effect, ExploreMsg, Msg, RunEnd, WorkerMsg};
 use super::shared::{DataState, StatusKind};
 use super::update::{update, App, Prompt};
+use super::views;
 use super::views::train::{ChartWindow, Field, Phase, Settings};
 use super::worker::RunControl;
 use super::{render, FrameLimiter, FRAME_INTERVAL};
@@ -60,6 +61,43 @@ pub(super) fn tiny_split(n: usize) -> Arc<Split> {
         .collect();
     let data = Dataset::new(images, labels, 28, 28, 1).unwrap();
     Arc::new(Split { train: data.clone(), test: data })
+}
+
+/// An app whose data (`n` images, labels i % 10) has loaded, in the explore view with the
+/// predictions `classes` (confidence 0.75).
+pub(super) fn exploring(n: usize, classes: Vec<u8>) -> App {
+    let mut app = new_app();
+    let args = app.train.settings.data_args();
+    send(&mut app, Msg::Data(DataMsg::Loaded { split: tiny_split(n), source: "data/mnist.npz".into(), args }));
+    let generation = match &key(&mut app, KeyCode::Char('3'))[..] {
+        [Effect::PredictAll { generation, .. }] => *generation,
+        other => panic!("{other:?}"),
+    };
+    let predictions = Predictions { confidence: vec![0.75; classes.len()], classes };
+    send(&mut app, Msg::Explore(ExploreMsg::Done { generation, result: Ok(predictions) }));
+    app
+}
+
+/// The confusion matrix's rows as drawn: every run of cells between box borders that reads as
+/// a class followed by ten counts.
+pub(super) fn matrix_rows(screen: &str) -> Vec<Vec<u32>> {
+    let mut rows = Vec::new();
+    for line in screen.lines() {
+        for segment in line.split('│') {
+            let numbers: Vec<u32> = segment.split_whitespace().map_while(|t| t.parse().ok()).collect();
+            if numbers.len() == 11 && segment.split_whitespace().count() == 11 && numbers[0] as usize == rows.len() {
+                rows.push(numbers[1..].to_vec());
+            }
+        }
+    }
+    rows
+}
+
+/// Every key of `keys` with its description is on the screen.
+pub(super) fn assert_legend(screen: &str, keys: &[(&str, &str)]) {
+    for (k, what) in keys {
+        assert_shows(screen, &[&format!("{k} {what}")]);
+    }
 }
 
 /// An app whose data has loaded.

@@ -151,6 +151,7 @@ impl ExploreView {
         frame.render_widget(block, e.list);
         let height = inner.height as usize;
         let offset = list_offset(self.selected, indices.len(), height);
+        let compact = inner.width < 30;
         let lines: Vec<Line> = indices
             .iter()
             .enumerate()
@@ -163,7 +164,11 @@ impl ExploreView {
                 } else {
                     Span::styled("XX", Style::new().fg(Color::LightRed))
                 };
-                let text = format!("#{i:<5} true {label} pred {pred} {:>5.1}% ", conf * 100.0);
+                let text = if compact {
+                    format!("#{i:<5}{label}→{pred} {:>5.1}% ", conf * 100.0)
+                } else {
+                    format!("#{i:<5} true {label} pred {pred} {:>5.1}% ", conf * 100.0)
+                };
                 let style = if position == self.selected {
                     Style::new().add_modifier(Modifier::REVERSED)
                 } else {
@@ -178,28 +183,34 @@ impl ExploreView {
             frame.render_widget(Paragraph::new(lines), inner);
         }
 
-        // The selected image and its prediction.
+        // The selected image (when there is room for it) and its prediction.
         let selected = indices.get(self.selected).copied();
-        frame.render_widget(
-            Block::bordered().title(selected.map_or("Image".into(), |i| format!("Image #{i}"))),
-            e.image,
-        );
+        let image_shown = e.image.area() > 0;
+        if image_shown {
+            let title = selected.map_or("Image".into(), |i| format!("Image #{i}"));
+            frame.render_widget(Block::bordered().title(title), e.image);
+        }
         if let Some(i) = selected {
             let image = &split.test.images[i * split.test.sample_len()..(i + 1) * split.test.sample_len()];
-            draw_half_blocks(frame.buffer_mut(), Block::bordered().inner(e.image), &|x, y| {
-                image.get(y * SIDE + x).map_or(0.0, |&b| b as f32 / 255.0)
-            });
+            if image_shown {
+                draw_half_blocks(frame.buffer_mut(), Block::bordered().inner(e.image), &|x, y| {
+                    image.get(y * SIDE + x).map_or(0.0, |&b| b as f32 / 255.0)
+                });
+            }
             let (pred, conf, label) = (predictions.classes[i], predictions.confidence[i], labels[i]);
             let verdict = if pred == label {
                 Line::styled("correct", Style::new().fg(ACCENT))
             } else {
                 Line::styled("WRONG", Style::new().fg(Color::LightRed).add_modifier(Modifier::BOLD))
             };
-            let details = vec![
+            let mut details = vec![
                 Line::from(format!("True label: {label}")),
                 Line::from(format!("Predicted:  {pred} ({:.1}%)", conf * 100.0)),
                 verdict,
             ];
+            if !image_shown {
+                details.insert(0, Line::styled(format!("Image #{i}"), Style::new().add_modifier(Modifier::BOLD)));
+            }
             frame.render_widget(
                 Paragraph::new(details),
                 Rect { x: e.details.x + 1, width: e.details.width.saturating_sub(1), ..e.details },
@@ -219,8 +230,11 @@ impl ExploreView {
             Line::from(format!("accuracy {accuracy:.4}: {wrong} of {total} wrong")),
             Line::from("rows: true class, columns: predicted"),
         ];
+        // Columns as wide as the largest count and a space (4 at least, as for up to 999).
+        let largest = matrix.iter().flatten().copied().max().unwrap_or(0);
+        let width = (largest.to_string().len() + 1).max(4);
         let mut header = String::from("    ");
-        header.extend((0..10).map(|c| format!("{c:>4}")));
+        header.extend((0..10).map(|c| format!("{c:>width$}")));
         lines.push(Line::styled(header, Style::new().add_modifier(Modifier::BOLD)));
         for (t, row) in matrix.iter().enumerate() {
             let mut spans = vec![Span::styled(format!("{t:>3} "), Style::new().add_modifier(Modifier::BOLD))];
@@ -230,7 +244,7 @@ impl ExploreView {
                     (false, 0) => Style::new().fg(Color::DarkGray),
                     (false, _) => Style::new().fg(Color::LightRed),
                 };
-                spans.push(Span::styled(format!("{n:>4}"), style));
+                spans.push(Span::styled(format!("{n:>width$}"), style));
             }
             lines.push(Line::from(spans));
         }
