@@ -156,10 +156,18 @@ fn train_layout(body: Rect) -> TrainLayout {
     TrainLayout { settings, progress, loss, accuracy }
 }
 
+/// The probability bars' block: ten rows, and at least a few cells of bar beside the class and
+/// the percentage.
+pub const BARS_BLOCK: (u16, u16) = (2 + 2 + 9 + 7, 2 + 10);
+
+/// The pad on the left (as large as leaves the right side its room); on the right the model's
+/// input with the prediction beside it over the bars when the body is tall, or the input beside
+/// the bars when short (80x24), so that all ten bars always show.
 fn draw_layout(body: Rect) -> DrawLayout {
     let side = SIDE as u16;
     // Room to the right of the pad for the model's input and the bars.
-    let right_min = IMAGE_BLOCK.0 + 2;
+    let stacked = body.height >= IMAGE_BLOCK.1 + BARS_BLOCK.1;
+    let right_min = if stacked { IMAGE_BLOCK.0 + 2 } else { IMAGE_BLOCK.0 + BARS_BLOCK.0 };
     let full_height = body.height >= side + 2;
     let (cell_width, pixels_per_row) = match (full_height, body.width) {
         (true, w) if w >= 2 * side + 2 + right_min => (2, 1),
@@ -175,10 +183,21 @@ fn draw_layout(body: Rect) -> DrawLayout {
     let [pad_column, right] = Layout::horizontal([Constraint::Length(pad_size.0), Constraint::Min(0)]).areas(body);
     let [pad_block, _] = Layout::vertical([Constraint::Length(pad_size.1), Constraint::Min(0)]).areas(pad_column);
     let inner = Rect::new(pad_block.x + 1, pad_block.y + 1, side * cell_width, side / pixels_per_row);
-    let [seen_row, bars, info] =
-        Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Length(12), Constraint::Min(0)]).areas(right);
-    let [seen, prediction] =
-        Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(seen_row);
+    let (seen, prediction, bars, info) = if stacked {
+        let [seen_row, bars, info] =
+            Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Length(BARS_BLOCK.1), Constraint::Min(0)])
+                .areas(right);
+        let [seen, prediction] =
+            Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(seen_row);
+        (seen, prediction, bars, info)
+    } else {
+        let [seen_column, bars_column] =
+            Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(right);
+        let [seen, info] = Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Min(0)]).areas(seen_column);
+        let [bars, prediction] =
+            Layout::vertical([Constraint::Length(BARS_BLOCK.1), Constraint::Min(0)]).areas(bars_column);
+        (seen, prediction, bars, info)
+    };
     DrawLayout { pad: Some(PadGeometry { inner, cell_width, pixels_per_row }), pad_block, seen, prediction, bars, info }
 }
 

@@ -39,7 +39,7 @@ pub fn render(frame: &mut Frame, app: &App) {
         StatusKind::Error => Style::new().fg(Color::LightRed).add_modifier(Modifier::BOLD),
     };
     frame.render_widget(Paragraph::new(Line::styled(status.as_str(), status_style)), l.status);
-    frame.render_widget(Paragraph::new(legend(app)).style(Style::new().fg(Color::Gray)), l.legend);
+    frame.render_widget(Paragraph::new(legend(app, l.legend)).style(Style::new().fg(Color::Gray)), l.legend);
     if let Some(prompt) = &app.prompt {
         render_prompt(frame, area, prompt);
     }
@@ -61,32 +61,59 @@ fn render_tabs(buf: &mut Buffer, l: &AppLayout, view: View) {
 /// The keys that work in every view.
 pub const GLOBAL_KEYS: &[KeyHelp] = &[("Tab/1-3", "views"), ("o", "load model"), ("e", "save model"), ("q", "quit")];
 
-/// Two rows: the view's keys, then the keys that work everywhere.
-fn legend(app: &App) -> Vec<Line<'static>> {
-    let key = |k: &'static str| Span::styled(k, Style::new().fg(Color::White).add_modifier(Modifier::BOLD));
-    let pairs = |items: &[KeyHelp]| {
-        let mut spans = Vec::new();
-        for (k, what) in items {
-            spans.push(key(k));
-            spans.push(Span::raw(format!(" {what}  ")));
+/// The legend's rows: the view's keys, then the keys that work everywhere (or whatever the
+/// prompt or the field being typed takes).
+fn legend(app: &App, area: Rect) -> Vec<Line<'static>> {
+    let groups: Vec<&[KeyHelp]> = match &app.prompt {
+        Some(Prompt::ConfirmQuit) => vec![&[("y", "quit and stop training"), ("n", "keep going")]],
+        Some(_) => vec![&[("type", "the checkpoint prefix"), ("Enter", "ok"), ("Esc", "cancel")]],
+        None if app.train.editing.is_some() => vec![train::EDIT_KEYS],
+        None => {
+            let view_keys = match app.view {
+                View::Train => train::KEYS,
+                View::Draw => draw::KEYS,
+                View::Explore => explore::KEYS,
+            };
+            vec![view_keys, GLOBAL_KEYS]
         }
-        Line::from(spans)
     };
-    if let Some(prompt) = &app.prompt {
-        return match prompt {
-            Prompt::ConfirmQuit => vec![pairs(&[("y", "quit and stop training"), ("n", "keep going")])],
-            _ => vec![pairs(&[("type", "the checkpoint prefix"), ("Enter", "ok"), ("Esc", "cancel")])],
-        };
+    let key = |k: &'static str| Span::styled(k, Style::new().fg(Color::White).add_modifier(Modifier::BOLD));
+    legend_rows(&groups, area.width as usize, area.height as usize)
+        .into_iter()
+        .map(|row| {
+            let mut spans = Vec::new();
+            for (k, what) in row {
+                spans.push(key(k));
+                spans.push(Span::raw(format!(" {what}  ")));
+            }
+            Line::from(spans)
+        })
+        .collect()
+}
+
+/// Lays the groups of keys out on `rows` rows of `width` cells: a row per group when each fits
+/// in one, else all of them flowing from row to row (80 columns hold every view's keys so);
+/// only what fits nowhere is left out.
+fn legend_rows(groups: &[&[KeyHelp]], width: usize, rows: usize) -> Vec<Vec<KeyHelp>> {
+    // "k what" and two spaces before the next.
+    let cells = |(k, what): &KeyHelp| k.chars().count() + 1 + what.chars().count();
+    let row_cells = |items: &[KeyHelp]| items.iter().map(cells).sum::<usize>() + 2 * items.len().saturating_sub(1);
+    if groups.len() <= rows && groups.iter().all(|g| row_cells(g) <= width) {
+        return groups.iter().map(|g| g.to_vec()).collect();
     }
-    if app.train.editing.is_some() {
-        return vec![pairs(train::EDIT_KEYS)];
+    let mut out: Vec<Vec<KeyHelp>> = vec![Vec::new()];
+    let mut used = 0;
+    for item in groups.iter().flat_map(|g| g.iter()) {
+        let need = if used == 0 { cells(item) } else { used + 2 + cells(item) };
+        if need <= width {
+            out.last_mut().expect("a row").push(*item);
+            used = need;
+        } else if out.len() < rows && cells(item) <= width {
+            out.push(vec![*item]);
+            used = cells(item);
+        }
     }
-    let view_keys = match app.view {
-        View::Train => train::KEYS,
-        View::Draw => draw::KEYS,
-        View::Explore => explore::KEYS,
-    };
-    vec![pairs(view_keys), pairs(GLOBAL_KEYS)]
+    out
 }
 
 fn render_prompt(frame: &mut Frame, area: Rect, prompt: &Prompt) {

@@ -68,3 +68,31 @@ fn the_keyboard_draws_a_one_that_the_shipped_model_reads_as_one() {
     assert!(app.draw.pad.is_blank() && app.draw.probabilities.is_none());
     assert_shows(&screen(&app, 120, 40), &["Draw a digit on the pad"]);
 }
+
+/// Issue 17 #4: at 80x24 the draw view shows the pad, the model's input, the prediction, all
+/// ten probability bars and every key of the legend.
+#[test]
+fn at_80x24_draw_shows_the_pad_the_ten_bars_and_the_keys() {
+    let mut app = new_app();
+    key(&mut app, KeyCode::Char('2'));
+    key(&mut app, KeyCode::Char('d'));
+    for _ in 0..8 {
+        key(&mut app, KeyCode::Down);
+    }
+    app.refresh_prediction();
+    let shown = screen(&app, 80, 24);
+    assert_shows(&shown, &["Pad - brush 2 - pen down", "Model input", "Prediction: ", "Probabilities"]);
+    for class in 0..10 {
+        let bar = format!("│{class} ");
+        assert!(shown.lines().any(|l| l.contains(&bar) && l.contains('%')), "no bar for {class}:\n{shown}");
+    }
+    assert_eq!(shown.matches('%').count(), 11, "ten bars and the prediction:\n{shown}");
+    assert_legend(&shown, views::draw::KEYS);
+    assert_legend(&shown, render::GLOBAL_KEYS);
+    // The pad is where the mouse finds it.
+    let pad = layout(Rect::new(0, 0, 80, 24)).draw.pad.unwrap();
+    app.screen = Rect::new(0, 0, 80, 24);
+    key(&mut app, KeyCode::Char('c'));
+    mouse(&mut app, MouseEventKind::Down(MouseButton::Left), pad.cell_of(3, 4));
+    assert!(app.draw.pad.pixel(3, 4) > 0.0);
+}

@@ -274,3 +274,18 @@ fn the_end_of_a_run_offers_saving_without_taking_the_keys() {
     let effects = key(&mut app, KeyCode::Enter);
     assert!(matches!(&effects[..], [Effect::SaveModel { prefix, .. }] if prefix == "out/mnist_cnn"), "{effects:?}");
 }
+
+/// Issue 17 #4: at 80x24 the train view shows the settings, the run's progress with its last
+/// epoch's numbers, both charts and every key of the legend.
+#[test]
+fn at_80x24_train_shows_settings_progress_charts_and_every_key() {
+    let mut app = app_with_data();
+    start_run(&mut app);
+    feed_a_run(&mut app);
+    let shown = screen(&app, 80, 24);
+    assert_shows(&shown, &["Epochs     2", "Limit      all", "Running - epoch 2/2 - step 5/10", "run 75%", "ETA 2s"]);
+    assert_shows(&shown, &["200 samples/s", "loss 1.5000 acc 0.5000", "val_loss 0.9000 val_acc 0.8000"]);
+    assert_shows(&shown, &["Loss (whole run)", "Accuracy (whole run)"]);
+    assert_legend(&shown, views::train::KEYS);
+    assert_legend(&shown, render::GLOBAL_KEYS);
+}

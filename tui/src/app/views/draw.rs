@@ -126,7 +126,10 @@ impl DrawView {
             return;
         };
         let pen = if self.pad.pen_down { "pen down" } else { "pen up" };
-        let title = format!("Pad 28x28 - brush {} - {pen}", self.pad.brush);
+        let mut title = format!("Pad 28x28 - brush {} - {pen}", self.pad.brush);
+        if title.len() + 2 > d.pad_block.width as usize {
+            title = format!("Pad - brush {} - {pen}", self.pad.brush);
+        }
         frame.render_widget(Block::bordered().title(title), d.pad_block);
         draw_pad(frame.buffer_mut(), &pad, &self.pad);
 

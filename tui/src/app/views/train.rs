@@ -634,27 +634,39 @@ impl TrainView {
             Gauge::default().ratio(run.run_fraction()).label(run_label).gauge_style(Style::new().fg(ACCENT)),
             row(2),
         );
+        // The rows under the gauges; when the panel is narrow (80 columns) the long ones say
+        // less or take two rows, so that the numbers stay whole.
+        let fits = |text: &str| text.chars().count() <= inner.width as usize;
+        let mut lines = Vec::new();
         let rate = match (&self.phase, run.samples_per_second) {
             (Phase::Running, Some(r)) => format!("{r:.0} samples/s"),
             _ => "- samples/s".into(),
         };
-        let backend = if run.backend.is_empty() {
-            "starting".into()
-        } else {
-            format!("backend {} - device {}", run.backend, run.device)
-        };
-        frame.render_widget(Paragraph::new(format!("{rate} - {backend}")), row(3));
-        let last = match run.last_epoch {
-            Some((e, train, Some(test))) => format!(
-                "Epoch {e}: loss {:.4} acc {:.4} - val_loss {:.4} val_acc {:.4}",
-                train.loss, train.accuracy, test.loss, test.accuracy
-            ),
-            Some((e, train, None)) => format!("Epoch {e}: loss {:.4} acc {:.4}", train.loss, train.accuracy),
-            None => "No epoch finished yet".into(),
-        };
-        frame.render_widget(Paragraph::new(last), row(4));
-        frame.render_widget(Paragraph::new(Line::styled(data_line, data_style)), row(5));
-        frame.render_widget(Paragraph::new(model_line), row(6));
+        let wide = format!("{rate} - backend {} - device {}", run.backend, run.device);
+        lines.push(Line::from(match run.backend.is_empty() {
+            true if self.phase.is_active() => format!("{rate} - starting"),
+            true => String::new(),
+            false if fits(&wide) => wide,
+            false => format!("{rate} - {}", run.device),
+        }));
+        match run.last_epoch {
+            Some((e, train, test)) => {
+                let train = format!("Epoch {e}: loss {:.4} acc {:.4}", train.loss, train.accuracy);
+                let test = test.map(|t| format!("val_loss {:.4} val_acc {:.4}", t.loss, t.accuracy));
+                match test {
+                    Some(test) if fits(&format!("{train} - {test}")) => lines.push(format!("{train} - {test}").into()),
+                    Some(test) => lines.extend([train.into(), format!("  {test}").into()]),
+                    None => lines.push(train.into()),
+                }
+            }
+            None => lines.push("No epoch finished yet".into()),
+        }
+        lines.push(Line::styled(data_line, data_style));
+        let short_model = format!("Model: {}", shared.model.as_ref().map_or("none", |m| m.origin.as_str()));
+        lines.push(Line::from(if fits(&model_line) { model_line } else { short_model }));
+        for (i, line) in lines.into_iter().enumerate() {
+            frame.render_widget(Paragraph::new(line), row(3 + i as u16));
+        }
     }
 
     fn render_charts(&self, frame: &mut Frame, t: &TrainLayout) {
