@@ -166,34 +166,38 @@ pub fn spawn_training(settings: RunSettings, split: Arc<Split>, control: Arc<Run
     });
 }
 
-/// Forwards events, blocks while paused, and stops at each epoch end so the worker can take a
-/// parameter snapshot (the trainer continues where it stopped on the next `run`).
+/// Forwards events, blocks while paused, answers each epoch end with a snapshot request (its
+/// parameters go to the UI as the model to use) and stops the run when told to.
 struct Forwarder<'a> {
     tx: &'a Sender<Msg>,
     control: &'a RunControl,
-    started_sent: bool,
-    epoch_ended: bool,
 }
 
-impl Observer for Forwarder<'_> {
-    fn on_event(&mut self, event: &Event) -> Control {
-        // Each `run` after a snapshot announces the start again: the UI needs it once.
-        let repeat = matches!(event, Event::Started { .. }) && std::mem::replace(&mut self.started_sent, true);
-        if !repeat {
-            let _ = self.tx.send(Msg::Worker(WorkerMsg::Progress { event: event.clone(), at: Instant::now() }));
-        }
-        while self.control.is_paused() && !self.control.is_stopping() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if let Event::EpochEnded { .. } = event {
-            self.epoch_ended = true;
-            return Control::Stop;
-        }
+impl Forwarder<'_> {
+    fn go_on(&self) -> Control {
         if self.control.is_stopping() {
             Control::Stop
         } else {
             Control::Continue
         }
+    }
+}
+
+impl Observer for Forwarder<'_> {
+    fn on_event(&mut self, event: &Event) -> Control {
+        let _ = self.tx.send(Msg::Worker(WorkerMsg::Progress { event: event.clone(), at: Instant::now() }));
+        while self.control.is_paused() && !self.control.is_stopping() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match event {
+            Event::EpochEnded { .. } => Control::Snapshot,
+            _ => self.go_on(),
+        }
+    }
+
+    fn on_snapshot(&mut self, epochs_done: usize, params: &[f32]) -> Control {
+        let _ = self.tx.send(Msg::Worker(WorkerMsg::Snapshot { epoch: epochs_done, params: params.to_vec() }));
+        self.go_on()
     }
 }
 
@@ -223,23 +227,11 @@ fn train_on<B: Backend>(
         Ok(t) => t,
         Err(e) => return send(WorkerMsg::Done { end: RunEnd::Failed(format!("cannot start training: {e}")) }),
     };
-    let mut forwarder = Forwarder { tx, control, started_sent: false, epoch_ended: false };
-    let end = loop {
-        match trainer.run(&mut forwarder) {
-            Ok(Outcome::Completed) => break RunEnd::Completed,
-            Ok(Outcome::Stopped) => {
-                if std::mem::take(&mut forwarder.epoch_ended) {
-                    if let Ok(params) = trainer.network.params() {
-                        send(WorkerMsg::Snapshot { epoch: trainer.epochs_done(), params });
-                    }
-                }
-                if control.is_stopping() {
-                    break RunEnd::Stopped;
-                }
-            }
-            // After a NaN the trainer holds the last good epoch's parameters.
-            Err(e) => break RunEnd::Failed(format!("training failed: {e}")),
-        }
+    let end = match trainer.run(&mut Forwarder { tx, control }) {
+        Ok(Outcome::Completed) => RunEnd::Completed,
+        Ok(Outcome::Stopped) => RunEnd::Stopped,
+        // The UI keeps the last finished epoch's snapshot as its model.
+        Err(e) => RunEnd::Failed(format!("training failed: {e}")),
     };
     send(WorkerMsg::Done { end });
 }
@@ -343,6 +335,43 @@ mod tests {
         control.apply(RunCommand::Resume);
         control.apply(RunCommand::Stop);
         let msgs = collect(&rx);
+        assert!(matches!(msgs.last(), Some(WorkerMsg::Done { end: RunEnd::Stopped })), "{:?}", msgs.last());
+    }
+
+    /// One run, no restarts: every finished epoch is handed over once, in order, and a stop ends
+    /// the run there with nothing after it.
+    #[test]
+    fn a_stopped_run_has_handed_over_each_finished_epoch_once() {
+        let (tx, rx) = mpsc::channel();
+        let control = Arc::new(RunControl::default());
+        spawn_training(settings(50), Arc::new(tiny_split(320, 20)), control.clone(), tx);
+        let mut msgs = Vec::new();
+        while let Ok(Msg::Worker(m)) = rx.recv_timeout(Duration::from_secs(120)) {
+            let first_snapshot = matches!(m, WorkerMsg::Snapshot { .. });
+            msgs.push(m);
+            if first_snapshot {
+                control.apply(RunCommand::Stop);
+                break;
+            }
+        }
+        msgs.extend(collect(&rx));
+        let ended: Vec<usize> = msgs
+            .iter()
+            .filter_map(|m| match m {
+                WorkerMsg::Progress { event: Event::EpochEnded { epoch, .. }, .. } => Some(*epoch),
+                _ => None,
+            })
+            .collect();
+        let snapshots: Vec<usize> = msgs
+            .iter()
+            .filter_map(|m| if let WorkerMsg::Snapshot { epoch, .. } = m { Some(*epoch) } else { None })
+            .collect();
+        assert!(!ended.is_empty() && ended.len() < 50, "{ended:?}");
+        assert_eq!(snapshots, ended);
+        assert_eq!(snapshots, (1..=ended.len()).collect::<Vec<_>>());
+        let started =
+            msgs.iter().filter(|m| matches!(m, WorkerMsg::Progress { event: Event::Started { .. }, .. })).count();
+        assert_eq!(started, 1);
         assert!(matches!(msgs.last(), Some(WorkerMsg::Done { end: RunEnd::Stopped })), "{:?}", msgs.last());
     }
 
