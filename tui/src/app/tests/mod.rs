@@ -268,7 +268,11 @@ fn no_data_is_a_clear_message_in_every_view_not_a_crash() {
     );
     assert_eq!(app.train.phase, Phase::Idle);
     assert_eq!(app.shared.status.1, StatusKind::Error);
-    assert_shows(&screen(&app, 120, 40), &["No data: cannot use --data data/mnist.npz: No such file", "Set Data"]);
+    // What to do first, then why (issue 17 #5).
+    assert_shows(
+        &screen(&app, 120, 40),
+        &["No data. Set Data to a local mnist.npz", "cannot use --data data/mnist.npz: No such file"],
+    );
     key(&mut app, KeyCode::Char('3'));
     assert_shows(&screen(&app, 120, 40), &["No test data: cannot use --data"]);
     // Trying again loads again.

@@ -289,3 +289,26 @@ fn at_80x24_train_shows_settings_progress_charts_and_every_key() {
     assert_legend(&shown, views::train::KEYS);
     assert_legend(&shown, render::GLOBAL_KEYS);
 }
+
+/// Issue 17 #5: with no data the way out comes first, whole, even at 80 columns and after a
+/// long download error; the error itself still shows in full where there is room to wrap it.
+#[test]
+fn with_no_data_the_way_out_comes_first_and_whole() {
+    let mut app = new_app();
+    let args = app.train.settings.data_args();
+    let message = "cannot download MNIST from https://s3.amazonaws.com/img-datasets/mnist.npz (Name or service \
+                   not known) nor from https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz \
+                   (Name or service not known): gave up after 4 attempts";
+    send(&mut app, Msg::Data(DataMsg::Failed { message: message.into(), args }));
+    let hint = "Set Data to a local mnist.npz (Enter to edit) and press s";
+    for view in View::ALL {
+        app.view = view;
+        assert_shows(&screen(&app, 80, 24), &[hint]);
+    }
+    app.view = View::Train;
+    let shown = screen(&app, 80, 24);
+    let (first_hint, first_error) = (shown.find("Set Data to a local"), shown.find("cannot download"));
+    assert!(first_hint.is_some() && first_hint < first_error, "{shown}");
+    app.view = View::Explore;
+    assert_shows(&screen(&app, 80, 24), &["gave up after 4 attempts"]);
+}

@@ -42,6 +42,9 @@ pub const KEYS: &[KeyHelp] = &[
 pub const EDIT_KEYS: &[KeyHelp] =
     &[("type", "the value"), ("Enter", "set"), ("Esc", "cancel"), ("Backspace", "delete")];
 
+/// What to do when the data cannot be had: said before the reason, which can be long.
+const NO_DATA_HINT: &str = "Set Data to a local mnist.npz (Enter to edit) and press s";
+
 /// The settings a run starts with, editable in the train view before it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
@@ -398,8 +401,7 @@ impl TrainView {
                 }
             }
             DataState::Failed { message, .. } => {
-                let text = format!("No data: {message}. Set Data to a local mnist.npz (Enter to edit) and press s");
-                shared.error(text);
+                shared.error(format!("No data. {NO_DATA_HINT}. {message}"));
                 if std::mem::take(&mut self.start_when_loaded) {
                     self.phase = Phase::Idle;
                 }
@@ -594,7 +596,7 @@ impl TrainView {
         let data_line = match &shared.data {
             DataState::Loading(_) => "Data: loading...".to_string(),
             DataState::Ready { source, .. } => format!("Data: {source}"),
-            DataState::Failed { message, .. } => format!("No data: {message}"),
+            DataState::Failed { .. } => format!("No data. {NO_DATA_HINT}."),
         };
         let data_style = if matches!(shared.data, DataState::Failed { .. }) {
             Style::new().fg(Color::LightRed)
@@ -604,8 +606,12 @@ impl TrainView {
         let model_line =
             format!("Model for draw/explore: {}", shared.model.as_ref().map_or("none", |m| m.origin.as_str()));
         let Some(run) = &self.run else {
-            // Before any run there is room to wrap a long "No data" reason.
-            let lines = vec![Line::from(phase), Line::from(model_line), Line::styled(data_line, data_style)];
+            // Before any run there is room to wrap a long "No data" reason (after what to do).
+            let mut lines = vec![Line::from(phase), Line::styled(data_line, data_style)];
+            if let DataState::Failed { message } = &shared.data {
+                lines.push(Line::styled(format!("Why: {message}"), data_style));
+            }
+            lines.push(Line::from(model_line));
             frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
             return;
         };
