@@ -157,6 +157,10 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         app.train.on_edit_key(&mut app.shared, key, is_chord(&key));
         return Vec::new();
     }
+    // Ctrl or Alt with a key is no shortcut here (Ctrl-C is, above): Ctrl-X must not stop a run.
+    if is_chord(&key) {
+        return Vec::new();
+    }
     match key.code {
         KeyCode::Char('q') => request_quit(app),
         KeyCode::Tab => app.view = View::ALL[(app.view.index() + 1) % 3],
@@ -187,7 +191,7 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
 fn on_prompt_key(app: &mut App, prompt: Prompt, key: KeyEvent, ctrl_c: bool) -> Vec<Effect> {
     match prompt {
         Prompt::ConfirmQuit => match key.code {
-            KeyCode::Char('y') | KeyCode::Enter => {
+            KeyCode::Char('y') | KeyCode::Enter if !is_chord(&key) => {
                 app.quit = true;
                 return app.train.quit_effects();
             }
@@ -235,9 +239,12 @@ fn on_path_prompt(app: &mut App, save: bool, mut input: String, key: KeyEvent) -
     Vec::new()
 }
 
-/// Alt or Ctrl with a key: not text (a terminal sends Esc quickly followed by a key as Alt+key).
+/// Alt, Ctrl (or Super, Hyper, Meta) with a key: neither text nor the key's shortcut (a terminal
+/// sends Esc quickly followed by a key as Alt+key). Shift is neither: it makes capitals and BackTab.
 fn is_chord(key: &KeyEvent) -> bool {
-    key.modifiers.intersects(KeyModifiers::ALT | KeyModifiers::CONTROL)
+    let chord =
+        KeyModifiers::ALT | KeyModifiers::CONTROL | KeyModifiers::SUPER | KeyModifiers::HYPER | KeyModifiers::META;
+    key.modifiers.intersects(chord)
 }
 
 fn on_mouse(app: &mut App, mouse: MouseEvent) {

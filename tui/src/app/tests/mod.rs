@@ -402,3 +402,42 @@ fn a_new_app_reports_a_bad_model_instead_of_failing() {
     key(&mut app, KeyCode::Char('e'));
     assert!(app.prompt.is_none() && app.shared.status.0.contains("No model to save"));
 }
+
+/// Issue 17 #6: Ctrl or Alt with a key is not the key: Ctrl-S starts no run, Ctrl-X stops none,
+/// Alt-q does not quit, Alt-2 switches no view, Alt-c clears no pad; Shift-Tab and Ctrl-C work.
+#[test]
+fn control_and_alt_with_a_key_are_not_the_key() {
+    let chord = |c: char, modifiers| Msg::Key(KeyEvent::new(KeyCode::Char(c), modifiers));
+    let mut app = app_with_data();
+    assert!(send(&mut app, chord('s', KeyModifiers::CONTROL)).is_empty());
+    assert_eq!(app.train.phase, Phase::Idle);
+    start_run(&mut app);
+    for (c, modifiers) in [
+        ('x', KeyModifiers::CONTROL),
+        ('p', KeyModifiers::CONTROL),
+        ('w', KeyModifiers::CONTROL),
+        ('x', KeyModifiers::ALT),
+        ('q', KeyModifiers::ALT),
+        ('q', KeyModifiers::CONTROL),
+        ('2', KeyModifiers::ALT),
+        ('e', KeyModifiers::CONTROL),
+    ] {
+        assert!(send(&mut app, chord(c, modifiers)).is_empty(), "{c} with {modifiers:?}");
+    }
+    send(&mut app, Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::ALT)));
+    assert_eq!(app.train.phase, Phase::Running);
+    assert_eq!(app.train.chart_window, ChartWindow::WholeRun);
+    assert!(app.train.editing.is_none() && app.prompt.is_none() && !app.quit);
+    assert_eq!(app.view, View::Train);
+
+    key(&mut app, KeyCode::Char('2'));
+    key(&mut app, KeyCode::Char(' '));
+    send(&mut app, chord('c', KeyModifiers::ALT));
+    send(&mut app, Msg::Key(KeyEvent::new(KeyCode::Down, KeyModifiers::CONTROL)));
+    assert!(!app.draw.pad.is_blank());
+    assert_eq!(app.draw.pad.cursor, (14, 14));
+    send(&mut app, Msg::Key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT)));
+    assert_eq!(app.view, View::Train);
+    send(&mut app, chord('c', KeyModifiers::CONTROL));
+    assert_eq!(app.prompt, Some(Prompt::ConfirmQuit));
+}
