@@ -12,7 +12,7 @@ use ratatui::Frame;
 
 use super::layout::{self, layout, AppLayout, View, MIN_HEIGHT, MIN_WIDTH, TAB_TITLES};
 use super::shared::StatusKind;
-use super::update::{App, Prompt};
+use super::update::{App, CheckpointAction, Prompt};
 use super::views::{draw, explore, train};
 use super::widgets::{KeyHelp, ACCENT};
 
@@ -66,7 +66,7 @@ pub const GLOBAL_KEYS: &[KeyHelp] = &[("Tab/1-3", "views"), ("o", "load model"),
 fn legend(app: &App, area: Rect) -> Vec<Line<'static>> {
     let groups: Vec<&[KeyHelp]> = match &app.prompt {
         Some(Prompt::ConfirmQuit) => vec![&[("y", "quit and stop training"), ("n", "keep going")]],
-        Some(_) => vec![&[("type", "the checkpoint prefix"), ("Enter", "ok"), ("Esc", "cancel")]],
+        Some(_) => vec![&[("type", "the checkpoint prefix"), ("Enter", "ok"), ("Esc", "cancel"), ("Ctrl-U", "clear")]],
         None if app.train.editing.is_some() => vec![train::EDIT_KEYS],
         None => {
             let view_keys = match app.view {
@@ -117,31 +117,101 @@ fn legend_rows(groups: &[&[KeyHelp]], width: usize, rows: usize) -> Vec<Vec<KeyH
 }
 
 fn render_prompt(frame: &mut Frame, area: Rect, prompt: &Prompt) {
+    let width = area.width.saturating_sub(4).min(76);
+    let inner_width = width.saturating_sub(2) as usize;
     let (title, lines): (&str, Vec<Line>) = match prompt {
         Prompt::ConfirmQuit => (
             "Quit?",
             vec![Line::from("Training is running. Quit and stop it?"), Line::from("y: quit   n: keep training")],
         ),
-        Prompt::SaveModel { input } => (
-            "Save the model",
-            vec![
+        Prompt::Checkpoint(p) => {
+            let mut lines = vec![
                 Line::from("MXNet checkpoint prefix (PREFIX-symbol.json, PREFIX-0000.params):"),
-                Line::from(format!("> {input}_")),
-            ],
-        ),
-        Prompt::LoadModel { input } => (
-            "Load a model",
-            vec![
-                Line::from("MXNet checkpoint prefix (PREFIX-symbol.json, PREFIX-0000.params):"),
-                Line::from(format!("> {input}_")),
-            ],
-        ),
+                Line::styled("(a path ending in / is a folder: FOLDER/mnist_cnn)", Style::new().fg(Color::Gray)),
+                Line::from(format!("> {}_", p.input)),
+            ];
+            if p.busy {
+                lines.push(Line::from(if p.action == CheckpointAction::Save { "Saving..." } else { "Loading..." }));
+            }
+            // The whole error, wrapped to the prompt's width (it names the files and the cause).
+            let error_style = Style::new().fg(Color::LightRed).add_modifier(Modifier::BOLD);
+            for row in p.error.as_deref().map(|e| wrap_words(e, inner_width)).unwrap_or_default() {
+                lines.push(Line::styled(row, error_style));
+            }
+            (if p.action == CheckpointAction::Save { "Save the model" } else { "Load a model" }, lines)
+        }
     };
-    let width = area.width.saturating_sub(4).min(76);
-    let height = 4u16.min(area.height);
+    let lines: Vec<Line> = lines
+        .into_iter()
+        .flat_map(|line| {
+            let style = line.style;
+            let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
+            wrap_words(&text, inner_width).into_iter().map(move |row| Line::styled(row, style))
+        })
+        .collect();
+    let height = (lines.len() as u16 + 2).min(area.height);
     let popup =
         Rect::new(area.x + (area.width - width) / 2, area.y + area.height.saturating_sub(height) / 2, width, height);
     frame.render_widget(Clear, popup);
     let block = Block::bordered().title(title).border_style(Style::new().fg(ACCENT));
     frame.render_widget(Paragraph::new(lines).block(block), popup);
+}
+
+/// `text` in rows of at most `width` characters, broken at spaces (a word longer than a row is
+/// cut into pieces).
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut rows = vec![String::new()];
+    for word in text.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let row = rows.last_mut().expect("a row");
+            let used = row.chars().count();
+            let need = if used == 0 { word.len() } else { used + 1 + word.len() };
+            if need <= width {
+                if used > 0 {
+                    row.push(' ');
+                }
+                row.extend(word);
+                break;
+            }
+            if used > 0 {
+                rows.push(String::new());
+                continue;
+            }
+            // A word longer than a row.
+            row.extend(word.drain(..width));
+            rows.push(String::new());
+        }
+    }
+    while rows.len() > 1 && rows.last().is_some_and(|r| r.is_empty()) {
+        rows.pop();
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_wrap_at_spaces_and_long_words_are_cut() {
+        assert_eq!(
+            wrap_words("cannot read model file a-symbol.json", 16),
+            ["cannot read", "model file", "a-symbol.json"]
+        );
+        assert_eq!(wrap_words("/a/very/long/path/name x", 8), ["/a/very/", "long/pat", "h/name x"]);
+        assert_eq!(wrap_words("", 8), [""]);
+        assert_eq!(wrap_words("exactly8", 8), ["exactly8"]);
+    }
+
+    #[test]
+    fn the_legend_keeps_a_row_per_group_when_it_can_and_flows_when_not() {
+        let view: &[KeyHelp] = &[("s", "start"), ("x", "stop")];
+        let global: &[KeyHelp] = &[("q", "quit")];
+        assert_eq!(legend_rows(&[view, global], 20, 2), vec![view.to_vec(), global.to_vec()]);
+        // "s start  x stop" is 15 cells: at 14 the view's keys flow on into the next row.
+        assert_eq!(legend_rows(&[view, global], 14, 2), vec![vec![view[0]], vec![view[1], global[0]]]);
+        assert_eq!(legend_rows(&[view, global], 7, 1), vec![vec![view[0]]]);
+    }
 }

@@ -20,13 +20,30 @@ use super::views::train::{Settings, TrainView};
 pub enum Prompt {
     /// Quitting would stop a running training.
     ConfirmQuit,
-    /// A checkpoint prefix to save to.
-    SaveModel {
-        input: String,
-    },
-    LoadModel {
-        input: String,
-    },
+    /// A checkpoint prefix to save the model to or load one from.
+    Checkpoint(CheckpointPrompt),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointAction {
+    Save,
+    Load,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointPrompt {
+    pub action: CheckpointAction,
+    pub input: String,
+    /// Why the last try failed (the prompt stays open, the path as typed).
+    pub error: Option<String>,
+    /// Enter was pressed and the save or load is under way.
+    pub busy: bool,
+}
+
+impl CheckpointPrompt {
+    fn open(action: CheckpointAction, input: String) -> Prompt {
+        Prompt::Checkpoint(CheckpointPrompt { action, input, error: None, busy: false })
+    }
 }
 
 pub struct App {
@@ -102,18 +119,17 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.explore.on_predictions(generation, result);
             Vec::new()
         }
-        Msg::ModelLoaded(Ok(model)) => {
-            let text = format!("Model {}", model.origin);
-            app.shared.set_model(model);
-            app.shared.info(text);
+        Msg::ModelLoaded(result) => {
+            let text = result.map(|model| {
+                let text = format!("Model {}", model.origin);
+                app.shared.set_model(model);
+                text
+            });
+            checkpoint_done(app, CheckpointAction::Load, text);
             Vec::new()
         }
-        Msg::ModelLoaded(Err(e)) | Msg::ModelSaved(Err(e)) => {
-            app.shared.error(e);
-            Vec::new()
-        }
-        Msg::ModelSaved(Ok(written)) => {
-            app.shared.info(format!("Saved the model: {written}"));
+        Msg::ModelSaved(result) => {
+            checkpoint_done(app, CheckpointAction::Save, result.map(|written| format!("Saved the model: {written}")));
             Vec::new()
         }
     };
@@ -166,9 +182,9 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         KeyCode::Tab => app.view = View::ALL[(app.view.index() + 1) % 3],
         KeyCode::BackTab => app.view = View::ALL[(app.view.index() + 2) % 3],
         KeyCode::Char(c @ '1'..='3') => app.view = View::ALL[c as usize - '1' as usize],
-        KeyCode::Char('o') => app.prompt = Some(Prompt::LoadModel { input: app.suggested_prefix() }),
+        KeyCode::Char('o') => app.prompt = Some(CheckpointPrompt::open(CheckpointAction::Load, app.suggested_prefix())),
         KeyCode::Char('e') => match app.shared.model {
-            Some(_) => app.prompt = Some(Prompt::SaveModel { input: app.suggested_prefix() }),
+            Some(_) => app.prompt = Some(CheckpointPrompt::open(CheckpointAction::Save, app.suggested_prefix())),
             None => app.shared.error("No model to save yet"),
         },
         _ => {
@@ -199,44 +215,86 @@ fn on_prompt_key(app: &mut App, prompt: Prompt, key: KeyEvent, ctrl_c: bool) -> 
             _ if ctrl_c => app.quit = true,
             _ => app.shared.info("Quit cancelled"),
         },
-        Prompt::SaveModel { input } if !ctrl_c => return on_path_prompt(app, true, input, key),
-        Prompt::LoadModel { input } if !ctrl_c => return on_path_prompt(app, false, input, key),
-        _ => request_quit(app),
+        Prompt::Checkpoint(_) if ctrl_c => request_quit(app),
+        Prompt::Checkpoint(checkpoint) => return on_checkpoint_key(app, checkpoint, key),
     }
     Vec::new()
 }
 
-/// The save or the load prompt: typing edits the checkpoint prefix, Enter acts, Esc cancels.
-fn on_path_prompt(app: &mut App, save: bool, mut input: String, key: KeyEvent) -> Vec<Effect> {
-    let rebuild = |input: String| if save { Prompt::SaveModel { input } } else { Prompt::LoadModel { input } };
+/// The save or the load prompt: typing edits the checkpoint prefix (Ctrl-U clears it), Enter
+/// acts and keeps the prompt until the result comes (open again, with the error, if it failed),
+/// Esc cancels.
+fn on_checkpoint_key(app: &mut App, mut prompt: CheckpointPrompt, key: KeyEvent) -> Vec<Effect> {
+    let mut effects = Vec::new();
     match key.code {
-        KeyCode::Enter if input.trim().is_empty() => {
-            app.shared.error("Type a checkpoint prefix, e.g. out/mnist_cnn");
-            app.prompt = Some(rebuild(input));
+        // The save or load under way answers in a moment; keys wait for it.
+        _ if prompt.busy => {}
+        KeyCode::Esc => {
+            app.shared.info("Cancelled");
+            return effects;
         }
-        KeyCode::Enter => {
-            let prefix = input.trim().to_string();
-            return match (save, app.shared.model.clone()) {
-                (true, Some(model)) => vec![Effect::SaveModel { model, prefix }],
-                (true, None) => {
-                    app.shared.error("No model to save yet");
-                    Vec::new()
-                }
-                (false, _) => vec![Effect::LoadModel { prefix }],
-            };
-        }
-        KeyCode::Esc => app.shared.info("Cancelled"),
+        KeyCode::Enter => match (checkpoint_prefix(&prompt.input), prompt.action, app.shared.model.clone()) {
+            (Err(e), _, _) => {
+                app.shared.error(e.clone());
+                prompt.error = Some(e);
+            }
+            (Ok(_), CheckpointAction::Save, None) => {
+                let e = "No model to save yet".to_string();
+                app.shared.error(e.clone());
+                prompt.error = Some(e);
+            }
+            (Ok(prefix), CheckpointAction::Save, Some(model)) => {
+                prompt.busy = true;
+                effects.push(Effect::SaveModel { model, prefix });
+            }
+            (Ok(prefix), CheckpointAction::Load, _) => {
+                prompt.busy = true;
+                effects.push(Effect::LoadModel { prefix });
+            }
+        },
+        KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => prompt.input.clear(),
         KeyCode::Backspace => {
-            input.pop();
-            app.prompt = Some(rebuild(input));
+            prompt.input.pop();
         }
-        KeyCode::Char(c) if !is_chord(&key) => {
-            input.push(c);
-            app.prompt = Some(rebuild(input));
-        }
-        _ => app.prompt = Some(rebuild(input)),
+        KeyCode::Char(c) if !is_chord(&key) => prompt.input.push(c),
+        _ => {}
     }
-    Vec::new()
+    app.prompt = Some(Prompt::Checkpoint(prompt));
+    effects
+}
+
+/// The checkpoint prefix a typed path stands for: a folder (ending in `/`, or `.` or `..`)
+/// holds `mnist_cnn`, as `mnist train` names its files.
+pub fn checkpoint_prefix(input: &str) -> Result<String, String> {
+    let input = input.trim();
+    if input.is_empty() {
+        return Err("Type a checkpoint prefix, e.g. out/mnist_cnn".into());
+    }
+    let last = input.rsplit(['/', std::path::MAIN_SEPARATOR]).next().unwrap_or("");
+    Ok(match last {
+        "" => format!("{input}mnist_cnn"),
+        "." | ".." => format!("{input}/mnist_cnn"),
+        _ => input.to_string(),
+    })
+}
+
+/// The result of a save or load: the prompt waiting for it closes, or opens again with the error.
+fn checkpoint_done(app: &mut App, action: CheckpointAction, result: Result<String, String>) {
+    let waiting = matches!(&app.prompt, Some(Prompt::Checkpoint(p)) if p.busy && p.action == action);
+    match result {
+        Ok(text) => {
+            if waiting {
+                app.prompt = None;
+            }
+            app.shared.info(text);
+        }
+        Err(e) => {
+            if let (true, Some(Prompt::Checkpoint(p))) = (waiting, app.prompt.as_mut()) {
+                (p.busy, p.error) = (false, Some(e.clone()));
+            }
+            app.shared.error(e);
+        }
+    }
 }
 
 /// Alt, Ctrl (or Super, Hyper, Meta) with a key: neither text nor the key's shortcut (a terminal

@@ -22,7 +22,7 @@ use super::layout::{layout, View};
 use super::models::{self, Predictions};
 use super::msg::{DataMsg, Effect, ExploreMsg, Msg, RunEnd, WorkerMsg};
 use super::shared::{DataState, StatusKind};
-use super::update::{update, App, Prompt};
+use super::update::{update, App, CheckpointAction, Prompt};
 use super::views;
 use super::views::train::{ChartWindow, Field, Phase, Settings};
 use super::worker::RunControl;
@@ -289,7 +289,9 @@ fn no_data_is_a_clear_message_in_every_view_not_a_crash() {
 fn load_and_save_prompts_become_effects_and_report_errors() {
     let mut app = new_app();
     key(&mut app, KeyCode::Char('o'));
-    assert!(matches!(&app.prompt, Some(Prompt::LoadModel { input }) if input == "out/mnist_cnn"));
+    assert!(
+        matches!(&app.prompt, Some(Prompt::Checkpoint(p)) if p.action == CheckpointAction::Load && p.input == "out/mnist_cnn")
+    );
     assert_shows(&screen(&app, 120, 40), &["Load a model", "> out/mnist_cnn_"]);
     erase(&mut app, "mnist_cnn".len());
     chars(&mut app, "other");
@@ -298,14 +300,15 @@ fn load_and_save_prompts_become_effects_and_report_errors() {
     send(&mut app, Msg::ModelLoaded(Err("cannot read model file out/other-symbol.json".into())));
     assert_eq!(app.shared.status.1, StatusKind::Error);
     assert!(screen(&app, 120, 40).contains("cannot read model file out/other-symbol.json"));
+    key(&mut app, KeyCode::Esc); // the load prompt stays open after a failure (issue 17 #7)
     key(&mut app, KeyCode::Char('e'));
-    assert!(matches!(&app.prompt, Some(Prompt::SaveModel { .. })));
+    assert!(matches!(&app.prompt, Some(Prompt::Checkpoint(p)) if p.action == CheckpointAction::Save));
     key(&mut app, KeyCode::Esc);
     assert!(app.prompt.is_none());
     // Esc quickly followed by a key arrives as Alt+key: it is not typed into a prompt.
     key(&mut app, KeyCode::Char('o'));
     send(&mut app, Msg::Key(KeyEvent::new(KeyCode::Char('2'), KeyModifiers::ALT)));
-    assert!(matches!(&app.prompt, Some(Prompt::LoadModel { input }) if input == "out/mnist_cnn"));
+    assert_eq!(prompt_input(&app).as_deref(), Some("out/mnist_cnn"));
 }
 
 #[test]
@@ -440,4 +443,72 @@ fn control_and_alt_with_a_key_are_not_the_key() {
     assert_eq!(app.view, View::Train);
     send(&mut app, chord('c', KeyModifiers::CONTROL));
     assert_eq!(app.prompt, Some(Prompt::ConfirmQuit));
+}
+
+/// What the save or load prompt holds typed, if one is open.
+fn prompt_input(app: &App) -> Option<String> {
+    match &app.prompt {
+        Some(Prompt::Checkpoint(p)) => Some(p.input.clone()),
+        _ => None,
+    }
+}
+
+/// The screen's text with box borders gone and its rows joined: wrapped text reads whole.
+fn unwrapped(screen: &str) -> String {
+    let rows: Vec<&str> = screen.lines().map(|l| l.trim_matches(|c: char| c == '│' || c.is_whitespace())).collect();
+    rows.join(" ")
+}
+
+/// Issue 17 #7: a prefix ending in / is a folder (FOLDER/mnist_cnn); a failed save or load keeps
+/// the prompt open with the typed path and the error, whole (wrapped) and without a command-line
+/// flag; Ctrl-U clears the field.
+#[test]
+fn checkpoint_prompts_take_folders_keep_the_path_on_failure_and_clear_with_ctrl_u() {
+    let ctrl_u = Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+    let mut app = new_app();
+    key(&mut app, KeyCode::Char('e'));
+    send(&mut app, ctrl_u.clone());
+    assert_eq!(prompt_input(&app).as_deref(), Some(""));
+    chars(&mut app, "models/");
+    let effects = key(&mut app, KeyCode::Enter);
+    assert!(matches!(&effects[..], [Effect::SaveModel { prefix, .. }] if prefix == "models/mnist_cnn"), "{effects:?}");
+    send(&mut app, Msg::ModelSaved(Err("cannot create models: Permission denied (os error 13)".into())));
+    assert_eq!(prompt_input(&app).as_deref(), Some("models/"), "the prompt stays open with the path");
+    assert_shows(&screen(&app, 80, 24), &["> models/_", "cannot create models: Permission denied (os error 13)"]);
+    erase(&mut app, 1);
+    chars(&mut app, "/m");
+    let effects = key(&mut app, KeyCode::Enter);
+    assert!(matches!(&effects[..], [Effect::SaveModel { prefix, .. }] if prefix == "models/m"), "{effects:?}");
+    send(&mut app, Msg::ModelSaved(Ok("models/m-symbol.json and models/m-0000.params".into())));
+    assert!(app.prompt.is_none());
+    assert!(app.shared.status.0.starts_with("Saved the model"));
+
+    // A load that fails: the real error, as models::load gives it.
+    key(&mut app, KeyCode::Char('o'));
+    send(&mut app, ctrl_u);
+    chars(&mut app, "/nonexistent/m");
+    let effects = key(&mut app, KeyCode::Enter);
+    let [Effect::LoadModel { prefix }] = &effects[..] else { panic!("{effects:?}") };
+    let error = models::load(prefix).unwrap_err();
+    assert!(!error.contains("--"), "no command-line flag in the app: {error}");
+    send(&mut app, Msg::ModelLoaded(Err(error.clone())));
+    assert_eq!(prompt_input(&app).as_deref(), Some("/nonexistent/m"));
+    let shown = screen(&app, 80, 24);
+    assert!(unwrapped(&shown).contains(&error), "{error:?} is not whole on the screen:\n{shown}");
+    // Typed settings clear with Ctrl-U too.
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Enter);
+    send(&mut app, Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)));
+    assert_eq!(app.train.editing, Some((Field::Epochs, String::new())));
+}
+
+#[test]
+fn a_typed_folder_is_a_folder_of_mnist_cnn() {
+    use super::update::checkpoint_prefix;
+    assert_eq!(checkpoint_prefix(" out/m ").as_deref(), Ok("out/m"));
+    assert_eq!(checkpoint_prefix("out/").as_deref(), Ok("out/mnist_cnn"));
+    assert_eq!(checkpoint_prefix(".").as_deref(), Ok("./mnist_cnn"));
+    assert_eq!(checkpoint_prefix("a/..").as_deref(), Ok("a/../mnist_cnn"));
+    assert_eq!(checkpoint_prefix("/").as_deref(), Ok("/mnist_cnn"));
+    assert!(checkpoint_prefix("  ").unwrap_err().contains("Type a checkpoint prefix"));
 }

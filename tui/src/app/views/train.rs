@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use mnist_core::model::Metrics;
 use mnist_core::train::Event;
 use mnist_core::Config;
@@ -40,7 +40,7 @@ pub const KEYS: &[KeyHelp] = &[
 
 /// The keys while a setting is typed.
 pub const EDIT_KEYS: &[KeyHelp] =
-    &[("type", "the value"), ("Enter", "set"), ("Esc", "cancel"), ("Backspace", "delete")];
+    &[("type", "the value"), ("Enter", "set"), ("Esc", "cancel"), ("Backspace", "delete"), ("Ctrl-U", "clear")];
 
 /// What to do when the data cannot be had: said before the reason, which can be long.
 const NO_DATA_HINT: &str = "Set Data to a local mnist.npz (Enter to edit) and press s";
@@ -479,6 +479,9 @@ impl TrainView {
                 Err(e) => shared.error(e),
             },
             KeyCode::Esc => shared.info("Edit cancelled"),
+            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.editing = Some((field, String::new()));
+            }
             KeyCode::Backspace => {
                 text.pop();
                 self.editing = Some((field, text));
