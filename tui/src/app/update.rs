@@ -116,7 +116,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Explore(ExploreMsg::Done { generation, result }) => {
-            app.explore.on_predictions(generation, result);
+            app.explore.on_predictions(&app.shared, generation, result);
             Vec::new()
         }
         Msg::ModelLoaded(result) => {
@@ -149,6 +149,7 @@ fn on_data(app: &mut App, msg: DataMsg) -> Vec<Effect> {
         return Vec::new();
     }
     app.shared.set_data(state);
+    app.explore.forget_predictions();
     app.train.on_data(&mut app.shared)
 }
 

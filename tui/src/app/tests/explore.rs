@@ -86,3 +86,58 @@ fn at_80x24_explore_shows_the_list_the_verdict_the_counts_and_the_keys() {
     assert_legend(&shown, views::explore::KEYS);
     assert_legend(&shown, render::GLOBAL_KEYS);
 }
+
+/// Issue 17 #8: each finished epoch of a run brings a new model; until its predictions are in,
+/// explore shows the old ones (not a blank "Predicting"), and then the same image stays selected.
+#[test]
+fn a_new_model_keeps_the_old_predictions_and_the_selection_until_the_new_ones_are_in() {
+    let wrong_at =
+        |wrong: &[usize]| -> Vec<u8> { (0..20).map(|i| ((i + wrong.contains(&i) as usize) % 10) as u8).collect() };
+    let mut app = exploring(20, wrong_at(&[3, 13, 17]));
+    app.view = View::Train;
+    start_run(&mut app);
+    app.view = View::Explore;
+    for _ in 0..5 {
+        key(&mut app, KeyCode::Down);
+    }
+    let new_model = |app: &mut App, epoch| {
+        let params = models::shipped().unwrap().params.to_vec();
+        match &send(app, Msg::Worker(WorkerMsg::Snapshot { epoch, params }))[..] {
+            [Effect::PredictAll { generation, .. }] => *generation,
+            other => panic!("{other:?}"),
+        }
+    };
+    let generation = new_model(&mut app, 1);
+    let shown = screen(&app, 120, 40);
+    assert_shows(&shown, &["Test images: 20", "Image #5", "accuracy 0.8500", "updating"]);
+    assert!(!shown.contains("Predicting"), "{shown}");
+    let predictions = Predictions { classes: wrong_at(&[7, 13, 17]), confidence: vec![0.75; 20] };
+    send(&mut app, Msg::Explore(ExploreMsg::Done { generation, result: Ok(predictions) }));
+    assert_eq!(app.explore.selected, 5);
+    assert_shows(&screen(&app, 120, 40), &["Image #5", "accuracy 0.8500"]);
+
+    // Among the misclassified: the selected image stays selected while it is still in the list,
+    // else the next one is.
+    key(&mut app, KeyCode::Char('m'));
+    key(&mut app, KeyCode::End);
+    key(&mut app, KeyCode::Up);
+    assert_shows(&screen(&app, 120, 40), &["Misclassified: 3 of 20", "Image #13"]);
+    let generation = new_model(&mut app, 2);
+    let predictions = Predictions { classes: wrong_at(&[3, 7, 9, 13, 17]), confidence: vec![0.75; 20] };
+    send(&mut app, Msg::Explore(ExploreMsg::Done { generation, result: Ok(predictions) }));
+    assert_shows(&screen(&app, 120, 40), &["Misclassified: 5 of 20", "Image #13"]);
+    let generation = new_model(&mut app, 3);
+    let predictions = Predictions { classes: wrong_at(&[3, 17]), confidence: vec![0.75; 20] };
+    send(&mut app, Msg::Explore(ExploreMsg::Done { generation, result: Ok(predictions) }));
+    assert_shows(&screen(&app, 120, 40), &["Misclassified: 2 of 20", "Image #17"]);
+
+    // Other data: the old predictions are not theirs.
+    app.train.phase = Phase::Completed;
+    app.train.settings.limit = 30;
+    app.view = View::Train;
+    key(&mut app, KeyCode::Char('s'));
+    let args = app.train.settings.data_args();
+    send(&mut app, Msg::Data(DataMsg::Loaded { split: tiny_split(30), source: "other".into(), args }));
+    app.view = View::Explore;
+    assert_shows(&screen(&app, 120, 40), &["Predicting 30 test images"]);
+}

@@ -57,20 +57,31 @@ impl ExploreView {
         vec![Effect::PredictAll { model: model.clone(), split: split.clone(), generation: shared.generation }]
     }
 
-    /// The worker's predictions for `generation`; a result for another one is stale.
-    pub fn on_predictions(&mut self, generation: u64, result: Result<Predictions, String>) {
+    /// The worker's predictions for `generation`; a result for another one is stale. The image
+    /// selected stays selected (or, gone from the misclassified, the next one in the list).
+    pub fn on_predictions(&mut self, shared: &Shared, generation: u64, result: Result<Predictions, String>) {
         if self.pending != Some(generation) {
             return;
         }
         self.pending = None;
         match result {
             Ok(p) => {
+                let selected_image = self.indices(shared).get(self.selected).copied();
                 self.predictions = Some((generation, p));
                 self.error = None;
-                self.selected = 0;
+                let indices = self.indices(shared);
+                self.selected = match selected_image {
+                    Some(image) => indices.iter().position(|&i| i >= image).unwrap_or(indices.len().saturating_sub(1)),
+                    None => 0,
+                };
             }
             Err(e) => self.error = Some(e),
         }
+    }
+
+    /// The data changed: the predictions (and the selection) were for the old test set.
+    pub fn forget_predictions(&mut self) {
+        (self.predictions, self.selected, self.error) = (None, 0, None);
     }
 
     pub fn on_key(&mut self, shared: &Shared, key: KeyEvent) {
@@ -118,9 +129,8 @@ impl ExploreView {
             }
             (_, None, _) => Some("No model: o loads one, or train one in the train view (1)".into()),
             (_, _, ex) if ex.error.is_some() => ex.error.clone(),
-            (DataState::Ready { split, .. }, Some(model), ex)
-                if ex.predictions.as_ref().is_none_or(|(g, _)| *g != shared.generation) =>
-            {
+            // Until the first predictions are in; a new model's show the old ones meanwhile.
+            (DataState::Ready { split, .. }, Some(model), ex) if ex.predictions.is_none() => {
                 Some(format!("Predicting {} test images with the model {}...", split.test.len(), model.origin))
             }
             _ => None,
@@ -248,7 +258,9 @@ impl ExploreView {
             }
             lines.push(Line::from(spans));
         }
-        frame.render_widget(Paragraph::new(lines).block(Block::bordered().title("Confusion matrix")), e.confusion);
+        let title =
+            if self.pending.is_some() { "Confusion matrix - updating for the new model" } else { "Confusion matrix" };
+        frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(title)), e.confusion);
     }
 }
 
