@@ -13,6 +13,7 @@ use ratatui::Frame;
 use super::layout::{self, layout, AppLayout, View, MIN_HEIGHT, MIN_WIDTH, TAB_TITLES};
 use super::shared::StatusKind;
 use super::update::{App, CheckpointAction, Prompt};
+use super::views::train::Phase;
 use super::views::{draw, explore, train};
 use super::widgets::{KeyHelp, ACCENT};
 
@@ -41,7 +42,7 @@ pub fn render(frame: &mut Frame, app: &App) {
     frame.render_widget(Paragraph::new(Line::styled(status.as_str(), status_style)), l.status);
     frame.render_widget(Paragraph::new(legend(app, l.legend)).style(Style::new().fg(Color::Gray)), l.legend);
     if let Some(prompt) = &app.prompt {
-        render_prompt(frame, area, prompt);
+        render_prompt(frame, area, app, prompt);
     }
 }
 
@@ -116,14 +117,13 @@ fn legend_rows(groups: &[&[KeyHelp]], width: usize, rows: usize) -> Vec<Vec<KeyH
     out
 }
 
-fn render_prompt(frame: &mut Frame, area: Rect, prompt: &Prompt) {
+fn render_prompt(frame: &mut Frame, area: Rect, app: &App, prompt: &Prompt) {
     let width = area.width.saturating_sub(4).min(76);
     let inner_width = width.saturating_sub(2) as usize;
     let (title, lines): (&str, Vec<Line>) = match prompt {
-        Prompt::ConfirmQuit => (
-            "Quit?",
-            vec![Line::from("Training is running. Quit and stop it?"), Line::from("y: quit   n: keep training")],
-        ),
+        Prompt::ConfirmQuit => {
+            ("Quit?", vec![Line::from(quit_question(&app.train.phase)), Line::from("y: quit   n: keep training")])
+        }
         Prompt::Checkpoint(p) => {
             let mut lines = vec![
                 Line::from("MXNet checkpoint prefix (PREFIX-symbol.json, PREFIX-0000.params):"),
@@ -155,6 +155,15 @@ fn render_prompt(frame: &mut Frame, area: Rect, prompt: &Prompt) {
     frame.render_widget(Clear, popup);
     let block = Block::bordered().title(title).border_style(Style::new().fg(ACCENT));
     frame.render_widget(Paragraph::new(lines).block(block), popup);
+}
+
+/// What quitting asks, by how the run stands.
+fn quit_question(phase: &Phase) -> &'static str {
+    match phase {
+        Phase::Paused => "Training is paused. Quit and stop it?",
+        Phase::Stopping => "Training is stopping. Quit now?",
+        _ => "Training is running. Quit and stop it?",
+    }
 }
 
 /// `text` in rows of at most `width` characters, broken at spaces (a word longer than a row is

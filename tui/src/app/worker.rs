@@ -14,6 +14,7 @@ use mnist_core::{Backend, Config, CpuBackend, Split};
 
 use super::models::{self, Model};
 use super::msg::{DataMsg, Effect, ExploreMsg, Msg, RunCommand, RunEnd, RunSettings, WorkerMsg};
+use super::widgets::plural;
 use crate::backend_choice::{choose, Chosen};
 use crate::cli::DataArgs;
 use crate::download::ProgressEvent;
@@ -154,10 +155,19 @@ pub fn spawn_training(settings: RunSettings, split: Arc<Split>, control: Arc<Run
             // The command line's wording ("--precision", "--backend"): the app's settings have
             // the same names.
             Err(failure) => send(failed(failure.message)),
-            Ok(Chosen::Cuda(gpu)) => train_on(*gpu, "cuda", None, &settings, &split, &control, &tx),
+            // Reading the running metrics is a device round trip: every step on the CPU (cheap),
+            // sparser on a GPU.
+            Ok(Chosen::Cuda(gpu)) => {
+                send(WorkerMsg::Ready { backend: "cuda", device: gpu.device_name(), note: None });
+                train_on(*gpu, 10, &settings, &split, &control, &tx)
+            }
             Ok(Chosen::Cpu { fallback }) => {
                 let note = fallback.map(|why| format!("training on the CPU because {why}"));
-                train_on(CpuBackend::new(settings.threads), "cpu", note, &settings, &split, &control, &tx)
+                let cpu = CpuBackend::new(settings.threads);
+                // Named here, not by core's device_name ("cpu (1 threads)"), for "1 thread".
+                let device = format!("cpu ({})", plural(cpu.threads(), "thread"));
+                send(WorkerMsg::Ready { backend: "cpu", device, note });
+                train_on(cpu, 1, &settings, &split, &control, &tx)
             }
         });
         if let Err(message) = trained {
@@ -201,10 +211,11 @@ impl Observer for Forwarder<'_> {
     }
 }
 
+/// Trains on `backend` (announced already), reading the running metrics every `metrics_every`
+/// steps, until the run ends; its end is the last message.
 fn train_on<B: Backend>(
     backend: B,
-    label: &'static str,
-    note: Option<String>,
+    metrics_every: usize,
     settings: &RunSettings,
     split: &Split,
     control: &RunControl,
@@ -213,14 +224,11 @@ fn train_on<B: Backend>(
     let send = |m: WorkerMsg| {
         let _ = tx.send(Msg::Worker(m));
     };
-    send(WorkerMsg::Ready { backend: label, device: backend.device_name(), note });
     let config = TrainConfig {
         epochs: settings.epochs,
         batch_size: settings.batch_size,
         seed: settings.seed,
-        // Reading the running metrics is a device round trip: every step on the CPU (cheap),
-        // sparser on a GPU.
-        metrics_every: if label == "cpu" { 1 } else { 10 },
+        metrics_every,
         ..TrainConfig::default()
     };
     let mut trainer = match Trainer::new(backend, Config::default(), config, &split.train, Some(&split.test)) {
@@ -297,6 +305,8 @@ mod tests {
         spawn_training(settings(2), Arc::new(tiny_split(96, 20)), Arc::default(), tx);
         let msgs = collect(&rx);
         assert!(matches!(&msgs[0], WorkerMsg::Ready { backend: "cpu", .. }), "{:?}", msgs[0]);
+        // Issue 17 #9: one thread is "1 thread".
+        assert!(matches!(&msgs[0], WorkerMsg::Ready { device, .. } if device == "cpu (1 thread)"), "{:?}", msgs[0]);
         let started =
             msgs.iter().filter(|m| matches!(m, WorkerMsg::Progress { event: Event::Started { .. }, .. })).count();
         assert_eq!(started, 1);

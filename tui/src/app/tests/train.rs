@@ -312,3 +312,28 @@ fn with_no_data_the_way_out_comes_first_and_whole() {
     app.view = View::Explore;
     assert_shows(&screen(&app, 80, 24), &["gave up after 4 attempts"]);
 }
+
+/// Issue 17 #9: while paused, quitting says so; a run that failed before its backend started
+/// shows no stale "- samples/s - starting".
+#[test]
+fn the_quit_question_and_the_progress_say_how_the_run_stands() {
+    let mut app = app_with_data();
+    start_run(&mut app);
+    key(&mut app, KeyCode::Char('p'));
+    key(&mut app, KeyCode::Char('q'));
+    assert_shows(&screen(&app, 120, 40), &["Training is paused. Quit and stop it?"]);
+    key(&mut app, KeyCode::Char('n'));
+    key(&mut app, KeyCode::Char('x'));
+    key(&mut app, KeyCode::Char('q'));
+    assert_shows(&screen(&app, 120, 40), &["Training is stopping. Quit now?"]);
+
+    let mut app = app_with_data();
+    app.train.settings.backend = BackendChoice::Cuda;
+    start_run(&mut app);
+    assert_shows(&screen(&app, 120, 40), &["- samples/s - starting"]);
+    let why = "--backend cuda: no usable GPU (CUDA driver not found)";
+    send(&mut app, Msg::Worker(WorkerMsg::Done { end: RunEnd::Failed(why.into()) }));
+    let shown = screen(&app, 120, 40);
+    assert_shows(&shown, &["Failed: --backend cuda: no usable GPU"]);
+    assert!(!shown.contains("starting") && !shown.contains("samples/s"), "{shown}");
+}
