@@ -17,7 +17,7 @@ use cudarc::driver::{
     DeviceRepr, DriverError, LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use cudarc::nvrtc::Ptx;
-use mnist_core::backend::{checks, Backend, StepMode, StepValues};
+use mnist_core::backend::{Backend, Checked, DeviceBuffer, DeviceDataset, StepMode, StepValues};
 use mnist_core::layers::dropout::drop_threshold;
 use mnist_core::optim::Adadelta;
 use mnist_core::shape::{Conv2dDims, DenseDims, PoolDims};
@@ -177,6 +177,12 @@ pub struct CudaBuffer<T> {
     len: usize,
 }
 
+impl<T> DeviceBuffer for CudaBuffer<T> {
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
 impl<T> CudaBuffer<T> {
     pub fn len(&self) -> usize {
         self.len
@@ -204,6 +210,15 @@ impl CudaDataset {
     }
     pub fn is_empty(&self) -> bool {
         self.labels.len == 0
+    }
+}
+
+impl DeviceDataset for CudaDataset {
+    fn len(&self) -> usize {
+        self.labels.len
+    }
+    fn sample_len(&self) -> usize {
+        self.sample_len
     }
 }
 
@@ -642,8 +657,8 @@ impl CudaBackend {
         Ok(buffer)
     }
 
+    /// Copies `src` into the start of `dst`, which callers make sure holds as many values.
     fn copy_in<T: DeviceRepr>(&mut self, dst: &mut CudaBuffer<T>, src: &[T]) -> Result<()> {
-        checks::length("upload", "destination", dst.len, src.len())?;
         if src.is_empty() {
             return Ok(());
         }
@@ -1322,6 +1337,7 @@ impl Backend for CudaBackend {
     type Buffer = CudaBuffer<f32>;
     type Indices = CudaBuffer<u32>;
     type Dataset = CudaDataset;
+    type Conv2dSaved = ();
 
     fn device_name(&self) -> String {
         self.name.clone()
@@ -1333,11 +1349,13 @@ impl Backend for CudaBackend {
     fn alloc_indices(&mut self, len: usize) -> Result<CudaBuffer<u32>> {
         self.alloc_buffer(len)
     }
-    fn upload(&mut self, dst: &mut CudaBuffer<f32>, src: &[f32]) -> Result<()> {
+    fn alloc_conv2d_saved(&mut self, _dims: Conv2dDims) -> Result<()> {
+        Ok(())
+    }
+    fn upload_checked(&mut self, _: Checked, dst: &mut CudaBuffer<f32>, src: &[f32]) -> Result<()> {
         self.copy_in(dst, src)
     }
-    fn download(&mut self, dst: &mut [f32], src: &CudaBuffer<f32>) -> Result<()> {
-        checks::length("download", "source", src.len, dst.len())?;
+    fn download_checked(&mut self, _: Checked, dst: &mut [f32], src: &CudaBuffer<f32>) -> Result<()> {
         if !dst.is_empty() {
             let view = src.slice.slice(0..dst.len());
             self.stream
@@ -1350,13 +1368,13 @@ impl Backend for CudaBackend {
         self.fill_range(dst.ptr, dst.len, value)
     }
 
-    fn upload_dataset(&mut self, images: &[u8], labels: &[u8], sample_len: usize) -> Result<CudaDataset> {
-        if sample_len == 0 || images.len() != labels.len() * sample_len {
-            return Err(Error::invalid("dataset", "image bytes do not match the label count"));
-        }
-        if labels.len() > u32::MAX as usize {
-            return Err(Error::invalid("dataset", "more than 2^32 samples"));
-        }
+    fn upload_dataset_checked(
+        &mut self,
+        _: Checked,
+        images: &[u8],
+        labels: &[u8],
+        sample_len: usize,
+    ) -> Result<CudaDataset> {
         let order: Vec<u32> = (0..labels.len() as u32).collect();
         Ok(CudaDataset {
             images: self.upload_new(images)?,
@@ -1366,27 +1384,20 @@ impl Backend for CudaBackend {
         })
     }
 
-    fn set_order(&mut self, data: &mut CudaDataset, order: &[u32]) -> Result<()> {
-        if order.len() != data.len() || order.iter().any(|&i| i as usize >= data.len()) {
-            return Err(Error::invalid("sample order", "not a list of indices into the dataset"));
-        }
+    fn set_order_checked(&mut self, _: Checked, data: &mut CudaDataset, order: &[u32]) -> Result<()> {
         self.copy_in(&mut data.order, order)
     }
 
-    fn load_batch(
+    fn load_batch_checked(
         &mut self,
+        _: Checked,
         x: &mut CudaBuffer<f32>,
         labels: &mut CudaBuffer<u32>,
         data: &CudaDataset,
         start: usize,
         count: usize,
     ) -> Result<()> {
-        if start + count > data.len() {
-            return Err(Error::invalid("batch", format!("samples {start}..{} of {}", start + count, data.len())));
-        }
         let n = data.sample_len;
-        checks::length("load_batch", "x", x.len, count * n)?;
-        checks::length("load_batch", "labels", labels.len, count)?;
         if count == 0 {
             return Ok(());
         }
@@ -1411,9 +1422,11 @@ impl Backend for CudaBackend {
         unsafe { self.launch(Kernel::LoadBatch, elementwise(count * n), &args) }
     }
 
-    fn conv2d_forward(
+    fn conv2d_forward_checked(
         &mut self,
+        _: Checked,
         out: &mut CudaBuffer<f32>,
+        _saved: &mut (),
         inp: &CudaBuffer<f32>,
         params: &CudaBuffer<f32>,
         kernel: Span,
@@ -1423,7 +1436,6 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         let op = "conv2d_forward";
         let (in_len, out_len, patch, oc) = (d.in_len(), d.out_len(), d.patch_len(), d.out_channels);
-        checks::conv2d_forward(out.len, inp.len, params.len, kernel, bias, &d)?;
         if d.batch == 0 {
             return Ok(());
         }
@@ -1479,11 +1491,13 @@ impl Backend for CudaBackend {
         Ok(())
     }
 
-    fn conv2d_backward(
+    fn conv2d_backward_checked(
         &mut self,
+        _: Checked,
         dinp: Option<&mut CudaBuffer<f32>>,
         dparams: &mut CudaBuffer<f32>,
         dout: &mut CudaBuffer<f32>,
+        _saved: &(),
         out: &CudaBuffer<f32>,
         inp: &CudaBuffer<f32>,
         params: &CudaBuffer<f32>,
@@ -1500,8 +1514,6 @@ impl Backend for CudaBackend {
             .take()
             .filter(|k| k.inp == inp.ptr && k.inp_len == inp.len && k.dims == d && k.precision == self.precision);
         let (in_len, out_len, patch, oc) = (d.in_len(), d.out_len(), d.patch_len(), d.out_channels);
-        let dinp_len = dinp.as_ref().map(|v| v.len);
-        checks::conv2d_backward(dinp_len, dparams.len, dout.len, out.len, inp.len, params.len, kernel, bias, &d)?;
         let (dkernel, dbias) = ((dparams.at(kernel.offset), kernel.len), (dparams.at(bias.offset), bias.len));
         if d.batch == 0 {
             self.zero_range(dkernel.0, kernel.len)?;
@@ -1564,8 +1576,9 @@ impl Backend for CudaBackend {
         Ok(())
     }
 
-    fn maxpool2d_forward(
+    fn maxpool2d_forward_checked(
         &mut self,
+        _: Checked,
         out: &mut CudaBuffer<f32>,
         argmax: &mut CudaBuffer<u32>,
         inp: &CudaBuffer<f32>,
@@ -1573,7 +1586,6 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         let op = "maxpool2d_forward";
         let out_len = d.out_len();
-        checks::maxpool2d_forward(out.len, argmax.len, inp.len, &d)?;
         if d.batch * out_len == 0 {
             return Ok(());
         }
@@ -1597,8 +1609,9 @@ impl Backend for CudaBackend {
         unsafe { self.launch(Kernel::Maxpool2dForward, elementwise(threads), &args) }
     }
 
-    fn maxpool2d_backward(
+    fn maxpool2d_backward_checked(
         &mut self,
+        _: Checked,
         dinp: &mut CudaBuffer<f32>,
         argmax: &CudaBuffer<u32>,
         dout: &CudaBuffer<f32>,
@@ -1606,7 +1619,6 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         let op = "maxpool2d_backward";
         let in_len = d.in_len();
-        checks::maxpool2d_backward(dinp.len, argmax.len, dout.len, &d)?;
         if d.batch * in_len == 0 {
             return Ok(());
         }
@@ -1632,8 +1644,14 @@ impl Backend for CudaBackend {
         unsafe { self.launch(Kernel::Maxpool2dBackward, elementwise(threads), &args) }
     }
 
-    fn dropout_forward(&mut self, x: &mut CudaBuffer<f32>, len: usize, rate: f32, seed: u64) -> Result<()> {
-        checks::length("dropout_forward", "x", x.len, len)?;
+    fn dropout_forward_checked(
+        &mut self,
+        _: Checked,
+        x: &mut CudaBuffer<f32>,
+        len: usize,
+        rate: f32,
+        seed: u64,
+    ) -> Result<()> {
         if rate <= 0.0 || len == 0 {
             return Ok(());
         }
@@ -1658,13 +1676,9 @@ impl Backend for CudaBackend {
         unsafe { self.launch(Kernel::Dropout, elementwise(len), &args) }
     }
 
-    fn dropout_backward(&mut self, dx: &mut CudaBuffer<f32>, len: usize, rate: f32, seed: u64) -> Result<()> {
-        // Inverted dropout is linear for a fixed mask: the backward is the same map.
-        self.dropout_forward(dx, len, rate, seed)
-    }
-
-    fn dense_forward(
+    fn dense_forward_checked(
         &mut self,
+        _: Checked,
         out: &mut CudaBuffer<f32>,
         inp: &CudaBuffer<f32>,
         params: &CudaBuffer<f32>,
@@ -1675,7 +1689,6 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         let op = "dense_forward";
         let (b, i, o) = (d.batch, d.inputs, d.outputs);
-        checks::dense_forward(out.len, inp.len, params.len, kernel, bias, &d)?;
         if b == 0 {
             return Ok(());
         }
@@ -1703,8 +1716,9 @@ impl Backend for CudaBackend {
         )
     }
 
-    fn dense_backward(
+    fn dense_backward_checked(
         &mut self,
+        _: Checked,
         dinp: Option<&mut CudaBuffer<f32>>,
         dparams: &mut CudaBuffer<f32>,
         dout: &mut CudaBuffer<f32>,
@@ -1718,8 +1732,6 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         let op = "dense_backward";
         let (b, i, o) = (d.batch, d.inputs, d.outputs);
-        let dinp_len = dinp.as_ref().map(|v| v.len);
-        checks::dense_backward(dinp_len, dparams.len, dout.len, out.len, inp.len, params.len, kernel, bias, &d)?;
         let (dkernel, dbias) = ((dparams.at(kernel.offset), kernel.len), (dparams.at(bias.offset), bias.len));
         if b == 0 {
             self.zero_range(dkernel.0, kernel.len)?;
@@ -1761,8 +1773,9 @@ impl Backend for CudaBackend {
         Ok(())
     }
 
-    fn softmax_xent_forward(
+    fn softmax_xent_forward_checked(
         &mut self,
+        _: Checked,
         probs: &mut CudaBuffer<f32>,
         metrics: &mut CudaBuffer<f32>,
         logits: &CudaBuffer<f32>,
@@ -1771,7 +1784,6 @@ impl Backend for CudaBackend {
         classes: usize,
     ) -> Result<()> {
         let op = "softmax_xent_forward";
-        checks::softmax_xent_forward(probs.len, metrics.len, logits.len, labels.len, batch, classes)?;
         if batch == 0 || classes == 0 {
             return Ok(());
         }
@@ -1795,8 +1807,9 @@ impl Backend for CudaBackend {
         unsafe { self.launch(Kernel::SoftmaxXentForward, config, &args) }
     }
 
-    fn softmax_xent_backward(
+    fn softmax_xent_backward_checked(
         &mut self,
+        _: Checked,
         dlogits: &mut CudaBuffer<f32>,
         probs: &CudaBuffer<f32>,
         labels: &CudaBuffer<u32>,
@@ -1804,7 +1817,6 @@ impl Backend for CudaBackend {
         classes: usize,
     ) -> Result<()> {
         let op = "softmax_xent_backward";
-        checks::softmax_xent_backward(dlogits.len, probs.len, labels.len, batch, classes)?;
         if batch == 0 || classes == 0 {
             return Ok(());
         }
@@ -1824,8 +1836,9 @@ impl Backend for CudaBackend {
         unsafe { self.launch(Kernel::SoftmaxXentBackward, elementwise(batch * classes), &args) }
     }
 
-    fn adadelta_step(
+    fn adadelta_step_checked(
         &mut self,
+        _: Checked,
         params: &mut CudaBuffer<f32>,
         accum_grad: &mut CudaBuffer<f32>,
         accum_update: &mut CudaBuffer<f32>,
@@ -1833,11 +1846,6 @@ impl Backend for CudaBackend {
         hyper: Adadelta,
     ) -> Result<()> {
         let n = params.len;
-        for (what, len) in [("accum_grad", accum_grad.len), ("accum_update", accum_update.len), ("grads", grads.len)] {
-            if len != n {
-                return Err(backend_error("adadelta_step", format!("{what} has {len} values, params {n}")));
-            }
-        }
         if n == 0 {
             return Ok(());
         }
@@ -1879,8 +1887,9 @@ impl Backend for CudaBackend {
     /// Records a training step as a CUDA graph the second time a shape is seen (the first runs
     /// op by op, so scratch and cuBLAS are set up outside the capture) and replays it after,
     /// with `values` copied to the device first: one graph launch instead of ~40 launches.
-    fn begin_step(
+    fn begin_step_checked(
         &mut self,
+        _: Checked,
         data: &CudaDataset,
         batch: usize,
         hyper: Adadelta,
@@ -1890,13 +1899,6 @@ impl Backend for CudaBackend {
         self.kept_col.set(None);
         if !self.graphs_enabled || self.recording.is_some() {
             return Ok(StepMode::Run);
-        }
-        // load_batch's check, which a replay must make itself.
-        if values.start + batch > data.len() {
-            return Err(Error::invalid(
-                "batch",
-                format!("samples {}..{} of {}", values.start, values.start + batch, data.len()),
-            ));
         }
         let key = StepKey {
             batch,

@@ -97,13 +97,15 @@ fn gemm_ops<B: Backend>(mut be: B, round: fn(f32) -> f32) -> Result<OpResults> {
 
     let conv_in = buffer(&mut be, &values(&mut rng, c.batch * c.in_len(), 0.0, 1.0))?;
     let mut conv_out = be.alloc(c.batch * c.out_len())?;
-    be.conv2d_forward(&mut conv_out, &conv_in, &params, conv_kernel, conv_bias, c, true)?;
+    let mut conv_saved = be.alloc_conv2d_saved(c)?;
+    be.conv2d_forward(&mut conv_out, &mut conv_saved, &conv_in, &params, conv_kernel, conv_bias, c, true)?;
     let mut conv_dout = buffer(&mut be, &values(&mut rng, c.batch * c.out_len(), -1.0, 1.0))?;
     let mut conv_dinp = be.alloc(c.batch * c.in_len())?;
     be.conv2d_backward(
         Some(&mut conv_dinp),
         &mut dparams,
         &mut conv_dout,
+        &conv_saved,
         &conv_out,
         &conv_in,
         &params,
