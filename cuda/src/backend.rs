@@ -155,14 +155,39 @@ impl Operand {
     }
 }
 
-/// The im2col matrix a `conv2d_forward` left in scratch (the f32 col scratch, or HALF_COL),
-/// which the `conv2d_backward` of the same input and shape reads instead of recomputing it
-/// (conv2's im2col took 53 us of a 0.64 ms f32 step on an H100). It is forgotten as soon as
-/// anything may have written the input or the scratch: see `CudaBackend::forget_kept_col_at`.
+/// What a convolution's forward keeps for the backward of the same input (`Backend::Conv2dSaved`,
+/// owned by the network): the im2col matrix, which the backward reads instead of recomputing it
+/// (conv2's im2col took 53 us of a 0.64 ms f32 step on an H100). There is room for it when the
+/// layer takes the im2col path and its largest batch fits one chunk of samples.
+pub struct CudaConv2dSaved {
+    col: SavedCol,
+    /// The input, shape and format of the matrix in `col` now (None: it holds none).
+    holds: Option<KeptCol>,
+}
+
+/// Room for an im2col matrix: f32 in f32 precision, else bf16 or f16 bits.
+enum SavedCol {
+    None,
+    F32(CudaBuffer<f32>),
+    Half(CudaBuffer<u16>),
+}
+
+impl SavedCol {
+    /// Where a matrix of `len` values goes (written in `precision`'s format), if it fits.
+    fn room(&self, len: usize, precision: Precision) -> Option<u64> {
+        match self {
+            SavedCol::F32(col) if precision == Precision::F32 && col.len >= len => Some(col.ptr),
+            SavedCol::Half(col) if precision != Precision::F32 && col.len >= len => Some(col.ptr),
+            _ => None,
+        }
+    }
+}
+
+/// Which matrix a `CudaConv2dSaved` holds: the input's address and length, the shape and the
+/// precision it was made for; the backward uses it only when all four match its own.
 #[derive(Debug, Clone, Copy)]
 struct KeptCol {
-    inp: u64, // the input's allocation, [inp, inp_end) in bytes
-    inp_end: u64,
+    inp: u64,
     inp_len: usize,
     dims: Conv2dDims,
     precision: Precision,
@@ -276,7 +301,6 @@ pub struct CudaBackend {
     step_values: CudaBuffer<u64>, // (3): start, dropout seed 1, dropout seed 2 of the current step
     col: Option<CudaBuffer<f32>>, // im2col / dcol scratch, grown on demand
     col_cap: usize,               // COL_CAP, or less for tests of convolutions in chunks
-    kept_col: Cell<Option<KeptCol>>, // what the col scratch (or HALF_COL) holds for a backward
     precision: Precision,
     f32_gemm: F32Gemm,
     tf32: bool,
@@ -469,7 +493,6 @@ impl CudaBackend {
             step_values: CudaBuffer { slice: step_slice, ptr: step_ptr, len: 3 },
             col: None,
             col_cap: COL_CAP,
-            kept_col: Cell::new(None),
             precision: Precision::F32,
             f32_gemm: F32Gemm::from_env(),
             tf32: false,
@@ -553,7 +576,6 @@ impl CudaBackend {
             ));
         }
         self.drop_recordings("set_precision")?;
-        self.kept_col.set(None);
         self.precision = precision;
         self.loss_scale = None;
         if precision == Precision::F16 {
@@ -646,8 +668,6 @@ impl CudaBackend {
         // The address is fixed for the allocation's life; with event tracking off the
         // returned guard records nothing.
         let ptr = slice.device_ptr(&self.stream).0;
-        // Zero-filled, possibly at a freed input's address.
-        self.forget_kept_col_at(ptr);
         Ok(CudaBuffer { ptr, slice, len })
     }
 
@@ -662,7 +682,6 @@ impl CudaBackend {
         if src.is_empty() {
             return Ok(());
         }
-        self.forget_kept_col_at(dst.ptr);
         let mut view = dst.slice.slice_mut(0..src.len());
         self.stream.memcpy_htod(src, &mut view).map_err(|e| driver_error("cuMemcpyHtoD", e))
     }
@@ -675,10 +694,6 @@ impl CudaBackend {
     unsafe fn launch(&self, kernel: Kernel, config: LaunchConfig, args: &[Arg]) -> Result<()> {
         let mut builder = self.stream.launch_builder(&self.functions[kernel as usize]);
         for arg in args {
-            // Which pointers a kernel writes is the kernel's business: any of them counts.
-            if let Arg::Ptr(ptr) = arg {
-                self.forget_kept_col_at(*ptr);
-            }
             match arg {
                 Arg::Ptr(v) | Arg::U64(v) => builder.arg(v),
                 Arg::I64(v) => builder.arg(v),
@@ -741,7 +756,6 @@ impl CudaBackend {
         if g.m == 0 || g.n == 0 {
             return Ok(false);
         }
-        self.forget_kept_col_at(c.0);
         let cm = g
             .to_column_major()
             .ok_or_else(|| backend_error(op, format!("GEMM {g:?} exceeds cuBLAS's 32-bit sizes")))?;
@@ -1018,9 +1032,6 @@ impl CudaBackend {
 
     /// Half scratch `slot` with room for at least `len` values; grows like `col_scratch`.
     fn half_scratch(&mut self, slot: usize, len: usize) -> Result<u64> {
-        if slot == HALF_COL {
-            self.kept_col.set(None); // the caller is about to overwrite it
-        }
         if self.half[slot].as_ref().is_none_or(|h| h.len < len) {
             self.drop_recordings("half-precision scratch")?;
             self.half[slot] = None;
@@ -1045,28 +1056,14 @@ impl CudaBackend {
         if len == 0 {
             return Ok(());
         }
-        self.forget_kept_col_at(dst);
         self.ctx.bind_to_thread().map_err(|e| driver_error("cuMemsetD8Async", e))?;
         // SAFETY: callers pass an address with >= len floats behind it; async on our stream.
         unsafe { driver::memset_d8_async(dst, 0, len * 4, self.stream.cu_stream()) }
             .map_err(|e| driver_error("cuMemsetD8Async", e))
     }
 
-    /// Forgets the kept im2col matrix when `ptr` points into its input's allocation: something
-    /// is about to write there (or may: every pointer a kernel gets counts). Allocations are
-    /// disjoint, so a write to the input always goes through such a pointer; the other writes
-    /// (step graph replays) forget it in `begin_step` and `end_step`.
-    fn forget_kept_col_at(&self, ptr: u64) {
-        if let Some(kept) = self.kept_col.get() {
-            if (kept.inp..kept.inp_end).contains(&ptr) {
-                self.kept_col.set(None);
-            }
-        }
-    }
-
     /// A scratch buffer of at least `len` floats for im2col and dcol.
     fn col_scratch(&mut self, len: usize) -> Result<u64> {
-        self.kept_col.set(None); // the caller is about to overwrite it
         if self.col.as_ref().is_none_or(|c| c.len < len) {
             self.drop_recordings("im2col scratch")?;
             self.col = None; // free the old one first (stream-ordered)
@@ -1289,17 +1286,31 @@ impl CudaBackend {
         (self.col_cap / per_sample.max(1)).clamp(1, d.batch.max(1))
     }
 
-    /// The im2col matrix of `samples` samples at `src` as a GEMM operand, in scratch sized for
-    /// `chunk` samples: f32 in f32 precision, written straight in half precision otherwise.
-    fn im2col_operand(&mut self, src: u64, samples: usize, chunk: usize, d: &Conv2dDims) -> Result<Operand> {
+    /// The im2col matrix of `samples` samples at `src` as a GEMM operand, at `into` (a saved
+    /// state's room for it) or else in scratch sized for `chunk` samples: f32 in f32 precision,
+    /// written straight in half precision otherwise.
+    fn im2col_operand(
+        &mut self,
+        src: u64,
+        samples: usize,
+        chunk: usize,
+        d: &Conv2dDims,
+        into: Option<u64>,
+    ) -> Result<Operand> {
         let per_sample = d.out_height() * d.out_width() * d.patch_len();
         let len = samples * per_sample;
         if self.precision == Precision::F32 {
-            let col = self.col_scratch(chunk * per_sample)?;
+            let col = match into {
+                Some(col) => col,
+                None => self.col_scratch(chunk * per_sample)?,
+            };
             self.im2col_or_col2im(Kernel::Im2col, col, src, samples, d)?;
             return Ok(Operand::F32(col, len));
         }
-        let col = self.half_scratch(HALF_COL, chunk * per_sample)?;
+        let col = match into {
+            Some(col) => col,
+            None => self.half_scratch(HALF_COL, chunk * per_sample)?,
+        };
         let a = image_args("im2col_half", col, src, samples, d)?;
         let args = [a[0], a[1], a[2], a[3], a[4], a[5], a[6], Arg::I32((self.precision == Precision::Bf16) as i32)];
         // Four values at a time when C % 4 == 0, as im2col (any grid is correct).
@@ -1337,7 +1348,7 @@ impl Backend for CudaBackend {
     type Buffer = CudaBuffer<f32>;
     type Indices = CudaBuffer<u32>;
     type Dataset = CudaDataset;
-    type Conv2dSaved = ();
+    type Conv2dSaved = CudaConv2dSaved;
 
     fn device_name(&self) -> String {
         self.name.clone()
@@ -1349,8 +1360,20 @@ impl Backend for CudaBackend {
     fn alloc_indices(&mut self, len: usize) -> Result<CudaBuffer<u32>> {
         self.alloc_buffer(len)
     }
-    fn alloc_conv2d_saved(&mut self, _dims: Conv2dDims) -> Result<()> {
-        Ok(())
+    /// Room for the im2col matrix of a batch of `dims` when the layer takes the im2col path
+    /// and the batch fits one chunk (in the precision's format); none otherwise.
+    fn alloc_conv2d_saved(&mut self, dims: Conv2dDims) -> Result<CudaConv2dSaved> {
+        let im2col = dims.patch_len() > DIRECT_CONV_MAX_PATCH && dims.batch > 0;
+        let col = if !im2col || self.conv_chunk(&dims) < dims.batch {
+            SavedCol::None
+        } else {
+            let len = dims.batch * dims.out_height() * dims.out_width() * dims.patch_len();
+            match self.precision {
+                Precision::F32 => SavedCol::F32(self.alloc_buffer(len)?),
+                Precision::Bf16 | Precision::F16 => SavedCol::Half(self.alloc_buffer(len)?),
+            }
+        };
+        Ok(CudaConv2dSaved { col, holds: None })
     }
     fn upload_checked(&mut self, _: Checked, dst: &mut CudaBuffer<f32>, src: &[f32]) -> Result<()> {
         self.copy_in(dst, src)
@@ -1426,7 +1449,7 @@ impl Backend for CudaBackend {
         &mut self,
         _: Checked,
         out: &mut CudaBuffer<f32>,
-        _saved: &mut (),
+        saved: &mut CudaConv2dSaved,
         inp: &CudaBuffer<f32>,
         params: &CudaBuffer<f32>,
         kernel: Span,
@@ -1436,6 +1459,7 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         let op = "conv2d_forward";
         let (in_len, out_len, patch, oc) = (d.in_len(), d.out_len(), d.patch_len(), d.out_channels);
+        saved.holds = None; // overwritten below, or left stale
         if d.batch == 0 {
             return Ok(());
         }
@@ -1444,6 +1468,8 @@ impl Backend for CudaBackend {
         }
         let rows = d.out_height() * d.out_width();
         let chunk = self.conv_chunk(&d);
+        // One chunk covers the batch: its im2col matrix goes into `saved`, for the backward.
+        let keep = if chunk >= d.batch { saved.col.room(d.batch * rows * patch, self.precision) } else { None };
         let mut last_col = None;
         for first in (0..d.batch).step_by(chunk) {
             let samples = chunk.min(d.batch - first);
@@ -1465,28 +1491,23 @@ impl Backend for CudaBackend {
             let col = match self.implicit_im2col_kernel(&g, image, &d, weights, out_chunk.0, bias_at) {
                 // The product reads the input itself and leaves the im2col matrix for the backward.
                 Some(conv_kernel) => {
-                    let col = self.col_scratch(chunk * rows * patch)?;
+                    let col = match keep {
+                        Some(col) => col,
+                        None => self.col_scratch(chunk * rows * patch)?,
+                    };
                     self.conv_sgemm(conv_kernel, &g, image, &d, col, weights, out_chunk, bias_at, relu)?;
                     Operand::F32(col, samples * rows * patch)
                 }
                 None => {
-                    let col = self.im2col_operand(image, samples, chunk, &d)?;
+                    let col = self.im2col_operand(image, samples, chunk, &d, keep)?;
                     self.gemm_bias_act(op, g, col, weights, out_chunk, bias_at, relu)?;
                     col
                 }
             };
             last_col = Some(col);
         }
-        // One chunk covered the batch: its im2col matrix is the backward's too.
-        if let (true, Some(col)) = (chunk >= d.batch, last_col) {
-            self.kept_col.set(Some(KeptCol {
-                inp: inp.ptr,
-                inp_end: inp.ptr + (inp.len.max(1) * 4) as u64,
-                inp_len: inp.len,
-                dims: d,
-                precision: self.precision,
-                col,
-            }));
+        if let (Some(_), Some(col)) = (keep, last_col) {
+            saved.holds = Some(KeptCol { inp: inp.ptr, inp_len: inp.len, dims: d, precision: self.precision, col });
         }
         Ok(())
     }
@@ -1497,7 +1518,7 @@ impl Backend for CudaBackend {
         dinp: Option<&mut CudaBuffer<f32>>,
         dparams: &mut CudaBuffer<f32>,
         dout: &mut CudaBuffer<f32>,
-        _saved: &(),
+        saved: &CudaConv2dSaved,
         out: &CudaBuffer<f32>,
         inp: &CudaBuffer<f32>,
         params: &CudaBuffer<f32>,
@@ -1507,11 +1528,10 @@ impl Backend for CudaBackend {
         relu: bool,
     ) -> Result<()> {
         let op = "conv2d_backward";
-        // The forward's im2col matrix, if it is still there for this input (nothing below
-        // writes the input: it is borrowed immutably, and the other buffers are distinct).
-        let kept = self
-            .kept_col
-            .take()
+        // The forward's im2col matrix, if `saved` holds this input's (nothing below writes the
+        // input: it is borrowed immutably, and the other buffers are distinct).
+        let kept = saved
+            .holds
             .filter(|k| k.inp == inp.ptr && k.inp_len == inp.len && k.dims == d && k.precision == self.precision);
         let (in_len, out_len, patch, oc) = (d.in_len(), d.out_len(), d.patch_len(), d.out_channels);
         let (dkernel, dbias) = ((dparams.at(kernel.offset), kernel.len), (dparams.at(bias.offset), bias.len));
@@ -1536,7 +1556,7 @@ impl Backend for CudaBackend {
             // when it kept one (a single chunk), else recomputed.
             let col = match kept {
                 Some(k) if samples == d.batch => k.col,
-                _ => self.im2col_operand(inp.at(first * in_len), samples, chunk, &d)?,
+                _ => self.im2col_operand(inp.at(first * in_len), samples, chunk, &d, None)?,
             };
             let beta = if first == 0 { 0.0 } else { 1.0 };
             let g = RowMajorGemm {
@@ -1553,9 +1573,9 @@ impl Backend for CudaBackend {
             };
             self.gemm(op, g, col, dout_chunk, dkernel)?;
             if let Some(dinp) = dinp_ptr {
-                // dcol (S*rows, patch) = dout @ kernel^T, into the f32 col scratch (in f32, the
-                // im2col matrix's: stream order puts this after the GEMM above), then scattered
-                // back onto the input pixels.
+                // dcol (S*rows, patch) = dout @ kernel^T, into the f32 col scratch (in f32 also
+                // a recomputed im2col matrix's: stream order puts this after the GEMM above),
+                // then scattered back onto the input pixels.
                 let dcol = self.col_scratch(chunk * rows * patch)?;
                 let g = RowMajorGemm {
                     m: samples * rows,
@@ -1895,8 +1915,6 @@ impl Backend for CudaBackend {
         hyper: Adadelta,
         values: StepValues,
     ) -> Result<StepMode> {
-        // A replay writes buffers without the calls that would forget it.
-        self.kept_col.set(None);
         if !self.graphs_enabled || self.recording.is_some() {
             return Ok(StepMode::Run);
         }
@@ -1940,7 +1958,6 @@ impl Backend for CudaBackend {
     }
 
     fn end_step(&mut self, ops_error: Option<&Error>) -> Result<bool> {
-        self.kept_col.set(None); // as in begin_step
         let Some((key, _)) = self.recording.take() else {
             return Ok(false);
         };
