@@ -2,8 +2,9 @@
 //! modules of one concern each: device.rs (context, stream, launches, buffers), data.rs,
 //! layers/<op>.rs (the launchers, named as mnist-core's layers), optim.rs, gemm.rs (cuBLAS or
 //! our tiled SGEMM), precision.rs (f32, bf16 or f16 GEMM inputs; f16's loss scaling),
-//! scratch.rs and graph.rs (a training step recorded once per shape and replayed).
-//! Every op is queued on the stream and only `download` waits.
+//! scratch.rs and graph.rs (a training step recorded once per shape and replayed). What it
+//! computes with is fixed at the start (`CudaOptions`). Every op is queued on the stream and
+//! only `download` waits.
 //! Leaves out: multiple streams and GPUs, and half-precision storage of activations.
 
 use mnist_core::backend::{Backend, Checked, StepMode, StepValues};
@@ -14,12 +15,35 @@ use mnist_core::{Error, Result, Span};
 use crate::data::{self, CudaDataset};
 use crate::device::{without_panics, CudaBuffer, Device};
 use crate::gemm::{F32Gemm, Gemms};
-use crate::graph::{StepGraphStats, StepGraphs};
+use crate::graph::StepGraphs;
 use crate::layers::conv2d::{self, CudaConv2dSaved};
 use crate::layers::{dense, dropout, maxpool2d, softmax_xent};
 use crate::optim;
 use crate::precision::{Precision, LOSS_SCALE_START};
 use crate::scratch::Scratch;
+
+/// How a `CudaBackend` computes, fixed when it starts (the library reads no environment
+/// variables: benchmarks and tests that want them set these). The default is what `mnist
+/// train` runs: f32, the tall f32 products on the tiled kernel, no TF32, step graphs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CudaOptions {
+    /// The GEMMs' input format (`--precision`); f16 adds loss scaling.
+    pub precision: Precision,
+    /// Which kernels run the f32 GEMMs (TF32 GEMMs are always cuBLAS's).
+    pub f32_gemm: F32Gemm,
+    /// Lets cuBLAS use TF32 tensor cores for the f32 GEMMs (10-bit mantissa products, f32 sums):
+    /// a diagnostic, off by default, as the CPU-vs-CUDA tolerances assume.
+    pub tf32: bool,
+    /// Records each training step shape once as a CUDA graph and replays it (graph.rs); off
+    /// runs every step op by op (to measure what graphs save, or to profile every launch).
+    pub step_graphs: bool,
+}
+
+impl Default for CudaOptions {
+    fn default() -> CudaOptions {
+        CudaOptions { precision: Precision::F32, f32_gemm: F32Gemm::default(), tf32: false, step_graphs: true }
+    }
+}
 
 pub struct CudaBackend {
     // Field order is drop order: the recordings first, then buffers and cuBLAS, then the
@@ -34,48 +58,48 @@ pub struct CudaBackend {
 }
 
 impl CudaBackend {
-    /// Starts the backend on GPU `ordinal`: a context, one stream, the kernels compiled by
-    /// NVRTC for this GPU's arch, and a cuBLAS handle in default (non-TF32) math.
-    /// Without a usable GPU, a clear error instead of a panic.
+    /// Starts the backend on GPU `ordinal` with the default options: a context, one stream, the
+    /// kernels compiled by NVRTC for this GPU's arch, and a cuBLAS handle in default (non-TF32)
+    /// math. Without a usable GPU, a clear error instead of a panic.
     pub fn new(ordinal: usize) -> Result<Self> {
-        without_panics("cuda init", || Self::start(ordinal))
+        Self::with_options(ordinal, CudaOptions::default())
     }
 
-    fn start(ordinal: usize) -> Result<Self> {
+    /// `new` with `options`. A GPU that cannot run them (bf16 before compute capability 8.0,
+    /// a tile height that is not compiled) is an `Error::InvalidArgument`; no usable GPU is an
+    /// `Error::Backend`.
+    pub fn with_options(ordinal: usize, options: CudaOptions) -> Result<Self> {
+        without_panics("cuda init", || Self::start(ordinal, options))
+    }
+
+    fn start(ordinal: usize, options: CudaOptions) -> Result<Self> {
         let device = Device::start(ordinal)?;
-        let gemms = Gemms::new(&device, F32Gemm::from_env())?;
-        // MNIST_CUDA_GRAPHS=0 runs every step op by op (to measure what graphs save).
-        let graphs = StepGraphs::new(&device, std::env::var("MNIST_CUDA_GRAPHS").as_deref() != Ok("0"))?;
-        Ok(CudaBackend { graphs, scratch: Scratch::new(), loss_scale: None, precision: Precision::F32, gemms, device })
+        options.precision.check(device.capability)?;
+        options.f32_gemm.check()?;
+        let gemms = Gemms::new(&device, options.f32_gemm, options.tf32)?;
+        let graphs = StepGraphs::new(&device, options.step_graphs)?;
+        let loss_scale = match options.precision {
+            Precision::F16 => Some(device.upload_new(&[LOSS_SCALE_START, 0.0, 0.0, 0.0])?),
+            Precision::F32 | Precision::Bf16 => None,
+        };
+        Ok(CudaBackend { graphs, scratch: Scratch::new(), loss_scale, precision: options.precision, gemms, device })
     }
 
-    /// Turns step recording (CUDA graphs) on or off; off drops every recording. On by default
-    /// unless `MNIST_CUDA_GRAPHS=0`.
-    pub fn set_step_graphs(&mut self, enabled: bool) {
-        self.graphs.set_enabled(enabled);
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
-    /// Lets cuBLAS use TF32 tensor cores for the f32 GEMMs (10-bit mantissa products, f32
-    /// sums), or not (the default, which the CPU-vs-CUDA tolerances assume). Drops every
-    /// recording, since recorded GEMMs keep the math they were captured with.
-    pub fn set_tf32(&mut self, enabled: bool) -> Result<()> {
-        self.gemms.set_tf32(enabled)?;
-        self.graphs.drop_recordings("set_tf32")
+    /// Waits for every queued operation; reports the first asynchronous error.
+    pub fn synchronize(&self) -> Result<()> {
+        self.device.synchronize()
     }
+}
 
-    /// Picks the kernels of the f32 GEMMs (see `F32Gemm`; TF32 GEMMs are always cuBLAS's).
-    /// Drops every recording, since recorded GEMMs keep the kernels they were captured with.
-    pub fn set_f32_gemm(&mut self, choice: F32Gemm) -> Result<()> {
-        choice.check()?;
-        self.graphs.drop_recordings("set_f32_gemm")?;
-        self.gemms.f32_gemm = choice;
-        Ok(())
-    }
-
+/// Hooks for this crate's tests (the `test-hooks` feature), never in a product build.
+#[cfg(feature = "test-hooks")]
+impl CudaBackend {
     /// Caps the im2col scratch at `floats` (at least one sample's matrix is always allowed)
-    /// instead of 256 MiB: tests use it to run convolutions in chunks of samples, as a batch
-    /// past the cap does.
-    #[doc(hidden)]
+    /// instead of 256 MiB, to run convolutions in chunks of samples, as a batch past the cap does.
     pub fn set_im2col_cap(&mut self, floats: usize) {
         self.scratch.col_cap = floats;
     }
@@ -85,32 +109,9 @@ impl CudaBackend {
         self.gemms.tiled_sgemm_count()
     }
 
-    /// Sets the GEMMs' input format (see `Precision`); f16 starts a fresh loss scale. Drops
-    /// every recording, since recorded GEMMs keep the format they were captured with.
-    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
-        precision.check(self.device.capability)?;
-        self.graphs.drop_recordings("set_precision")?;
-        self.precision = precision;
-        self.loss_scale = None;
-        if precision == Precision::F16 {
-            self.loss_scale = Some(self.device.alloc(4)?);
-            self.set_loss_scale(LOSS_SCALE_START)?;
-        }
-        Ok(())
-    }
-
-    pub fn precision(&self) -> Precision {
-        self.precision
-    }
-
     /// How many steps were recorded and replayed so far, and why any recording failed.
-    pub fn step_graph_stats(&self) -> &StepGraphStats {
+    pub fn step_graph_stats(&self) -> &crate::graph::StepGraphStats {
         self.graphs.stats()
-    }
-
-    /// Waits for every queued operation; reports the first asynchronous error.
-    pub fn synchronize(&self) -> Result<()> {
-        self.device.synchronize()
     }
 }
 

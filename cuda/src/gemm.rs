@@ -5,6 +5,7 @@
 //! is a pure function, tested here against a naive column-major GEMM (no GPU needed).
 //! Leaves out: batched GEMMs, and the convolution's own product (layers/conv2d.rs).
 
+#[cfg(feature = "test-hooks")]
 use std::cell::Cell;
 
 use cudarc::cublas::sys::cublasOperation_t;
@@ -25,7 +26,7 @@ const SGEMM_STEP: usize = 16;
 /// By default the tiled kernel takes the products with at least this many rows and at most this
 /// long a sum: the convolutions' (conv2: 73,728 rows, k 288 forward and 64 for dcol), where
 /// cuBLAS's SIMT kernels reached ~40% of an H100's f32 peak. A dense layer's rows are its batch.
-pub(crate) const TALL_GEMM_MIN_ROWS: usize = 8192;
+const TALL_GEMM_MIN_ROWS: usize = 8192;
 const TALL_GEMM_MAX_K: usize = 1024;
 /// cuBLAS's workspace, set by us so that cuBLAS allocates nothing while a step is recorded
 /// (NVIDIA's graph-capture advice; 32 MiB is what it recommends for Hopper).
@@ -98,8 +99,7 @@ impl RowMajorGemm {
     }
 }
 
-/// Which kernels run the f32 GEMMs (`CudaBackend::set_f32_gemm`; for timing, the variable
-/// `MNIST_CUDA_SGEMM=cublas`, `tiled128` or `tiled64` sets one for a whole process).
+/// Which kernels run the f32 GEMMs (`CudaOptions::f32_gemm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum F32Gemm {
     /// cuBLAS for every product.
@@ -119,16 +119,6 @@ impl Default for F32Gemm {
 }
 
 impl F32Gemm {
-    pub(crate) fn from_env() -> F32Gemm {
-        let tall = |rows| F32Gemm::Tiled { min_rows: TALL_GEMM_MIN_ROWS, rows: Some(rows) };
-        match std::env::var("MNIST_CUDA_SGEMM").as_deref() {
-            Ok("cublas") => F32Gemm::Cublas,
-            Ok("tiled128") => tall(128),
-            Ok("tiled64") => tall(64),
-            _ => F32Gemm::default(),
-        }
-    }
-
     /// Refuses tile heights that sgemm.cu does not compile.
     pub(crate) fn check(self) -> Result<()> {
         if let F32Gemm::Tiled { rows: Some(rows), .. } = self {
@@ -170,20 +160,21 @@ fn cublas_error(op: &str, e: cublas::CublasError) -> Error {
     backend_error(op, format!("cuBLAS {:?}", e.0))
 }
 
-/// cuBLAS (a handle in default, non-TF32 math, with its fixed workspace) and the choice of
-/// kernels for the f32 products.
+/// cuBLAS (a handle with its fixed workspace, in default math unless TF32 is asked for) and the
+/// choice of kernels for the f32 products.
 pub(crate) struct Gemms {
     // Field order is drop order: the handle before its workspace.
     blas: CudaBlas,
     _workspace: CudaSlice<u8>,
-    pub(crate) f32_gemm: F32Gemm,
-    pub(crate) tf32: bool,
+    f32_gemm: F32Gemm,
+    tf32: bool,
     sgemm_resident: [usize; 2], // blocks of sgemm_rows128 and sgemm_rows64 one SM holds at once
-    tiled_sgemms: Cell<u64>,    // products run on sgemm.cu so far
+    #[cfg(feature = "test-hooks")]
+    tiled_sgemms: Cell<u64>, // products run on sgemm.cu so far
 }
 
 impl Gemms {
-    pub(crate) fn new(device: &Device, f32_gemm: F32Gemm) -> Result<Gemms> {
+    pub(crate) fn new(device: &Device, f32_gemm: F32Gemm, tf32: bool) -> Result<Gemms> {
         let resident = |k: Kernel| {
             device
                 .function(k)
@@ -194,9 +185,14 @@ impl Gemms {
         let sgemm_resident = [resident(Kernel::SgemmRows128)?, resident(Kernel::SgemmRows64)?];
         let stream = &device.stream;
         let blas = CudaBlas::new(stream.clone()).map_err(|e| cublas_error("cublasCreate", e))?;
-        // TF32 stays off: fp32 GEMMs must match the CPU within 1e-4 relative.
+        // TF32 stays off unless asked for: fp32 GEMMs must match the CPU within 1e-4 relative.
+        let math = if tf32 {
+            cublas_sys::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH
+        } else {
+            cublas_sys::cublasMath_t::CUBLAS_DEFAULT_MATH
+        };
         // SAFETY: a live handle.
-        unsafe { cublas_sys::cublasSetMathMode(*blas.handle(), cublas_sys::cublasMath_t::CUBLAS_DEFAULT_MATH) }
+        unsafe { cublas_sys::cublasSetMathMode(*blas.handle(), math) }
             .result()
             .map_err(|e| cublas_error("cublasSetMathMode", e))?;
         let workspace = stream.alloc_zeros::<u8>(CUBLAS_WORKSPACE_BYTES).map_err(|e| driver_error("cuMemAlloc", e))?;
@@ -211,25 +207,19 @@ impl Gemms {
         }
         .result()
         .map_err(|e| cublas_error("cublasSetWorkspace", e))?;
-        Ok(Gemms { blas, _workspace: workspace, f32_gemm, tf32: false, sgemm_resident, tiled_sgemms: Cell::new(0) })
-    }
-
-    /// Lets cuBLAS use TF32 tensor cores for the f32 GEMMs, or not.
-    pub(crate) fn set_tf32(&mut self, enabled: bool) -> Result<()> {
-        let mode = if enabled {
-            cublas_sys::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH
-        } else {
-            cublas_sys::cublasMath_t::CUBLAS_DEFAULT_MATH
-        };
-        // SAFETY: a live handle.
-        unsafe { cublas_sys::cublasSetMathMode(*self.blas.handle(), mode) }
-            .result()
-            .map_err(|e| cublas_error("cublasSetMathMode", e))?;
-        self.tf32 = enabled;
-        Ok(())
+        Ok(Gemms {
+            blas,
+            _workspace: workspace,
+            f32_gemm,
+            tf32,
+            sgemm_resident,
+            #[cfg(feature = "test-hooks")]
+            tiled_sgemms: Cell::new(0),
+        })
     }
 
     /// How many f32 products ran on the tiled kernel (sgemm.cu) so far, not cuBLAS.
+    #[cfg(feature = "test-hooks")]
     pub(crate) fn tiled_sgemm_count(&self) -> u64 {
         self.tiled_sgemms.get()
     }
@@ -405,7 +395,8 @@ impl CudaBackend {
         (fits && aligned && usable).then_some(if rows == 128 { Kernel::SgemmRows128 } else { Kernel::SgemmRows64 })
     }
 
-    /// Launches one of sgemm.cu's kernels, one block per tile of `g`, and counts the product.
+    /// Launches one of sgemm.cu's kernels, one block per tile of `g` (and counts the product for
+    /// the tests).
     ///
     /// # Safety
     /// As `Device::launch`: `args` must match `kernel`'s C parameters, for a product `g` whose
@@ -417,6 +408,7 @@ impl CudaBackend {
         };
         // SAFETY: forwarded to the caller.
         unsafe { self.device.launch(kernel, sgemm_grid(g, rows)?, args) }?;
+        #[cfg(feature = "test-hooks")]
         self.gemms.tiled_sgemms.set(self.gemms.tiled_sgemms.get() + 1);
         Ok(())
     }

@@ -17,10 +17,11 @@ mod optim;
 mod precision;
 mod scratch;
 
-pub use backend::CudaBackend;
+pub use backend::{CudaBackend, CudaOptions};
 pub use data::CudaDataset;
 pub use device::{cuda_available, CudaBuffer};
 pub use gemm::F32Gemm;
+#[cfg(feature = "test-hooks")]
 pub use graph::StepGraphStats;
 pub use layers::conv2d::CudaConv2dSaved;
 pub use precision::{LossScale, Precision};

@@ -5,7 +5,9 @@
 
 use mnist_core::{Error, Result};
 
-use crate::device::{backend_error, elementwise, Arg, Device};
+#[cfg(feature = "test-hooks")]
+use crate::device::backend_error;
+use crate::device::{elementwise, Arg, Device};
 use crate::gemm::Operand;
 use crate::kernels::Kernel;
 use crate::scratch::HalfSlot;
@@ -55,7 +57,8 @@ impl Precision {
     }
 }
 
-/// f16 training's loss scaling so far (`CudaBackend::loss_scale`).
+/// f16 training's loss scaling so far (`CudaBackend::loss_scale`); it starts at
+/// LOSS_SCALE_START with each backend.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LossScale {
     /// The factor the loss gradient is multiplied by now.
@@ -65,7 +68,9 @@ pub struct LossScale {
 }
 
 impl CudaBackend {
-    /// Restarts f16 loss scaling at `scale` (a power of two, 1..=2^24) with no steps counted.
+    /// Restarts f16 loss scaling at `scale` (a power of two, 1..=2^24) with no steps counted
+    /// (a test hook: the `test-hooks` feature).
+    #[cfg(feature = "test-hooks")]
     pub fn set_loss_scale(&mut self, scale: f32) -> Result<()> {
         if !(1.0..=16_777_216.0).contains(&scale) || scale.log2().fract() != 0.0 {
             return Err(Error::invalid("loss scale", format!("{scale} is not a power of two in 1..=2^24")));

@@ -12,7 +12,7 @@ use mnist_core::backend::METRICS_LEN;
 use mnist_core::optim::Adadelta;
 use mnist_core::shape::{Conv2dDims, DenseDims, PoolDims};
 use mnist_core::{Backend, Result, Rng, Span};
-use mnist_cuda::F32Gemm;
+use mnist_cuda::{CudaBackend, CudaOptions, F32Gemm};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -247,7 +247,9 @@ fn conv2d_on_the_tiled_sgemm_matches_cpu() {
             let case = ConvCase { d, relu, with_dinp, seed, kernel_offset: if aligned { 4 } else { 3 } };
             let rows = if rows128 { 128 } else { 64 };
             let tiled = F32Gemm::Tiled { min_rows: 0, rows: Some(rows) };
-            gpu.borrow_mut().set_f32_gemm(tiled).unwrap();
+            // A backend per case: the f32 GEMMs' kernels are fixed when one starts.
+            *gpu.borrow_mut() =
+                CudaBackend::with_options(0, CudaOptions { f32_gemm: tiled, ..common::env_options() }).unwrap();
             let before = gpu.borrow().tiled_sgemm_count();
             let c = conv_body(&mut *cpu.borrow_mut(), &case, None).unwrap();
             let g = conv_body(&mut *gpu.borrow_mut(), &case, Some(&c.out)).unwrap();
@@ -287,11 +289,12 @@ fn conv2d_in_sample_chunks_matches_cpu() {
         |((batch, kernel, dh, dw, in_channels, out_channels), (relu, with_dinp, tiled, chunk, seed))| {
             let d = conv_dims(batch, kernel, dh, dw, in_channels, out_channels);
             let case = ConvCase { d, relu, with_dinp, seed, kernel_offset: 4 };
-            let mut g = gpu.borrow_mut();
-            g.set_im2col_cap(chunk * d.out_height() * d.out_width() * d.patch_len());
             let choice = if tiled { F32Gemm::Tiled { min_rows: 0, rows: None } } else { F32Gemm::Cublas };
-            g.set_f32_gemm(choice).unwrap();
-            drop(g);
+            // A backend per case: the f32 GEMMs' kernels are fixed when one starts.
+            let mut g =
+                CudaBackend::with_options(0, CudaOptions { f32_gemm: choice, ..common::env_options() }).unwrap();
+            g.set_im2col_cap(chunk * d.out_height() * d.out_width() * d.patch_len());
+            *gpu.borrow_mut() = g;
             let c = conv_body(&mut *cpu.borrow_mut(), &case, None).unwrap();
             let g = conv_body(&mut *gpu.borrow_mut(), &case, Some(&c.out)).unwrap();
             compare_conv(&g, &c)
