@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mnist_core::codec::mxnet;
-use mnist_core::train::{Outcome, TrainConfig, Trainer};
+use mnist_core::train::{Outcome, TrainConfig, Trainer, TrainerState};
 use mnist_core::{Backend, Config, CpuBackend, Error};
 use mnist_cuda::CudaBackend;
 use serde_json::json;
 
 use crate::atomic::write_atomic;
 use crate::backend_choice::{self, Chosen};
+use crate::checkpoint_policy::CheckpointPolicy;
 use crate::checkpoints;
 use crate::cli::{ExportDtype, TrainArgs};
 use crate::datasource;
@@ -26,9 +27,7 @@ use crate::Failure;
 pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure> {
     let style = Style::choose(args.log_format, std::io::stdout().is_terminal());
     let heartbeat = (args.heartbeat_secs > 0).then(|| Duration::from_secs(args.heartbeat_secs));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut reporter = Reporter::new(std::io::stdout(), style, args.quiet, heartbeat, stop.clone());
-    signals.forward_to(stop);
+    let reporter = Reporter::new(std::io::stdout(), style, args.quiet, heartbeat);
 
     if args.epochs == 0 || args.batch_size == 0 {
         return Err(Failure::new(crate::EXIT_BAD_INPUT, "--epochs and --batch-size must be positive".into()));
@@ -44,12 +43,12 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
     })?;
 
     match backend_choice::choose(args.backend, args.precision)? {
-        Chosen::Cuda(gpu) => train_on(*gpu, &args, style, signals, &mut reporter),
+        Chosen::Cuda(gpu) => train_on(*gpu, &args, style, signals, reporter),
         Chosen::Cpu { fallback } => {
             if let Some(why) = fallback {
                 eprintln!("note: --backend auto: training on the CPU because {why}");
             }
-            train_on(CpuBackend::new(args.threads), &args, style, signals, &mut reporter)
+            train_on(CpuBackend::new(args.threads), &args, style, signals, reporter)
         }
     }
 }
@@ -101,7 +100,7 @@ fn train_on<B: BackendInfo>(
     args: &TrainArgs,
     style: Style,
     signals: &crate::Signals,
-    reporter: &mut Reporter<std::io::Stdout>,
+    mut reporter: Reporter<std::io::Stdout>,
 ) -> Result<String, Failure> {
     let device = backend.device_name();
     let (label, precision) = (B::LABEL, backend.precision());
@@ -165,46 +164,34 @@ fn train_on<B: BackendInfo>(
         None => Trainer::new(backend, Config::default(), config, train, Some(test))
             .map_err(|e| core_failure("cannot start training", e))?,
     };
-    if args.checkpoint_dir.is_some() {
-        if !(args.checkpoint_interval.is_finite() && args.checkpoint_interval >= 0.0) {
-            return Err(Failure::new(
-                crate::EXIT_BAD_INPUT,
-                "--checkpoint-interval must be a number of seconds".into(),
-            ));
+    let checkpoints = match &args.checkpoint_dir {
+        Some(dir) if args.checkpoint_interval.is_finite() && args.checkpoint_interval >= 0.0 => {
+            Some((dir.clone(), Duration::from_secs_f64(args.checkpoint_interval)))
         }
-        reporter.checkpoint_every(Duration::from_secs_f64(args.checkpoint_interval));
-    }
-    loop {
-        let outcome = match trainer.run(reporter) {
-            Ok(outcome) => outcome,
-            Err(e @ Error::NonFinite { .. }) => {
-                // The trainer restored the last good parameters: keep them and the history.
-                write_outputs(args, &mut trainer, &reporter.records)?;
-                return Err(Failure::new(
-                    crate::EXIT_DIVERGED,
-                    format!(
-                        "training diverged: {e}; the model of the last good epoch ({}) was written to {}",
-                        trainer.epochs_done(),
-                        args.out_dir.display()
-                    ),
-                ));
-            }
-            Err(e) => return Err(core_failure("training failed", e)),
-        };
-        if outcome == Outcome::Completed {
-            break;
+        Some(_) => {
+            return Err(Failure::new(crate::EXIT_BAD_INPUT, "--checkpoint-interval must be a number of seconds".into()))
         }
-        let saved = match &args.checkpoint_dir {
-            Some(dir) => {
-                let state = trainer.state().map_err(|e| core_failure("cannot read the training state", e))?;
-                Some(checkpoints::save(dir, &state)?)
+        None => None,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    signals.forward_to(stop.clone());
+    let mut observer = CheckpointPolicy::new(reporter, stop, checkpoints);
+    let outcome = trainer.run(&mut observer);
+    let reporter = &mut observer.inner;
+    match outcome {
+        Ok(Outcome::Completed) => {}
+        Ok(Outcome::Stopped) => {
+            if let Some(failure) = observer.failure {
+                return Err(failure);
             }
-            None => None,
-        };
-        if let Some((code, name)) = signals.received() {
-            let saved = saved.map_or(String::from("no --checkpoint-dir, nothing saved"), |p| {
-                format!("checkpoint written to {}", p.display())
-            });
+            let Some((code, name)) = signals.received() else {
+                return Err(Failure::new(crate::EXIT_INTERNAL, "training stopped without a signal".into()));
+            };
+            let saved = match (&args.checkpoint_dir, &observer.last_saved) {
+                (None, _) => String::from("no --checkpoint-dir, nothing saved"),
+                (Some(_), Some(path)) => format!("checkpoint written to {}", path.display()),
+                (Some(_), None) => String::from("no checkpoint written"),
+            };
             return Err(Failure::new(
                 code,
                 format!(
@@ -214,7 +201,19 @@ fn train_on<B: BackendInfo>(
                 ),
             ));
         }
-        reporter.checkpoint_written();
+        Err(e @ Error::NonFinite { .. }) => {
+            // The trainer restored the last good parameters: keep them and the history.
+            write_outputs(args, &mut trainer, &reporter.records)?;
+            return Err(Failure::new(
+                crate::EXIT_DIVERGED,
+                format!(
+                    "training diverged: {e}; the model of the last good epoch ({}) was written to {}",
+                    trainer.epochs_done(),
+                    args.out_dir.display()
+                ),
+            ));
+        }
+        Err(e) => return Err(core_failure("training failed", e)),
     }
     let test_metrics = match trainer.history().last() {
         Some((_, Some(t))) => *t,
@@ -274,7 +273,7 @@ fn export_model(args: &TrainArgs, params: &[f32]) -> Result<String, Failure> {
 }
 
 /// The epoch records of a resumed run's finished epochs (their times are not known).
-fn records_from(state: &mnist_core::train::TrainerState) -> Vec<EpochRecord> {
+fn records_from(state: &TrainerState) -> Vec<EpochRecord> {
     state
         .history
         .iter()
