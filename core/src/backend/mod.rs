@@ -491,3 +491,92 @@ pub trait Backend {
         Ok(false)
     }
 }
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    use super::*;
+    use crate::cpu::CpuBackend;
+
+    fn message<T>(r: Result<T>) -> String {
+        r.err().expect("the op was refused").to_string()
+    }
+
+    /// The provided methods refuse bad arguments in `checks`' words before a backend's op runs
+    /// (the CPU's ops would index out of their slices and panic instead).
+    #[test]
+    fn ops_are_checked_before_a_backend_runs_them() {
+        let mut cpu = CpuBackend::new(1);
+        let d = Conv2dDims { batch: 2, height: 5, width: 5, in_channels: 1, out_channels: 4, kernel: 3 };
+        let (kernel, bias) = (Span { offset: 0, len: 36 }, Span { offset: 36, len: 4 });
+        let (inp, params) = (vec![0.0; 50], vec![0.0; 40]);
+        #[allow(clippy::let_unit_value)] // the CPU keeps nothing; the call shape is every backend's
+        let mut saved = cpu.alloc_conv2d_saved(d).unwrap();
+        let e = message(cpu.conv2d_forward(&mut vec![0.0; 71], &mut saved, &inp, &params, kernel, bias, d, true));
+        assert!(e.contains("conv2d_forward") && e.contains("out holds 71 values but 72 are needed"), "{e}");
+        let (mut dparams, mut dout, out) = (vec![0.0; 40], vec![0.0; 72], vec![0.0; 72]);
+        let e = message(cpu.conv2d_backward(
+            Some(&mut vec![0.0; 49]),
+            &mut dparams,
+            &mut dout,
+            &saved,
+            &out,
+            &inp,
+            &params,
+            kernel,
+            bias,
+            d,
+            true,
+        ));
+        assert!(e.contains("dinp holds 49"), "{e}");
+
+        assert!(message(cpu.upload(&mut vec![0.0; 2], &[1.0; 3])).contains("destination holds 2 values but 3"));
+        assert!(message(cpu.download(&mut [0.0; 3], &vec![0.0; 2])).contains("source holds 2 values but 3"));
+        let e = message(cpu.upload_dataset(&[0; 5], &[0, 1], 3));
+        assert!(e.contains("image bytes do not match the label count"), "{e}");
+        let mut data = cpu.upload_dataset(&[0; 6], &[0, 1], 3).unwrap();
+        assert!(message(cpu.set_order(&mut data, &[0, 2])).contains("not a list of indices"));
+        let (mut x, mut labels) = (vec![0.0; 6], vec![0; 2]);
+        assert!(message(cpu.load_batch(&mut x, &mut labels, &data, 1, 2)).contains("samples 1..3 of 2"));
+        assert!(message(cpu.load_batch(&mut vec![0.0; 5], &mut labels, &data, 0, 2)).contains("x holds 5"));
+        let values = StepValues { start: 1, dropout_seeds: [1, 2] };
+        let e = message(cpu.begin_step(&data, 2, Adadelta::default(), values));
+        assert!(e.contains("samples 1..3 of 2"), "{e}");
+
+        let mut short = vec![0.0; 3];
+        assert!(message(cpu.dropout_forward(&mut short, 4, 0.5, 1)).contains("x holds 3 values but 4"));
+        assert!(message(cpu.dropout_backward(&mut short, 4, 0.5, 1)).contains("x holds 3 values but 4"));
+        let (mut p, mut a, mut u) = (vec![0.0; 4], vec![0.0; 4], vec![0.0; 3]);
+        let e = message(cpu.adadelta_step(&mut p, &mut a, &mut u, &vec![0.0; 4], Adadelta::default()));
+        assert!(e.contains("accum_update has 3 values, params 4"), "{e}");
+        let pool = PoolDims { batch: 1, height: 4, width: 4, channels: 1, pool: 2 };
+        let e = message(cpu.maxpool2d_forward(&mut vec![0.0; 4], &mut vec![0; 3], &vec![0.0; 16], pool));
+        assert!(e.contains("argmax holds 3"), "{e}");
+        let dense = DenseDims { batch: 2, inputs: 3, outputs: 3 };
+        let (dk, overlapping) = (Span { offset: 0, len: 9 }, Span { offset: 8, len: 3 });
+        let e = message(cpu.dense_backward(
+            None,
+            &mut vec![0.0; 12],
+            &mut vec![0.0; 6],
+            &vec![0.0; 6],
+            &vec![0.0; 6],
+            &vec![0.0; 12],
+            dk,
+            overlapping,
+            dense,
+            false,
+        ));
+        assert!(e.contains("kernel and bias spans overlap"), "{e}");
+        let e = message(cpu.softmax_xent_forward(
+            &mut vec![0.0; 20],
+            &mut vec![0.0; 1],
+            &vec![0.0; 20],
+            &vec![0; 2],
+            2,
+            10,
+        ));
+        assert!(e.contains("metrics holds 1"), "{e}");
+    }
+}
