@@ -1,6 +1,10 @@
 //! Turning an image file's bytes (PNG, JPEG, PGM/PPM/PBM) into the model's input: greyscale
 //! values in [0, 1], resized like the sample's MXNet Model Server handler, or MNIST-style.
+//! Decoding refuses images whose header claims more than a pixel limit, before decoding them.
+//! opencv.rs holds the sample handler's exact (OpenCV) path that `mnist serve` uses.
 //! Leaves out file I/O and the model; pure functions of their inputs that never panic.
+
+pub mod opencv;
 
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, ImageBuffer, ImageDecoder, ImageReader, Limits, Luma};
@@ -39,14 +43,34 @@ impl Grey {
     }
 }
 
+/// Images whose header claims more pixels than this are refused before decoding (a forged
+/// header or a decompression bomb): 40 megapixels, e.g. 8000 x 5000.
+pub const DEFAULT_MAX_PIXELS: u64 = 40_000_000;
+
+/// Err unless a `width` x `height` image has at most `max_pixels` pixels.
+fn check_pixels(width: u64, height: u64, max_pixels: u64) -> Result<(), String> {
+    match width.checked_mul(height) {
+        Some(pixels) if pixels <= max_pixels => Ok(()),
+        _ => Err(format!("its header claims {width}x{height} pixels, more than the limit of {max_pixels}")),
+    }
+}
+
 /// Decodes an image (format told by its content, not its name) into greyscale, with EXIF
-/// orientation applied and transparency composited (see `composite`).
+/// orientation applied and transparency composited (see `composite`); at most
+/// `DEFAULT_MAX_PIXELS` pixels.
 pub fn decode(bytes: &[u8]) -> Result<Grey, String> {
+    decode_limited(bytes, DEFAULT_MAX_PIXELS)
+}
+
+/// `decode` refusing images of more than `max_pixels` pixels before decoding them.
+pub fn decode_limited(bytes: &[u8], max_pixels: u64) -> Result<Grey, String> {
     let reader = ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
     if reader.format().is_none() {
         return Err("it is not a PNG, JPEG or PNM (PGM, PPM, PBM) image".into());
     }
     let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    let (width, height) = decoder.dimensions();
+    check_pixels(width.into(), height.into(), max_pixels)?;
     // The default limits (512 MiB) keep a forged header from allocating without bound.
     Limits::default().reserve(decoder.total_bytes()).map_err(|e| e.to_string())?;
     let orientation = decoder.orientation().map_err(|e| e.to_string())?;
