@@ -86,6 +86,8 @@ impl Metrics {
     pub fn model_unloaded(&self, labels: &[&str; 5]) {
         let _ = self.model.remove_label_values(labels);
         let _ = self.queue_depth.remove_label_values(&labels[..1]);
+        let _ = self.batch_size.remove_label_values(&labels[..1]);
+        let _ = self.forward.remove_label_values(&labels[..1]);
     }
 
     /// The text exposition format (version 0.0.4).
