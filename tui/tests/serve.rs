@@ -438,3 +438,57 @@ fn concurrent_requests_are_batched_and_all_answered_right() {
     );
     assert!(server.stop().success());
 }
+
+/// k8s/serve.yaml's container run for real: its args start the server, its probes answer 200,
+/// its ports are the binary's defaults, the Service, PDB and HPA point at the Deployment, and
+/// SIGTERM ends it with 0 within the grace period.
+#[test]
+fn the_kubernetes_deployment_runs_as_written() {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../k8s/serve.yaml")).unwrap();
+    let docs = YamlLoader::load_from_str(&text).unwrap();
+    let kind = |k: &str| docs.iter().find(|d| d["kind"].as_str() == Some(k)).unwrap_or_else(|| panic!("no {k}"));
+    let deployment = kind("Deployment");
+    let pod = &deployment["spec"]["template"];
+    let labels = &pod["metadata"]["labels"];
+    let container = &pod["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"].as_vec().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(args[0], "serve");
+    assert!(!args.iter().any(|a| a.starts_with("--port") || a.starts_with("--host")), "the test sets these");
+    let port = |name: &str| {
+        let ports = container["ports"].as_vec().unwrap();
+        ports.iter().find(|p| p["name"].as_str() == Some(name)).unwrap()["containerPort"].as_i64().unwrap()
+    };
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_mnist")).args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).replace('\n', " ");
+    for (flag, name) in [("--port", "inference"), ("--metrics-port", "metrics")] {
+        let at = help.find(&format!("{flag} <")).unwrap();
+        let default = format!("[default: {}]", port(name));
+        assert!(help[at..].find(&default).is_some_and(|d| d < 400), "{flag} default is not {default}");
+    }
+    for service_port in kind("Service")["spec"]["ports"].as_vec().unwrap() {
+        port(service_port["targetPort"].as_str().unwrap());
+    }
+    assert_eq!(kind("Service")["spec"]["selector"], *labels);
+    assert_eq!(kind("PodDisruptionBudget")["spec"]["selector"]["matchLabels"], *labels);
+    assert_eq!(kind("HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]["name"], deployment["metadata"]["name"]);
+    assert_eq!(deployment["spec"]["selector"]["matchLabels"], *labels);
+    let security = &container["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"], Yaml::Boolean(true));
+    assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], Yaml::Boolean(true));
+
+    let mut server = Server::start_args(&args);
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let http = &container[probe]["httpGet"];
+        assert_eq!(http["port"].as_str(), Some("inference"));
+        let reply = get(&server.inference, http["path"].as_str().unwrap());
+        assert_eq!(reply.status, 200, "{probe}: {}", reply.text());
+    }
+    assert_eq!(post(&server.inference, "/predictions/mnist", &seven()).status, 200);
+    let grace = pod["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap() as u64;
+    let started = Instant::now();
+    server.signal("TERM");
+    let status = server.wait(Duration::from_secs(grace)).expect("exits within the grace period");
+    assert_eq!(status.code(), Some(0));
+    assert!(started.elapsed() >= Duration::from_secs(4), "--shutdown-delay keeps it serving for a while");
+}

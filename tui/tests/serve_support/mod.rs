@@ -47,9 +47,16 @@ fn collect(
 impl Server {
     /// `mnist serve` on 127.0.0.1 with OS-chosen ports, plus `args`; waits until it listens.
     pub fn start(args: &[&str]) -> Server {
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        Server::start_args(&all)
+    }
+
+    /// `mnist ARGS` (starting with `serve`) plus loopback and OS-chosen ports.
+    pub fn start_args(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mnist"))
-            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--management-port", "0", "--metrics-port", "0"])
             .args(args)
+            .args(["--host", "127.0.0.1", "--port", "0", "--management-port", "0", "--metrics-port", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
