@@ -388,6 +388,20 @@ mod tests {
     }
 
     #[test]
+    fn a_header_claiming_too_many_pixels_is_refused_before_decoding() {
+        // A 6x4 PNG claims 24 pixels: within a limit of 24, over one of 23.
+        let png = encode(DynamicImage::ImageLuma8(GrayImage::new(6, 4)), image::ImageFormat::Png);
+        assert!(decode_limited(&png, 24).is_ok());
+        assert_eq!(decode_limited(&png, 23).unwrap_err(), "its header claims 6x4 pixels, more than the limit of 23");
+        // A PGM header claiming 60000 x 60000 with no pixels: refused by the default limit at
+        // once, without allocating 3.6 GB.
+        let bomb = b"P5 60000 60000 255\n\x00";
+        let started = std::time::Instant::now();
+        assert!(decode(bomb).unwrap_err().contains("more than the limit of 40000000"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
     fn decode_reads_png_jpeg_and_pnm_and_refuses_the_rest() {
         let grey8 = GrayImage::from_fn(6, 4, |x, y| Luma([(x * 40 + y) as u8]));
         let expected: Vec<f32> = grey8.as_raw().iter().map(|&v| v as f32 * (1.0 / 255.0)).collect();
