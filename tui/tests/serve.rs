@@ -492,3 +492,33 @@ fn the_kubernetes_deployment_runs_as_written() {
     assert_eq!(status.code(), Some(0));
     assert!(started.elapsed() >= Duration::from_secs(4), "--shutdown-delay keeps it serving for a while");
 }
+
+/// keras-mxnet's and Gluon's checkpoints (f16) loaded through `POST /models` answer as MXNet
+/// 1.9.1 did for the same 8 images (fixtures/mxnet, 1e-5), through KServe v2 in one batch.
+#[test]
+fn keras_mxnet_and_gluon_checkpoints_are_served_as_mxnet_computes_them() {
+    use mnist_core::codec::npy::{self, NpyData};
+    let read = |name: &str| npy::read(&fixture(&format!("mxnet/{name}.npy"))).unwrap().data;
+    let NpyData::U8(images) = read("images") else { panic!("images.npy is uint8") };
+    let server = Server::start(&["--quiet"]);
+    let data: Vec<String> = images.iter().map(u8::to_string).collect();
+    let body = format!(
+        r#"{{"inputs": [{{"name": "x", "shape": [8, 28, 28, 1], "datatype": "UINT8", "data": [{}]}}]}}"#,
+        data.join(",")
+    );
+    for flavour in ["keras", "gluon"] {
+        let prefix = format!("{}/mxnet/{flavour}_mnist_cnn", serve_support::FIXTURES);
+        let load = request(&server.management, "POST", &format!("/models?url={prefix}&model_name={flavour}"), &[], b"");
+        assert_eq!(load.status, 200, "{}", load.text());
+        let reply = post(&server.inference, &format!("/v2/models/{flavour}/infer"), body.as_bytes());
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let ours: Vec<f64> =
+            reply.json()["outputs"][0]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let NpyData::F32(mxnet) = read(&format!("{flavour}_probs")) else { panic!("probs are float32") };
+        assert_eq!(ours.len(), mxnet.len());
+        for (i, (a, b)) in ours.iter().zip(&mxnet).enumerate() {
+            assert!((a - f64::from(*b)).abs() <= 1e-5, "{flavour} [{i}]: ours {a}, MXNet {b}");
+        }
+    }
+    assert!(server.stop().success());
+}
