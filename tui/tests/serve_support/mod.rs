@@ -71,18 +71,16 @@ impl Server {
             panic!("mnist serve did not start: {:?}", stderr.lock().unwrap());
         };
         let address = |what: &str| {
-            let start =
-                line.find(&format!("{what} http://")).unwrap_or_else(|| panic!("{what} in {line}")) + what.len() + 8;
-            line[start..].split([',', '/']).next().unwrap().to_string()
+            let start = line.find(&format!("{what} http://"))? + what.len() + 8;
+            line[start..].split([',', '/']).next().map(str::to_string)
         };
-        Server {
-            inference: address("inference"),
-            management: address("management"),
-            metrics: address("metrics"),
-            child,
-            stderr,
-            stdout,
-        }
+        let (Some(inference), Some(management), Some(metrics)) =
+            (address("inference"), address("management"), address("metrics"))
+        else {
+            let _ = child.kill();
+            panic!("no addresses in {line}");
+        };
+        Server { inference, management, metrics, child, stderr, stdout }
     }
 
     pub fn pid(&self) -> u32 {
