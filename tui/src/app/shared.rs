@@ -62,16 +62,12 @@ impl Shared {
         self.status = (text.into(), StatusKind::Error);
     }
 
-    /// Makes `model` the one the views use, if a classifier can be built for it (else says why).
-    pub fn set_model(&mut self, model: Model) {
-        match Classifier::new(&model) {
-            Ok(c) => {
-                self.classifier = Some(c);
-                self.model = Some(model);
-                self.generation += 1;
-            }
-            Err(e) => self.error(e),
-        }
+    /// Makes `model` the one the views use, if a classifier can be built for it (else why not).
+    pub fn set_model(&mut self, model: Model) -> Result<(), String> {
+        self.classifier = Some(Classifier::new(&model)?);
+        self.model = Some(model);
+        self.generation += 1;
+        Ok(())
     }
 
     /// The data has loaded or failed: what was predicted for the old data is stale.

@@ -75,7 +75,11 @@ impl App {
             quit: false,
         };
         match model {
-            Ok(model) => app.shared.set_model(model),
+            Ok(model) => {
+                if let Err(e) = app.shared.set_model(model) {
+                    app.shared.error(e);
+                }
+            }
             Err(e) => app.shared.error(e),
         }
         (app, vec![Effect::LoadData(args)])
@@ -120,10 +124,9 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::ModelLoaded(result) => {
-            let text = result.map(|model| {
+            let text = result.and_then(|model| {
                 let text = format!("Model {}", model.origin);
-                app.shared.set_model(model);
-                text
+                app.shared.set_model(model).map(|()| text)
             });
             checkpoint_done(app, CheckpointAction::Load, text);
             Vec::new()

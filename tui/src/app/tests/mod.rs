@@ -512,3 +512,22 @@ fn a_typed_folder_is_a_folder_of_mnist_cnn() {
     assert_eq!(checkpoint_prefix("/").as_deref(), Ok("/mnist_cnn"));
     assert!(checkpoint_prefix("  ").unwrap_err().contains("Type a checkpoint prefix"));
 }
+
+/// A checkpoint that reads but cannot be set up (its parameters do not fit) is a failed load:
+/// the model stays, and the prompt stays open with the reason.
+#[test]
+fn a_model_that_cannot_be_set_up_is_a_failed_load() {
+    let mut app = new_app();
+    key(&mut app, KeyCode::Char('o'));
+    key(&mut app, KeyCode::Enter);
+    let broken =
+        models::Model { config: mnist_core::Config::default(), params: Arc::new(vec![0.0; 10]), origin: "x".into() };
+    send(&mut app, Msg::ModelLoaded(Ok(broken)));
+    assert!(app.shared.model.as_ref().unwrap().origin.starts_with("shipped"));
+    assert_eq!(app.shared.status.1, StatusKind::Error);
+    assert!(
+        matches!(&app.prompt, Some(Prompt::Checkpoint(p)) if p.error.as_deref().is_some_and(|e| e.contains("cannot set up the model"))),
+        "{:?}",
+        app.prompt
+    );
+}

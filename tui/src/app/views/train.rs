@@ -426,7 +426,9 @@ impl TrainView {
                 let params = Arc::new(params);
                 run.snapshot = Some((epoch, params.clone()));
                 let origin = format!("being trained (epoch {epoch})");
-                shared.set_model(Model { config: Config::default(), params, origin });
+                if let Err(e) = shared.set_model(Model { config: Config::default(), params, origin }) {
+                    shared.error(e);
+                }
             }
             WorkerMsg::Done { end } => {
                 let epochs_done = run.last_epoch.map_or(0, |(e, _, _)| e);
