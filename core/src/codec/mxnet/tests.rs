@@ -285,7 +285,7 @@ fn bad_checkpoints_give_clear_errors() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(crate::codec::proptest_cases()))]
 
     #[test]
     fn params_decoder_never_panics_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
