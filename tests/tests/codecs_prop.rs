@@ -725,6 +725,31 @@ proptest! {
         prop_assert!(peak <= DEFLATE_FACTOR * bytes.len() + SLACK, "{}: {peak} bytes for {}", seed.name, bytes.len());
     }
 
+    /// Mutated .npy members in an archive with the right CRCs, so the mutations reach the
+    /// member's npy header and the dataset assembly instead of stopping at the checksum.
+    #[test]
+    fn npz_of_mutated_members_fails_cleanly(
+        members in prop::collection::vec((any::<Index>(), prop::collection::vec(edit(), 0..4)), 4),
+        method in method(),
+    ) {
+        let names = ["x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy"];
+        let seeds = npy_seeds();
+        let mutated: Vec<Vec<u8>> = members
+            .iter()
+            .map(|(which, edits)| {
+                let seed = &seeds[which.index(seeds.len())];
+                let mut bytes = seed.bytes.clone();
+                edits.iter().for_each(|e| apply(&mut bytes, &seed.fields, e));
+                bytes
+            })
+            .collect();
+        let refs: Vec<(&str, &[u8])> = names.iter().copied().zip(mutated.iter().map(Vec::as_slice)).collect();
+        let bytes = zip::write(&refs, method).unwrap();
+        let (peak, _) = measured(|| decode_npz(&bytes));
+        let inflated: usize = mutated.iter().map(Vec::len).sum();
+        prop_assert!(peak <= DEFLATE_FACTOR * bytes.len() + 4 * inflated + SLACK, "{peak} bytes for {}", bytes.len());
+    }
+
     #[test]
     fn idx_round_trips(shape in prop::collection::vec(0usize..6, 1..4), seed in any::<u8>(), gzipped in any::<bool>()) {
         let n: usize = shape.iter().product();
@@ -753,6 +778,20 @@ proptest! {
         edits.iter().for_each(|e| apply(&mut bytes, &seed.fields, e));
         let (peak, _) = measured(|| decode_idx(&bytes, labels));
         prop_assert!(peak <= DEFLATE_FACTOR * bytes.len() + SLACK, "{}: {peak} bytes for {}", seed.name, bytes.len());
+    }
+
+    /// Mutated idx files gzipped with the right CRC and length, so the mutations reach the idx
+    /// header and the dataset assembly through gunzip.
+    #[test]
+    fn idx_gzipped_mutations_fail_cleanly(which in any::<Index>(), edits in prop::collection::vec(edit(), 1..6)) {
+        let (seeds, labels) = idx_seeds();
+        let plain: Vec<&Seed> = seeds.iter().filter(|s| !idx::is_gzip(&s.bytes)).collect();
+        let seed = plain[which.index(plain.len())];
+        let mut bytes = seed.bytes.clone();
+        edits.iter().for_each(|e| apply(&mut bytes, &seed.fields, e));
+        let gz = idx::gzip(&bytes);
+        let (peak, _) = measured(|| decode_idx(&gz, labels));
+        prop_assert!(peak <= DEFLATE_FACTOR * gz.len() + 4 * bytes.len() + SLACK, "{}: {peak} bytes", seed.name);
     }
 
     #[test]

@@ -173,4 +173,10 @@ fn damaged_mxnet_checkpoints_are_refused_by_predict() {
         assert!(stderr.contains(needle), "{name}: expected {needle:?} in {stderr}");
         assert!(!stderr.contains("panicked") && output.stdout.is_empty(), "{name}: {stderr}");
     }
+    // An endless --npz: /dev/zero used to be read until memory ran out.
+    let shipped = shipped.to_str().unwrap();
+    let output = mnist(&["predict", "--model", shipped, "--npz", "/dev/zero"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot use --npz /dev/zero") && stderr.contains("it is a device"), "{stderr}");
 }

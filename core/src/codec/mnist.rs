@@ -148,7 +148,7 @@ mod path {
 
     /// Reads a whole data file, refusing devices (`/dev/zero` would fill memory) and anything
     /// over `MAX_DATA_FILE_SIZE` before reading it (or, for a pipe, once that much came).
-    fn read_file(path: &Path) -> Result<Vec<u8>> {
+    pub fn read_data_file(path: &Path) -> Result<Vec<u8>> {
         use std::io::Read;
         let what = || format!("data file {}", path.display());
         let io_error = |e: std::io::Error| Error::invalid(what(), e.to_string());
@@ -186,7 +186,7 @@ mod path {
     /// (any of NAME, NAME.gz, or the dotted spellings) or else an mnist.npz.
     pub fn load(path: &Path) -> Result<Split> {
         if !path.is_dir() {
-            let bytes = read_file(path)?;
+            let bytes = read_data_file(path)?;
             return from_npz(&bytes).map_err(|e| with_context(e, &path.display().to_string()));
         }
         let found = IDX_FILE_NAMES.map(|name| find_idx(path, name));
@@ -200,7 +200,7 @@ mod path {
                 what: format!("data directory {}", path.display()),
                 name: format!("{name}[.gz]"),
             })?;
-            files.push((file.display().to_string(), read_file(&file)?));
+            files.push((file.display().to_string(), read_data_file(&file)?));
         }
         let named: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
         from_named_idx([named[0], named[1], named[2], named[3]])
@@ -208,7 +208,7 @@ mod path {
 }
 
 #[cfg(feature = "std")]
-pub use path::load;
+pub use path::{load, read_data_file};
 
 #[cfg(test)]
 mod tests {
