@@ -1,5 +1,6 @@
 //! Gets the MNIST npz like Keras's `get_file`: a verified cached copy, else a valid Keras copy,
-//! else a download (retries with backoff, resume by Range, verify, atomic rename).
+//! else a download (retries with backoff for what may pass, resume by Range, verify, atomic
+//! rename), one process at a time per cache entry (a lock file beside it).
 //! Leaves out reading the npz (core's codec) and the CLI flags (main.rs maps them here).
 
 mod http;
