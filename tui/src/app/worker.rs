@@ -110,6 +110,8 @@ fn describe_download(event: &ProgressEvent) -> Option<String> {
         ProgressEvent::Discarded { reason, .. } => {
             Some(format!("The cached MNIST was bad ({reason}); fetching it again"))
         }
+        ProgressEvent::NextUrl { reason, next } => Some(format!("{reason}; trying {next}")),
+        ProgressEvent::Waiting { .. } => Some("Waiting for another process downloading MNIST".into()),
         ProgressEvent::Verified { .. } | ProgressEvent::Done { .. } => None,
     }
 }
