@@ -677,6 +677,93 @@ fn idx_many_gzip_members_share_one_buffer() {
     assert!(peak < 200 * 1024, "{peak} bytes at once");
 }
 
+/// A valid .npy file whose header claims `shape` of u8 but which holds `data_len` zero bytes.
+fn npy_claiming(shape: &[usize], data_len: usize) -> Vec<u8> {
+    let count = shape.iter().product();
+    let honest = npy::write_u8(shape, &vec![0; count]).unwrap();
+    let mut bytes = honest[..honest.len() - count].to_vec();
+    bytes.resize(bytes.len() + data_len, 0);
+    bytes
+}
+
+/// Hostile files that deflate to a few KiB and would inflate to 15-16 MiB: each is refused
+/// from its headers, with no more memory than a small multiple of the file (they inflated it
+/// all first: 15-31 MiB each). And a consistent file takes about the dataset's own size.
+#[test]
+fn headers_are_judged_before_members_are_inflated() {
+    const BIG: usize = 16 << 20;
+    let images = |n: usize| npy::write_u8(&[n, 28, 28], &vec![0; n * 784]).unwrap();
+    let labels = |n: usize| npy::write_u8(&[n], &vec![0; n]).unwrap();
+    let npz_of = |members: &[(&str, Vec<u8>)]| {
+        let refs: Vec<(&str, &[u8])> = members.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+        zip::write(&refs, zip::Method::Deflated).unwrap()
+    };
+    let bounded = |bytes: &[u8], decode: &dyn Fn(&[u8]) -> String, needle: &str| {
+        let mut message = String::new();
+        let (peak, _) = measured(|| message = decode(bytes));
+        assert!(message.contains(needle), "expected {needle:?} in {message:?}");
+        assert!(peak <= 8 * bytes.len() + SLACK, "{needle}: {peak} bytes at once for a {}-byte file", bytes.len());
+    };
+    let from_npz = |b: &[u8]| mnist::from_npz(b).unwrap_err().to_string();
+    let n = 20_000; // 15.7 MB of pixels
+    let good = npz_of(&[
+        ("x_train.npy", images(n)),
+        ("y_train.npy", labels(n)),
+        ("x_test.npy", images(10)),
+        ("y_test.npy", labels(10)),
+    ]);
+
+    // mnist.npz whose labels, or test images, do not fit its 20,000 train images.
+    let few_labels = npz_of(&[
+        ("x_train.npy", images(n)),
+        ("y_train.npy", labels(3)),
+        ("x_test.npy", images(1)),
+        ("y_test.npy", labels(1)),
+    ]);
+    bounded(&few_labels, &from_npz, "3 labels for the 20000 images of x_train");
+    let small_test = npz_of(&[
+        ("x_train.npy", images(n)),
+        ("y_train.npy", labels(n)),
+        ("x_test.npy", npy::write_u8(&[1, 8, 8], &[0; 64]).unwrap()),
+        ("y_test.npy", labels(1)),
+    ]);
+    bounded(&small_test, &from_npz, "x_test (one test image) has shape (8, 8, 1)");
+    let float_images = npy::write_f32(&[5000, 28, 28], &vec![0.0; 5000 * 784]).unwrap();
+    let floats = npz_of(&[("x_test.npy", float_images)]);
+    bounded(&floats, &|b| mnist::split_from_npz(b, "x_test", None).unwrap_err().to_string(), "images of dtype <f4");
+
+    // A member whose header disagrees with its size; a "header" of 16 MiB of spaces.
+    let lying = npz_of(&[("x.npy", npy_claiming(&[10], BIG))]);
+    bounded(&lying, &|b| npz::read_member(b, "x").unwrap_err().to_string(), "needs 10 bytes but 16777216 follow");
+    let dict = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': (0,), }}{}\n", " ".repeat(BIG));
+    let mut long_header = b"\x93NUMPY\x02\x00".to_vec();
+    long_header.extend_from_slice(&(dict.len() as u32).to_le_bytes());
+    long_header.extend_from_slice(dict.as_bytes());
+    bounded(&npz_of(&[("x.npy", long_header)]), &|b| npz::read(b).unwrap_err().to_string(), "npy header is too large");
+
+    // The same for gzipped idx files.
+    let gz_images = idx::gzip(&idx::write_u8(&[n, 28, 28], &vec![0; n * 784]).unwrap());
+    let [few, enough] = [3, n].map(|m| idx::gzip(&idx::write_u8(&[m], &vec![0; m]).unwrap()));
+    bounded(
+        &gz_images,
+        &|b| mnist::from_idx(b, &few, b, &enough).unwrap_err().to_string(),
+        "3 labels for the 20000 images",
+    );
+    let mut lying_idx = idx::write_u8(&[10], &[0; 10]).unwrap();
+    lying_idx.resize(8 + BIG, 0);
+    let lying_gz = idx::gzip(&lying_idx);
+    bounded(
+        &lying_gz,
+        &|b| idx::read_maybe_gzip(b).unwrap_err().to_string(),
+        "dimensions [10] need 10 bytes but more follow",
+    );
+
+    // A consistent file: the dataset's own bytes, and the headers' (far) below SLACK.
+    let (peak, _) = measured(|| assert_eq!(mnist::from_npz(&good).unwrap().train.len(), n));
+    let dataset = (n + 10) * 785;
+    assert!(peak <= dataset + SLACK, "{peak} bytes at once for a dataset of {dataset}");
+}
+
 proptest! {
     #![proptest_config(config())]
 

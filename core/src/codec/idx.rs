@@ -37,9 +37,29 @@ impl IdxArray {
     }
 }
 
+/// The longest header: the magic and 255 dimensions.
+const MAX_HEADER_LEN: usize = 4 + 4 * 255;
+
 /// Parses and checks the header: the dimensions must account for exactly the bytes after it.
 /// Returns the shape and where the data starts.
 pub fn read_header(bytes: &[u8]) -> Result<(Vec<usize>, usize)> {
+    let (shape, data_offset, count) = parse_header(bytes)?;
+    let available = (bytes.len() - data_offset) as u64;
+    if count > available {
+        return Err(Error::truncated("idx data", count, available));
+    }
+    if count < available {
+        return Err(Error::malformed(
+            "idx data",
+            format!("dimensions {shape:?} need {count} bytes but {available} follow the header"),
+        ));
+    }
+    Ok((shape, data_offset))
+}
+
+/// The magic and dimensions at the start of `bytes`: the shape, where the data starts and how
+/// many bytes of data the dimensions need (their product, saturating).
+fn parse_header(bytes: &[u8]) -> Result<(Vec<usize>, usize, u64)> {
     if bytes.len() < 4 {
         return Err(Error::truncated("idx header", 4, bytes.len() as u64));
     }
@@ -75,17 +95,7 @@ pub fn read_header(bytes: &[u8]) -> Result<(Vec<usize>, usize)> {
         count = count.saturating_mul(dim as u64);
         shape.push(dim as usize);
     }
-    let available = (bytes.len() - data_offset) as u64;
-    if count > available {
-        return Err(Error::truncated("idx data", count, available));
-    }
-    if count < available {
-        return Err(Error::malformed(
-            "idx data",
-            format!("dimensions {shape:?} need {count} bytes but {available} follow the header"),
-        ));
-    }
-    Ok((shape, data_offset))
+    Ok((shape, data_offset, count))
 }
 
 /// Decodes a plain (not gzipped) idx file.
@@ -101,13 +111,47 @@ pub fn read_vec(mut bytes: Vec<u8>) -> Result<IdxArray> {
     Ok(IdxArray { shape, data: bytes })
 }
 
-/// Decodes an idx file, gunzipping it first if it starts with the gzip magic.
+/// Decodes an idx file, gunzipping it first if it starts with the gzip magic: its header first
+/// (see `read_shape_maybe_gzip`), then no more than the header's dimensions need.
 pub fn read_maybe_gzip(bytes: &[u8]) -> Result<IdxArray> {
-    if is_gzip(bytes) {
-        read_vec(gunzip(bytes)?)
-    } else {
-        read(bytes)
+    if !is_gzip(bytes) {
+        return read(bytes);
     }
+    let (shape, expected) = gzipped_header(bytes)?;
+    let data = gunzip_at_most(bytes, expected).map_err(|e| match e {
+        Error::TooLarge { .. } => Error::malformed(
+            "idx data",
+            format!("dimensions {shape:?} need {} bytes but more follow the header", expected - (4 + 4 * shape.len())),
+        ),
+        other => other,
+    })?;
+    read_vec(data)
+}
+
+/// An idx file's shape, plain or gzipped, checked as far as can be without inflating it: a
+/// gzipped one inflates at most its first 1,024 bytes (the longest header), and its dimensions
+/// may need no more than `MAX_GUNZIPPED_SIZE`. So a set of files can be judged before any is
+/// inflated; `read_maybe_gzip` checks the rest.
+pub fn read_shape_maybe_gzip(bytes: &[u8]) -> Result<Vec<usize>> {
+    if is_gzip(bytes) {
+        Ok(gzipped_header(bytes)?.0)
+    } else {
+        Ok(read_header(bytes)?.0)
+    }
+}
+
+/// The shape a gzipped idx file's header declares and the file's whole inflated length.
+fn gzipped_header(bytes: &[u8]) -> Result<(Vec<usize>, usize)> {
+    let (shape, data_offset, count) = parse_header(&gunzip_prefix(bytes, MAX_HEADER_LEN)?)?;
+    let total = (data_offset as u64).saturating_add(count);
+    if total > MAX_GUNZIPPED_SIZE as u64 {
+        return Err(Error::TooLarge {
+            what: "idx file (gunzipped)".into(),
+            size: total,
+            limit: MAX_GUNZIPPED_SIZE as u64,
+        });
+    }
+    Ok((shape, total as usize))
 }
 
 /// Encodes u8 elements as an idx file.
@@ -183,6 +227,11 @@ fn gzip_header_len(bytes: &[u8]) -> Result<usize> {
 /// Decompresses a gzip file: one member or several concatenated (as `cat a.gz b.gz` makes),
 /// checking each member's CRC-32 and length. Output beyond `MAX_GUNZIPPED_SIZE` is an error.
 pub fn gunzip(bytes: &[u8]) -> Result<Vec<u8>> {
+    gunzip_at_most(bytes, MAX_GUNZIPPED_SIZE)
+}
+
+/// `gunzip` with output beyond `limit` an error (`TooLarge`).
+fn gunzip_at_most(bytes: &[u8], limit: usize) -> Result<Vec<u8>> {
     // The last member's ISIZE sizes the first buffer (exact for the usual single member),
     // unless deflate could not possibly produce that much from this input.
     let isize_hint = match bytes.len().checked_sub(4).and_then(|p| bytes.get(p..)) {
@@ -192,7 +241,24 @@ pub fn gunzip(bytes: &[u8]) -> Result<Vec<u8>> {
     let hint = if isize_hint <= max_inflated_len(bytes.len() as u64) { isize_hint as usize } else { 0 };
     // One buffer and one decompressor for all members, so a file of many tiny members costs
     // time in proportion to its bytes.
-    let mut inflater = Inflater::new(hint, MAX_GUNZIPPED_SIZE);
+    let mut inflater = Inflater::new(hint, limit);
+    gunzip_into(bytes, &mut inflater)?;
+    Ok(inflater.into_output())
+}
+
+/// The first `len` bytes of the gunzipped data (all of it if shorter), inflating no further;
+/// the members that end within them have their CRC-32 and length checked.
+fn gunzip_prefix(bytes: &[u8], len: usize) -> Result<Vec<u8>> {
+    let mut inflater = Inflater::new(len, len);
+    match gunzip_into(bytes, &mut inflater) {
+        // TooLarge: the output is full, which is all that was asked for.
+        Ok(()) | Err(Error::TooLarge { .. }) => Ok(inflater.into_output()),
+        Err(other) => Err(other),
+    }
+}
+
+/// Inflates every member of a gzip file into `inflater`, checking each one's CRC-32 and length.
+fn gunzip_into(bytes: &[u8], inflater: &mut Inflater) -> Result<()> {
     let mut pos = 0;
     loop {
         let member = &bytes[pos..];
@@ -219,7 +285,7 @@ pub fn gunzip(bytes: &[u8]) -> Result<Vec<u8>> {
         }
         pos += trailer_start + 8;
         if pos == bytes.len() {
-            return Ok(inflater.into_output());
+            return Ok(());
         }
     }
 }
@@ -338,6 +404,28 @@ mod tests {
         mixed.extend_from_slice(&fancy_gzip(b"abc"));
         mixed.extend_from_slice(&gzip(b""));
         assert_eq!(gunzip(&mixed).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn gzipped_headers_are_read_before_the_data() {
+        let array = images();
+        let bytes = write_u8(&array.shape, &array.data).unwrap();
+        assert_eq!(read_shape_maybe_gzip(&bytes).unwrap(), array.shape);
+        // A header spread over tiny concatenated members is still found.
+        let members: Vec<u8> = bytes.chunks(3).flat_map(gzip).collect();
+        assert_eq!(read_shape_maybe_gzip(&members).unwrap(), array.shape);
+        assert_eq!(read_maybe_gzip(&members).unwrap(), array);
+        // More or less data than the dimensions need.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let err = format!("{}", read_maybe_gzip(&gzip(&longer)).unwrap_err());
+        assert!(err.contains("dimensions [3, 2, 4] need 24 bytes but more follow the header"), "{err}");
+        let err = format!("{}", read_maybe_gzip(&gzip(&bytes[..bytes.len() - 1])).unwrap_err());
+        assert!(err.contains("idx data is truncated"), "{err}");
+        // Dimensions needing more than MAX_GUNZIPPED_SIZE (65536 x 65536) are refused unread.
+        let huge = gzip(&[0, 0, 8, 2, 0, 1, 0, 0, 0, 1, 0, 0]);
+        assert!(matches!(read_shape_maybe_gzip(&huge), Err(Error::TooLarge { size, .. }) if size == 12 + (1 << 32)));
+        assert!(matches!(read_maybe_gzip(&huge), Err(Error::TooLarge { .. })));
     }
 
     #[test]

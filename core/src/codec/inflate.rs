@@ -30,6 +30,18 @@ pub(crate) fn inflate_raw(input: &[u8], size_hint: usize, limit: usize, what: &s
     Ok((inflater.into_output(), used))
 }
 
+/// The first `len` bytes the raw deflate stream at the start of `input` inflates to (all of
+/// its output if that is shorter), inflating no further: enough to read a header and decide
+/// whether the rest is worth inflating. Checks nothing a caller could only check on the whole.
+pub(crate) fn inflate_prefix(input: &[u8], len: usize, what: &str) -> Result<Vec<u8>> {
+    let mut inflater = Inflater::new(len, len);
+    match inflater.inflate(input, what) {
+        // TooLarge: the output is full, which is all that was asked for.
+        Ok(_) | Err(Error::TooLarge { .. }) => Ok(inflater.into_output()),
+        Err(other) => Err(other),
+    }
+}
+
 /// The output of one or more deflate streams inflated one after the other into one buffer
 /// (gzip's concatenated members), with one decompressor: each further stream costs only its
 /// own bytes, never a fresh buffer or state (thousands of empty members stay cheap).
@@ -137,6 +149,21 @@ mod tests {
         let mut small = Inflater::new(0, a.len() + 10);
         small.inflate(&compress_to_vec(&a, 6), "t").unwrap();
         assert!(matches!(small.inflate(&compress_to_vec(&b, 6), "t"), Err(Error::TooLarge { .. })));
+    }
+
+    #[test]
+    fn prefixes_are_the_output_s_first_bytes() {
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i % 7 + i / 5000) as u8).collect();
+        let stream = compress_to_vec(&data, 6);
+        for len in (0..300).chain([65_535, 65_536, 69_999, 70_000, 70_001, 1 << 20]) {
+            let prefix = inflate_prefix(&stream, len, "t").unwrap();
+            assert_eq!(prefix, data[..len.min(data.len())], "{len}");
+            assert!(prefix.capacity() <= len, "{len}: a buffer of {}", prefix.capacity());
+        }
+        // Corruption within the prefix is an error; a stream cut after it is not seen.
+        assert!(inflate_prefix(&[0xff; 16], 10, "t").is_err());
+        assert_eq!(inflate_prefix(&stream[..stream.len() / 2], 100, "t").unwrap(), data[..100]);
+        assert!(inflate_prefix(&stream[..stream.len() / 2], 1 << 20, "t").is_err());
     }
 
     #[test]

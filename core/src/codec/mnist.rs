@@ -5,7 +5,7 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use crate::codec::npy::{NpyArray, NpyData};
+use crate::codec::npy::{DType, NpyArray, NpyData};
 use crate::codec::{idx, npz, with_context};
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
@@ -19,17 +19,16 @@ pub const IDX_FILE_NAMES: [&str; 4] =
 #[cfg(feature = "std")]
 pub const MAX_DATA_FILE_SIZE: u64 = 1 << 31;
 
-/// Images shaped (N, H, W) or (N, H, W, C) and labels shaped (N) or (N, 1), checked against
-/// each other; `images_name` and `labels_name` say where they came from in errors.
-fn dataset(
-    images: (Vec<usize>, Vec<u8>),
-    labels: (Vec<usize>, Vec<u8>),
+/// The image size (H, W, C) of images shaped (N, H, W) or (N, H, W, C) with labels shaped (N)
+/// or (N, 1) (without labels, every image counts as class 0), checked on the shapes alone, so
+/// before anything large is inflated; `images_name` and `labels_name` name them in errors.
+fn sample_shape(
+    image_shape: &[usize],
+    label_shape: Option<&[usize]>,
     images_name: &str,
     labels_name: &str,
-) -> Result<Dataset> {
-    let (image_shape, pixels) = images;
-    let (label_shape, labels) = labels;
-    let (n, height, width, channels) = match image_shape[..] {
+) -> Result<[usize; 3]> {
+    let (n, height, width, channels) = match *image_shape {
         [n, h, w] => (n, h, w, 1),
         [n, h, w, c] => (n, h, w, c),
         _ => {
@@ -43,91 +42,145 @@ fn dataset(
     if sample_len.is_none_or(|len| len == 0) {
         return Err(Error::malformed(images_name, format!("images of shape {image_shape:?} have no usable pixels")));
     }
-    if !matches!(label_shape[..], [_] | [_, 1]) {
-        return Err(Error::malformed(
-            labels_name,
-            format!("labels have shape {label_shape:?}; (N,) or (N, 1) is required"),
-        ));
+    if let Some(label_shape) = label_shape {
+        let labels = match *label_shape {
+            [n] | [n, 1] => n,
+            _ => {
+                return Err(Error::malformed(
+                    labels_name,
+                    format!("labels have shape {label_shape:?}; (N,) or (N, 1) is required"),
+                ))
+            }
+        };
+        if labels != n {
+            return Err(Error::malformed(labels_name, format!("{labels} labels for the {n} images of {images_name}")));
+        }
     }
-    if labels.len() != n {
-        return Err(Error::malformed(
-            labels_name,
-            format!("{} labels for the {n} images of {images_name}", labels.len()),
-        ));
+    Ok([height, width, channels])
+}
+
+fn unsupported_images(dtype: DType, name: &str) -> Error {
+    Error::unsupported(name, format!("images of dtype {} (u8 is required)", dtype.descr()))
+}
+
+/// Labels are class indices: integers, of the dtypes `labels_u8` narrows.
+fn check_label_dtype(dtype: DType, name: &str) -> Result<()> {
+    match dtype {
+        DType::U8 | DType::I8 | DType::U32 | DType::I32 | DType::I64 => Ok(()),
+        other => Err(unsupported_labels(other, name)),
     }
-    Dataset::new(pixels, labels, height, width, channels)
+}
+
+fn unsupported_labels(dtype: DType, name: &str) -> Error {
+    Error::unsupported(name, format!("labels of dtype {}", dtype.descr()))
 }
 
 /// u8 labels as they are; other integer labels if every one is a class index below 256.
-fn labels_u8(array: NpyArray, name: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+fn labels_u8(array: NpyArray, name: &str) -> Result<Vec<u8>> {
     fn narrow<T: Copy + TryInto<u8> + core::fmt::Display>(values: &[T], name: &str) -> Result<Vec<u8>> {
         values
             .iter()
             .map(|&v| v.try_into().map_err(|_| Error::malformed(name, format!("label {v} is outside 0..=255"))))
             .collect()
     }
-    let labels = match array.data {
-        NpyData::U8(v) => v,
-        NpyData::I8(v) => narrow(&v, name)?,
-        NpyData::U32(v) => narrow(&v, name)?,
-        NpyData::I32(v) => narrow(&v, name)?,
-        NpyData::I64(v) => narrow(&v, name)?,
-        other => return Err(Error::unsupported(name, format!("labels of dtype {}", other.dtype().descr()))),
-    };
-    Ok((array.shape, labels))
-}
-
-fn images_u8(array: NpyArray, name: &str) -> Result<(Vec<usize>, Vec<u8>)> {
     match array.data {
-        NpyData::U8(v) => Ok((array.shape, v)),
-        other => Err(Error::unsupported(name, format!("images of dtype {} (u8 is required)", other.dtype().descr()))),
+        NpyData::U8(v) => Ok(v),
+        NpyData::I8(v) => narrow(&v, name),
+        NpyData::U32(v) => narrow(&v, name),
+        NpyData::I32(v) => narrow(&v, name),
+        NpyData::I64(v) => narrow(&v, name),
+        other => Err(unsupported_labels(other.dtype(), name)),
     }
 }
 
 /// Train and test must hold images of one size.
-fn split(train: Dataset, test: Dataset, test_images_name: &str) -> Result<Split> {
-    let (a, b) = (&train, &test);
-    if (a.height, a.width, a.channels) != (b.height, b.width, b.channels) {
+fn same_sample_shape(train: [usize; 3], test: [usize; 3], test_images_name: &str) -> Result<()> {
+    if train != test {
         return Err(Error::ShapeMismatch {
             what: format!("{test_images_name} (one test image)"),
-            expected: Vec::from([a.height, a.width, a.channels]),
-            actual: Vec::from([b.height, b.width, b.channels]),
+            expected: Vec::from(train),
+            actual: Vec::from(test),
         });
     }
-    Ok(Split { train, test })
+    Ok(())
 }
 
-/// Reads Keras's mnist.npz: x_train, y_train, x_test, y_test. Only those members are inflated.
-pub fn from_npz(bytes: &[u8]) -> Result<Split> {
-    let train = split_from_npz(bytes, "x_train", Some("y_train"))?;
-    let test = split_from_npz(bytes, "x_test", Some("y_test"))?;
-    split(train, test, "x_test")
+/// One split's members of a Keras-style npz (x_train and y_train, say), their headers checked
+/// against each other: the split's memory is then what those headers describe.
+struct NpzSplit<'n> {
+    images: &'n str,
+    labels: Option<&'n str>,
+    sample: [usize; 3],
 }
 
-/// One split of a Keras-style npz, e.g. x_test and y_test; only those members are inflated.
-/// Without `labels_name` the labels are unknown and every one reads as class 0 (for prediction).
-pub fn split_from_npz(bytes: &[u8], images_name: &str, labels_name: Option<&str>) -> Result<Dataset> {
-    let images = images_u8(npz::read_member(bytes, images_name)?, images_name)?;
-    let labels = match labels_name {
-        Some(name) => labels_u8(npz::read_member(bytes, name)?, name)?,
-        None => {
-            // As many labels as images actually stored (`dataset` then checks the shape).
-            let per_image = images.0.iter().skip(1).try_fold(1usize, |a, &d| a.checked_mul(d));
-            let n = per_image.filter(|&p| p > 0).map_or(0, |p| images.1.len() / p);
-            (Vec::from([n]), alloc::vec![0; n])
+impl<'n> NpzSplit<'n> {
+    /// Reads and checks the two headers, inflating neither member.
+    fn check(archive: &npz::Archive, images: &'n str, labels: Option<&'n str>) -> Result<Self> {
+        let image_header = archive.header(images)?;
+        if image_header.dtype != DType::U8 {
+            return Err(unsupported_images(image_header.dtype, images));
         }
-    };
-    dataset(images, labels, images_name, labels_name.unwrap_or("(no labels)"))
+        let label_header = labels.map(|name| archive.header(name)).transpose()?;
+        if let (Some(name), Some(header)) = (labels, &label_header) {
+            check_label_dtype(header.dtype, name)?;
+        }
+        let label_shape = label_header.as_ref().map(|h| &h.shape[..]);
+        let sample = sample_shape(&image_header.shape, label_shape, images, labels.unwrap_or("(no labels)"))?;
+        Ok(NpzSplit { images, labels, sample })
+    }
+
+    /// Inflates and decodes the two members.
+    fn read(&self, archive: &npz::Archive) -> Result<Dataset> {
+        let images = archive.array(self.images)?;
+        let pixels = match images.data {
+            NpyData::U8(pixels) => pixels,
+            other => return Err(unsupported_images(other.dtype(), self.images)),
+        };
+        let [height, width, channels] = self.sample;
+        let labels = match self.labels {
+            Some(name) => labels_u8(archive.array(name)?, name)?,
+            // sample_shape checked that an image has pixels.
+            None => alloc::vec![0; pixels.len() / (height * width * channels)],
+        };
+        Dataset::new(pixels, labels, height, width, channels)
+    }
 }
 
-/// Decodes four idx files, each plain or gzipped, named in errors by `names`.
+/// Reads Keras's mnist.npz: x_train, y_train, x_test, y_test. Only those members are inflated,
+/// and only once all four headers agree (N images and N labels, one image size for both splits).
+pub fn from_npz(bytes: &[u8]) -> Result<Split> {
+    let archive = npz::Archive::open(bytes)?;
+    let train = NpzSplit::check(&archive, "x_train", Some("y_train"))?;
+    let test = NpzSplit::check(&archive, "x_test", Some("y_test"))?;
+    same_sample_shape(train.sample, test.sample, "x_test")?;
+    Ok(Split { train: train.read(&archive)?, test: test.read(&archive)? })
+}
+
+/// One split of a Keras-style npz, e.g. x_test and y_test; only those members are inflated, and
+/// only once their headers agree. Without `labels_name` the labels are unknown and every one
+/// reads as class 0 (for prediction).
+pub fn split_from_npz(bytes: &[u8], images_name: &str, labels_name: Option<&str>) -> Result<Dataset> {
+    let archive = npz::Archive::open(bytes)?;
+    NpzSplit::check(&archive, images_name, labels_name)?.read(&archive)
+}
+
+/// Decodes four idx files, each plain or gzipped, named in errors by their names. Their headers
+/// are read and checked against each other first, so no file is inflated for a mismatched set.
 fn from_named_idx(files: [(&str, &[u8]); 4]) -> Result<Split> {
-    let [train_images, train_labels, test_images, test_labels] = files
-        .map(|(name, bytes)| idx::read_maybe_gzip(bytes).map(|a| (a.shape, a.data)).map_err(|e| with_context(e, name)));
+    let mut shapes = Vec::with_capacity(4);
+    for (name, bytes) in files {
+        shapes.push(idx::read_shape_maybe_gzip(bytes).map_err(|e| with_context(e, name))?);
+    }
     let [n0, n1, n2, n3] = files.map(|(name, _)| name);
-    let train = dataset(train_images?, train_labels?, n0, n1)?;
-    let test = dataset(test_images?, test_labels?, n2, n3)?;
-    split(train, test, n2)
+    let train = sample_shape(&shapes[0], Some(&shapes[1]), n0, n1)?;
+    let test = sample_shape(&shapes[2], Some(&shapes[3]), n2, n3)?;
+    same_sample_shape(train, test, n2)?;
+    let read =
+        |(name, bytes): (&str, &[u8])| idx::read_maybe_gzip(bytes).map(|a| a.data).map_err(|e| with_context(e, name));
+    let dataset = |images, labels, [height, width, channels]: [usize; 3]| {
+        Dataset::new(read(images)?, read(labels)?, height, width, channels)
+    };
+    Ok(Split { train: dataset(files[0], files[1], train)?, test: dataset(files[2], files[3], test)? })
 }
 
 /// Reads LeCun's four idx files (train-images-idx3-ubyte and so on), each plain or gzipped.

@@ -10,6 +10,10 @@ use crate::codec::hex_prefix;
 use crate::error::{Error, Result};
 
 pub const MAGIC: &[u8; 6] = b"\x93NUMPY";
+/// The most bytes before the data: a version 1 header at its longest (a 16-bit length; 12
+/// bytes of preamble allowed). numpy writes longer headers (version 2) only for structured
+/// dtypes, which are not read; a reader would otherwise inflate a gigabyte of "header".
+pub const MAX_HEADER_LEN: usize = 12 + u16::MAX as usize;
 /// numpy's own limit on dimensions (NPY_MAXDIMS is 32 in numpy 1, 64 in numpy 2).
 const MAX_DIMS: usize = 64;
 
@@ -159,9 +163,17 @@ fn element_count(shape: &[usize], what: &str) -> Result<usize> {
 
 /// Parses and checks the header: the shape must account for exactly the bytes after it.
 pub fn read_header(bytes: &[u8]) -> Result<Header> {
+    read_header_of(bytes, bytes.len() as u64)
+}
+
+/// Like `read_header` for a file of `file_len` bytes given only its first `bytes` (its first
+/// `MAX_HEADER_LEN` bytes, or all of it, always suffice): the shape must account for exactly
+/// the `file_len` bytes after the header. So a compressed member's claims are checked before
+/// the rest of it is inflated.
+pub fn read_header_of(bytes: &[u8], file_len: u64) -> Result<Header> {
     if !bytes.starts_with(MAGIC) {
         if bytes.len() < MAGIC.len() && MAGIC.starts_with(bytes) {
-            return Err(Error::truncated("npy magic", MAGIC.len() as u64, bytes.len() as u64));
+            return Err(Error::truncated("npy magic", MAGIC.len() as u64, file_len));
         }
         return Err(Error::BadMagic {
             what: "npy file".into(),
@@ -170,9 +182,7 @@ pub fn read_header(bytes: &[u8]) -> Result<Header> {
         });
     }
     let field = |start: usize, len: usize| {
-        bytes
-            .get(start..start + len)
-            .ok_or_else(|| Error::truncated("npy header", (start + len) as u64, bytes.len() as u64))
+        bytes.get(start..start + len).ok_or_else(|| Error::truncated("npy header", (start + len) as u64, file_len))
     };
     let version = field(6, 2)?;
     let (header_start, header_len) = match (version[0], version[1]) {
@@ -188,16 +198,22 @@ pub fn read_header(bytes: &[u8]) -> Result<Header> {
     };
     // header_len is at most 2^32 and header_start small, so this cannot overflow a u64.
     let data_offset = header_start as u64 + header_len as u64;
-    if data_offset > bytes.len() as u64 {
-        return Err(Error::truncated("npy header", data_offset, bytes.len() as u64));
+    if data_offset > file_len {
+        return Err(Error::truncated("npy header", data_offset, file_len));
+    }
+    if data_offset > MAX_HEADER_LEN as u64 {
+        return Err(Error::TooLarge { what: "npy header".into(), size: data_offset, limit: MAX_HEADER_LEN as u64 });
     }
     let data_offset = data_offset as usize;
-    let (dtype, fortran_order, shape) = parse_dict(&bytes[header_start..data_offset])?;
+    let dict = bytes.get(header_start..data_offset).ok_or_else(|| {
+        Error::invalid("npy header", format!("{} bytes of a {data_offset}-byte header were given", bytes.len()))
+    })?;
+    let (dtype, fortran_order, shape) = parse_dict(dict)?;
     if fortran_order {
         return Err(Error::unsupported("npy header", "fortran_order=True (column-major data)"));
     }
     let count = element_count(&shape, "npy header")?;
-    let available = (bytes.len() - data_offset) as u64;
+    let available = file_len - data_offset as u64;
     let needed = (count as u64).checked_mul(dtype.size() as u64).ok_or_else(|| {
         Error::malformed("npy header", format!("shape {shape:?} has more bytes than a u64 can count"))
     })?;
@@ -614,5 +630,30 @@ mod tests {
         let mut bytes = npy_with(2, "{}", &[]);
         bytes[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(read(&bytes), Err(Error::Truncated { .. })));
+    }
+
+    #[test]
+    fn headers_are_read_from_the_first_bytes_and_bounded() {
+        let array = NpyArray::new(vec![300, 4], NpyData::F32(vec![0.5; 1200])).unwrap();
+        let bytes = write(&array).unwrap();
+        let header = read_header(&bytes).unwrap();
+        for len in [header.data_offset, header.data_offset + 1, MAX_HEADER_LEN, bytes.len()] {
+            let prefix = &bytes[..len.min(bytes.len())];
+            assert_eq!(read_header_of(prefix, bytes.len() as u64).unwrap(), header, "{len}");
+        }
+        // The file's length, not the prefix's, is what the shape must account for.
+        let err = format!("{}", read_header_of(&bytes[..200], bytes.len() as u64 + 4).unwrap_err());
+        assert!(err.contains("needs 4800 bytes but 4804 follow the header"), "{err}");
+        assert!(matches!(read_header_of(&bytes[..200], 100), Err(Error::Truncated { .. })));
+        // Too little of the header given is an error, not a panic.
+        assert!(matches!(read_header_of(&bytes[..20], bytes.len() as u64), Err(Error::InvalidArgument { .. })));
+        // Version 1's longest header is read; a longer one (version 2) is refused unread.
+        let dict = "{'descr': '|u1', 'fortran_order': False, 'shape': (0,), }";
+        let longest = format!("{dict}{}", " ".repeat(65535 - dict.len()));
+        assert_eq!(read(&npy_with(1, &longest, &[])).unwrap().data, NpyData::U8(vec![]));
+        assert_eq!(read(&npy_with(2, &longest, &[])).unwrap().data, NpyData::U8(vec![]));
+        let longer = format!("{longest} ");
+        let err = read(&npy_with(2, &longer, &[])).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { size: 65548, limit: 65547, .. }), "{err}");
     }
 }

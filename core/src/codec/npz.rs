@@ -1,12 +1,13 @@
 //! .npz archives as numpy's `savez` and `savez_compressed` write them: a zip of `NAME.npy`
-//! members, read eagerly or one member at a time, and written stored or deflated.
+//! members, read eagerly or one member at a time (each inflated only once its header agrees
+//! with its size), and written stored or deflated.
 //! Leaves out members that are not .npy (skipped, as they carry no array) and pickled objects.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::codec::npy::{self, NpyArray};
+use crate::codec::npy::{self, Header, NpyArray};
 use crate::codec::with_context;
 use crate::codec::zip::{self, Entry, Method};
 use crate::error::{Error, Result};
@@ -16,7 +17,48 @@ fn key(member: &str) -> Option<&str> {
     member.strip_suffix(".npy")
 }
 
+/// An archive's directory, read once; its arrays are found by name and each is inflated only
+/// once its header agrees with the member's size (see `Archive::header`).
+pub struct Archive<'a> {
+    bytes: &'a [u8],
+    entries: Vec<Entry>,
+}
+
+impl<'a> Archive<'a> {
+    /// Reads and checks the zip directory (nothing is inflated yet).
+    pub fn open(bytes: &'a [u8]) -> Result<Self> {
+        Ok(Archive { bytes, entries: zip::entries(bytes)? })
+    }
+
+    fn entry(&self, name: &str) -> Result<&Entry> {
+        self.entries
+            .iter()
+            .find(|e| e.name == name || key(&e.name) == Some(name))
+            .ok_or_else(|| Error::Missing { what: "npz archive".into(), name: name.into() })
+    }
+
+    /// One array's header (named with or without ".npy"), from at most the member's first
+    /// `npy::MAX_HEADER_LEN` inflated bytes: its shape and dtype must account for exactly the
+    /// size the zip directory declares, so a caller can judge the array before inflating it.
+    pub fn header(&self, name: &str) -> Result<Header> {
+        header(self.bytes, self.entry(name)?)
+    }
+
+    /// One array, inflating nothing else: the member is inflated only once its header agrees
+    /// with its size, and then to exactly that size.
+    pub fn array(&self, name: &str) -> Result<NpyArray> {
+        decode(self.bytes, self.entry(name)?)
+    }
+}
+
+fn header(bytes: &[u8], entry: &Entry) -> Result<Header> {
+    let start = zip::read_entry_prefix(bytes, entry, npy::MAX_HEADER_LEN)?;
+    npy::read_header_of(&start, entry.uncompressed_size)
+        .map_err(|e| with_context(e, &format!("npz member {}", entry.name)))
+}
+
 fn decode(bytes: &[u8], entry: &Entry) -> Result<NpyArray> {
+    header(bytes, entry)?;
     let member = zip::read_entry(bytes, entry)?;
     // Inflated bytes are ours: the u8 case keeps that buffer instead of copying it.
     npy::read_vec(member).map_err(|e| with_context(e, &format!("npz member {}", entry.name)))
@@ -40,12 +82,7 @@ pub fn read(bytes: &[u8]) -> Result<Vec<(String, NpyArray)>> {
 
 /// Decodes one array, named with or without ".npy", inflating nothing else.
 pub fn read_member(bytes: &[u8], name: &str) -> Result<NpyArray> {
-    let entries = zip::entries(bytes)?;
-    let entry = entries
-        .iter()
-        .find(|e| e.name == name || key(&e.name) == Some(name))
-        .ok_or_else(|| Error::Missing { what: "npz archive".into(), name: name.into() })?;
-    decode(bytes, entry)
+    Archive::open(bytes)?.array(name)
 }
 
 /// Writes arrays as `np.savez` (`Method::Stored`) or `np.savez_compressed` (`Method::Deflated`).

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use crate::codec::hex_prefix;
-use crate::codec::inflate::{inflate_raw, max_inflated_len};
+use crate::codec::inflate::{inflate_prefix, inflate_raw, max_inflated_len};
 use crate::error::{Error, Result};
 
 /// The largest member we inflate: far above MNIST's 47 MB, far below a bomb's terabytes.
@@ -360,21 +360,31 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
-/// Decompresses one member (from `entries` on the same bytes) and checks its CRC-32.
-pub fn read_entry(bytes: &[u8], entry: &Entry) -> Result<Vec<u8>> {
+/// A member's stored bytes, its declared size as a usize, and its name for errors.
+fn stored_data<'a>(bytes: &'a [u8], entry: &Entry) -> Result<(&'a [u8], usize, String)> {
     let what = format!("zip member {}", entry.name);
     let data = bytes
         .get(entry.data.clone())
         .ok_or_else(|| Error::truncated(what.clone(), entry.data.end as u64, bytes.len() as u64))?;
+    // entries() capped the size at MAX_MEMBER_SIZE; a usize may still be 32 bits.
+    let size = usize::try_from(entry.uncompressed_size).map_err(|_| Error::TooLarge {
+        what: what.clone(),
+        size: entry.uncompressed_size,
+        limit: usize::MAX as u64,
+    })?;
+    Ok((data, size, what))
+}
+
+fn inflated_short(what: String, inflated: usize, size: usize) -> Error {
+    Error::malformed(what, format!("inflates to {inflated} bytes but the directory declares {size}"))
+}
+
+/// Decompresses one member (from `entries` on the same bytes) and checks its CRC-32.
+pub fn read_entry(bytes: &[u8], entry: &Entry) -> Result<Vec<u8>> {
+    let (data, size, what) = stored_data(bytes, entry)?;
     let out = match entry.method {
         Method::Stored => data.to_vec(),
         Method::Deflated => {
-            // entries() capped the size at MAX_MEMBER_SIZE; a usize may still be 32 bits.
-            let size = usize::try_from(entry.uncompressed_size).map_err(|_| Error::TooLarge {
-                what: what.clone(),
-                size: entry.uncompressed_size,
-                limit: usize::MAX as u64,
-            })?;
             let (out, _) = inflate_raw(data, size, size, &what).map_err(|e| match e {
                 Error::TooLarge { .. } => Error::malformed(
                     what.clone(),
@@ -383,10 +393,7 @@ pub fn read_entry(bytes: &[u8], entry: &Entry) -> Result<Vec<u8>> {
                 other => other,
             })?;
             if out.len() != size {
-                return Err(Error::malformed(
-                    what,
-                    format!("inflates to {} bytes but the directory declares {size}", out.len()),
-                ));
+                return Err(inflated_short(what, out.len(), size));
             }
             out
         }
@@ -396,6 +403,25 @@ pub fn read_entry(bytes: &[u8], entry: &Entry) -> Result<Vec<u8>> {
         return Err(Error::ChecksumMismatch { what, expected: entry.crc32, actual });
     }
     Ok(out)
+}
+
+/// The first `len` bytes of a member (all of it if shorter), inflating no further: a header
+/// can be checked before the rest is inflated. Its CRC-32 is not checked (that needs every
+/// byte: `read_entry` does it).
+pub fn read_entry_prefix(bytes: &[u8], entry: &Entry, len: usize) -> Result<Vec<u8>> {
+    let (data, size, what) = stored_data(bytes, entry)?;
+    let len = len.min(size);
+    match entry.method {
+        // entries() checked that a stored member's data is exactly its size.
+        Method::Stored => Ok(data.get(..len).ok_or_else(|| inflated_short(what, data.len(), size))?.to_vec()),
+        Method::Deflated => {
+            let out = inflate_prefix(data, len, &what)?;
+            if out.len() < len {
+                return Err(inflated_short(what, out.len(), size));
+            }
+            Ok(out)
+        }
+    }
 }
 
 /// Finds a member by exact name and decompresses it.
@@ -521,6 +547,28 @@ mod tests {
             assert!(matches!(read_member(&bytes, "nope"), Err(Error::Missing { .. })));
         }
         assert!(archive(Method::Deflated).len() < archive(Method::Stored).len());
+    }
+
+    #[test]
+    fn prefixes_are_the_members_first_bytes() {
+        for method in [Method::Stored, Method::Deflated] {
+            let bytes = archive(method);
+            for ((_, data), entry) in sample().iter().zip(&entries(&bytes).unwrap()) {
+                for len in [0, 1, 10, data.len() / 2, data.len(), data.len() + 1, usize::MAX] {
+                    let prefix = read_entry_prefix(&bytes, entry, len).unwrap();
+                    assert_eq!(prefix, data[..len.min(data.len())], "{method:?} {len}");
+                }
+            }
+        }
+        // A declared size the deflate stream does not reach: an error once the prefix passes it.
+        let mut bytes = archive(Method::Deflated);
+        let central = bytes.len() - EOCD_LEN - (3 * 46 + 5 + 5 + 7);
+        set_u32(&mut bytes, 22, 3001);
+        set_u32(&mut bytes, central + 24, 3001);
+        let entry = &entries(&bytes).unwrap()[0];
+        assert_eq!(read_entry_prefix(&bytes, entry, 3000).unwrap().len(), 3000);
+        let err = format!("{}", read_entry_prefix(&bytes, entry, 3001).unwrap_err());
+        assert!(err.contains("inflates to 3000 bytes but the directory declares 3001"), "{err}");
     }
 
     #[test]
