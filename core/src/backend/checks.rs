@@ -19,9 +19,18 @@ pub fn length(op: &str, what: &str, have: usize, need: usize) -> Result<()> {
     Ok(())
 }
 
+/// The number of values in a buffer of these dimensions, or an error when a usize cannot count
+/// them (the lengths checked against it would wrap around and pass).
+fn values(op: &str, what: &str, factors: &[usize]) -> Result<usize> {
+    factors.iter().try_fold(1usize, |n, &f| n.checked_mul(f)).ok_or_else(|| Error::Backend {
+        op: op.into(),
+        message: alloc::format!("{what} of dimensions {factors:?} would hold more values than a usize counts"),
+    })
+}
+
 /// `span` must be exactly `need` values long and lie inside a buffer of `buffer` values.
 pub fn span(op: &str, buffer: usize, span: Span, need: usize) -> Result<()> {
-    if span.len != need || span.offset + span.len > buffer {
+    if span.len != need || span.offset.checked_add(span.len).is_none_or(|end| end > buffer) {
         return Err(Error::Backend {
             op: op.into(),
             message: alloc::format!("parameter span {span:?} does not fit {need} values in a buffer of {buffer}"),
@@ -60,8 +69,9 @@ pub fn order(order: &[u32], samples: usize) -> Result<()> {
 
 /// Samples `start..start + count` must lie inside a dataset of `samples`.
 pub fn batch(start: usize, count: usize, samples: usize) -> Result<()> {
-    if start + count > samples {
-        return Err(Error::invalid("batch", alloc::format!("samples {start}..{} of {samples}", start + count)));
+    if start.checked_add(count).is_none_or(|end| end > samples) {
+        let end = start.saturating_add(count);
+        return Err(Error::invalid("batch", alloc::format!("samples {start}..{end} of {samples}")));
     }
     Ok(())
 }
@@ -75,15 +85,31 @@ pub fn load_batch(
     sample_len: usize,
 ) -> Result<()> {
     batch(start, count, samples)?;
-    length("load_batch", "x", x, count * sample_len)?;
+    length("load_batch", "x", x, values("load_batch", "x", &[count, sample_len])?)?;
     length("load_batch", "labels", labels, count)
+}
+
+/// A convolution's (input, output, kernel) lengths in values: its kernel must fit its image
+/// (a larger one has no output: its size would wrap around) and a usize must count them.
+fn conv2d_lens(op: &str, d: &Conv2dDims) -> Result<(usize, usize, usize)> {
+    if d.kernel == 0 || d.kernel > d.height || d.kernel > d.width {
+        return Err(Error::Backend {
+            op: op.into(),
+            message: alloc::format!("a {0}x{0} kernel does not fit {1}x{2} images", d.kernel, d.height, d.width),
+        });
+    }
+    let inp = values(op, "inp", &[d.batch, d.height, d.width, d.in_channels])?;
+    let out = values(op, "out", &[d.batch, d.out_height(), d.out_width(), d.out_channels])?;
+    let kernel = values(op, "kernel", &[d.kernel, d.kernel, d.in_channels, d.out_channels])?;
+    Ok((inp, out, kernel))
 }
 
 pub fn conv2d_forward(out: usize, inp: usize, params: usize, kernel: Span, bias: Span, d: &Conv2dDims) -> Result<()> {
     let op = "conv2d_forward";
-    length(op, "out", out, d.batch * d.out_len())?;
-    length(op, "inp", inp, d.batch * d.in_len())?;
-    span(op, params, kernel, d.patch_len() * d.out_channels)?;
+    let (inp_len, out_len, kernel_len) = conv2d_lens(op, d)?;
+    length(op, "out", out, out_len)?;
+    length(op, "inp", inp, inp_len)?;
+    span(op, params, kernel, kernel_len)?;
     span(op, params, bias, d.out_channels)
 }
 
@@ -100,12 +126,12 @@ pub fn conv2d_backward(
     d: &Conv2dDims,
 ) -> Result<()> {
     let op = "conv2d_backward";
-    let (in_len, out_len, kernel_len) = (d.in_len(), d.out_len(), d.patch_len() * d.out_channels);
-    length(op, "dout", dout, d.batch * out_len)?;
-    length(op, "out", out, d.batch * out_len)?;
-    length(op, "inp", inp, d.batch * in_len)?;
+    let (in_len, out_len, kernel_len) = conv2d_lens(op, d)?;
+    length(op, "dout", dout, out_len)?;
+    length(op, "out", out, out_len)?;
+    length(op, "inp", inp, in_len)?;
     if let Some(dinp) = dinp {
-        length(op, "dinp", dinp, d.batch * in_len)?;
+        length(op, "dinp", dinp, in_len)?;
     }
     span(op, params, kernel, kernel_len)?;
     span(op, params, bias, d.out_channels)?;
@@ -114,25 +140,44 @@ pub fn conv2d_backward(
     disjoint(op, kernel, bias)
 }
 
+/// A pooling's (input, output) lengths in values: a window of at least 1, and lengths that a
+/// usize counts.
+fn pool_lens(op: &str, d: &PoolDims) -> Result<(usize, usize)> {
+    if d.pool == 0 {
+        return Err(Error::Backend { op: op.into(), message: "a pooling window of 0".into() });
+    }
+    let inp = values(op, "inp", &[d.batch, d.height, d.width, d.channels])?;
+    Ok((inp, values(op, "out", &[d.batch, d.out_height(), d.out_width(), d.channels])?))
+}
+
 pub fn maxpool2d_forward(out: usize, argmax: usize, inp: usize, d: &PoolDims) -> Result<()> {
     let op = "maxpool2d_forward";
-    length(op, "out", out, d.batch * d.out_len())?;
-    length(op, "argmax", argmax, d.batch * d.out_len())?;
-    length(op, "inp", inp, d.batch * d.in_len())
+    let (in_len, out_len) = pool_lens(op, d)?;
+    length(op, "out", out, out_len)?;
+    length(op, "argmax", argmax, out_len)?;
+    length(op, "inp", inp, in_len)
 }
 
 pub fn maxpool2d_backward(dinp: usize, argmax: usize, dout: usize, d: &PoolDims) -> Result<()> {
     let op = "maxpool2d_backward";
-    length(op, "dinp", dinp, d.batch * d.in_len())?;
-    length(op, "argmax", argmax, d.batch * d.out_len())?;
-    length(op, "dout", dout, d.batch * d.out_len())
+    let (in_len, out_len) = pool_lens(op, d)?;
+    length(op, "dinp", dinp, in_len)?;
+    length(op, "argmax", argmax, out_len)?;
+    length(op, "dout", dout, out_len)
+}
+
+/// A dense layer's (input, output, kernel) lengths in values, if a usize counts them.
+fn dense_lens(op: &str, d: &DenseDims) -> Result<(usize, usize, usize)> {
+    let inp = values(op, "inp", &[d.batch, d.inputs])?;
+    Ok((inp, values(op, "out", &[d.batch, d.outputs])?, values(op, "kernel", &[d.inputs, d.outputs])?))
 }
 
 pub fn dense_forward(out: usize, inp: usize, params: usize, kernel: Span, bias: Span, d: &DenseDims) -> Result<()> {
     let op = "dense_forward";
-    length(op, "out", out, d.batch * d.outputs)?;
-    length(op, "inp", inp, d.batch * d.inputs)?;
-    span(op, params, kernel, d.inputs * d.outputs)?;
+    let (in_len, out_len, kernel_len) = dense_lens(op, d)?;
+    length(op, "out", out, out_len)?;
+    length(op, "inp", inp, in_len)?;
+    span(op, params, kernel, kernel_len)?;
     span(op, params, bias, d.outputs)
 }
 
@@ -149,17 +194,17 @@ pub fn dense_backward(
     d: &DenseDims,
 ) -> Result<()> {
     let op = "dense_backward";
-    let (b, i, o) = (d.batch, d.inputs, d.outputs);
-    length(op, "dout", dout, b * o)?;
-    length(op, "out", out, b * o)?;
-    length(op, "inp", inp, b * i)?;
+    let (in_len, out_len, kernel_len) = dense_lens(op, d)?;
+    length(op, "dout", dout, out_len)?;
+    length(op, "out", out, out_len)?;
+    length(op, "inp", inp, in_len)?;
     if let Some(dinp) = dinp {
-        length(op, "dinp", dinp, b * i)?;
+        length(op, "dinp", dinp, in_len)?;
     }
-    span(op, params, kernel, i * o)?;
-    span(op, params, bias, o)?;
-    span(op, dparams, kernel, i * o)?;
-    span(op, dparams, bias, o)?;
+    span(op, params, kernel, kernel_len)?;
+    span(op, params, bias, d.outputs)?;
+    span(op, dparams, kernel, kernel_len)?;
+    span(op, dparams, bias, d.outputs)?;
     disjoint(op, kernel, bias)
 }
 
@@ -172,16 +217,18 @@ pub fn softmax_xent_forward(
     classes: usize,
 ) -> Result<()> {
     let op = "softmax_xent_forward";
-    length(op, "probs", probs, batch * classes)?;
-    length(op, "logits", logits, batch * classes)?;
+    let rows = values(op, "probs", &[batch, classes])?;
+    length(op, "probs", probs, rows)?;
+    length(op, "logits", logits, rows)?;
     length(op, "labels", labels, batch)?;
     length(op, "metrics", metrics, METRICS_LEN)
 }
 
 pub fn softmax_xent_backward(dlogits: usize, probs: usize, labels: usize, batch: usize, classes: usize) -> Result<()> {
     let op = "softmax_xent_backward";
-    length(op, "dlogits", dlogits, batch * classes)?;
-    length(op, "probs", probs, batch * classes)?;
+    let rows = values(op, "dlogits", &[batch, classes])?;
+    length(op, "dlogits", dlogits, rows)?;
+    length(op, "probs", probs, rows)?;
     length(op, "labels", labels, batch)
 }
 
@@ -241,5 +288,44 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("metrics holds 1"));
+    }
+
+    /// Sizes whose sums or products wrap around a usize used to pass (in release builds; debug
+    /// ones panicked): a batch ending past usize::MAX "inside" a dataset of 5, a span reaching
+    /// past the end, dims whose lengths overflow, a kernel larger than its image (its output
+    /// size wrapped) and a pooling window of 0 (a division by zero).
+    #[test]
+    fn sizes_that_would_wrap_around_are_refused() {
+        let message = |r: Result<()>| r.unwrap_err().to_string();
+        assert!(batch(5, 0, 5).is_ok());
+        assert!(message(batch(usize::MAX, 2, 5)).contains(&alloc::format!("samples {}..", usize::MAX)));
+        assert!(message(load_batch(8, 2, usize::MAX - 1, 2, 5, 4)).contains("of 5"));
+        let huge = 1 << (usize::BITS / 2);
+        assert!(message(load_batch(8, 2, 0, huge, usize::MAX, huge)).contains("more values than a usize"));
+        let end = Span { offset: usize::MAX, len: 2 };
+        assert!(message(span("op", 10, end, 2)).contains("does not fit 2 values in a buffer of 10"));
+
+        let d = Conv2dDims { batch: 2, height: 5, width: 5, in_channels: 1, out_channels: 4, kernel: 3 };
+        let (kernel, bias) = (Span { offset: 0, len: 36 }, Span { offset: 36, len: 4 });
+        let big = Conv2dDims { batch: huge, height: huge, ..d };
+        assert!(message(conv2d_forward(72, 50, 40, kernel, bias, &big)).contains("more values than a usize"));
+        let wide = Conv2dDims { kernel: 6, ..d };
+        assert!(message(conv2d_forward(72, 50, 40, kernel, bias, &wide)).contains("a 6x6 kernel does not fit 5x5"));
+        assert!(message(conv2d_backward(None, 40, 72, 72, 50, 40, kernel, bias, &wide)).contains("does not fit"));
+        let empty = Conv2dDims { kernel: 0, ..d };
+        assert!(message(conv2d_forward(72, 50, 40, kernel, bias, &empty)).contains("a 0x0 kernel"));
+
+        let pool = PoolDims { batch: 1, height: 4, width: 4, channels: 1, pool: 0 };
+        assert!(message(maxpool2d_forward(4, 4, 16, &pool)).contains("a pooling window of 0"));
+        assert!(message(maxpool2d_backward(16, 4, 4, &pool)).contains("a pooling window of 0"));
+        let pool = PoolDims { batch: huge, channels: huge, pool: 2, ..pool };
+        assert!(message(maxpool2d_forward(4, 4, 16, &pool)).contains("more values than a usize"));
+
+        let dense = DenseDims { batch: huge, inputs: huge, outputs: 3 };
+        let (dk, db) = (Span { offset: 0, len: 9 }, Span { offset: 9, len: 3 });
+        assert!(message(dense_forward(6, 6, 12, dk, db, &dense)).contains("more values than a usize"));
+        assert!(message(dense_backward(None, 12, 6, 6, 6, 12, dk, db, &dense)).contains("more values than a usize"));
+        assert!(message(softmax_xent_forward(20, 2, 20, 2, huge, huge)).contains("more values than a usize"));
+        assert!(message(softmax_xent_backward(20, 20, 2, huge, huge)).contains("more values than a usize"));
     }
 }

@@ -541,6 +541,8 @@ mod tests {
         let (mut x, mut labels) = (vec![0.0; 6], vec![0; 2]);
         assert!(message(cpu.load_batch(&mut x, &mut labels, &data, 1, 2)).contains("samples 1..3 of 2"));
         assert!(message(cpu.load_batch(&mut vec![0.0; 5], &mut labels, &data, 0, 2)).contains("x holds 5"));
+        // A start near usize::MAX: start + count wrapped around and passed, then the CPU panicked.
+        assert!(message(cpu.load_batch(&mut x, &mut labels, &data, usize::MAX, 2)).contains("of 2"));
         let values = StepValues { start: 1, dropout_seeds: [1, 2] };
         let e = message(cpu.begin_step(&data, 2, Adadelta::default(), values));
         assert!(e.contains("samples 1..3 of 2"), "{e}");
