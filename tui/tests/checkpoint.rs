@@ -199,3 +199,26 @@ fn a_second_trainer_on_the_same_checkpoint_dir_refuses_at_once_and_the_lock_dies
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A bad --checkpoint-interval is one sentence at once, like the other flags: it was checked only
+/// after the data was loaded (a missing file was reported instead, a download would have run),
+/// and one too large for a Duration (1e300 seconds) passed that check and then panicked.
+#[test]
+fn a_bad_checkpoint_interval_is_refused_before_anything_is_loaded() {
+    let dir = temp_dir("bad-interval");
+    let data = dir.join("small.npz");
+    std::fs::write(&data, synthetic_npz(64, 16)).unwrap();
+    let missing = dir.join("missing.npz");
+    let (ckpt, out) = (dir.join("ckpt"), dir.join("out"));
+    for (data, interval) in [(&missing, "-1"), (&missing, "NaN"), (&data, "1e300"), (&data, "inf")] {
+        let flag = format!("--checkpoint-interval={interval}");
+        let mut args = train_args(data.to_str().unwrap(), out.to_str().unwrap(), "1");
+        args.extend(["--checkpoint-dir", ckpt.to_str().unwrap(), &flag]);
+        let output = command(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{interval}: {stderr}");
+        assert_eq!(stderr, "error: --checkpoint-interval must be a number of seconds\n", "{interval}");
+        assert!(output.stdout.is_empty() && !ckpt.exists(), "{interval}: it started");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

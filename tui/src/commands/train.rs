@@ -38,6 +38,14 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
             "--learning-rate and --epsilon must be positive numbers".into(),
         ));
     }
+    // Checked with the other flags, before the data is loaded (or downloaded) and a GPU started.
+    let checkpoints = match (&args.checkpoint_dir, Duration::try_from_secs_f64(args.checkpoint_interval)) {
+        (Some(dir), Ok(interval)) => Some((dir.clone(), interval)),
+        (Some(_), Err(_)) => {
+            return Err(Failure::new(crate::EXIT_BAD_INPUT, "--checkpoint-interval must be a number of seconds".into()))
+        }
+        (None, _) => None,
+    };
     std::fs::create_dir_all(&args.out_dir).map_err(|e| {
         Failure::new(crate::EXIT_BAD_INPUT, format!("cannot create --out-dir {}: {e}", args.out_dir.display()))
     })?;
@@ -50,12 +58,12 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
     };
 
     match backend_choice::choose(args.backend, args.precision)? {
-        Chosen::Cuda(gpu) => train_on(*gpu, &args, style, signals, reporter),
+        Chosen::Cuda(gpu) => train_on(*gpu, &args, checkpoints, style, signals, reporter),
         Chosen::Cpu { fallback } => {
             if let Some(why) = fallback {
                 eprintln!("note: --backend auto: training on the CPU because {why}");
             }
-            train_on(CpuBackend::new(args.threads), &args, style, signals, reporter)
+            train_on(CpuBackend::new(args.threads), &args, checkpoints, style, signals, reporter)
         }
     }
 }
@@ -101,10 +109,12 @@ impl BackendInfo for CudaBackend {
     }
 }
 
-/// Everything after choosing the backend: the Trainer is generic over it.
+/// Everything after choosing the backend: the Trainer is generic over it. `checkpoints`: the
+/// --checkpoint-dir folder and interval, if any.
 fn train_on<B: BackendInfo>(
     backend: B,
     args: &TrainArgs,
+    checkpoints: Option<(std::path::PathBuf, Duration)>,
     style: Style,
     signals: &crate::Signals,
     mut reporter: Reporter<std::io::Stdout>,
@@ -170,15 +180,6 @@ fn train_on<B: BackendInfo>(
         }
         None => Trainer::new(backend, Config::default(), config, train, Some(test))
             .map_err(|e| core_failure("cannot start training", e))?,
-    };
-    let checkpoints = match &args.checkpoint_dir {
-        Some(dir) if args.checkpoint_interval.is_finite() && args.checkpoint_interval >= 0.0 => {
-            Some((dir.clone(), Duration::from_secs_f64(args.checkpoint_interval)))
-        }
-        Some(_) => {
-            return Err(Failure::new(crate::EXIT_BAD_INPUT, "--checkpoint-interval must be a number of seconds".into()))
-        }
-        None => None,
     };
     let stop = Arc::new(AtomicBool::new(false));
     signals.forward_to(stop.clone());
