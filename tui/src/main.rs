@@ -1,5 +1,6 @@
-//! The `mnist` binary: `mnist train` (headless, for pods and scripts), `predict`, `bench`, and
-//! the interactive app (`mnist tui`, or `mnist` alone on a terminal).
+//! The `mnist` binary: `mnist train` (headless, for pods and scripts), `predict`, `bench`,
+//! `serve` (the model over HTTP) and the interactive app (`mnist tui`, or `mnist` alone on a
+//! terminal).
 //! Errors become one clear sentence on stderr and a documented exit code; on exit a one-line
 //! summary goes to /dev/termination-log when it is writable (Kubernetes' convention).
 
