@@ -1,4 +1,4 @@
-//! The `mnist` binary: `mnist train` (headless, for pods and scripts), `predict`, `bench`, and
+//! The `mnist` binary: `mnist train` (headless, for pods and scripts), `predict`, `bench`, `export`, and
 //! the interactive app (`mnist tui`, or `mnist` alone on a terminal).
 //! Errors become one clear sentence on stderr and a documented exit code; on exit a one-line
 //! summary goes to /dev/termination-log when it is writable (Kubernetes' convention).
@@ -88,6 +88,7 @@ fn main() {
         Some(cli::Command::Train(args)) => commands::train::run(args, &Signals::install()),
         Some(cli::Command::Predict(args)) => commands::predict::run(args),
         Some(cli::Command::Bench(args)) => commands::bench::run(args),
+        Some(cli::Command::Export(args)) => commands::export::run(args),
         Some(cli::Command::Tui(args)) => app::run(args, &Signals::install()),
         // On a terminal `mnist` alone opens the app; in scripts and pods it only prints help.
         None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => {

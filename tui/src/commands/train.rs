@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mnist_core::codec::mxnet;
+use mnist_core::codec::{mxnet, onnx};
 use mnist_core::train::{Outcome, TrainConfig, Trainer};
 use mnist_core::{Backend, Config, CpuBackend, Error};
 use mnist_cuda::CudaBackend;
@@ -17,7 +17,8 @@ use serde_json::json;
 use crate::atomic::write_atomic;
 use crate::backend_choice::{self, Chosen};
 use crate::checkpoints;
-use crate::cli::{ExportDtype, TrainArgs};
+use crate::cli::{ExportDtype, ModelFormat, TrainArgs};
+use crate::commands::export;
 use crate::datasource;
 use crate::failure::core_failure;
 use crate::report::{EpochRecord, Reporter, Style};
@@ -253,8 +254,21 @@ fn write_outputs<B: Backend>(
     export_model(args, &params)
 }
 
-/// Writes PREFIX-symbol.json and PREFIX-0000.params, each atomically; returns their names.
+/// Writes the --format files, each atomically: PREFIX-symbol.json and PREFIX-0000.params
+/// and/or PREFIX.onnx; returns their names.
 fn export_model(args: &TrainArgs, params: &[f32]) -> Result<String, Failure> {
+    let mut written = Vec::new();
+    if args.format != ModelFormat::Onnx {
+        written.push(export_mxnet(args, params)?);
+    }
+    if args.format != ModelFormat::Mxnet {
+        let path = args.out_dir.join(format!("{}.onnx", args.model_prefix));
+        written.push(export::write_onnx(&path, &Config::default(), params, args.dtype, onnx::InputLayout::Nhwc)?);
+    }
+    Ok(written.join("; "))
+}
+
+fn export_mxnet(args: &TrainArgs, params: &[f32]) -> Result<String, Failure> {
     let dtype = match args.dtype {
         ExportDtype::F32 => mxnet::Dtype::F32,
         ExportDtype::F16 => mxnet::Dtype::F16,

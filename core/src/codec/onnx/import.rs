@@ -561,9 +561,11 @@ impl Walk {
                 let layout = match perm {
                     [0, 1, 2, 3] => InputLayout::Nchw,
                     [0, 3, 1, 2] => InputLayout::Nhwc,
-                    _ => return Err(n.unsupported(format!(
+                    _ => {
+                        return Err(n.unsupported(format!(
                         "it sees the graph input's axes in the order {perm:?}; only NCHW and NHWC inputs are supported"
-                    ))),
+                    )))
+                    }
                 };
                 let d = self.found.input_dims;
                 let image = (d[perm[2] - 1], d[perm[3] - 1], d[perm[1] - 1]);
