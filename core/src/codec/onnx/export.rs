@@ -2,6 +2,7 @@
 //! MaxPool -> Transpose to NHWC -> Flatten (so the rows are our HWC order) -> Gemm -> Relu ->
 //! Gemm -> Softmax, batch dimension dynamic. Leaves out dropout (identity at inference).
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
@@ -199,13 +200,13 @@ fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
     dim.extend(dims.iter().map(|&d| dimension(tensor_shape_proto::dimension::Value::DimValue(d as i64))));
     ValueInfoProto {
         name: Some(String::from(name)),
-        r#type: Some(TypeProto {
+        r#type: Some(Box::new(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
                 elem_type: Some(DataType::Float as i32),
                 shape: Some(TensorShapeProto { dim }),
             })),
             denotation: None,
-        }),
+        })),
         ..Default::default()
     }
 }

@@ -2,6 +2,7 @@
 //! way other exporters write them (built here by editing ours), and clear errors naming the node.
 //! Real ONNX Runtime, real PyTorch files and hostile bytes: tests/tests/onnx_*.rs.
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
@@ -260,12 +261,12 @@ fn tf2onnx_style(config: &Config, params: &[f32]) -> ModelProto {
             attribute: vec![AttributeProto {
                 name: Some("value".into()),
                 r#type: Some(AttributeType::Tensor as i32),
-                t: Some(TensorProto {
+                t: Some(Box::new(TensorProto {
                     dims: vec![2],
                     data_type: Some(DataType::Int64 as i32),
                     int64_data: vec![-1, config.flat_len() as i64],
                     ..Default::default()
-                }),
+                })),
                 ..Default::default()
             }],
             ..node("Constant", "flatten/shape", &[], "flatten/shape", vec![])
@@ -329,7 +330,7 @@ fn float16_weights_in_int32_data_and_constant_nodes_import() {
             attribute: vec![AttributeProto {
                 name: Some("value".into()),
                 r#type: Some(AttributeType::Tensor as i32),
-                t: Some(bias),
+                t: Some(Box::new(bias)),
                 ..Default::default()
             }],
             ..node("Constant", "bias_const", &[], "dense_2/bias", vec![])

@@ -28,7 +28,23 @@ fn main() {
     let dir = std::path::Path::new(&proto).parent().unwrap().to_path_buf();
     let mut config = prost_build::Config::new();
     // no_std: prost's generated code then needs only alloc.
-    config.btree_map(["."]).out_dir(&out).compile_protos(&[&proto], &[dir]).unwrap();
+    config.btree_map(["."]);
+    // Boxed: the large optional messages inside repeated ones, so that an empty element costs
+    // little memory (AttributeProto is 1,640 bytes with them inline); see tests/tests/onnx_prop.rs.
+    for field in [
+        ".onnx.AttributeProto.t",
+        ".onnx.AttributeProto.g",
+        ".onnx.AttributeProto.sparse_tensor",
+        ".onnx.AttributeProto.tp",
+        ".onnx.SparseTensorProto.values",
+        ".onnx.SparseTensorProto.indices",
+        ".onnx.TrainingInfoProto.initialization",
+        ".onnx.TrainingInfoProto.algorithm",
+        ".onnx.ValueInfoProto.type",
+    ] {
+        config.boxed(field);
+    }
+    config.out_dir(&out).compile_protos(&[&proto], &[dir]).unwrap();
 }
 RUST
 (cd "$work" && cargo run -q --release -- "$here/onnx.proto" "$work")

@@ -44,20 +44,20 @@ pub struct AttributeProto {
     #[prost(bytes = "vec", optional, tag = "4")]
     pub s: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
     /// tensor value
-    #[prost(message, optional, tag = "5")]
-    pub t: ::core::option::Option<TensorProto>,
+    #[prost(message, optional, boxed, tag = "5")]
+    pub t: ::core::option::Option<::prost::alloc::boxed::Box<TensorProto>>,
     /// graph
-    #[prost(message, optional, tag = "6")]
-    pub g: ::core::option::Option<GraphProto>,
+    #[prost(message, optional, boxed, tag = "6")]
+    pub g: ::core::option::Option<::prost::alloc::boxed::Box<GraphProto>>,
     /// sparse tensor value
-    #[prost(message, optional, tag = "22")]
-    pub sparse_tensor: ::core::option::Option<SparseTensorProto>,
+    #[prost(message, optional, boxed, tag = "22")]
+    pub sparse_tensor: ::core::option::Option<::prost::alloc::boxed::Box<SparseTensorProto>>,
     /// Do not use field below, it's deprecated.
     /// optional ValueProto v = 12;         // value - subsumes everything but graph
     ///
     /// type proto
-    #[prost(message, optional, tag = "14")]
-    pub tp: ::core::option::Option<TypeProto>,
+    #[prost(message, optional, boxed, tag = "14")]
+    pub tp: ::core::option::Option<::prost::alloc::boxed::Box<TypeProto>>,
     /// list of floats
     #[prost(float, repeated, packed = "false", tag = "7")]
     pub floats: ::prost::alloc::vec::Vec<f32>,
@@ -161,8 +161,8 @@ pub struct ValueInfoProto {
     pub name: ::core::option::Option<::prost::alloc::string::String>,
     /// This field MUST be present in this version of the IR for
     /// inputs and outputs of the top-level graph.
-    #[prost(message, optional, tag = "2")]
-    pub r#type: ::core::option::Option<TypeProto>,
+    #[prost(message, optional, boxed, tag = "2")]
+    pub r#type: ::core::option::Option<::prost::alloc::boxed::Box<TypeProto>>,
     /// A human-readable documentation for this value. Markdown is allowed.
     #[prost(string, optional, tag = "3")]
     pub doc_string: ::core::option::Option<::prost::alloc::string::String>,
@@ -341,8 +341,8 @@ pub struct TrainingInfoProto {
     ///
     /// By default, this field is an empty graph and its evaluation does not
     /// produce any output. Thus, no initializer would be changed by default.
-    #[prost(message, optional, tag = "1")]
-    pub initialization: ::core::option::Option<GraphProto>,
+    #[prost(message, optional, boxed, tag = "1")]
+    pub initialization: ::core::option::Option<::prost::alloc::boxed::Box<GraphProto>>,
     /// This field represents a training algorithm step. Given required inputs,
     /// it computes outputs to update initializers in its own or inference graph's
     /// initializer lists. In general, this field contains loss node, gradient node,
@@ -372,8 +372,8 @@ pub struct TrainingInfoProto {
     /// By default, this field is an empty graph and its evaluation does not
     /// produce any output. Evaluating the default training step never
     /// update any initializers.
-    #[prost(message, optional, tag = "2")]
-    pub algorithm: ::core::option::Option<GraphProto>,
+    #[prost(message, optional, boxed, tag = "2")]
+    pub algorithm: ::core::option::Option<::prost::alloc::boxed::Box<GraphProto>>,
     /// This field specifies the bindings from the outputs of "initialization" to
     /// some initializers in "ModelProto.graph.initializer" and
     /// the "algorithm.initializer" in the same TrainingInfoProto.
@@ -916,8 +916,8 @@ pub struct SparseTensorProto {
     /// The default-value is zero for numeric tensors, and empty-string for string tensors.
     /// values must have a non-empty name present which serves as a name for SparseTensorProto
     /// when used in sparse_initializer list.
-    #[prost(message, optional, tag = "1")]
-    pub values: ::core::option::Option<TensorProto>,
+    #[prost(message, optional, boxed, tag = "1")]
+    pub values: ::core::option::Option<::prost::alloc::boxed::Box<TensorProto>>,
     /// The indices of the non-default values, which may be stored in one of two formats.
     /// (a) Indices can be a tensor of shape \[NNZ, rank\] with the \[i,j\]-th value
     /// corresponding to the j-th index of the i-th value (in the values tensor).
@@ -928,8 +928,8 @@ pub struct SparseTensorProto {
     /// The indices must appear in ascending order without duplication.
     /// In the first format, the ordering is lexicographic-ordering:
     /// e.g., index-value \[1,4\] must appear before \[2,1\]
-    #[prost(message, optional, tag = "2")]
-    pub indices: ::core::option::Option<TensorProto>,
+    #[prost(message, optional, boxed, tag = "2")]
+    pub indices: ::core::option::Option<::prost::alloc::boxed::Box<TensorProto>>,
     /// The shape of the underlying dense-tensor: \[dim_1, dim_2, ... dim_rank\]
     #[prost(int64, repeated, packed = "false", tag = "3")]
     pub dims: ::prost::alloc::vec::Vec<i64>,
