@@ -22,6 +22,7 @@ pub mod layers;
 pub mod model;
 pub mod optim;
 pub mod shape;
+pub mod state;
 pub mod train;
 
 pub use backend::Backend;

@@ -6,6 +6,7 @@
 mod app;
 mod atomic;
 mod backend_choice;
+mod checkpoint_policy;
 mod checkpoints;
 mod cli;
 mod commands;
