@@ -193,3 +193,48 @@ fn onnxruntime_reads_both_input_layouts_of_a_multichannel_model() {
         }
     }
 }
+
+/// The README's ONNX Runtime example, run as written on our export of the shipped model and 8
+/// real test digits (fixtures/mxnet/images.npy): its lines must be our predictions.
+#[test]
+fn the_readmes_onnxruntime_example_prints_our_predictions() {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let block = readme
+        .split("```python\n")
+        .skip(1)
+        .map(|rest| &rest[..rest.find("```").unwrap()])
+        .find(|code| code.contains("onnxruntime"))
+        .expect("README.md has a python block using onnxruntime");
+    let dir = scratch_dir("onnx_readme");
+    std::fs::write(dir.join("example.py"), block).unwrap();
+    std::fs::copy(repo("fixtures/mxnet/images.npy"), dir.join("digits.npy")).unwrap();
+    let shipped = mxnet::import(
+        &std::fs::read(repo("fixtures/model/mnist_cnn-symbol.json")).unwrap(),
+        &std::fs::read(repo("fixtures/model/mnist_cnn-0000.params")).unwrap(),
+    )
+    .unwrap();
+    let bytes = onnx::export(&shipped.config, &shipped.params, ExportOptions::default()).unwrap();
+    std::fs::write(dir.join("mnist_cnn.onnx"), bytes).unwrap();
+    let digits = npy::read(&std::fs::read(dir.join("digits.npy")).unwrap()).unwrap();
+    let npy::NpyData::U8(pixels) = digits.data else { panic!("images.npy is not uint8") };
+    let images: Vec<f32> = pixels.iter().map(|&p| p as f32 / 255.0).collect();
+    let ours = predict(&shipped.config, &shipped.params, &images);
+
+    let Some(python) = onnx_python("the README's ONNX Runtime example") else { return };
+    let output = Command::new(python).arg("example.py").current_dir(&dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 8, "{stdout}");
+    for (line, p) in lines.iter().zip(ours.chunks(10)) {
+        let class = argmax(p);
+        let percent: f32 = line
+            .strip_prefix(&format!("Prediction is [{class}] with probability of "))
+            .and_then(|rest| rest.strip_suffix('%'))
+            .unwrap_or_else(|| panic!("{line:?}: we predict {class} ({:.1}%)", p[class] * 100.0))
+            .parse()
+            .unwrap();
+        assert!((percent - p[class] * 100.0).abs() <= 0.051, "{line:?} vs {:.3}%", p[class] * 100.0);
+    }
+    eprintln!("README example: {}", lines.join(" | "));
+}
