@@ -190,7 +190,17 @@ impl fmt::Display for NodeRef<'_> {
         if let Some(name) = self.node.name.as_deref().filter(|n| !n.is_empty()) {
             write!(f, " {name:?}")?;
         }
-        write!(f, " ({})", self.op())
+        write!(f, " ({})", printable(self.op()))
+    }
+}
+
+/// An operator name as it is when it is one, quoted and escaped when it holds anything odd, so
+/// that a message stays one line.
+fn printable(op: &str) -> alloc::borrow::Cow<'_, str> {
+    if !op.is_empty() && op.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        alloc::borrow::Cow::Borrowed(op)
+    } else {
+        alloc::borrow::Cow::Owned(format!("{op:?}"))
     }
 }
 
@@ -441,7 +451,7 @@ impl Walk {
                 let perm = permutation(n, n.ints("perm")?, t.dims.len())?;
                 Ok(transpose_tensor(t, &perm))
             }
-            other => Err(n.unsupported(format!("{other} on constants only is not supported"))),
+            other => Err(n.unsupported(format!("{} on constants only is not supported", printable(other)))),
         }
     }
 
@@ -505,7 +515,9 @@ impl Walk {
                     Step::Softmax => self.softmax(n, act),
                 }
             }
-            other => Err(n.unsupported(format!("operator {other} is not part of the mnist_cnn architecture"))),
+            other => {
+                Err(n.unsupported(format!("operator {} is not part of the mnist_cnn architecture", printable(other))))
+            }
         }
     }
 
