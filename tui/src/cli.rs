@@ -253,6 +253,7 @@ Examples:
   mnist predict --model out/mnist_cnn 7.png 9.jpg
   mnist predict --model out/mnist_cnn --mnist-style --top 3 photo-of-a-digit.jpg
   mnist predict --model out/mnist_cnn --npz mnist.npz
+  mnist predict --model mnist_cnn.onnx 7.png
 
 Images are turned into greyscale (BT.601 luma), resized to the model's input (28x28) with a
 triangle (bilinear, area-averaging when shrinking) filter and scaled to [0, 1], like the
