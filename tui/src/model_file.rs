@@ -1,7 +1,8 @@
 //! Reading a model a user points at: an ONNX file (a path ending in .onnx: ours, PyTorch's,
 //! tf2onnx's, ... of the mnist_cnn family) or an MXNet checkpoint by its prefix
 //! (PREFIX-symbol.json and PREFIX-NNNN.params: ours, keras-mxnet's or Gluon's), imported into
-//! our layout. Shared by `mnist predict`, `export`, `serve` and the app. Leaves out the codecs (core).
+//! our layout; and the model shipped inside the binary. Shared by `mnist predict`, `export`,
+//! `serve` and the app. Leaves out the codecs (core).
 
 use mnist_core::codec::{mxnet, onnx};
 use mnist_core::Config;
@@ -10,6 +11,21 @@ use crate::{Failure, EXIT_BAD_INPUT};
 
 fn bad(message: String) -> Failure {
     Failure::new(EXIT_BAD_INPUT, message)
+}
+
+/// A model trained by this project (see fixtures/model/README.md), so the app's draw view and
+/// `mnist serve` work before any training.
+const SHIPPED_SYMBOL: &[u8] = include_bytes!("../../fixtures/model/mnist_cnn-symbol.json");
+pub const SHIPPED_PARAMS: &[u8] = include_bytes!("../../fixtures/model/mnist_cnn-0000.params");
+
+/// Where the shipped model came from, for screens and logs.
+pub const SHIPPED_ORIGIN: &str = "shipped (f16, fixtures/model)";
+
+/// The model shipped inside the binary, imported into our layout.
+pub fn shipped() -> Result<Loaded, Failure> {
+    let imported = mxnet::import(SHIPPED_SYMBOL, SHIPPED_PARAMS)
+        .map_err(|e| Failure::new(crate::EXIT_INTERNAL, format!("the shipped model is unreadable: {e}")))?;
+    Ok(Loaded { config: imported.config, params: imported.params, description: SHIPPED_ORIGIN.into() })
 }
 
 /// A model read into our layout.
