@@ -2,7 +2,8 @@
 //! bit-flipped, overwritten or spliced, and models edited field by field (huge, negative and
 //! absurd dims, wrong data and attribute types, wrong operators, lying input shapes) must give
 //! Err, never a panic, and never allocate more than a fixed multiple of the input's length.
-//! Cases per test: $MNIST_PROPTEST_CASES (default 256); tests/bench/fuzz_onnx.sh runs 100,000.
+//! Cases per test: $MNIST_PROPTEST_CASES (default 256); tests/bench/fuzz_decoders.sh runs
+//! 100,000 (its `onnx` line).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -96,13 +97,9 @@ fn import_checked(bytes: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn cases() -> u32 {
-    std::env::var("MNIST_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
-}
-
 fn config() -> ProptestConfig {
     // No regression file: integration tests have no lib.rs for proptest to place it beside.
-    ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() }
+    ProptestConfig { cases: mnist_tests::proptest_cases(), failure_persistence: None, ..ProptestConfig::default() }
 }
 
 // ---- Seeds: small valid models in every form our reader accepts.
