@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds k8s/Dockerfile's cpu and static targets with podman and runs the images as a user would:
 # training on a volume as the non-root user, `podman stop` mid-run (exit 143, a checkpoint) and a
-# resumed run, a read-only root filesystem with a tmpfs /tmp, the static binary's CUDA fallback,
-# and `mnist serve` answering curl on a published port (when the binary has `serve`). Prints the
-# image sizes and start-up times (podman run to the first log line, median of 5).
+# resumed run (bit-identical to an uninterrupted one), a read-only root filesystem with a tmpfs
+# /tmp, the static binary's CUDA fallback, and `mnist serve` answering curl on a published port
+# (when the binary has `serve`). Prints the image sizes and start-up times (podman run to the
+# first log line, median of 5).
 # Leaves out the cuda target: NVIDIA's base image cannot be pulled here and there is no GPU.
 # Where podman cannot run containers it says SKIPPED loudly; with MNIST_REQUIRE_PODMAN=1 (CI)
 # that is an error. Needs $MNIST_DATA (an mnist.npz), python3 and curl.
@@ -170,7 +171,12 @@ grep -q "^resuming from /data/ckpt/$(basename "$checkpoint") (epoch 1, step " "$
   fail "cpu: the second run did not resume from $(basename "$checkpoint"): $(head -n 8 "$out")"
 grep -q '^Test accuracy: ' "$out" || fail "cpu: the resumed run did not complete: $(tail -n 5 "$out")"
 [ -s "$vol/resumed/mnist_cnn-0000.params" ] || fail "cpu: the resumed run wrote no model"
-ok "cpu: $(grep '^resuming from' "$out"), then $(grep '^Test accuracy' "$out")"
+# The same run without the stop (same thread count): the resumed model must be bit-identical.
+straight=("${train_args[@]}" --limit 12000 --out-dir /data/straight)
+run localhost/mnist:cpu "${straight[@]}" >"$work/straight.log" 2>&1 || fail "cpu: the uninterrupted run failed"
+cmp -s "$vol/resumed/mnist_cnn-0000.params" "$vol/straight/mnist_cnn-0000.params" ||
+  fail "cpu: the resumed model differs from an uninterrupted run's"
+ok "cpu: $(grep '^resuming from' "$out"), then $(grep '^Test accuracy' "$out"), bit-identical to a run without the stop"
 
 echo "--- mnist serve in the container, on a published port"
 # The MNIST test set's first digit as a PNG (Python's standard library only), and its label.
