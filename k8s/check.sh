@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 versions=(1.29 1.30 1.31 1.32 1.33)
-manifests=(k8s/pod.yaml k8s/job.yaml k8s/sweep.yaml)
+manifests=(k8s/pod.yaml k8s/job.yaml k8s/sweep.yaml k8s/serve.yaml)
 
 # The tools, pinned, in a venv kept between runs; pip runs only when the pins change.
 venv="${MNIST_CI_CACHE:-$HOME/.cache/mnist-ci}/venv-k8s"

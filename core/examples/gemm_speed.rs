@@ -1,9 +1,37 @@
 //! Development aid: single-threaded GFLOP/s of `gemm` against matrixmultiply (`gemm_reference`)
 //! on the model's GEMM shapes. The two alternate within each repetition so background load
 //! hits both alike; GFLOP/s per second of this thread's CPU time, medians of the repetitions. Usage: gemm_speed [reps [shape name part]].
-use mnist_core::layers::gemm::{gemm, gemm_reference, kernel_name, Mat};
+use mnist_core::layers::gemm::{gemm, kernel_name, Mat};
 
 type Gemm = fn(f32, Mat<'_>, Mat<'_>, f32, &mut [f32], usize);
+
+/// The same product through matrixmultiply's sgemm (a dev-dependency of mnist-core).
+fn gemm_reference(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32], c_stride: usize) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let last = |v: &Mat<'_>| (v.rows - 1) * v.row_stride + (v.cols - 1) * v.col_stride;
+    assert!(k == b.rows && m > 0 && k > 0 && n > 0, "gemm_reference: shapes");
+    assert!(last(&a) < a.data.len() && last(&b) < b.data.len() && (m - 1) * c_stride + n <= c.len());
+    // SAFETY: the asserts keep every element the strides reach inside the three slices; `c`
+    // is borrowed mutably so it cannot alias `a` or `b`.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            a.row_stride as isize,
+            a.col_stride as isize,
+            b.data.as_ptr(),
+            b.row_stride as isize,
+            b.col_stride as isize,
+            beta,
+            c.as_mut_ptr(),
+            c_stride as isize,
+            1,
+        );
+    }
+}
 
 /// Stored row-major storage for one operand and how it is viewed.
 struct Operand {

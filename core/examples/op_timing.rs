@@ -26,30 +26,33 @@ fn main() {
     let mut a2 = vec![0.0; b * c2.out_len()];
     let mut da1 = a1.clone();
     let mut da2 = a2.clone();
-    t("conv1 fwd", 5, || be.conv2d_forward(&mut a1, &x, &params, l.span(0), l.span(1), c1, true).unwrap());
-    t("conv2 fwd", 5, || be.conv2d_forward(&mut a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap());
+    let (mut s1, mut s2) = (be.alloc_conv2d_saved(c1).unwrap(), be.alloc_conv2d_saved(c2).unwrap());
+    t("conv1 fwd", 5, || be.conv2d_forward(&mut a1, &mut s1, &x, &params, l.span(0), l.span(1), c1, true).unwrap());
+    t("conv2 fwd", 5, || be.conv2d_forward(&mut a2, &mut s2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap());
     t("conv2 bwd", 5, || {
         da2.fill(0.1);
-        be.conv2d_backward(Some(&mut da1), &mut grads, &mut da2, &a2, &a1, &params, l.span(2), l.span(3), c2, true)
+        be.conv2d_backward(Some(&mut da1), &mut grads, &mut da2, &s2, &a2, &a1, &params, l.span(2), l.span(3), c2, true)
             .unwrap()
     });
     be.set_fast_convolutions(false);
-    t("conv2 fwd ref", 5, || be.conv2d_forward(&mut a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap());
+    t("conv2 fwd ref", 5, || {
+        be.conv2d_forward(&mut a2, &mut s2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap()
+    });
     t("conv2 bwd ref", 5, || {
         da2.fill(0.1);
-        be.conv2d_backward(Some(&mut da1), &mut grads, &mut da2, &a2, &a1, &params, l.span(2), l.span(3), c2, true)
+        be.conv2d_backward(Some(&mut da1), &mut grads, &mut da2, &s2, &a2, &a1, &params, l.span(2), l.span(3), c2, true)
             .unwrap()
     });
     be.set_fast_convolutions(true);
-    t("conv2 fwd", 5, || be.conv2d_forward(&mut a2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap());
+    t("conv2 fwd", 5, || be.conv2d_forward(&mut a2, &mut s2, &a1, &params, l.span(2), l.span(3), c2, true).unwrap());
     t("conv2 bwd", 5, || {
         da2.fill(0.1);
-        be.conv2d_backward(Some(&mut da1), &mut grads, &mut da2, &a2, &a1, &params, l.span(2), l.span(3), c2, true)
+        be.conv2d_backward(Some(&mut da1), &mut grads, &mut da2, &s2, &a2, &a1, &params, l.span(2), l.span(3), c2, true)
             .unwrap()
     });
     t("conv1 bwd", 5, || {
         da1.fill(0.1);
-        be.conv2d_backward(None, &mut grads, &mut da1, &a1, &x, &params, l.span(0), l.span(1), c1, true).unwrap()
+        be.conv2d_backward(None, &mut grads, &mut da1, &s1, &a1, &x, &params, l.span(0), l.span(1), c1, true).unwrap()
     });
     let pd = PoolDims { batch: b, height: 24, width: 24, channels: 64, pool: 2 };
     let mut pooled = vec![0.0; b * 9216];

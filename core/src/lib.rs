@@ -1,5 +1,9 @@
 //! mnist-core: the Keras `mnist_cnn` model with hand-written forward and backward passes,
 //! Adadelta, the dataset and model codecs, a `Backend` trait and the CPU backend.
+//! Layout: model.rs (the network's buffers and passes), layers/ (one file per layer, forward
+//! and backward together), shape.rs, optim.rs, backend/ (the trait; its provided methods make
+//! every argument check once, backend/checks.rs, for all backends), cpu/ (CpuBackend), codec/,
+//! data.rs and train.rs (the Trainer).
 //! `#![no_std]` + alloc; the default `std` feature adds threads to the CPU backend and
 //! `codec::mnist::load`, which finds and reads a dataset at a path (an .npz, or a directory of
 //! idx files under any of their usual names). That is the one place core touches files, kept
@@ -22,9 +26,10 @@ pub mod layers;
 pub mod model;
 pub mod optim;
 pub mod shape;
+pub mod state;
 pub mod train;
 
-pub use backend::Backend;
+pub use backend::{Backend, DeviceBuffer, DeviceDataset};
 pub use config::{Config, ParamLayout, Span};
 pub use cpu::CpuBackend;
 pub use data::{Dataset, Rng, Split};

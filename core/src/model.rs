@@ -55,26 +55,28 @@ pub struct Network<B: Backend> {
     layout: ParamLayout,
     max_batch: usize,
     pub hyper: Adadelta,
-    params: B::Buffer,          // (P): ParamLayout
-    grads: B::Buffer,           // (P)
-    accum_grad: B::Buffer,      // (P): Adadelta's running mean of g^2
-    accum_update: B::Buffer,    // (P): Adadelta's running mean of update^2
-    x: B::Buffer,               // (B, H, W, C)
-    labels: B::Indices,         // (B)
-    a1: B::Buffer,              // (B, H1, W1, C1): conv1 + relu
-    a2: B::Buffer,              // (B, H2, W2, C2): conv2 + relu
-    pooled: B::Buffer,          // (B, HP, WP, C2): maxpool, then dropout in place
-    argmax: B::Indices,         // (B, HP, WP, C2)
-    hidden: B::Buffer,          // (B, hidden): dense1 + relu, then dropout in place
-    logits: B::Buffer,          // (B, classes)
-    probs: B::Buffer,           // (B, classes)
-    dlogits: B::Buffer,         // (B, classes)
-    dhidden: B::Buffer,         // (B, hidden)
-    dpooled: B::Buffer,         // (B, HP, WP, C2)
-    da2: B::Buffer,             // (B, H2, W2, C2)
-    da1: B::Buffer,             // (B, H1, W1, C1)
-    metrics: B::Buffer,         // (2): running [loss_sum, correct] since the last reset
-    scratch_metrics: B::Buffer, // (2): for predictions, whose labels are unknown
+    params: B::Buffer,           // (P): ParamLayout
+    grads: B::Buffer,            // (P)
+    accum_grad: B::Buffer,       // (P): Adadelta's running mean of g^2
+    accum_update: B::Buffer,     // (P): Adadelta's running mean of update^2
+    x: B::Buffer,                // (B, H, W, C)
+    labels: B::Indices,          // (B)
+    a1: B::Buffer,               // (B, H1, W1, C1): conv1 + relu
+    conv1_saved: B::Conv2dSaved, // what conv1's forward keeps for its backward
+    a2: B::Buffer,               // (B, H2, W2, C2): conv2 + relu
+    conv2_saved: B::Conv2dSaved, // what conv2's forward keeps for its backward
+    pooled: B::Buffer,           // (B, HP, WP, C2): maxpool, then dropout in place
+    argmax: B::Indices,          // (B, HP, WP, C2)
+    hidden: B::Buffer,           // (B, hidden): dense1 + relu, then dropout in place
+    logits: B::Buffer,           // (B, classes)
+    probs: B::Buffer,            // (B, classes)
+    dlogits: B::Buffer,          // (B, classes)
+    dhidden: B::Buffer,          // (B, hidden)
+    dpooled: B::Buffer,          // (B, HP, WP, C2)
+    da2: B::Buffer,              // (B, H2, W2, C2)
+    da1: B::Buffer,              // (B, H1, W1, C1)
+    metrics: B::Buffer,          // (2): running [loss_sum, correct] since the last reset
+    scratch_metrics: B::Buffer,  // (2): for predictions, whose labels are unknown
 }
 
 impl<B: Backend> Network<B> {
@@ -90,6 +92,7 @@ impl<B: Backend> Network<B> {
         let (h1, w1, c1) = config.conv1_out();
         let (h2, w2, c2) = config.conv2_out();
         let flat = config.flat_len();
+        let (conv1, conv2) = (conv1_dims(&config, b), conv2_dims(&config, b));
         Ok(Network {
             params: backend.alloc(p)?,
             grads: backend.alloc(p)?,
@@ -98,7 +101,9 @@ impl<B: Backend> Network<B> {
             x: backend.alloc(b * config.input_len())?,
             labels: backend.alloc_indices(b)?,
             a1: backend.alloc(b * h1 * w1 * c1)?,
+            conv1_saved: backend.alloc_conv2d_saved(conv1)?,
             a2: backend.alloc(b * h2 * w2 * c2)?,
+            conv2_saved: backend.alloc_conv2d_saved(conv2)?,
             pooled: backend.alloc(b * flat)?,
             argmax: backend.alloc_indices(b * flat)?,
             hidden: backend.alloc(b * config.hidden)?,
@@ -187,20 +192,10 @@ impl<B: Backend> Network<B> {
     }
 
     fn conv1_dims(&self, batch: usize) -> Conv2dDims {
-        let c = &self.config;
-        Conv2dDims {
-            batch,
-            height: c.height,
-            width: c.width,
-            in_channels: c.channels,
-            out_channels: c.conv1_filters,
-            kernel: c.kernel,
-        }
+        conv1_dims(&self.config, batch)
     }
     fn conv2_dims(&self, batch: usize) -> Conv2dDims {
-        let c = &self.config;
-        let (h, w, ch) = c.conv1_out();
-        Conv2dDims { batch, height: h, width: w, in_channels: ch, out_channels: c.conv2_filters, kernel: c.kernel }
+        conv2_dims(&self.config, batch)
     }
     fn pool_dims(&self, batch: usize) -> PoolDims {
         let (height, width, channels) = self.config.conv2_out();
@@ -231,8 +226,10 @@ impl<B: Backend> Network<B> {
         let (conv1, conv2, pool) = (self.conv1_dims(batch), self.conv2_dims(batch), self.pool_dims(batch));
         let (dense1, dense2) = (self.dense1_dims(batch), self.dense2_dims(batch));
         let be = &mut self.backend;
-        be.conv2d_forward(&mut self.a1, &self.x, &self.params, l.span(CONV1_KERNEL), l.span(CONV1_BIAS), conv1, true)?;
-        be.conv2d_forward(&mut self.a2, &self.a1, &self.params, l.span(CONV2_KERNEL), l.span(CONV2_BIAS), conv2, true)?;
+        let (p, k1, b1, k2, b2) =
+            (&self.params, l.span(CONV1_KERNEL), l.span(CONV1_BIAS), l.span(CONV2_KERNEL), l.span(CONV2_BIAS));
+        be.conv2d_forward(&mut self.a1, &mut self.conv1_saved, &self.x, p, k1, b1, conv1, true)?;
+        be.conv2d_forward(&mut self.a2, &mut self.conv2_saved, &self.a1, p, k2, b2, conv2, true)?;
         be.maxpool2d_forward(&mut self.pooled, &mut self.argmax, &self.a2, pool)?;
         if let Some(seed) = dropout_seed {
             be.dropout_forward(&mut self.pooled, batch * c.flat_len(), c.dropout1, dropout_layer_seed(seed, 1))?;
@@ -305,6 +302,7 @@ impl<B: Backend> Network<B> {
             Some(&mut self.da1),
             &mut self.grads,
             &mut self.da2,
+            &self.conv2_saved,
             &self.a2,
             &self.a1,
             &self.params,
@@ -317,6 +315,7 @@ impl<B: Backend> Network<B> {
             None,
             &mut self.grads,
             &mut self.da1,
+            &self.conv1_saved,
             &self.a1,
             &self.x,
             &self.params,
@@ -441,6 +440,22 @@ impl<B: Backend> Network<B> {
         }
         Ok(probs)
     }
+}
+
+fn conv1_dims(c: &Config, batch: usize) -> Conv2dDims {
+    Conv2dDims {
+        batch,
+        height: c.height,
+        width: c.width,
+        in_channels: c.channels,
+        out_channels: c.conv1_filters,
+        kernel: c.kernel,
+    }
+}
+
+fn conv2_dims(c: &Config, batch: usize) -> Conv2dDims {
+    let (h, w, ch) = c.conv1_out();
+    Conv2dDims { batch, height: h, width: w, in_channels: ch, out_channels: c.conv2_filters, kernel: c.kernel }
 }
 
 enum Which {

@@ -1,33 +1,16 @@
 //! The training loop: epochs of shuffled batches on a backend, reported as events to an
-//! observer (the headless printer, the TUI and tests all consume the same stream). Prints
+//! observer (the headless printer, the TUI and tests all consume the same stream), which answers
+//! each one: go on, stop, or hand it a checkpoint or a parameter snapshot and go on. Prints
 //! nothing and reads no clock: observers time what they need.
 
 use alloc::vec::Vec;
 
-use crate::backend::{Backend, METRICS_LEN};
+use crate::backend::Backend;
 use crate::config::Config;
 use crate::data::{mix64, Dataset, Rng};
 use crate::error::{Error, Result};
 use crate::model::{Metrics, Network};
-use crate::optim::Adadelta;
-
-/// How to train. Defaults are the Keras sample's.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TrainConfig {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub seed: u64,
-    pub optimizer: Adadelta,
-    /// Read the running loss/accuracy every this many steps (0: only at epoch ends). Each
-    /// read is a device round trip, so a GPU run keeps this sparse.
-    pub metrics_every: usize,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig { epochs: 12, batch_size: 128, seed: 1, optimizer: Adadelta::default(), metrics_every: 0 }
-    }
-}
+pub use crate::state::{TrainConfig, TrainerState};
 
 /// What happened. Epochs are numbered from 1, steps within an epoch from 1.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,15 +22,35 @@ pub enum Event {
     Finished { epochs_done: usize },
 }
 
-/// Whether training should go on after an event.
+/// An observer's answer to an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
     Continue,
+    /// End `run` with `Outcome::Stopped` here (the current step always completes).
     Stop,
+    /// Call `Observer::on_checkpoint` with the whole state here, then go on as it answers.
+    Checkpoint,
+    /// Call `Observer::on_snapshot` with the parameters here, then go on as it answers.
+    Snapshot,
 }
 
+/// Receives every event and steers the run by its answers. Every position between events can be
+/// resumed except one: after an epoch's last `Step`, before its validation. There a `Stop` is
+/// ignored (the epoch always finishes: answer `Stop` to its `EpochEnded`), and a `Checkpoint` is
+/// taken right after that epoch's `EpochEnded` instead. The answer to `Finished` can still ask
+/// for a checkpoint or snapshot; the run is over either way.
 pub trait Observer {
     fn on_event(&mut self, event: &Event) -> Control;
+    /// After an event answered with Control::Checkpoint: the whole state, as Trainer::state() returns it.
+    fn on_checkpoint(&mut self, state: &TrainerState) -> Control {
+        let _ = state;
+        Control::Continue
+    }
+    /// After an event answered with Control::Snapshot: the parameters now (after EpochEnded, that epoch's model).
+    fn on_snapshot(&mut self, epochs_done: usize, params: &[f32]) -> Control {
+        let _ = (epochs_done, params);
+        Control::Continue
+    }
 }
 
 /// An observer that records every event (for tests and tools).
@@ -70,24 +73,6 @@ pub enum Outcome {
     Stopped,
 }
 
-/// Everything needed to continue a run exactly: with the same data, backend and thread
-/// count, a run restored from this state ends bit-identical to one never interrupted.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TrainerState {
-    pub model: Config,
-    pub config: TrainConfig,
-    pub train_samples: usize,
-    pub epochs_done: usize,
-    /// Steps of the current epoch already trained (0 at an epoch boundary).
-    pub step_in_epoch: usize,
-    /// The current epoch's running [loss_sum, correct] so far.
-    pub running_sums: [f32; METRICS_LEN],
-    pub history: Vec<(Metrics, Option<Metrics>)>,
-    pub params: Vec<f32>,
-    pub accum_grad: Vec<f32>,
-    pub accum_update: Vec<f32>,
-}
-
 /// The state of a run: the network on its backend, the datasets on the device, and where
 /// training stands. Shuffling and dropout are pure functions of (seed, epoch, step), so the
 /// position alone determines what comes next.
@@ -104,6 +89,8 @@ pub struct Trainer<B: Backend> {
     history: Vec<(Metrics, Option<Metrics>)>,
     /// Parameters at the last epoch end (or the start), restored if the loss diverges.
     last_good: Vec<f32>,
+    /// The parameters handed to `Observer::on_snapshot` (sized on the first snapshot).
+    snapshot: Vec<f32>,
 }
 
 impl<B: Backend> Trainer<B> {
@@ -143,6 +130,7 @@ impl<B: Backend> Trainer<B> {
             step_in_epoch: 0,
             history: Vec::with_capacity(config.epochs),
             last_good,
+            snapshot: Vec::new(),
         })
     }
 
@@ -208,8 +196,8 @@ impl<B: Backend> Trainer<B> {
         self.train_len.div_ceil(self.config.batch_size)
     }
 
-    /// Trains the remaining epochs, reporting to `observer`; it may stop the run after any event
-    /// (the current step always completes).
+    /// Trains the remaining epochs, reporting to `observer` and acting on its answers (see
+    /// `Observer`); it may stop the run after any event (the current step always completes).
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<Outcome> {
         let started = Event::Started {
             epochs: self.config.epochs,
@@ -217,7 +205,8 @@ impl<B: Backend> Trainer<B> {
             train_samples: self.train_len,
             test_samples: self.test_len,
         };
-        if observer.on_event(&started) == Control::Stop {
+        let control = observer.on_event(&started);
+        if self.answer(observer, control)? == Control::Stop {
             return Ok(Outcome::Stopped);
         }
         while self.epochs_done < self.config.epochs {
@@ -225,7 +214,9 @@ impl<B: Backend> Trainer<B> {
                 return Ok(Outcome::Stopped);
             }
         }
-        observer.on_event(&Event::Finished { epochs_done: self.epochs_done });
+        let control = observer.on_event(&Event::Finished { epochs_done: self.epochs_done });
+        // The run is over: a Stop has nothing left to stop.
+        self.answer(observer, control)?;
         Ok(Outcome::Completed)
     }
 
@@ -247,7 +238,8 @@ impl<B: Backend> Trainer<B> {
         let steps = self.steps_per_epoch();
         let batch_size = self.config.batch_size;
         if self.step_in_epoch == 0 {
-            if observer.on_event(&Event::EpochStarted { epoch }) == Control::Stop {
+            let control = observer.on_event(&Event::EpochStarted { epoch });
+            if self.answer(observer, control)? == Control::Stop {
                 return Ok(Outcome::Stopped);
             }
             self.network.reset_metrics()?;
@@ -259,6 +251,8 @@ impl<B: Backend> Trainer<B> {
         Rng::new(mix64(self.config.seed ^ mix64(0x5348_5546_464c_4500 ^ epoch as u64))).shuffle(&mut self.order);
         self.network.backend.set_order(&mut self.train, &self.order)?;
         let mut done = self.step_in_epoch * batch_size;
+        // A checkpoint asked for after the last step, which cannot be resumed, waits for EpochEnded.
+        let mut checkpoint_at_end = false;
         for step in self.step_in_epoch + 1..=steps {
             let batch = batch_size.min(self.train_len - done);
             let global_step = (epoch - 1) * steps + step;
@@ -275,8 +269,16 @@ impl<B: Backend> Trainer<B> {
                 None
             };
             let event = Event::Step { epoch, step, steps_per_epoch: steps, samples_done: done, running };
-            if observer.on_event(&event) == Control::Stop && step < steps {
-                return Ok(Outcome::Stopped);
+            let control = observer.on_event(&event);
+            if step < steps {
+                if self.answer(observer, control)? == Control::Stop {
+                    return Ok(Outcome::Stopped);
+                }
+            } else if control == Control::Checkpoint {
+                checkpoint_at_end = true;
+            } else if control == Control::Snapshot {
+                // The epoch always finishes, so a Stop answered here is ignored like one above.
+                self.answer(observer, control)?;
             }
         }
         let train = self.network.read_metrics(self.train_len)?;
@@ -287,7 +289,32 @@ impl<B: Backend> Trainer<B> {
         self.history.push((train, test));
         self.network.download_params(&mut self.last_good)?;
         let control = observer.on_event(&Event::EpochEnded { epoch, train, test });
-        Ok(if control == Control::Stop { Outcome::Stopped } else { Outcome::Completed })
+        let mut stop = control == Control::Stop;
+        if checkpoint_at_end || control == Control::Checkpoint {
+            stop |= self.answer(observer, Control::Checkpoint)? == Control::Stop;
+        }
+        if control == Control::Snapshot {
+            stop |= self.answer(observer, Control::Snapshot)? == Control::Stop;
+        }
+        Ok(if stop { Outcome::Stopped } else { Outcome::Completed })
+    }
+
+    /// Acts on an answer given at a position that can be resumed: hands the observer a checkpoint
+    /// or snapshot if it asked, and returns `Stop` or `Continue` for the run.
+    fn answer(&mut self, observer: &mut dyn Observer, control: Control) -> Result<Control> {
+        let after = match control {
+            Control::Continue | Control::Stop => control,
+            Control::Checkpoint => {
+                let state = self.state()?;
+                observer.on_checkpoint(&state)
+            }
+            Control::Snapshot => {
+                self.snapshot.resize(self.last_good.len(), 0.0);
+                self.network.download_params(&mut self.snapshot)?;
+                observer.on_snapshot(self.epochs_done, &self.snapshot)
+            }
+        };
+        Ok(if after == Control::Stop { Control::Stop } else { Control::Continue })
     }
 
     /// Loss and accuracy on the test set (None without one).

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Where a training step's GPU time goes: per-kernel times for a short CUDA training run with
 # step graphs off (so every kernel launch is visible), using nsys when the host has it, else
-# ncu on one window of launches. Run from the repo root on the GPU host with gpu-bundle/.
+# ncu on one window of launches. The run is cuda_speed's ignored profile_one_epoch (one epoch
+# of 6,400 MNIST samples, batch 128), which takes MNIST_CUDA_GRAPHS and MNIST_CUDA_PRECISION
+# from here: the library reads no variables. Run from the repo root on the GPU host with
+# gpu-bundle/.
 # Leaves out: building (bundle.sh does that) and correctness (run.sh).
 # Usage: cuda/gpu-check/profile.sh [f32|bf16|f16] [detail]   (the precision profiled, default
 # f32; `detail`: ncu's throughput, occupancy and stall sections for one launch of each of our
@@ -12,9 +15,10 @@ out="${OUT:-/tmp/profile-out}"
 mkdir -p "$out"
 export LD_LIBRARY_PATH="/usr/local/nvidia/lib64:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="$PATH:/usr/local/cuda/bin"
-export MNIST_CUDA_GRAPHS=0
 precision="${1:-f32}"
-train=(gpu-bundle/bin/mnist train --backend cuda --precision "$precision" --epochs 1 --limit 6400 --data gpu-bundle/mnist.npz --out-dir /tmp/profile-train --heartbeat-secs 0 -q)
+export MNIST_CUDA_GRAPHS=0 MNIST_CUDA_PRECISION="$precision" MNIST_REQUIRE_GPU=1
+export MNIST_DATA="${MNIST_DATA:-$PWD/gpu-bundle/mnist.npz}"
+train=(gpu-bundle/bin/cuda_speed profile_one_epoch --exact --ignored --nocapture --test-threads 1)
 echo "nsys: $(command -v nsys || echo none); ncu: $(command -v ncu || echo none)"
 if [ "${2:-}" = detail ]; then
   # After the first two steps (set-up), one launch of each kernel we wrote.

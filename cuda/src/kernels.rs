@@ -1,6 +1,6 @@
 //! The CUDA C kernels (cuda/kernels/*.cu, joined into one translation unit) and their NVRTC
 //! compilation, to CUBIN for the running GPU or to PTX/CUBIN for any arch (CI's compile test).
-//! Leaves out: launching (backend.rs).
+//! Leaves out: launching (device.rs, and the layers' launchers).
 
 use std::ffi::{c_char, CStr, CString};
 use std::sync::Mutex;
@@ -21,95 +21,54 @@ pub const KERNEL_FILES: [(&str, &str); 9] = [
     ("sgemm.cu", include_str!("../kernels/sgemm.cu")),
 ];
 
-/// The `extern "C"` kernels, in `Kernel`'s order.
-pub const KERNEL_NAMES: [&str; 24] = [
-    "fill_f32",
-    "load_batch",
-    "im2col",
-    "im2col_half",
-    "col2im",
-    "conv2d_direct",
-    "conv2d_dkernel_partial",
-    "bias_act",
-    "bias_grad_partial",
-    "bias_grad_partial_half",
-    "bias_grad_finish",
-    "maxpool2d_forward",
-    "maxpool2d_backward",
-    "dropout",
-    "softmax_xent_forward",
-    "softmax_xent_backward",
-    "adadelta",
-    "to_half",
-    "check_finite",
-    "update_loss_scale",
-    "sgemm_rows128",
-    "sgemm_rows64",
-    "conv_sgemm_rows128",
-    "conv_sgemm_rows64",
-];
+/// Declares `Kernel` and `KERNEL_NAMES` from one list, so the two cannot drift apart.
+macro_rules! kernels {
+    ($($kernel:ident = $name:literal,)*) => {
+        /// The `extern "C"` kernels, in `Kernel`'s order.
+        pub const KERNEL_NAMES: [&str; Kernel::ALL.len()] = [$($name,)*];
 
-/// A kernel the backend launches; `as usize` indexes `KERNEL_NAMES` and the loaded functions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kernel {
-    FillF32,
-    LoadBatch,
-    Im2col,
-    Im2colHalf,
-    Col2im,
-    Conv2dDirect,
-    Conv2dDkernelPartial,
-    BiasAct,
-    BiasGradPartial,
-    BiasGradPartialHalf,
-    BiasGradFinish,
-    Maxpool2dForward,
-    Maxpool2dBackward,
-    Dropout,
-    SoftmaxXentForward,
-    SoftmaxXentBackward,
-    Adadelta,
-    ToHalf,
-    CheckFinite,
-    UpdateLossScale,
-    SgemmRows128,
-    SgemmRows64,
-    ConvSgemmRows128,
-    ConvSgemmRows64,
+        /// A kernel the backend launches; `as usize` indexes `KERNEL_NAMES` and the loaded functions.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum Kernel {
+            $($kernel,)*
+        }
+
+        impl Kernel {
+            pub(crate) const ALL: [Kernel; [$($name),*].len()] = [$(Kernel::$kernel,)*];
+
+            /// The kernel's C name, which CUDA errors carry.
+            pub(crate) fn name(self) -> &'static str {
+                KERNEL_NAMES[self as usize]
+            }
+        }
+    };
 }
 
-impl Kernel {
-    pub(crate) const ALL: [Kernel; 24] = [
-        Kernel::FillF32,
-        Kernel::LoadBatch,
-        Kernel::Im2col,
-        Kernel::Im2colHalf,
-        Kernel::Col2im,
-        Kernel::Conv2dDirect,
-        Kernel::Conv2dDkernelPartial,
-        Kernel::BiasAct,
-        Kernel::BiasGradPartial,
-        Kernel::BiasGradPartialHalf,
-        Kernel::BiasGradFinish,
-        Kernel::Maxpool2dForward,
-        Kernel::Maxpool2dBackward,
-        Kernel::Dropout,
-        Kernel::SoftmaxXentForward,
-        Kernel::SoftmaxXentBackward,
-        Kernel::Adadelta,
-        Kernel::ToHalf,
-        Kernel::CheckFinite,
-        Kernel::UpdateLossScale,
-        Kernel::SgemmRows128,
-        Kernel::SgemmRows64,
-        Kernel::ConvSgemmRows128,
-        Kernel::ConvSgemmRows64,
-    ];
-
-    /// The kernel's C name, which CUDA errors carry.
-    pub(crate) fn name(self) -> &'static str {
-        KERNEL_NAMES[self as usize]
-    }
+kernels! {
+    FillF32 = "fill_f32",
+    LoadBatch = "load_batch",
+    Im2col = "im2col",
+    Im2colHalf = "im2col_half",
+    Col2im = "col2im",
+    Conv2dDirect = "conv2d_direct",
+    Conv2dDkernelPartial = "conv2d_dkernel_partial",
+    BiasAct = "bias_act",
+    BiasGradPartial = "bias_grad_partial",
+    BiasGradPartialHalf = "bias_grad_partial_half",
+    BiasGradFinish = "bias_grad_finish",
+    Maxpool2dForward = "maxpool2d_forward",
+    Maxpool2dBackward = "maxpool2d_backward",
+    Dropout = "dropout",
+    SoftmaxXentForward = "softmax_xent_forward",
+    SoftmaxXentBackward = "softmax_xent_backward",
+    Adadelta = "adadelta",
+    ToHalf = "to_half",
+    CheckFinite = "check_finite",
+    UpdateLossScale = "update_loss_scale",
+    SgemmRows128 = "sgemm_rows128",
+    SgemmRows64 = "sgemm_rows64",
+    ConvSgemmRows128 = "conv_sgemm_rows128",
+    ConvSgemmRows64 = "conv_sgemm_rows64",
 }
 
 /// The whole translation unit, with a `#line` marker before each file so NVRTC's messages

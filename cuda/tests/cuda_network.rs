@@ -171,7 +171,7 @@ fn small_models_train_like_the_cpu() {
     // Held for the whole run, so the GPU's primary context stays alive between cases.
     if let Some(_probe) = common::gpu("small_models_train_like_the_cpu") {
         // A fresh backend per case: Network owns its backend (the CUBIN is compiled once).
-        small_models_property(|| mnist_cuda::CudaBackend::new(0).unwrap(), 16);
+        small_models_property(|| mnist_cuda::CudaBackend::with_options(0, common::env_options()).unwrap(), 16);
     }
 }
 
@@ -241,12 +241,11 @@ fn replay_matches<B: Backend>(replayed: B, op_by_op: B) -> Network<B> {
 
 #[test]
 fn recorded_steps_replay_like_steps_run_op_by_op() {
-    let Some(mut gpu) = common::gpu("recorded_steps_replay_like_steps_run_op_by_op") else {
+    let options = |step_graphs| mnist_cuda::CudaOptions { step_graphs, ..common::env_options() };
+    let Some(gpu) = common::gpu_with("recorded_steps_replay_like_steps_run_op_by_op", options(true)) else {
         return;
     };
-    gpu.set_step_graphs(true);
-    let mut op_by_op = mnist_cuda::CudaBackend::new(0).unwrap();
-    op_by_op.set_step_graphs(false);
+    let op_by_op = mnist_cuda::CudaBackend::with_options(0, options(false)).unwrap();
     let net = replay_matches(gpu, op_by_op);
     let stats = net.backend.step_graph_stats();
     eprintln!("step graphs: {stats:?}");

@@ -1,4 +1,4 @@
-//! bf16 and f16 GEMMs (`CudaBackend::set_precision`) against the CPU's f32 reference:
+//! bf16 and f16 GEMMs (`CudaOptions::precision`) against the CPU's f32 reference:
 //! - every GEMM-backed op (conv2d through im2col + GEMM, dense), forward and backward, within
 //!   its format's rounding, and visibly not f32 (so the half path really ran);
 //! - f16's loss scaling: the scaled loss gradient, a step whose gradients overflow is skipped
@@ -16,7 +16,7 @@ use mnist_core::model::Network;
 use mnist_core::shape::{Conv2dDims, DenseDims};
 use mnist_core::train::{Recorder, TrainConfig, Trainer};
 use mnist_core::{Backend, Config, Dataset, Result, Rng, Span};
-use mnist_cuda::{CudaBackend, LossScale, Precision};
+use mnist_cuda::{CudaBackend, CudaOptions, LossScale, Precision};
 
 /// Unit roundoff of each format's significand (bf16: 8 bits, f16: 11 bits).
 fn unit_roundoff(p: Precision) -> f64 {
@@ -28,9 +28,7 @@ fn unit_roundoff(p: Precision) -> f64 {
 }
 
 fn gpu_in(test: &str, precision: Precision) -> Option<CudaBackend> {
-    let mut gpu = common::gpu(test)?;
-    gpu.set_precision(precision).unwrap();
-    Some(gpu)
+    common::gpu_with(test, CudaOptions { precision, ..common::env_options() })
 }
 
 /// ||gpu - cpu|| / ||cpu|| over the whole tensor.
@@ -97,13 +95,15 @@ fn gemm_ops<B: Backend>(mut be: B, round: fn(f32) -> f32) -> Result<OpResults> {
 
     let conv_in = buffer(&mut be, &values(&mut rng, c.batch * c.in_len(), 0.0, 1.0))?;
     let mut conv_out = be.alloc(c.batch * c.out_len())?;
-    be.conv2d_forward(&mut conv_out, &conv_in, &params, conv_kernel, conv_bias, c, true)?;
+    let mut conv_saved = be.alloc_conv2d_saved(c)?;
+    be.conv2d_forward(&mut conv_out, &mut conv_saved, &conv_in, &params, conv_kernel, conv_bias, c, true)?;
     let mut conv_dout = buffer(&mut be, &values(&mut rng, c.batch * c.out_len(), -1.0, 1.0))?;
     let mut conv_dinp = be.alloc(c.batch * c.in_len())?;
     be.conv2d_backward(
         Some(&mut conv_dinp),
         &mut dparams,
         &mut conv_dout,
+        &conv_saved,
         &conv_out,
         &conv_in,
         &params,

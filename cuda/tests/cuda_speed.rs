@@ -13,7 +13,7 @@ use std::time::Instant;
 use mnist_core::codec::mnist;
 use mnist_core::model::Network;
 use mnist_core::{Backend, Config, Rng};
-use mnist_cuda::{CudaBackend, F32Gemm, Precision};
+use mnist_cuda::{CudaBackend, CudaOptions, F32Gemm, Precision};
 
 /// Seconds of each of `epochs` epochs (the first is a warm-up, left out of the median).
 fn epoch_seconds(
@@ -58,7 +58,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[test]
 fn training_epoch_time() {
-    let Some(mut gpu) = common::gpu("training_epoch_time") else {
+    let options = common::env_options();
+    let Some(gpu) = common::gpu_with("training_epoch_time", CudaOptions { step_graphs: true, ..options }) else {
         return;
     };
     let Some(path) = mnist_tests::mnist_data() else { return };
@@ -66,14 +67,11 @@ fn training_epoch_time() {
     let train = &split.train;
     let device = gpu.device_name();
     let epochs = 6;
-    gpu.set_step_graphs(true);
     let (with_graphs, stats) = epoch_seconds(gpu, &train.images, &train.labels, train.sample_len(), epochs);
-    let mut eager = CudaBackend::new(0).unwrap();
-    eager.set_step_graphs(false);
+    let eager = CudaBackend::with_options(0, CudaOptions { step_graphs: false, ..options }).unwrap();
     let (op_by_op, _) = epoch_seconds(eager, &train.images, &train.labels, train.sample_len(), epochs);
     // A diagnostic, not the default: how much of the step the f32 GEMMs take.
-    let mut tf32 = CudaBackend::new(0).unwrap();
-    tf32.set_tf32(true).unwrap();
+    let tf32 = CudaBackend::with_options(0, CudaOptions { tf32: true, ..options }).unwrap();
     let (with_tf32, _) = epoch_seconds(tf32, &train.images, &train.labels, train.sample_len(), epochs);
     // The f32 GEMMs' kernels: cuBLAS for all, or the tall products on our tiled kernel in
     // tiles of 128 or 64 rows (the default picks one per product).
@@ -84,14 +82,12 @@ fn training_epoch_time() {
     for choice in
         [F32Gemm::Cublas, F32Gemm::Tiled { min_rows, rows: Some(128) }, F32Gemm::Tiled { min_rows, rows: Some(64) }]
     {
-        let mut gpu = CudaBackend::new(0).unwrap();
-        gpu.set_f32_gemm(choice).unwrap();
+        let gpu = CudaBackend::with_options(0, CudaOptions { f32_gemm: choice, ..options }).unwrap();
         sgemm.push(epoch_seconds(gpu, &train.images, &train.labels, train.sample_len(), epochs).0);
     }
     let mut half = Vec::new();
     for precision in [Precision::Bf16, Precision::F16] {
-        let mut gpu = CudaBackend::new(0).unwrap();
-        gpu.set_precision(precision).unwrap();
+        let gpu = CudaBackend::with_options(0, CudaOptions { precision, ..options }).unwrap();
         half.push(epoch_seconds(gpu, &train.images, &train.labels, train.sample_len(), epochs).0);
     }
     let (bf16, f16) = (&half[0], &half[1]);
@@ -112,4 +108,30 @@ fn training_epoch_time() {
         median(f16[1..].to_vec()),
         epochs - 1
     );
+}
+
+/// The workload of cuda/gpu-check/profile.sh, ignored otherwise: one epoch over the first 6,400
+/// real training samples in batches of 128 on `common::env_options()` (profile.sh sets
+/// MNIST_CUDA_GRAPHS=0, so a profiler sees every launch) in the precision MNIST_CUDA_PRECISION
+/// names (f32, bf16 or f16; f32 when unset). Checks only that the loss stays finite.
+#[test]
+#[ignore = "a profiling workload for cuda/gpu-check/profile.sh"]
+fn profile_one_epoch() {
+    let precision = match std::env::var("MNIST_CUDA_PRECISION").as_deref() {
+        Ok("bf16") => Precision::Bf16,
+        Ok("f16") => Precision::F16,
+        Ok("f32") | Err(_) => Precision::F32,
+        Ok(other) => panic!("MNIST_CUDA_PRECISION={other}: f32, bf16 or f16"),
+    };
+    let options = CudaOptions { precision, ..common::env_options() };
+    let Some(gpu) = common::gpu_with("profile_one_epoch", options) else {
+        return;
+    };
+    let Some(path) = mnist_tests::mnist_data() else { return };
+    let split = mnist::from_npz(&std::fs::read(path).unwrap()).unwrap();
+    let n = 6400.min(split.train.len());
+    let sample_len = split.train.sample_len();
+    let (images, labels) = (&split.train.images[..n * sample_len], &split.train.labels[..n]);
+    let (seconds, stats) = epoch_seconds(gpu, images, labels, sample_len, 1);
+    println!("profile_one_epoch {options:?}: {n} samples in {:.3} s; graphs {stats}", seconds[0]);
 }

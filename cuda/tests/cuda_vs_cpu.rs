@@ -12,7 +12,7 @@ use mnist_core::backend::METRICS_LEN;
 use mnist_core::optim::Adadelta;
 use mnist_core::shape::{Conv2dDims, DenseDims, PoolDims};
 use mnist_core::{Backend, Result, Rng, Span};
-use mnist_cuda::F32Gemm;
+use mnist_cuda::{CudaBackend, CudaOptions, F32Gemm};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -175,7 +175,8 @@ fn conv_body<B: Backend>(be: &mut B, c: &ConvCase, out_for_backward: Option<&[f3
     let dout = values(&mut rng, d.batch * d.out_len(), -1.0, 1.0);
     let (inp_b, params_b) = (buffer(be, &inp)?, buffer(be, &params)?);
     let mut out_b = be.alloc(d.batch * d.out_len())?;
-    be.conv2d_forward(&mut out_b, &inp_b, &params_b, kernel, bias, d, c.relu)?;
+    let mut saved = be.alloc_conv2d_saved(d)?;
+    be.conv2d_forward(&mut out_b, &mut saved, &inp_b, &params_b, kernel, bias, d, c.relu)?;
     let out = host(be, &out_b, d.batch * d.out_len())?;
     let out_b = buffer(be, out_for_backward.unwrap_or(&out))?;
     let mut dparams_b = buffer(be, &vec![7.0; params.len()])?; // outside the spans stays 7
@@ -185,6 +186,7 @@ fn conv_body<B: Backend>(be: &mut B, c: &ConvCase, out_for_backward: Option<&[f3
         c.with_dinp.then_some(&mut dinp_b),
         &mut dparams_b,
         &mut dout_b,
+        &saved,
         &out_b,
         &inp_b,
         &params_b,
@@ -245,7 +247,9 @@ fn conv2d_on_the_tiled_sgemm_matches_cpu() {
             let case = ConvCase { d, relu, with_dinp, seed, kernel_offset: if aligned { 4 } else { 3 } };
             let rows = if rows128 { 128 } else { 64 };
             let tiled = F32Gemm::Tiled { min_rows: 0, rows: Some(rows) };
-            gpu.borrow_mut().set_f32_gemm(tiled).unwrap();
+            // A backend per case: the f32 GEMMs' kernels are fixed when one starts.
+            *gpu.borrow_mut() =
+                CudaBackend::with_options(0, CudaOptions { f32_gemm: tiled, ..common::env_options() }).unwrap();
             let before = gpu.borrow().tiled_sgemm_count();
             let c = conv_body(&mut *cpu.borrow_mut(), &case, None).unwrap();
             let g = conv_body(&mut *gpu.borrow_mut(), &case, Some(&c.out)).unwrap();
@@ -285,11 +289,12 @@ fn conv2d_in_sample_chunks_matches_cpu() {
         |((batch, kernel, dh, dw, in_channels, out_channels), (relu, with_dinp, tiled, chunk, seed))| {
             let d = conv_dims(batch, kernel, dh, dw, in_channels, out_channels);
             let case = ConvCase { d, relu, with_dinp, seed, kernel_offset: 4 };
-            let mut g = gpu.borrow_mut();
-            g.set_im2col_cap(chunk * d.out_height() * d.out_width() * d.patch_len());
             let choice = if tiled { F32Gemm::Tiled { min_rows: 0, rows: None } } else { F32Gemm::Cublas };
-            g.set_f32_gemm(choice).unwrap();
-            drop(g);
+            // A backend per case: the f32 GEMMs' kernels are fixed when one starts.
+            let mut g =
+                CudaBackend::with_options(0, CudaOptions { f32_gemm: choice, ..common::env_options() }).unwrap();
+            g.set_im2col_cap(chunk * d.out_height() * d.out_width() * d.patch_len());
+            *gpu.borrow_mut() = g;
             let c = conv_body(&mut *cpu.borrow_mut(), &case, None).unwrap();
             let g = conv_body(&mut *gpu.borrow_mut(), &case, Some(&c.out)).unwrap();
             compare_conv(&g, &c)
@@ -297,18 +302,20 @@ fn conv2d_in_sample_chunks_matches_cpu() {
     );
 }
 
-/// What happens between a conv2d_forward and its backward. The CUDA backend keeps the
-/// forward's im2col matrix for the backward of the same input (conv_body's cases use it), and
-/// must notice each of these instead of reading a stale one.
+/// What happens between a conv2d_forward and its backward. The forward's saved state (on CUDA,
+/// its im2col matrix, which conv_body's cases reuse) holds for the backward of the same input,
+/// unchanged; after each of these the backward must not read a stale one.
 #[derive(Debug, Clone, Copy)]
 enum Between {
-    /// `upload` new values into the input.
+    /// `upload` new values into the input (its saved state no longer applies: the backward gets
+    /// one that no forward filled).
     Upload,
-    /// `fill` the input (a kernel writes it).
+    /// `fill` the input (a kernel writes it; as for Upload).
     Fill,
-    /// `dropout_forward` on the input (a kernel reads and writes it).
+    /// `dropout_forward` on the input (a kernel reads and writes it; as for Upload).
     Dropout,
-    /// A forward of another input of the same shape (the kept matrix is then that one's).
+    /// A forward of another input of the same shape into the same saved state (which then
+    /// holds that input's).
     OtherForward,
 }
 
@@ -324,7 +331,8 @@ fn conv_changed_input_body<B: Backend>(be: &mut B, between: Between, seed: u64) 
     let dout = values(&mut rng, d.batch * d.out_len(), -1.0, 1.0);
     let (mut inp_b, params_b) = (buffer(be, &a)?, buffer(be, &params)?);
     let mut out_b = be.alloc(d.batch * d.out_len())?;
-    be.conv2d_forward(&mut out_b, &inp_b, &params_b, kernel, bias, d, false)?;
+    let mut saved = be.alloc_conv2d_saved(d)?;
+    be.conv2d_forward(&mut out_b, &mut saved, &inp_b, &params_b, kernel, bias, d, false)?;
     match between {
         Between::Upload => be.upload(&mut inp_b, &b)?,
         Between::Fill => be.fill(&mut inp_b, 0.25)?,
@@ -332,8 +340,11 @@ fn conv_changed_input_body<B: Backend>(be: &mut B, between: Between, seed: u64) 
         Between::OtherForward => {
             let other = buffer(be, &b)?;
             let mut other_out = be.alloc(d.batch * d.out_len())?;
-            be.conv2d_forward(&mut other_out, &other, &params_b, kernel, bias, d, false)?;
+            be.conv2d_forward(&mut other_out, &mut saved, &other, &params_b, kernel, bias, d, false)?;
         }
+    }
+    if !matches!(between, Between::OtherForward) {
+        saved = be.alloc_conv2d_saved(d)?; // the input changed: the forward's state is stale
     }
     let mut dparams_b = buffer(be, &vec![7.0; params.len()])?;
     let mut dout_b = buffer(be, &dout)?;
@@ -342,6 +353,7 @@ fn conv_changed_input_body<B: Backend>(be: &mut B, between: Between, seed: u64) 
         Some(&mut dinp_b),
         &mut dparams_b,
         &mut dout_b,
+        &saved,
         &out_b,
         &inp_b,
         &params_b,

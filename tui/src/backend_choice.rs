@@ -3,7 +3,7 @@
 //! compute in the asked precision is bad input, never a reason to fall back.
 //! Leaves out: the CPU backend's own settings (threads, convolutions), which each caller sets.
 
-use mnist_cuda::{CudaBackend, Precision};
+use mnist_cuda::{CudaBackend, CudaOptions, Precision};
 
 use crate::cli::{BackendChoice, PrecisionChoice};
 use crate::failure::core_failure;
@@ -19,17 +19,18 @@ pub enum Chosen {
 
 pub fn choose(backend: BackendChoice, precision: PrecisionChoice) -> Result<Chosen, Failure> {
     let precision = precision.precision();
+    let options = CudaOptions { precision, ..CudaOptions::default() };
     match backend {
         BackendChoice::Cpu if precision != Precision::F32 => Err(Failure::new(
             crate::EXIT_BAD_INPUT,
             format!("--precision {} needs --backend cuda: the CPU backend computes in f32", precision.name()),
         )),
         BackendChoice::Cpu => Ok(Chosen::Cpu { fallback: None }),
-        BackendChoice::Cuda | BackendChoice::Auto => match CudaBackend::new(0) {
-            Ok(mut gpu) => {
-                gpu.set_precision(precision)
-                    .map_err(|e| core_failure(&format!("--precision {}", precision.name()), e))?;
-                Ok(Chosen::Cuda(Box::new(gpu)))
+        BackendChoice::Cuda | BackendChoice::Auto => match CudaBackend::with_options(0, options) {
+            Ok(gpu) => Ok(Chosen::Cuda(Box::new(gpu))),
+            // A GPU that cannot compute in this precision (no usable GPU is an Error::Backend).
+            Err(e @ mnist_core::Error::InvalidArgument { .. }) => {
+                Err(core_failure(&format!("--precision {}", precision.name()), e))
             }
             Err(e) if backend == BackendChoice::Cuda => {
                 Err(Failure::new(crate::EXIT_BAD_INPUT, format!("--backend cuda: {e}")))

@@ -1,6 +1,9 @@
-//! The --checkpoint-dir folder: atomic checkpoint files named by their position, the newest
-//! valid one found on start (a corrupt one is skipped with a warning), the two newest kept.
+//! The --checkpoint-dir folder: held by one trainer at a time (a lock file), atomic checkpoint
+//! files named by their position, the newest valid one found on start (a corrupt one is skipped
+//! with a warning), the two newest kept. Leaves out when to save (checkpoint_policy.rs).
 
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use mnist_core::codec::checkpoint;
@@ -10,6 +13,61 @@ use crate::atomic::write_atomic;
 use crate::Failure;
 
 const KEEP: usize = 2;
+const LOCK_FILE: &str = "mnist-train.lock";
+
+/// The folder's lock, held until dropped or the process ends, however it ends (an flock).
+pub struct DirLock {
+    _file: File,
+}
+
+/// Takes `dir` for this process, so that a second trainer sharing it refuses at once instead of
+/// mixing its checkpoints with ours. The lock file stays (removing it would race a new holder)
+/// and holds the holder's PID, for the message. Where the filesystem cannot lock, a warning
+/// says so and training goes on unguarded.
+pub fn lock(dir: &Path) -> Result<Option<DirLock>, Failure> {
+    let fail = |what: &str, e: String| {
+        Failure::new(crate::EXIT_BAD_INPUT, format!("cannot {what} --checkpoint-dir {}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail("create", e.to_string()))?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| fail("open the lock file in", e.to_string()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            // Only the holder writes, so a reader sees a whole PID or an empty file.
+            let _ = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| write!(file, "{}", std::process::id()));
+            Ok(Some(DirLock { _file: file }))
+        }
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim().parse::<u32>() {
+                Ok(pid) => format!("process {pid}"),
+                Err(_) => String::from("another process"),
+            };
+            Err(Failure::new(
+                crate::EXIT_BAD_INPUT,
+                format!(
+                    "--checkpoint-dir {} is in use by another mnist train ({holder} holds {}); give each run its own folder",
+                    dir.display(),
+                    path.display()
+                ),
+            ))
+        }
+        Err(TryLockError::Error(e)) => {
+            eprintln!(
+                "warning: cannot lock --checkpoint-dir {}: {e}; a second run sharing it would not be stopped",
+                dir.display()
+            );
+            Ok(None)
+        }
+    }
+}
 
 fn file_name(state: &TrainerState) -> String {
     format!("checkpoint-e{:04}-s{:06}.ckpt", state.epochs_done, state.step_in_epoch)
@@ -90,4 +148,24 @@ pub fn mismatch(
         .into_iter()
         .find(|(_, a, b)| a != b)
         .map(|(flag, then, now)| format!("it was made with {flag} {then}, this run has {now}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_folder_is_held_by_one_lock_at_a_time_and_names_its_holder() {
+        let dir = std::env::temp_dir().join(format!("mnist-ckpt-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let held = lock(&dir).unwrap().expect("this filesystem locks");
+        // Another open file description conflicts even within one process (flock semantics).
+        let refused = lock(&dir).err().expect("a second lock is refused");
+        assert_eq!(refused.code, crate::EXIT_BAD_INPUT);
+        assert!(refused.message.contains(&format!("(process {} holds", std::process::id())), "{}", refused.message);
+        drop(held);
+        assert!(lock(&dir).unwrap().is_some(), "free again once dropped");
+        assert!(list(&dir).is_empty(), "the lock file is not a checkpoint");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -43,6 +43,10 @@ pub enum Command {
     Predict(PredictArgs),
     /// Time training steps and print samples/s and the time of one epoch.
     Bench(BenchArgs),
+    /// Serve a model over HTTP: the sample's MXNet Model Server API (/predictions/{model},
+    /// /ping, management on 8081), KServe v2 (/v2/...) and Prometheus metrics (8082).
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
     /// The interactive terminal app: train and watch the curves, draw a digit and see the
     /// prediction, browse the test set (what `mnist` alone opens on a terminal).
     Tui(TuiArgs),
@@ -309,4 +313,96 @@ pub struct TuiArgs {
     /// The folder the save prompt suggests for models.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub out_dir: PathBuf,
+}
+
+pub const SERVE_HELP: &str = "\
+Examples:
+  mnist serve                                   # the shipped model, as \"mnist\"
+  mnist serve --model out/mnist_cnn --backend cuda
+  curl -X POST http://127.0.0.1:8080/predictions/mnist -T 7.jpg
+  curl http://127.0.0.1:8082/metrics
+
+Images are prepared exactly as the sample's MMS handler does (OpenCV greyscale decode,
+bilinear resize to 28x28, / 255), so the answers match MMS's.
+
+Exit codes:
+  0    stopped by SIGTERM or SIGINT after finishing the requests in flight
+  2    a bad model, bad arguments, or a port that cannot be opened
+  70   internal error (a bug: please report it)";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// The checkpoint to serve (PREFIX-symbol.json and PREFIX-0000.params) [default: the model
+    /// shipped inside the binary].
+    #[arg(long, value_name = "PREFIX")]
+    pub model: Option<String>,
+    /// Which PREFIX-NNNN.params to read.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub epoch: u32,
+    /// The name the model is served under: /predictions/NAME, /v2/models/NAME.
+    #[arg(long, value_name = "NAME", default_value = "mnist")]
+    pub model_name: String,
+    /// Address of the inference and metrics ports.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+    pub host: std::net::IpAddr,
+    /// Inference port: /predictions, /ping, /classify and KServe's /v2 (0 for each port: the
+    /// system chooses; the log's first lines say which).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address of the management port (MMS binds it to localhost too: it loads files).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub management_host: std::net::IpAddr,
+    /// Management port: GET/POST /models, GET/DELETE /models/NAME.
+    #[arg(long, default_value_t = 8081)]
+    pub management_port: u16,
+    /// Prometheus metrics port (GET /metrics).
+    #[arg(long, default_value_t = 8082)]
+    pub metrics_port: u16,
+    /// Where the forward passes run.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    pub backend: BackendChoice,
+    /// CPU worker threads, each with its own copy of the model (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+    /// Most images in one forward pass (MMS's batch_size).
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Milliseconds a worker waits for a batch to fill (MMS's max_batch_delay); 0 takes what is
+    /// waiting at once, which adds no latency when the server is idle.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub max_batch_delay: u64,
+    /// Most requests in progress at once; more get 503 with Retry-After (MMS's job_queue_size).
+    #[arg(long, default_value_t = 100)]
+    pub queue_size: usize,
+    /// Largest request body in bytes; larger ones get 413 (MMS's max_request_size).
+    #[arg(long, value_name = "BYTES", default_value_t = 6_553_500)]
+    pub max_body_bytes: usize,
+    /// Images whose header claims more pixels are refused (400) before decoding.
+    #[arg(long, value_name = "N", default_value_t = crate::preprocess::DEFAULT_MAX_PIXELS)]
+    pub max_image_pixels: u64,
+    /// Most images in one KServe v2 request.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_tensor_images: usize,
+    /// Seconds allowed for a request's headers, its body and its answer.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Seconds SIGTERM waits for the requests in flight before closing what is left.
+    #[arg(long, value_name = "SECS", default_value_t = 25.0)]
+    pub drain_timeout: f64,
+    /// Seconds after SIGTERM during which new requests are still served while readiness is
+    /// already false, so load balancers stop sending first.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub shutdown_delay: f64,
+    /// Most open connections; more wait to be accepted.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Threads for network I/O (the forward passes run on the workers).
+    #[arg(long, default_value_t = 1)]
+    pub io_threads: usize,
+    /// Request log lines on stdout: text or JSON.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// No request log lines (start-up, drain and errors still go to stderr).
+    #[arg(short, long)]
+    pub quiet: bool,
 }

@@ -6,6 +6,7 @@
 mod app;
 mod atomic;
 mod backend_choice;
+mod checkpoint_policy;
 mod checkpoints;
 mod cli;
 mod commands;
@@ -16,6 +17,7 @@ mod model_file;
 mod plot;
 mod preprocess;
 mod report;
+mod serve;
 
 pub use failure::{Failure, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, EXIT_TRANSIENT};
 
@@ -88,6 +90,8 @@ fn main() {
         Some(cli::Command::Train(args)) => commands::train::run(args, &Signals::install()),
         Some(cli::Command::Predict(args)) => commands::predict::run(args),
         Some(cli::Command::Bench(args)) => commands::bench::run(args),
+        // The server handles SIGTERM and SIGINT itself (drain, then exit 0).
+        Some(cli::Command::Serve(args)) => commands::serve::run(args),
         Some(cli::Command::Tui(args)) => app::run(args, &Signals::install()),
         // On a terminal `mnist` alone opens the app; in scripts and pods it only prints help.
         None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => {

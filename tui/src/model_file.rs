@@ -1,6 +1,7 @@
 //! Reading a model a user points at: an MXNet checkpoint by its prefix (PREFIX-symbol.json and
 //! PREFIX-NNNN.params: ours, keras-mxnet's or Gluon's), imported into our layout. Shared by
-//! `mnist predict` and the app. Leaves out the codec itself (core).
+//! `mnist predict`, `mnist serve` and the app; and the model shipped inside the binary.
+//! Leaves out the codec itself (core).
 
 use mnist_core::codec::mxnet;
 
@@ -8,6 +9,20 @@ use crate::{Failure, EXIT_BAD_INPUT};
 
 fn bad(message: String) -> Failure {
     Failure::new(EXIT_BAD_INPUT, message)
+}
+
+/// A model trained by this project (see fixtures/model/README.md), so the app's draw view and
+/// `mnist serve` work before any training.
+const SHIPPED_SYMBOL: &[u8] = include_bytes!("../../fixtures/model/mnist_cnn-symbol.json");
+pub const SHIPPED_PARAMS: &[u8] = include_bytes!("../../fixtures/model/mnist_cnn-0000.params");
+
+/// Where the shipped model came from, for screens and logs.
+pub const SHIPPED_ORIGIN: &str = "shipped (f16, fixtures/model)";
+
+/// The model shipped inside the binary, imported into our layout.
+pub fn shipped() -> Result<mxnet::Imported, Failure> {
+    mxnet::import(SHIPPED_SYMBOL, SHIPPED_PARAMS)
+        .map_err(|e| Failure::new(crate::EXIT_INTERNAL, format!("the shipped model is unreadable: {e}")))
 }
 
 /// PREFIX-symbol.json and PREFIX-NNNN.params, imported into our layout.

@@ -1,6 +1,10 @@
 //! Turning an image file's bytes (PNG, JPEG, PGM/PPM/PBM) into the model's input: greyscale
 //! values in [0, 1], resized like the sample's MXNet Model Server handler, or MNIST-style.
+//! Decoding refuses images whose header claims more than a pixel limit, before decoding them.
+//! opencv.rs holds the sample handler's exact (OpenCV) path that `mnist serve` uses.
 //! Leaves out file I/O and the model; pure functions of their inputs that never panic.
+
+pub mod opencv;
 
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, ImageBuffer, ImageDecoder, ImageReader, Limits, Luma};
@@ -39,14 +43,34 @@ impl Grey {
     }
 }
 
+/// Images whose header claims more pixels than this are refused before decoding (a forged
+/// header or a decompression bomb): 40 megapixels, e.g. 8000 x 5000.
+pub const DEFAULT_MAX_PIXELS: u64 = 40_000_000;
+
+/// Err unless a `width` x `height` image has at most `max_pixels` pixels.
+fn check_pixels(width: u64, height: u64, max_pixels: u64) -> Result<(), String> {
+    match width.checked_mul(height) {
+        Some(pixels) if pixels <= max_pixels => Ok(()),
+        _ => Err(format!("its header claims {width}x{height} pixels, more than the limit of {max_pixels}")),
+    }
+}
+
 /// Decodes an image (format told by its content, not its name) into greyscale, with EXIF
-/// orientation applied and transparency composited (see `composite`).
+/// orientation applied and transparency composited (see `composite`); at most
+/// `DEFAULT_MAX_PIXELS` pixels.
 pub fn decode(bytes: &[u8]) -> Result<Grey, String> {
+    decode_limited(bytes, DEFAULT_MAX_PIXELS)
+}
+
+/// `decode` refusing images of more than `max_pixels` pixels before decoding them.
+pub fn decode_limited(bytes: &[u8], max_pixels: u64) -> Result<Grey, String> {
     let reader = ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
     if reader.format().is_none() {
         return Err("it is not a PNG, JPEG or PNM (PGM, PPM, PBM) image".into());
     }
     let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    let (width, height) = decoder.dimensions();
+    check_pixels(width.into(), height.into(), max_pixels)?;
     // The default limits (512 MiB) keep a forged header from allocating without bound.
     Limits::default().reserve(decoder.total_bytes()).map_err(|e| e.to_string())?;
     let orientation = decoder.orientation().map_err(|e| e.to_string())?;
@@ -361,6 +385,20 @@ mod tests {
         assert!(half.pixels.iter().all(|v| (v - 0.5).abs() < 0.2), "{:?}", half.pixels);
         assert!(resize(&as_grey(vec![0.25], 1, 1), 28, 28).pixels.iter().all(|&v| (v - 0.25).abs() < 1e-6));
         assert_eq!(resize(&two, 2, 2), two);
+    }
+
+    #[test]
+    fn a_header_claiming_too_many_pixels_is_refused_before_decoding() {
+        // A 6x4 PNG claims 24 pixels: within a limit of 24, over one of 23.
+        let png = encode(DynamicImage::ImageLuma8(GrayImage::new(6, 4)), image::ImageFormat::Png);
+        assert!(decode_limited(&png, 24).is_ok());
+        assert_eq!(decode_limited(&png, 23).unwrap_err(), "its header claims 6x4 pixels, more than the limit of 23");
+        // A PGM header claiming 60000 x 60000 with no pixels: refused by the default limit at
+        // once, without allocating 3.6 GB.
+        let bomb = b"P5 60000 60000 255\n\x00";
+        let started = std::time::Instant::now();
+        assert!(decode(bomb).unwrap_err().contains("more than the limit of 40000000"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

@@ -1,10 +1,9 @@
 //! Turns training events into log output: a live Keras-style progress bar on a terminal;
 //! otherwise (`kubectl logs`) one line per epoch plus rare heartbeats, never `\r` or ANSI;
-//! or one JSON object per line. Also keeps the per-epoch timings for history.csv.
+//! or one JSON object per line. Also keeps the per-epoch timings for history.csv. Leaves out
+//! steering the run (stopping, checkpoints): that is checkpoint_policy.rs, which wraps this.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mnist_core::model::Metrics;
@@ -49,7 +48,6 @@ pub struct Reporter<W: Write> {
     style: Style,
     quiet: bool,
     heartbeat: Option<Duration>,
-    stop: Arc<AtomicBool>,
     epochs: usize,
     steps_per_epoch: usize,
     train_samples: usize,
@@ -60,22 +58,16 @@ pub struct Reporter<W: Write> {
     heartbeats_this_epoch: usize,
     last_running: Option<Metrics>,
     pub records: Vec<EpochRecord>,
-    /// Checkpointing: stop the run (so the caller can save) after each epoch and this often.
-    checkpoint: Option<Duration>,
-    last_checkpoint: Instant,
-    /// Set when the run was stopped to write a checkpoint (not by a signal).
-    pub checkpoint_requested: bool,
 }
 
 impl<W: Write> Reporter<W> {
-    pub fn new(out: W, style: Style, quiet: bool, heartbeat: Option<Duration>, stop: Arc<AtomicBool>) -> Self {
+    pub fn new(out: W, style: Style, quiet: bool, heartbeat: Option<Duration>) -> Self {
         let now = Instant::now();
         Reporter {
             out,
             style,
             quiet,
             heartbeat,
-            stop,
             epochs: 0,
             steps_per_epoch: 0,
             train_samples: 0,
@@ -86,22 +78,7 @@ impl<W: Write> Reporter<W> {
             heartbeats_this_epoch: 0,
             last_running: None,
             records: Vec::new(),
-            checkpoint: None,
-            last_checkpoint: now,
-            checkpoint_requested: false,
         }
-    }
-
-    /// Ask for a checkpoint after every epoch and every `interval` within one.
-    pub fn checkpoint_every(&mut self, interval: Duration) {
-        self.checkpoint = Some(interval);
-        self.last_checkpoint = Instant::now();
-    }
-
-    /// The caller wrote a checkpoint.
-    pub fn checkpoint_written(&mut self) {
-        self.checkpoint_requested = false;
-        self.last_checkpoint = Instant::now();
     }
 
     /// A free-form informational line (start-up facts), or a JSON record with `fields`.
@@ -236,15 +213,13 @@ impl<W: Write> Reporter<W> {
     }
 }
 
+/// Only prints: always answers `Continue`.
 impl<W: Write> Observer for Reporter<W> {
     fn on_event(&mut self, event: &Event) -> Control {
         match *event {
             Event::Started { epochs, steps_per_epoch, train_samples, .. } => {
-                // Also sent when a run continues after a checkpoint: keep the clocks then.
-                if self.epochs == 0 {
-                    self.run_start = Instant::now();
-                    self.last_output = self.run_start;
-                }
+                self.run_start = Instant::now();
+                self.last_output = self.run_start;
                 self.epochs = epochs;
                 self.steps_per_epoch = steps_per_epoch;
                 self.train_samples = train_samples;
@@ -260,20 +235,6 @@ impl<W: Write> Observer for Reporter<W> {
             Event::Step { epoch, step, samples_done, running, .. } => self.on_step(epoch, step, samples_done, running),
             Event::EpochEnded { epoch, train, test } => self.on_epoch_end(epoch, train, test),
             Event::Finished { .. } => {}
-        }
-        if self.stop.load(Ordering::Relaxed) {
-            return Control::Stop;
-        }
-        if let Some(interval) = self.checkpoint {
-            let due = match event {
-                Event::EpochEnded { .. } => true,
-                Event::Step { .. } => self.last_checkpoint.elapsed() >= interval,
-                _ => false,
-            };
-            if due {
-                self.checkpoint_requested = true;
-                return Control::Stop;
-            }
         }
         Control::Continue
     }
@@ -328,7 +289,7 @@ mod tests {
     fn run(style: Style) -> String {
         let mut buf = Vec::new();
         {
-            let mut r = Reporter::new(&mut buf, style, false, Some(Duration::from_secs(30)), Arc::default());
+            let mut r = Reporter::new(&mut buf, style, false, Some(Duration::from_secs(30)));
             r.on_event(&Event::Started { epochs: 2, steps_per_epoch: 3, train_samples: 300, test_samples: 50 });
             for epoch in 1..=2 {
                 r.on_event(&Event::EpochStarted { epoch });
@@ -378,7 +339,7 @@ mod tests {
     fn heartbeats_are_spaced_and_capped_per_epoch() {
         let mut buf = Vec::new();
         {
-            let mut r = Reporter::new(&mut buf, Style::Lines, false, Some(Duration::ZERO), Arc::default());
+            let mut r = Reporter::new(&mut buf, Style::Lines, false, Some(Duration::ZERO));
             r.on_event(&Event::Started { epochs: 2, steps_per_epoch: 50, train_samples: 5000, test_samples: 10 });
             for epoch in 1..=2 {
                 r.on_event(&Event::EpochStarted { epoch });
@@ -398,15 +359,6 @@ mod tests {
         let beats = text.lines().filter(|l| l.contains(" - step ")).count();
         assert_eq!(beats, 2 * MAX_HEARTBEATS_PER_EPOCH, "{text}");
         assert!(text.lines().any(|l| l.starts_with("Epoch 1/2 - step 1/50 - ")), "{text}");
-    }
-
-    #[test]
-    fn stop_flag_stops_training() {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut r = Reporter::new(Vec::new(), Style::Lines, true, None, stop.clone());
-        assert_eq!(r.on_event(&Event::EpochStarted { epoch: 1 }), Control::Continue);
-        stop.store(true, Ordering::Relaxed);
-        assert_eq!(r.on_event(&Event::EpochStarted { epoch: 1 }), Control::Stop);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Checkpoints on the real binary: a run killed with SIGKILL mid-epoch and started again ends
 //! with parameters bit-identical to an uninterrupted run; SIGTERM finishes the step, writes a
-//! checkpoint and exits 143, and the next start resumes and completes.
+//! checkpoint and exits 143, and the next start resumes and completes; a second trainer on the
+//! same folder refuses at once, until the first one is gone.
 
 mod common;
 
@@ -154,4 +155,47 @@ fn a_corrupt_newest_checkpoint_is_skipped_with_a_warning() {
         stdout.contains("Epoch 2/3 - ") && stdout.contains("Epoch 3/3 - ") && !stdout.contains("Epoch 1/3 - "),
         "{stdout}"
     );
+}
+
+#[test]
+fn a_second_trainer_on_the_same_checkpoint_dir_refuses_at_once_and_the_lock_dies_with_its_holder() {
+    let dir = temp_dir("shared-dir");
+    let data = dir.join("small.npz");
+    std::fs::write(&data, synthetic_npz(640, 120)).unwrap();
+    let (data, ckpt) = (data.to_str().unwrap(), dir.join("ckpt"));
+    let with_dir = |out: &str, epochs: &'static str| {
+        let mut args: Vec<String> = train_args(data, out, epochs).into_iter().map(String::from).collect();
+        args.extend(["--checkpoint-dir".into(), ckpt.to_str().unwrap().into()]);
+        args
+    };
+    let (first_out, second_out) = (dir.join("first"), dir.join("second"));
+    let first_args = with_dir(first_out.to_str().unwrap(), "50");
+    let refs: Vec<&str> = first_args.iter().map(String::as_str).collect();
+    let mut first = command(&refs).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    // Its first line comes after it took the folder.
+    let line = lines.next().expect("a first line").unwrap();
+    assert!(line.starts_with("mnist "), "{line}");
+
+    let second_args = with_dir(second_out.to_str().unwrap(), "50");
+    let refs: Vec<&str> = second_args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let output = command(&refs).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30), "it must refuse at once, not after training");
+    assert!(!stdout.contains("Epoch "), "the second trainer trained:\n{stdout}");
+    let expected =
+        format!("--checkpoint-dir {} is in use by another mnist train (process {} holds", ckpt.display(), first.id());
+    assert!(stderr.starts_with(&format!("error: {expected}")) && stderr.lines().count() == 1, "{stderr}");
+    assert!(first.try_wait().unwrap().is_none(), "the first trainer goes on");
+
+    // SIGKILL gives no chance to clean up: the lock still goes with the process.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let third_args = with_dir(second_out.to_str().unwrap(), "1");
+    let refs: Vec<&str> = third_args.iter().map(String::as_str).collect();
+    let output = command(&refs).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,8 +1,8 @@
 //! CpuBackend: the reference and the fast CPU path. Batches are split evenly across a fixed
 //! pool of threads, each running cache-sized, single-threaded sgemms on its own samples with
 //! its own scratch; partial weight gradients are summed in a fixed order, so results are
-//! bit-identical for a given thread count. All scratch is sized once (`reserve_scratch`) so the
-//! training loop allocates nothing.
+//! bit-identical for a given thread count. Scratch grows on a convolution shape's first call, so
+//! later steps allocate nothing. Argument checks are the `Backend` trait's (made before each op).
 
 mod pool;
 
@@ -10,7 +10,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::backend::{checks, Backend};
+use crate::backend::{Backend, Checked, DeviceDataset};
 use crate::config::Span;
 use crate::error::{Error, Result};
 use crate::layers::{conv2d, conv2d_direct, conv2d_winograd, dense, dropout, maxpool2d, relu, softmax_xent};
@@ -61,7 +61,16 @@ impl CpuDataset {
     }
 }
 
-/// Two disjoint spans of one buffer, mutably (`checks::disjoint` has already refused overlapping
+impl DeviceDataset for CpuDataset {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+    fn sample_len(&self) -> usize {
+        self.sample_len
+    }
+}
+
+/// Two disjoint spans of one buffer, mutably (the trait's checks have already refused overlapping
 /// ones; this keeps the split safe on its own).
 fn two_spans_mut<'a>(
     buffer: &'a mut [f32],
@@ -112,14 +121,6 @@ impl CpuBackend {
 
     fn uses_direct(&self, d: &Conv2dDims) -> bool {
         self.fast_convolutions && !self.uses_winograd(d) && conv2d_direct::applies(d)
-    }
-
-    /// Sizes every thread's scratch for convolutions of these shapes, so later calls do not
-    /// allocate. Calls with unreserved shapes still work; they grow the scratch once.
-    pub fn reserve_scratch(&mut self, convs: &[Conv2dDims]) {
-        for d in convs {
-            self.grow_scratch(d);
-        }
     }
 
     fn grow_scratch(&mut self, d: &Conv2dDims) {
@@ -205,6 +206,8 @@ impl Backend for CpuBackend {
     type Buffer = Vec<f32>;
     type Indices = Vec<u32>;
     type Dataset = CpuDataset;
+    /// Nothing: every CPU path recomputes what its backward needs from the input.
+    type Conv2dSaved = ();
 
     fn device_name(&self) -> String {
         alloc::format!("cpu ({} threads)", self.threads())
@@ -216,13 +219,14 @@ impl Backend for CpuBackend {
     fn alloc_indices(&mut self, len: usize) -> Result<Vec<u32>> {
         Ok(vec![0; len])
     }
-    fn upload(&mut self, dst: &mut Vec<f32>, src: &[f32]) -> Result<()> {
-        checks::length("upload", "destination", dst.len(), src.len())?;
+    fn alloc_conv2d_saved(&mut self, _dims: Conv2dDims) -> Result<()> {
+        Ok(())
+    }
+    fn upload_checked(&mut self, _: Checked, dst: &mut Vec<f32>, src: &[f32]) -> Result<()> {
         dst[..src.len()].copy_from_slice(src);
         Ok(())
     }
-    fn download(&mut self, dst: &mut [f32], src: &Vec<f32>) -> Result<()> {
-        checks::length("download", "source", src.len(), dst.len())?;
+    fn download_checked(&mut self, _: Checked, dst: &mut [f32], src: &Vec<f32>) -> Result<()> {
         dst.copy_from_slice(&src[..dst.len()]);
         Ok(())
     }
@@ -231,13 +235,13 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn upload_dataset(&mut self, images: &[u8], labels: &[u8], sample_len: usize) -> Result<CpuDataset> {
-        if sample_len == 0 || images.len() != labels.len() * sample_len {
-            return Err(Error::invalid("dataset", "image bytes do not match the label count"));
-        }
-        if labels.len() > u32::MAX as usize {
-            return Err(Error::invalid("dataset", "more than 2^32 samples"));
-        }
+    fn upload_dataset_checked(
+        &mut self,
+        _: Checked,
+        images: &[u8],
+        labels: &[u8],
+        sample_len: usize,
+    ) -> Result<CpuDataset> {
         Ok(CpuDataset {
             images: images.to_vec(),
             labels: labels.to_vec(),
@@ -246,31 +250,21 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn set_order(&mut self, data: &mut CpuDataset, order: &[u32]) -> Result<()> {
-        if order.len() != data.len() || order.iter().any(|&i| i as usize >= data.len()) {
-            return Err(Error::invalid("sample order", "not a list of indices into the dataset"));
-        }
+    fn set_order_checked(&mut self, _: Checked, data: &mut CpuDataset, order: &[u32]) -> Result<()> {
         data.order.copy_from_slice(order);
         Ok(())
     }
 
-    fn load_batch(
+    fn load_batch_checked(
         &mut self,
+        _: Checked,
         x: &mut Vec<f32>,
         labels: &mut Vec<u32>,
         data: &CpuDataset,
         start: usize,
         count: usize,
     ) -> Result<()> {
-        if start + count > data.len() {
-            return Err(Error::invalid(
-                "batch",
-                alloc::format!("samples {start}..{} of {}", start + count, data.len()),
-            ));
-        }
         let n = data.sample_len;
-        checks::length("load_batch", "x", x.len(), count * n)?;
-        checks::length("load_batch", "labels", labels.len(), count)?;
         for (label, &i) in labels.iter_mut().zip(&data.order[start..start + count]) {
             *label = data.labels[i as usize] as u32;
         }
@@ -290,9 +284,11 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn conv2d_forward(
+    fn conv2d_forward_checked(
         &mut self,
+        _: Checked,
         out: &mut Vec<f32>,
+        _saved: &mut (),
         inp: &Vec<f32>,
         params: &Vec<f32>,
         kernel: Span,
@@ -300,7 +296,6 @@ impl Backend for CpuBackend {
         d: Conv2dDims,
         relu: bool,
     ) -> Result<()> {
-        checks::conv2d_forward(out.len(), inp.len(), params.len(), kernel, bias, &d)?;
         let (kernel, bias) = (&params[kernel.range()], &params[bias.range()]);
         let path = self.conv_path(kernel, &d);
         let u = &self.winograd_u[..];
@@ -333,11 +328,13 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn conv2d_backward(
+    fn conv2d_backward_checked(
         &mut self,
+        _: Checked,
         dinp: Option<&mut Vec<f32>>,
         dparams: &mut Vec<f32>,
         dout: &mut Vec<f32>,
+        _saved: &(),
         out: &Vec<f32>,
         inp: &Vec<f32>,
         params: &Vec<f32>,
@@ -347,17 +344,6 @@ impl Backend for CpuBackend {
         relu: bool,
     ) -> Result<()> {
         let op = "conv2d_backward";
-        checks::conv2d_backward(
-            dinp.as_ref().map(|v| v.len()),
-            dparams.len(),
-            dout.len(),
-            out.len(),
-            inp.len(),
-            params.len(),
-            kernel,
-            bias,
-            &d,
-        )?;
         let (in_len, out_len) = (d.in_len(), d.out_len());
         let weights = &params[kernel.range()];
         let path = self.conv_path(weights, &d);
@@ -441,14 +427,14 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn maxpool2d_forward(
+    fn maxpool2d_forward_checked(
         &mut self,
+        _: Checked,
         out: &mut Vec<f32>,
         argmax: &mut Vec<u32>,
         inp: &Vec<f32>,
         d: PoolDims,
     ) -> Result<()> {
-        checks::maxpool2d_forward(out.len(), argmax.len(), inp.len(), &d)?;
         let (in_len, out_len) = (d.in_len(), d.out_len());
         let parts = self.threads();
         let outs = SharedMut::new(&mut out[..d.batch * out_len]);
@@ -465,15 +451,15 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn maxpool2d_backward(
+    fn maxpool2d_backward_checked(
         &mut self,
+        _: Checked,
         dinp: &mut Vec<f32>,
         argmax: &Vec<u32>,
         dout: &Vec<f32>,
         d: PoolDims,
     ) -> Result<()> {
         let op = "maxpool2d_backward";
-        checks::maxpool2d_backward(dinp.len(), argmax.len(), dout.len(), &d)?;
         let (in_len, out_len) = (d.in_len(), d.out_len());
         if argmax[..d.batch * out_len].iter().any(|&i| i as usize >= in_len) {
             return Err(Error::Backend { op: op.into(), message: "argmax index outside the sample".into() });
@@ -496,8 +482,14 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn dropout_forward(&mut self, x: &mut Vec<f32>, len: usize, rate: f32, seed: u64) -> Result<()> {
-        checks::length("dropout_forward", "x", x.len(), len)?;
+    fn dropout_forward_checked(
+        &mut self,
+        _: Checked,
+        x: &mut Vec<f32>,
+        len: usize,
+        rate: f32,
+        seed: u64,
+    ) -> Result<()> {
         let parts = self.threads();
         let xs = SharedMut::new(&mut x[..len]);
         self.pool.run(&|part| {
@@ -509,13 +501,9 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn dropout_backward(&mut self, dx: &mut Vec<f32>, len: usize, rate: f32, seed: u64) -> Result<()> {
-        // Inverted dropout is linear for a fixed mask: the backward is the same map.
-        self.dropout_forward(dx, len, rate, seed)
-    }
-
-    fn dense_forward(
+    fn dense_forward_checked(
         &mut self,
+        _: Checked,
         out: &mut Vec<f32>,
         inp: &Vec<f32>,
         params: &Vec<f32>,
@@ -524,7 +512,6 @@ impl Backend for CpuBackend {
         d: DenseDims,
         relu: bool,
     ) -> Result<()> {
-        checks::dense_forward(out.len(), inp.len(), params.len(), kernel, bias, &d)?;
         let (kernel, bias) = (&params[kernel.range()], &params[bias.range()]);
         let parts = self.threads();
         let outs = SharedMut::new(&mut out[..d.batch * d.outputs]);
@@ -559,8 +546,9 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn dense_backward(
+    fn dense_backward_checked(
         &mut self,
+        _: Checked,
         dinp: Option<&mut Vec<f32>>,
         dparams: &mut Vec<f32>,
         dout: &mut Vec<f32>,
@@ -572,17 +560,6 @@ impl Backend for CpuBackend {
         d: DenseDims,
         relu: bool,
     ) -> Result<()> {
-        checks::dense_backward(
-            dinp.as_ref().map(|v| v.len()),
-            dparams.len(),
-            dout.len(),
-            out.len(),
-            inp.len(),
-            params.len(),
-            kernel,
-            bias,
-            &d,
-        )?;
         let (b, i, o) = (d.batch, d.inputs, d.outputs);
         let dout = &mut dout[..b * o];
         if relu {
@@ -610,8 +587,9 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn softmax_xent_forward(
+    fn softmax_xent_forward_checked(
         &mut self,
+        _: Checked,
         probs: &mut Vec<f32>,
         metrics: &mut Vec<f32>,
         logits: &Vec<f32>,
@@ -619,7 +597,6 @@ impl Backend for CpuBackend {
         batch: usize,
         classes: usize,
     ) -> Result<()> {
-        checks::softmax_xent_forward(probs.len(), metrics.len(), logits.len(), labels.len(), batch, classes)?;
         if labels[..batch].iter().any(|&l| l as usize >= classes) {
             return Err(Error::invalid("labels", alloc::format!("a label is not below the {classes} classes")));
         }
@@ -634,15 +611,15 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn softmax_xent_backward(
+    fn softmax_xent_backward_checked(
         &mut self,
+        _: Checked,
         dlogits: &mut Vec<f32>,
         probs: &Vec<f32>,
         labels: &Vec<u32>,
         batch: usize,
         classes: usize,
     ) -> Result<()> {
-        checks::softmax_xent_backward(dlogits.len(), probs.len(), labels.len(), batch, classes)?;
         if labels[..batch].iter().any(|&l| l as usize >= classes) {
             return Err(Error::invalid("labels", alloc::format!("a label is not below the {classes} classes")));
         }
@@ -656,8 +633,9 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn adadelta_step(
+    fn adadelta_step_checked(
         &mut self,
+        _: Checked,
         params: &mut Vec<f32>,
         accum_grad: &mut Vec<f32>,
         accum_update: &mut Vec<f32>,
@@ -665,16 +643,6 @@ impl Backend for CpuBackend {
         hyper: Adadelta,
     ) -> Result<()> {
         let n = params.len();
-        for (what, len) in
-            [("accum_grad", accum_grad.len()), ("accum_update", accum_update.len()), ("grads", grads.len())]
-        {
-            if len != n {
-                return Err(Error::Backend {
-                    op: "adadelta_step".into(),
-                    message: alloc::format!("{what} has {len} values, params {n}"),
-                });
-            }
-        }
         let parts = self.threads();
         let (p, a, u) = (SharedMut::new(params), SharedMut::new(accum_grad), SharedMut::new(accum_update));
         self.pool.run(&|part| {

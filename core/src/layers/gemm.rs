@@ -1,6 +1,6 @@
 //! Single-precision GEMM for the layers, C = alpha * A @ B + beta * C on strided views, with
 //! no heap allocation (packed blocks live on the stack): register-blocked AVX-512 / AVX2+FMA
-//! microkernels picked at run time, a portable kernel elsewhere; matrixmultiply as oracle.
+//! microkernels picked at run time, a portable kernel elsewhere; matrixmultiply as the tests' oracle.
 //! Leaves out: threading (callers split work) and the large-matrix tuning of a full BLAS.
 
 use core::mem::MaybeUninit;
@@ -38,34 +38,6 @@ impl<'a> Mat<'a> {
 /// Panics (an internal invariant, not input validation) if a view exceeds its slice.
 pub fn gemm(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32], c_stride: usize) {
     gemm_with(best_isa(), alpha, a, b, beta, c, c_stride);
-}
-
-/// The same product through matrixmultiply's sgemm: the oracle for tests and benchmarks.
-/// It heap-allocates a packing buffer on every call, so the training loop does not use it.
-pub fn gemm_reference(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32], c_stride: usize) {
-    if !check_views(&a, &b, beta, c, c_stride) {
-        return;
-    }
-    // SAFETY: `check_views` keeps every element the strides can reach inside the three
-    // slices; `c` is borrowed mutably so it cannot alias `a` or `b`.
-    unsafe {
-        matrixmultiply::sgemm(
-            a.rows,
-            a.cols,
-            b.cols,
-            alpha,
-            a.data.as_ptr(),
-            a.row_stride as isize,
-            a.col_stride as isize,
-            b.data.as_ptr(),
-            b.row_stride as isize,
-            b.col_stride as isize,
-            beta,
-            c.as_mut_ptr(),
-            c_stride as isize,
-            1,
-        );
-    }
 }
 
 /// Asserts that the views fit their slices; handles the empty cases. Returns whether there
@@ -627,6 +599,33 @@ mod tests {
     use proptest::prelude::*;
 
     type Gemm = fn(f32, Mat<'_>, Mat<'_>, f32, &mut [f32], usize);
+
+    /// The same product through matrixmultiply's sgemm (a dev-dependency): the oracle.
+    fn gemm_reference(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32], c_stride: usize) {
+        if !check_views(&a, &b, beta, c, c_stride) {
+            return;
+        }
+        // SAFETY: `check_views` keeps every element the strides can reach inside the three
+        // slices; `c` is borrowed mutably so it cannot alias `a` or `b`.
+        unsafe {
+            matrixmultiply::sgemm(
+                a.rows,
+                a.cols,
+                b.cols,
+                alpha,
+                a.data.as_ptr(),
+                a.row_stride as isize,
+                a.col_stride as isize,
+                b.data.as_ptr(),
+                b.row_stride as isize,
+                b.col_stride as isize,
+                beta,
+                c.as_mut_ptr(),
+                c_stride as isize,
+                1,
+            );
+        }
+    }
 
     /// The blocking shaped like the x86 kernels, around the portable kernel: checks the
     /// loops for AVX-512's 12 x 32 even on a CPU without AVX-512.

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::sync::{Mutex, MutexGuard};
 
 use mnist_core::{Backend, Result};
-use mnist_cuda::CudaBackend;
+use mnist_cuda::{CudaBackend, CudaOptions, F32Gemm};
 
 /// One GPU test at a time in each test binary. libtest runs tests on parallel threads, and on
 /// an H100 (2026-11-26) `recorded_steps_replay_like_steps_run_op_by_op` failed in 2 of 4 runs
@@ -31,12 +31,35 @@ fn hold_gpu_lock() {
     });
 }
 
-/// A CUDA backend, or None after printing why the test did not run. With MNIST_REQUIRE_GPU=1
-/// (the GPU check script sets it) a missing GPU fails the test instead. Holds this thread's
-/// turn on the GPU (see GPU_TESTS) for the rest of the test.
+/// The options the GPU tests start backends with: the defaults, except what the variables
+/// MNIST_CUDA_SGEMM (`cublas`, `tiled128` or `tiled64`: the f32 GEMMs' kernels) and
+/// MNIST_CUDA_GRAPHS (`0`: every step op by op) ask for, for timing and profiling. The library
+/// itself reads no variables.
+pub fn env_options() -> CudaOptions {
+    let F32Gemm::Tiled { min_rows, .. } = F32Gemm::default() else {
+        panic!("the default f32 GEMMs are not the tiled kernel's")
+    };
+    let f32_gemm = match std::env::var("MNIST_CUDA_SGEMM").as_deref() {
+        Ok("cublas") => F32Gemm::Cublas,
+        Ok("tiled128") => F32Gemm::Tiled { min_rows, rows: Some(128) },
+        Ok("tiled64") => F32Gemm::Tiled { min_rows, rows: Some(64) },
+        _ => F32Gemm::default(),
+    };
+    let step_graphs = std::env::var("MNIST_CUDA_GRAPHS").as_deref() != Ok("0");
+    CudaOptions { f32_gemm, step_graphs, ..CudaOptions::default() }
+}
+
+/// A CUDA backend on `env_options()`, or None after printing why the test did not run. With
+/// MNIST_REQUIRE_GPU=1 (the GPU check script sets it) a missing GPU fails the test instead.
+/// Holds this thread's turn on the GPU (see GPU_TESTS) for the rest of the test.
 pub fn gpu(test: &str) -> Option<CudaBackend> {
+    gpu_with(test, env_options())
+}
+
+/// `gpu` with these options.
+pub fn gpu_with(test: &str, options: CudaOptions) -> Option<CudaBackend> {
     hold_gpu_lock();
-    match CudaBackend::new(0) {
+    match CudaBackend::with_options(0, options) {
         Ok(backend) => Some(backend),
         Err(e) if std::env::var("MNIST_REQUIRE_GPU").as_deref() == Ok("1") => {
             panic!("MNIST_REQUIRE_GPU=1 but {test} has no GPU: {e}")

@@ -11,11 +11,6 @@ use mnist_core::{Config, CpuBackend, Dataset};
 
 use crate::atomic::write_atomic;
 
-/// A model trained by this project (see fixtures/model/README.md), so the draw view works
-/// before any training.
-const SHIPPED_SYMBOL: &[u8] = include_bytes!("../../../fixtures/model/mnist_cnn-symbol.json");
-const SHIPPED_PARAMS: &[u8] = include_bytes!("../../../fixtures/model/mnist_cnn-0000.params");
-
 /// Parameters with their architecture and where they came from.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -25,13 +20,14 @@ pub struct Model {
     pub origin: String,
 }
 
+/// The model shipped inside the binary (model_file.rs), so the draw view works before any
+/// training.
 pub fn shipped() -> Result<Model, String> {
-    let imported =
-        mxnet::import(SHIPPED_SYMBOL, SHIPPED_PARAMS).map_err(|e| format!("the shipped model is unreadable: {e}"))?;
+    let imported = crate::model_file::shipped().map_err(|f| f.message)?;
     Ok(Model {
         config: imported.config,
         params: Arc::new(imported.params),
-        origin: "shipped (f16, fixtures/model)".into(),
+        origin: crate::model_file::SHIPPED_ORIGIN.into(),
     })
 }
 
@@ -126,7 +122,11 @@ mod tests {
         let model = shipped().unwrap();
         assert_eq!(model.params.len(), Config::default().param_count());
         // 1.2 M parameters at 2 bytes, plus names and headers.
-        assert!((2_300_000..2_500_000).contains(&SHIPPED_PARAMS.len()), "{}", SHIPPED_PARAMS.len());
+        assert!(
+            (2_300_000..2_500_000).contains(&crate::model_file::SHIPPED_PARAMS.len()),
+            "{}",
+            crate::model_file::SHIPPED_PARAMS.len()
+        );
     }
 
     #[test]

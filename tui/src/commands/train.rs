@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mnist_core::codec::mxnet;
-use mnist_core::train::{Outcome, TrainConfig, Trainer};
+use mnist_core::train::{Outcome, TrainConfig, Trainer, TrainerState};
 use mnist_core::{Backend, Config, CpuBackend, Error};
 use mnist_cuda::CudaBackend;
 use serde_json::json;
 
-use crate::atomic::write_atomic;
+use crate::atomic::{remove_abandoned_temps, write_atomic};
 use crate::backend_choice::{self, Chosen};
+use crate::checkpoint_policy::CheckpointPolicy;
 use crate::checkpoints;
 use crate::cli::{ExportDtype, TrainArgs};
 use crate::datasource;
@@ -26,9 +27,7 @@ use crate::Failure;
 pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure> {
     let style = Style::choose(args.log_format, std::io::stdout().is_terminal());
     let heartbeat = (args.heartbeat_secs > 0).then(|| Duration::from_secs(args.heartbeat_secs));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut reporter = Reporter::new(std::io::stdout(), style, args.quiet, heartbeat, stop.clone());
-    signals.forward_to(stop);
+    let reporter = Reporter::new(std::io::stdout(), style, args.quiet, heartbeat);
 
     if args.epochs == 0 || args.batch_size == 0 {
         return Err(Failure::new(crate::EXIT_BAD_INPUT, "--epochs and --batch-size must be positive".into()));
@@ -42,14 +41,21 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
     std::fs::create_dir_all(&args.out_dir).map_err(|e| {
         Failure::new(crate::EXIT_BAD_INPUT, format!("cannot create --out-dir {}: {e}", args.out_dir.display()))
     })?;
+    let outputs = output_names(&args);
+    remove_abandoned_temps(&args.out_dir, &outputs.each());
+    // Held until training ends: a second trainer on the same folder refuses at once.
+    let _checkpoint_dir_lock = match &args.checkpoint_dir {
+        Some(dir) => checkpoints::lock(dir)?,
+        None => None,
+    };
 
     match backend_choice::choose(args.backend, args.precision)? {
-        Chosen::Cuda(gpu) => train_on(*gpu, &args, style, signals, &mut reporter),
+        Chosen::Cuda(gpu) => train_on(*gpu, &args, style, signals, reporter),
         Chosen::Cpu { fallback } => {
             if let Some(why) = fallback {
                 eprintln!("note: --backend auto: training on the CPU because {why}");
             }
-            train_on(CpuBackend::new(args.threads), &args, style, signals, &mut reporter)
+            train_on(CpuBackend::new(args.threads), &args, style, signals, reporter)
         }
     }
 }
@@ -101,7 +107,7 @@ fn train_on<B: BackendInfo>(
     args: &TrainArgs,
     style: Style,
     signals: &crate::Signals,
-    reporter: &mut Reporter<std::io::Stdout>,
+    mut reporter: Reporter<std::io::Stdout>,
 ) -> Result<String, Failure> {
     let device = backend.device_name();
     let (label, precision) = (B::LABEL, backend.precision());
@@ -165,46 +171,34 @@ fn train_on<B: BackendInfo>(
         None => Trainer::new(backend, Config::default(), config, train, Some(test))
             .map_err(|e| core_failure("cannot start training", e))?,
     };
-    if args.checkpoint_dir.is_some() {
-        if !(args.checkpoint_interval.is_finite() && args.checkpoint_interval >= 0.0) {
-            return Err(Failure::new(
-                crate::EXIT_BAD_INPUT,
-                "--checkpoint-interval must be a number of seconds".into(),
-            ));
+    let checkpoints = match &args.checkpoint_dir {
+        Some(dir) if args.checkpoint_interval.is_finite() && args.checkpoint_interval >= 0.0 => {
+            Some((dir.clone(), Duration::from_secs_f64(args.checkpoint_interval)))
         }
-        reporter.checkpoint_every(Duration::from_secs_f64(args.checkpoint_interval));
-    }
-    loop {
-        let outcome = match trainer.run(reporter) {
-            Ok(outcome) => outcome,
-            Err(e @ Error::NonFinite { .. }) => {
-                // The trainer restored the last good parameters: keep them and the history.
-                write_outputs(args, &mut trainer, &reporter.records)?;
-                return Err(Failure::new(
-                    crate::EXIT_DIVERGED,
-                    format!(
-                        "training diverged: {e}; the model of the last good epoch ({}) was written to {}",
-                        trainer.epochs_done(),
-                        args.out_dir.display()
-                    ),
-                ));
-            }
-            Err(e) => return Err(core_failure("training failed", e)),
-        };
-        if outcome == Outcome::Completed {
-            break;
+        Some(_) => {
+            return Err(Failure::new(crate::EXIT_BAD_INPUT, "--checkpoint-interval must be a number of seconds".into()))
         }
-        let saved = match &args.checkpoint_dir {
-            Some(dir) => {
-                let state = trainer.state().map_err(|e| core_failure("cannot read the training state", e))?;
-                Some(checkpoints::save(dir, &state)?)
+        None => None,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    signals.forward_to(stop.clone());
+    let mut observer = CheckpointPolicy::new(reporter, stop, checkpoints);
+    let outcome = trainer.run(&mut observer);
+    let reporter = &mut observer.inner;
+    match outcome {
+        Ok(Outcome::Completed) => {}
+        Ok(Outcome::Stopped) => {
+            if let Some(failure) = observer.failure {
+                return Err(failure);
             }
-            None => None,
-        };
-        if let Some((code, name)) = signals.received() {
-            let saved = saved.map_or(String::from("no --checkpoint-dir, nothing saved"), |p| {
-                format!("checkpoint written to {}", p.display())
-            });
+            let Some((code, name)) = signals.received() else {
+                return Err(Failure::new(crate::EXIT_INTERNAL, "training stopped without a signal".into()));
+            };
+            let saved = match (&args.checkpoint_dir, &observer.last_saved) {
+                (None, _) => String::from("no --checkpoint-dir, nothing saved"),
+                (Some(_), Some(path)) => format!("checkpoint written to {}", path.display()),
+                (Some(_), None) => String::from("no checkpoint written"),
+            };
             return Err(Failure::new(
                 code,
                 format!(
@@ -214,7 +208,19 @@ fn train_on<B: BackendInfo>(
                 ),
             ));
         }
-        reporter.checkpoint_written();
+        Err(e @ Error::NonFinite { .. }) => {
+            // The trainer restored the last good parameters: keep them and the history.
+            write_outputs(args, &mut trainer, &reporter.records)?;
+            return Err(Failure::new(
+                crate::EXIT_DIVERGED,
+                format!(
+                    "training diverged: {e}; the model of the last good epoch ({}) was written to {}",
+                    trainer.epochs_done(),
+                    args.out_dir.display()
+                ),
+            ));
+        }
+        Err(e) => return Err(core_failure("training failed", e)),
     }
     let test_metrics = match trainer.history().last() {
         Some((_, Some(t))) => *t,
@@ -238,43 +244,59 @@ fn train_on<B: BackendInfo>(
     ))
 }
 
-/// The model, history.csv and training.svg; returns a description of the model files.
+/// The files `mnist train` writes into --out-dir.
+struct OutputNames {
+    symbol: String,
+    params: String,
+}
+
+impl OutputNames {
+    const HISTORY: &'static str = "history.csv";
+    const PLOT: &'static str = "training.svg";
+
+    fn each(&self) -> [&str; 4] {
+        [&self.params, &self.symbol, Self::HISTORY, Self::PLOT]
+    }
+}
+
+fn output_names(args: &TrainArgs) -> OutputNames {
+    OutputNames {
+        symbol: mxnet::symbol_file_name(&args.model_prefix),
+        params: mxnet::params_file_name(&args.model_prefix, 0),
+    }
+}
+
+/// The model, history.csv and training.svg, each atomically; returns a description of the model
+/// files. The parameters go first, so a failure (a full disk) leaves no new file at all, not a
+/// symbol file without its parameters.
 fn write_outputs<B: Backend>(
     args: &TrainArgs,
     trainer: &mut Trainer<B>,
     records: &[EpochRecord],
 ) -> Result<String, Failure> {
-    write_history(&args.out_dir, records)?;
-    let svg = crate::plot::training_svg(records);
-    let path = args.out_dir.join("training.svg");
-    write_atomic(&path, svg.as_bytes())
-        .map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot write {}: {e}", path.display())))?;
-    let params = trainer.network.params().map_err(|e| core_failure("cannot read the parameters", e))?;
-    export_model(args, &params)
-}
-
-/// Writes PREFIX-symbol.json and PREFIX-0000.params, each atomically; returns their names.
-fn export_model(args: &TrainArgs, params: &[f32]) -> Result<String, Failure> {
+    let names = output_names(args);
     let dtype = match args.dtype {
         ExportDtype::F32 => mxnet::Dtype::F32,
         ExportDtype::F16 => mxnet::Dtype::F16,
     };
-    let checkpoint =
-        mxnet::export(&Config::default(), params, dtype).map_err(|e| core_failure("cannot export the model", e))?;
-    let files = [
-        (mxnet::symbol_file_name(&args.model_prefix), checkpoint.symbol.as_bytes()),
-        (mxnet::params_file_name(&args.model_prefix, 0), checkpoint.params.as_slice()),
-    ];
-    for (name, bytes) in &files {
-        let path = args.out_dir.join(name);
-        write_atomic(&path, bytes)
-            .map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot write {}: {e}", path.display())))?;
-    }
-    Ok(format!("{} and {} in {}", files[0].0, files[1].0, args.out_dir.display()))
+    let params = trainer.network.params().map_err(|e| core_failure("cannot read the parameters", e))?;
+    let model =
+        mxnet::export(&Config::default(), &params, dtype).map_err(|e| core_failure("cannot export the model", e))?;
+    write_output(&args.out_dir, &names.params, &model.params)?;
+    write_output(&args.out_dir, &names.symbol, model.symbol.as_bytes())?;
+    write_output(&args.out_dir, OutputNames::HISTORY, history_csv(records).as_bytes())?;
+    write_output(&args.out_dir, OutputNames::PLOT, crate::plot::training_svg(records).as_bytes())?;
+    Ok(format!("{} and {} in {}", names.symbol, names.params, args.out_dir.display()))
+}
+
+fn write_output(out_dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Failure> {
+    let path = out_dir.join(name);
+    write_atomic(&path, bytes)
+        .map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot write {}: {e}", path.display())))
 }
 
 /// The epoch records of a resumed run's finished epochs (their times are not known).
-fn records_from(state: &mnist_core::train::TrainerState) -> Vec<EpochRecord> {
+fn records_from(state: &TrainerState) -> Vec<EpochRecord> {
     state
         .history
         .iter()
@@ -283,7 +305,7 @@ fn records_from(state: &mnist_core::train::TrainerState) -> Vec<EpochRecord> {
         .collect()
 }
 
-fn write_history(out_dir: &Path, records: &[EpochRecord]) -> Result<(), Failure> {
+fn history_csv(records: &[EpochRecord]) -> String {
     let mut csv = String::from("epoch,loss,acc,val_loss,val_acc,seconds\n");
     for r in records {
         let (vl, va) =
@@ -292,7 +314,5 @@ fn write_history(out_dir: &Path, records: &[EpochRecord]) -> Result<(), Failure>
         let seconds = if r.seconds.is_nan() { String::new() } else { format!("{:.3}", r.seconds) };
         csv.push_str(&format!("{},{:.6},{:.6},{vl},{va},{seconds}\n", r.epoch, r.train.loss, r.train.accuracy));
     }
-    let path = out_dir.join("history.csv");
-    write_atomic(&path, csv.as_bytes())
-        .map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot write {}: {e}", path.display())))
+    csv
 }
