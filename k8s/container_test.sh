@@ -204,6 +204,7 @@ for image in "${images[@]}"; do
     continue
   fi
   name="$run_id-serve-$image"
+  start=$(date +%s%N)
   podman run -d --name "$name" "${podman_flags[@]}" --read-only --tmpfs /tmp -p 127.0.0.1::8080 \
     "$tag" serve >/dev/null
   port=$(podman port "$name" 8080/tcp | sed 's/.*://')
@@ -215,6 +216,7 @@ for image in "${images[@]}"; do
     sleep 0.1
   done
   grep -q '"Healthy"' <<<"$ping" || fail "$image: /ping on port $port answered '$ping'"
+  ready_ms=$((($(date +%s%N) - start) / 1000000))
   answer=$(curl -sf -X POST "http://127.0.0.1:$port/predictions/mnist" -T "$work/digit.png") ||
     fail "$image: /predictions/mnist failed: $(podman logs "$name" 2>&1 | tail -n 5)"
   grep -q "Prediction is \[$label\]" <<<"$answer" || fail "$image: a $label was answered with: $answer"
@@ -222,7 +224,7 @@ for image in "${images[@]}"; do
   rc=$(podman inspect --format '{{.State.ExitCode}}' "$name")
   podman rm "$name" >/dev/null
   [ "$rc" = 0 ] || fail "$image: mnist serve exited $rc after SIGTERM, not 0"
-  ok "$image: mnist serve on 127.0.0.1:$port (read-only root): /ping Healthy; a $label: $answer; SIGTERM: exit 0"
+  ok "$image: mnist serve on 127.0.0.1:$port (read-only root): /ping Healthy $ready_ms ms after podman run; a $label: $answer; SIGTERM: exit 0"
 done
 
 # --- sizes and start-up ---------------------------------------------------------------------
