@@ -44,8 +44,11 @@ if ! why=$(podman info 2>&1 >/dev/null); then
   cannot "podman cannot start here: $(tail -n 3 <<<"$why")"
 fi
 rootless=$(podman info --format '{{.Host.Security.Rootless}}')
-if [ "$rootless" = true ] && ! why=$(podman unshare true 2>&1); then
-  cannot "rootless podman has no user namespace here: $why"
+if [ "$rootless" = true ]; then
+  # Images own files as several users: rootless podman needs a range from /etc/subuid for them.
+  ids=$(podman unshare awk '{n += $3} END {print n}' /proc/self/uid_map 2>/dev/null) || ids=0
+  [ "$ids" -ge 65536 ] 2>/dev/null ||
+    cannot "rootless podman maps $ids user ids, too few for an image's users (add $(id -un) to /etc/subuid and /etc/subgid)"
 fi
 
 work=$(mktemp -d)
@@ -197,6 +200,15 @@ open(sys.argv[2], "wb").write(png + chunk(b"IDAT", zlib.compress(rows)) + chunk(
 print(label)
 EOF
 )
+# The Deployment's own container args (k8s/serve.yaml), as a pod would run them.
+serve_args=()
+if [ -f k8s/serve.yaml ]; then
+  listed=$(python3 -c '
+import json, re, sys
+found = re.search(r"^ *args: (\[.*\])$", open(sys.argv[1]).read(), re.M)
+print("\n".join(json.loads(found.group(1))))' k8s/serve.yaml) || fail "no args: [...] line in k8s/serve.yaml"
+  mapfile -t serve_args <<<"$listed"
+fi
 for image in "${images[@]}"; do
   tag="localhost/mnist:$image"
   if ! podman run --rm "${podman_flags[@]}" "$tag" help | grep -q '^  serve '; then
@@ -206,7 +218,7 @@ for image in "${images[@]}"; do
   name="$run_id-serve-$image"
   start=$(date +%s%N)
   podman run -d --name "$name" "${podman_flags[@]}" --read-only --tmpfs /tmp -p 127.0.0.1::8080 \
-    "$tag" serve >/dev/null
+    "$tag" "${serve_args[@]:-serve}" >/dev/null
   port=$(podman port "$name" 8080/tcp | sed 's/.*://')
   ping=""
   for _ in $(seq 300); do
@@ -224,7 +236,7 @@ for image in "${images[@]}"; do
   rc=$(podman inspect --format '{{.State.ExitCode}}' "$name")
   podman rm "$name" >/dev/null
   [ "$rc" = 0 ] || fail "$image: mnist serve exited $rc after SIGTERM, not 0"
-  ok "$image: mnist serve on 127.0.0.1:$port (read-only root): /ping Healthy $ready_ms ms after podman run; a $label: $answer; SIGTERM: exit 0"
+  ok "$image: mnist ${serve_args[*]:-serve} on 127.0.0.1:$port (read-only root): /ping Healthy $ready_ms ms after podman run; a $label: $answer; SIGTERM: exit 0"
 done
 
 # --- sizes and start-up ---------------------------------------------------------------------
