@@ -126,7 +126,7 @@ for image in "${images[@]}"; do
   out="$work/$image-home.log"
   run --cpus 1 "$tag" "${train_args[@]}" --limit 600 --out-dir /home/mnist/model >"$out" 2>&1 ||
     fail "$image: the home folder /home/mnist is not the user's: train exited $? ($(tail -n 3 "$out"))"
-  grep -q 'device: cpu (1 threads)' "$out" || fail "$image: --cpus 1 did not give one thread: $(head -n 2 "$out")"
+  grep -q 'device: cpu (1 thread)' "$out" || fail "$image: --cpus 1 did not give one thread: $(head -n 2 "$out")"
   ok "$image: the user writes its home (the default --out-dir /home/mnist/model); --cpus 1: one thread"
 
   echo "--- $image: --read-only with a tmpfs /tmp"

@@ -44,3 +44,9 @@ pub fn skipped(why: &str) {
     let line = format!("SKIPPED: {why}\n");
     let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
 }
+
+/// Cases for each decoder property test: `$MNIST_PROPTEST_CASES`, else 256 so CI stays fast.
+/// tests/bench/fuzz_decoders.sh runs 100,000 per decoder.
+pub fn proptest_cases() -> u32 {
+    std::env::var("MNIST_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+}

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use mnist_core::codec::mnist;
-use mnist_core::Split;
+use mnist_core::{Config, Split};
 
 use crate::cli::DataArgs;
 use crate::download::{self, ErrorKind, FetchOptions, ProgressEvent, ProgressRenderer, Source};
@@ -18,8 +18,9 @@ pub struct Loaded {
 }
 
 pub fn load_path(path: &Path) -> Result<Loaded, Failure> {
-    let split = mnist::load(path)
-        .map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot use --data {}: {e}", path.display())))?;
+    // The error names the file (and the member or idx file) itself.
+    let split =
+        mnist::load(path).map_err(|e| Failure::new(crate::EXIT_BAD_INPUT, format!("cannot use --data: {e}")))?;
     Ok(Loaded { split, source: path.display().to_string() })
 }
 
@@ -35,6 +36,10 @@ pub fn load_with_progress(args: &DataArgs, progress: &mut dyn FnMut(ProgressEven
         Some(path) => load_path(path)?,
         None => fetch(args, progress)?,
     };
+    let named = match &args.data {
+        Some(path) => format!("--data {}", path.display()),
+        None => loaded.source.clone(),
+    };
     if let Some(limit) = args.limit {
         if limit == 0 {
             return Err(Failure::new(crate::EXIT_BAD_INPUT, "--limit must be positive".into()));
@@ -48,7 +53,39 @@ pub fn load_with_progress(args: &DataArgs, progress: &mut dyn FnMut(ProgressEven
             split.test.len()
         ));
     }
+    check_fits_the_model(&loaded.split, &named)?;
     Ok(loaded)
+}
+
+/// The model (Keras's mnist_cnn) takes 28x28 grey images of 10 classes: data of another shape
+/// or with other labels gets one sentence naming it before anything is trained.
+fn check_fits_the_model(split: &Split, named: &str) -> Result<(), Failure> {
+    let model = Config::default();
+    let bad = |why: String| Err(Failure::new(crate::EXIT_BAD_INPUT, format!("cannot use {named}: {why}")));
+    for (set, data) in [("train", &split.train), ("test", &split.test)] {
+        if (data.height, data.width, data.channels) != (model.height, model.width, model.channels) {
+            return bad(format!(
+                "its {set} images are {}x{} with {} channel{}; the model takes {}x{} grey images (1 channel), as MNIST's are",
+                data.height,
+                data.width,
+                data.channels,
+                if data.channels == 1 { "" } else { "s" },
+                model.height,
+                model.width
+            ));
+        }
+        if data.is_empty() {
+            return bad(format!("it has no {set} images"));
+        }
+        if let Some(i) = data.labels.iter().position(|&l| l as usize >= model.classes) {
+            return bad(format!(
+                "{set} label {} (sample {i}) is not a class; the model has classes 0 to {}",
+                data.labels[i],
+                model.classes - 1
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn fetch(args: &DataArgs, progress: &mut dyn FnMut(ProgressEvent)) -> Result<Loaded, Failure> {

@@ -1,5 +1,6 @@
 //! Gets the MNIST npz like Keras's `get_file`: a verified cached copy, else a valid Keras copy,
-//! else a download (retries with backoff, resume by Range, verify, atomic rename).
+//! else a download (retries with backoff for what may pass, resume by Range, verify, atomic
+//! rename), one process at a time per cache entry (a lock file beside it).
 //! Leaves out reading the npz (core's codec) and the CLI flags (main.rs maps them here).
 
 mod http;
@@ -35,6 +36,8 @@ pub const MNIST_EXPECTED: Expected = Expected {
     md5: Some(verify::hex_digest("8a61469f7ea1b51cbae51d4f78837e45")),
 };
 pub const CACHE_DIR_ENV: &str = "MNIST_CACHE_DIR";
+/// How std's resolver errors begin.
+const LOOKUP_FAILED: &str = "failed to lookup address information";
 pub const DATA_URL_ENV: &str = "MNIST_DATA_URL";
 
 /// What to fetch and how hard to try.
@@ -142,6 +145,13 @@ pub enum FetchError {
         url: String,
         reason: String,
     },
+    /// The URL's host name does not resolve: asking again at once gives the same answer, so
+    /// the next URL is tried without retries (a later run may find the network back).
+    HostNotFound {
+        url: String,
+        host: String,
+        reason: String,
+    },
     TimedOut {
         url: String,
         reason: String,
@@ -175,9 +185,10 @@ impl FetchError {
             | FetchError::BadUrl { .. }
             | FetchError::WrongFile { .. }
             | FetchError::Local { .. } => ErrorKind::Permanent,
-            FetchError::Network { .. } | FetchError::TimedOut { .. } | FetchError::BadResponse { .. } => {
-                ErrorKind::Transient
-            }
+            FetchError::Network { .. }
+            | FetchError::HostNotFound { .. }
+            | FetchError::TimedOut { .. }
+            | FetchError::BadResponse { .. } => ErrorKind::Transient,
             FetchError::HttpStatus { status, .. } => {
                 // Request timeout, too early, too many requests and server errors pass.
                 if matches!(status, 408 | 425 | 429 | 500..=599) {
@@ -200,7 +211,12 @@ impl FetchError {
     /// Whether another attempt at the same URL may succeed now. A wrong file is retried (it
     /// may have been mangled on the way) although it counts as permanent in the end.
     fn worth_retrying(&self) -> bool {
-        matches!(self, FetchError::WrongFile { .. }) || self.kind() == ErrorKind::Transient
+        match self {
+            FetchError::WrongFile { .. } => true,
+            // The resolver has already asked (and retried) itself: its answer stands for now.
+            FetchError::HostNotFound { .. } => false,
+            other => other.kind() == ErrorKind::Transient,
+        }
     }
 
     fn local(action: &'static str, path: &Path, source: io::Error) -> FetchError {
@@ -211,8 +227,13 @@ impl FetchError {
     fn from_ureq(url: &str, error: ureq::Error, opts: &FetchOptions) -> FetchError {
         let url = url.to_string();
         let stalled = || format!("the server sent nothing for {:?}", opts.read_timeout);
+        let host = || url.parse::<ureq::http::Uri>().ok().and_then(|u| u.host().map(String::from)).unwrap_or_default();
         match error {
-            ureq::Error::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect) => {
+            ureq::Error::Timeout(ureq::Timeout::Resolve) => FetchError::TimedOut {
+                reason: format!("the host name {} did not resolve within {:?}", host(), opts.connect_timeout),
+                url,
+            },
+            ureq::Error::Timeout(ureq::Timeout::Connect) => {
                 FetchError::TimedOut { url, reason: format!("no connection within {:?}", opts.connect_timeout) }
             }
             ureq::Error::Timeout(_) => FetchError::TimedOut { url, reason: stalled() },
@@ -222,12 +243,20 @@ impl FetchError {
             ureq::Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 FetchError::Network { url, reason: "the connection closed before the whole file arrived".into() }
             }
+            // std's wording for a getaddrinfo failure ("Name or service not known", "Temporary
+            // failure in name resolution"); ureq passes it on as an I/O error.
+            ureq::Error::Io(e) if e.to_string().starts_with(LOOKUP_FAILED) => {
+                let reason = e.to_string()[LOOKUP_FAILED.len()..].trim_start_matches([':', ' ']).to_string();
+                FetchError::HostNotFound { host: host(), url, reason }
+            }
             ureq::Error::Io(e) => FetchError::Network { url, reason: e.to_string() },
             ureq::Error::BadUri(reason) => FetchError::BadUrl { url, reason },
             ureq::Error::Http(e) => FetchError::BadUrl { url, reason: e.to_string() },
             ureq::Error::TooManyRedirects => FetchError::BadUrl { url, reason: "too many redirects".into() },
             ureq::Error::Protocol(e) => FetchError::BadResponse { url, reason: e.to_string() },
-            ureq::Error::HostNotFound => FetchError::Network { url, reason: "host not found".into() },
+            ureq::Error::HostNotFound => {
+                FetchError::HostNotFound { host: host(), url, reason: "it has no address".into() }
+            }
             e => FetchError::Network { url, reason: e.to_string() },
         }
     }
@@ -246,6 +275,9 @@ impl fmt::Display for FetchError {
                 write!(f, "downloading {url} failed: the server answered HTTP {status} {phrase}")
             }
             FetchError::Network { url, reason } => write!(f, "downloading {url} failed: {reason}"),
+            FetchError::HostNotFound { url, host, reason } => {
+                write!(f, "cannot download {url}: the host name {host} does not resolve ({reason})")
+            }
             FetchError::TimedOut { url, reason } => {
                 write!(f, "downloading {url} timed out: {reason}")
             }
@@ -323,7 +355,9 @@ pub fn fetch(opts: &FetchOptions, progress: &mut dyn FnMut(ProgressEvent)) -> Re
     let final_path = opts.cache_dir.join(&opts.file_name);
     let part = opts.cache_dir.join(format!("{}.part", opts.file_name));
 
-    if let Some(bytes) = use_cached(&final_path, &opts.expected, progress)? {
+    // Without the lock: a finished file appears only by an atomic rename, so one that checks
+    // out is complete. One that does not is left for the locked check below.
+    if let Some(bytes) = use_cached(&final_path, &opts.expected, progress, false)? {
         return Ok(done(progress, final_path, Source::Cache, bytes));
     }
     if let Some(reuse) = opts.reuse.as_deref().filter(|_| opts.expected.has_digest()) {
@@ -336,13 +370,18 @@ pub fn fetch(opts: &FetchOptions, progress: &mut dyn FnMut(ProgressEvent)) -> Re
     }
 
     fs::create_dir_all(&opts.cache_dir).map_err(|e| FetchError::local("create", &opts.cache_dir, e))?;
+    let _lock = lock_entry(opts, progress)?;
+    // Another process may have installed the file while this one waited for the lock.
+    if let Some(bytes) = use_cached(&final_path, &opts.expected, progress, true)? {
+        return Ok(done(progress, final_path, Source::Cache, bytes));
+    }
     // Without a digest, bytes kept from another run or URL could belong to another file.
     if !opts.expected.has_digest() {
         http::remove_if_present(&part)?;
     }
     let agent = http::agent(opts);
     let mut errors = Vec::new();
-    for url in &opts.urls {
+    for (i, url) in opts.urls.iter().enumerate() {
         match download(&agent, url, &part, opts, progress) {
             Ok(bytes) => {
                 install(&part, &final_path, &opts.cache_dir)?;
@@ -351,7 +390,12 @@ pub fn fetch(opts: &FetchOptions, progress: &mut dyn FnMut(ProgressEvent)) -> Re
             }
             // Another URL cannot fix the local disk.
             Err(e @ FetchError::Local { .. }) => return Err(e),
-            Err(e) => errors.push(e),
+            Err(e) => {
+                if let Some(next) = opts.urls.get(i + 1) {
+                    progress(ProgressEvent::NextUrl { reason: e.to_string(), next: next.clone() });
+                }
+                errors.push(e);
+            }
         }
         if !opts.expected.has_digest() {
             http::remove_if_present(&part)?;
@@ -376,11 +420,39 @@ fn check_options(opts: &FetchOptions) -> Result<(), FetchError> {
     Ok(())
 }
 
-/// The length of a usable file at `path`, or `None`. A file failing its check is deleted.
+/// Takes the cache entry's lock, `<file_name>.lock` beside it, waiting (and saying so) while
+/// another process holds it: one process at a time checks, deletes, downloads and installs the
+/// entry, so two never write one `.part` and a waiting one finds the other's finished file.
+/// The OS drops the lock when its holder exits, even killed; the empty file stays (deleting it
+/// would let two processes lock two different files). A file system without locks (some NFS
+/// setups) just runs unlocked, as before there was a lock.
+fn lock_entry(opts: &FetchOptions, progress: &mut dyn FnMut(ProgressEvent)) -> Result<Option<fs::File>, FetchError> {
+    let path = opts.cache_dir.join(format!("{}.lock", opts.file_name));
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| FetchError::local("create", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => return Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => {}
+        Err(fs::TryLockError::Error(_)) => return Ok(None),
+    }
+    progress(ProgressEvent::Waiting { lock: path.clone() });
+    match file.lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(e) => Err(FetchError::local("lock", &path, e)),
+    }
+}
+
+/// The length of a usable file at `path`, or `None`. A file failing its check is deleted
+/// (and reported) only by the holder of the entry's lock; otherwise it is just not used.
 fn use_cached(
     path: &Path,
     expected: &Expected,
     progress: &mut dyn FnMut(ProgressEvent),
+    locked: bool,
 ) -> Result<Option<u64>, FetchError> {
     let meta = match fs::metadata(path) {
         Ok(meta) => meta,
@@ -395,8 +467,10 @@ fn use_cached(
             Ok(Some(meta.len()))
         }
         Some(mismatch) => {
-            progress(ProgressEvent::Discarded { path: path.to_path_buf(), reason: mismatch.to_string() });
-            http::remove_if_present(path)?;
+            if locked {
+                progress(ProgressEvent::Discarded { path: path.to_path_buf(), reason: mismatch.to_string() });
+                http::remove_if_present(path)?;
+            }
             Ok(None)
         }
     }

@@ -359,7 +359,10 @@ fn data_url_downloads_verifies_caches_and_reuses() {
     assert!(first.status.success(), "{}", text(&first.stderr));
     assert!(text(&first.stdout).contains("downloaded from"), "{}", text(&first.stdout));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
-    let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    // Beside the file, only the (empty) lock file through which processes take turns.
+    let is_lock = |p: &std::path::PathBuf| p.extension().is_some_and(|e| e == "lock");
+    let cached: Vec<_> =
+        std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).filter(|p| !is_lock(p)).collect();
     assert_eq!(cached.len(), 1, "{cached:?}");
     assert_eq!(std::fs::read(&cached[0]).unwrap(), body);
 
@@ -375,8 +378,9 @@ fn data_url_downloads_verifies_caches_and_reuses() {
         mnist(&["train", "--data-url", &url, "--sha256", &wrong, "--cache-dir", other_cache.to_str().unwrap()], &[]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
     assert!(text(&bad.stderr).contains("sha256"), "{}", text(&bad.stderr));
-    let left: Vec<_> =
-        std::fs::read_dir(&other_cache).map(|d| d.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(&other_cache)
+        .map(|d| d.map(|e| e.unwrap().path()).filter(|p| !is_lock(p)).collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
 

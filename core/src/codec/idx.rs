@@ -6,7 +6,7 @@ use alloc::format;
 use alloc::vec::Vec;
 
 use crate::codec::hex_prefix;
-use crate::codec::inflate::{inflate_raw, max_inflated_len};
+use crate::codec::inflate::{max_inflated_len, Inflater};
 use crate::error::{Error, Result};
 
 /// Magic of an image file: u8 elements, 3 dimensions (N, rows, cols).
@@ -189,24 +189,27 @@ pub fn gunzip(bytes: &[u8]) -> Result<Vec<u8>> {
         Some(t) => u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as u64,
         None => 0,
     };
-    let mut hint = if isize_hint <= max_inflated_len(bytes.len() as u64) { isize_hint as usize } else { 0 };
-    let mut out: Vec<u8> = Vec::new();
+    let hint = if isize_hint <= max_inflated_len(bytes.len() as u64) { isize_hint as usize } else { 0 };
+    // One buffer and one decompressor for all members, so a file of many tiny members costs
+    // time in proportion to its bytes.
+    let mut inflater = Inflater::new(hint, MAX_GUNZIPPED_SIZE);
     let mut pos = 0;
     loop {
         let member = &bytes[pos..];
         let header_len = gzip_header_len(member)?;
-        let limit = MAX_GUNZIPPED_SIZE - out.len();
-        let (data, used) = inflate_raw(&member[header_len..], hint, limit, "gzip data")?;
-        hint = 0;
+        let start = inflater.output().len();
+        let used = inflater.inflate(&member[header_len..], "gzip data")?;
+        let data = &inflater.output()[start..];
         let trailer_start = header_len + used;
         let trailer = member
             .get(trailer_start..trailer_start + 8)
             .ok_or_else(|| Error::truncated("gzip trailer", (pos + trailer_start + 8) as u64, bytes.len() as u64))?;
         let expected = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
-        let actual = crc32fast::hash(&data);
+        let actual = crc32fast::hash(data);
         if expected != actual {
             return Err(Error::ChecksumMismatch { what: "gzip data".into(), expected, actual });
         }
+        // ISIZE is the length modulo 2^32.
         let length = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
         if length != data.len() as u32 {
             return Err(Error::malformed(
@@ -214,14 +217,9 @@ pub fn gunzip(bytes: &[u8]) -> Result<Vec<u8>> {
                 format!("it records {length} bytes but the data inflated to {}", data.len()),
             ));
         }
-        if out.is_empty() {
-            out = data;
-        } else {
-            out.extend_from_slice(&data);
-        }
         pos += trailer_start + 8;
         if pos == bytes.len() {
-            return Ok(out);
+            return Ok(inflater.into_output());
         }
     }
 }
@@ -328,6 +326,18 @@ mod tests {
         let mut trailing = gz.clone();
         trailing.push(0);
         assert!(read_maybe_gzip(&trailing).is_err());
+    }
+
+    #[test]
+    fn many_members_share_one_buffer() {
+        // One byte per member, in order (that each member no longer allocates its own buffer
+        // and decompressor is checked by counting allocations in tests/tests/codecs_prop.rs).
+        let bytes = gzip(b"x").repeat(1000);
+        assert_eq!(gunzip(&bytes).unwrap(), b"x".repeat(1000));
+        let mut mixed = gzip(b"");
+        mixed.extend_from_slice(&fancy_gzip(b"abc"));
+        mixed.extend_from_slice(&gzip(b""));
+        assert_eq!(gunzip(&mixed).unwrap(), b"abc");
     }
 
     #[test]

@@ -14,6 +14,11 @@ use crate::error::{Error, Result};
 pub const IDX_FILE_NAMES: [&str; 4] =
     ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
 
+/// The largest data file `load` reads (2 GiB): far above any MNIST-style dataset (mnist.npz is
+/// 11 MB, MNIST's idx files 55 MB unpacked, EMNIST's largest 0.7 GB), far below a bomb.
+#[cfg(feature = "std")]
+pub const MAX_DATA_FILE_SIZE: u64 = 1 << 31;
+
 /// Images shaped (N, H, W) or (N, H, W, C) and labels shaped (N) or (N, 1), checked against
 /// each other; `images_name` and `labels_name` say where they came from in errors.
 fn dataset(
@@ -141,8 +146,31 @@ mod path {
     use alloc::string::{String, ToString};
     use std::path::{Path, PathBuf};
 
-    fn read_file(path: &Path) -> Result<Vec<u8>> {
-        std::fs::read(path).map_err(|e| Error::invalid(format!("data file {}", path.display()), e.to_string()))
+    /// Reads a whole data file, refusing devices (`/dev/zero` would fill memory) and anything
+    /// over `MAX_DATA_FILE_SIZE` before reading it (or, for a pipe, once that much came).
+    pub fn read_data_file(path: &Path) -> Result<Vec<u8>> {
+        use std::io::Read;
+        let what = || format!("data file {}", path.display());
+        let io_error = |e: std::io::Error| Error::invalid(what(), e.to_string());
+        let file = std::fs::File::open(path).map_err(io_error)?;
+        let meta = file.metadata().map_err(io_error)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if meta.file_type().is_char_device() || meta.file_type().is_block_device() {
+                return Err(Error::invalid(what(), "it is a device, not a file"));
+            }
+        }
+        let too_large = |size: u64| Error::TooLarge { what: what(), size, limit: MAX_DATA_FILE_SIZE };
+        if meta.is_file() && meta.len() > MAX_DATA_FILE_SIZE {
+            return Err(too_large(meta.len()));
+        }
+        let mut bytes = Vec::with_capacity(if meta.is_file() { meta.len() as usize } else { 0 });
+        file.take(MAX_DATA_FILE_SIZE + 1).read_to_end(&mut bytes).map_err(io_error)?;
+        if bytes.len() as u64 > MAX_DATA_FILE_SIZE {
+            return Err(too_large(bytes.len() as u64));
+        }
+        Ok(bytes)
     }
 
     /// The first of NAME, NAME.gz and the dotted spellings (train-images.idx3-ubyte) that exists.
@@ -158,7 +186,7 @@ mod path {
     /// (any of NAME, NAME.gz, or the dotted spellings) or else an mnist.npz.
     pub fn load(path: &Path) -> Result<Split> {
         if !path.is_dir() {
-            let bytes = read_file(path)?;
+            let bytes = read_data_file(path)?;
             return from_npz(&bytes).map_err(|e| with_context(e, &path.display().to_string()));
         }
         let found = IDX_FILE_NAMES.map(|name| find_idx(path, name));
@@ -172,7 +200,7 @@ mod path {
                 what: format!("data directory {}", path.display()),
                 name: format!("{name}[.gz]"),
             })?;
-            files.push((file.display().to_string(), read_file(&file)?));
+            files.push((file.display().to_string(), read_data_file(&file)?));
         }
         let named: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
         from_named_idx([named[0], named[1], named[2], named[3]])
@@ -180,7 +208,7 @@ mod path {
 }
 
 #[cfg(feature = "std")]
-pub use path::load;
+pub use path::{load, read_data_file};
 
 #[cfg(test)]
 mod tests {
@@ -342,6 +370,20 @@ mod tests {
         assert!(err.contains("absent.npz"), "{err}");
         let err = load(&idx_dir.join("train-images-idx3-ubyte")).unwrap_err().to_string();
         assert!(err.contains("train-images-idx3-ubyte: zip archive has a bad signature"), "{err}");
+
+        // Endless or huge inputs are refused before they are read: /dev/zero used to be read
+        // until memory ran out; a (sparse) file over the limit is judged by its size.
+        #[cfg(unix)]
+        {
+            let err = load(std::path::Path::new("/dev/zero")).unwrap_err().to_string();
+            assert!(err.contains("/dev/zero: it is a device"), "{err}");
+        }
+        let huge = dir.join("huge.npz");
+        std::fs::File::create(&huge).unwrap().set_len(MAX_DATA_FILE_SIZE + 1).unwrap();
+        let err = load(&huge).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { size, .. } if size == MAX_DATA_FILE_SIZE + 1), "{err}");
+        std::fs::File::create(&huge).unwrap().set_len(1 << 20).unwrap();
+        assert!(load(&huge).unwrap_err().to_string().contains("bad signature"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

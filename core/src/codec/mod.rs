@@ -36,6 +36,14 @@ pub(crate) fn with_context(error: Error, context: &str) -> Error {
     error
 }
 
+/// Cases per decoder property test: `$MNIST_PROPTEST_CASES`, else 256 so CI stays fast.
+/// tests/bench/fuzz_decoders.sh sets 100,000 for the long run.
+#[cfg(test)]
+pub(crate) fn proptest_cases() -> u32 {
+    extern crate std;
+    std::env::var("MNIST_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+}
+
 /// The first bytes of `bytes` in hex, for "found ..." in `BadMagic` errors.
 pub(crate) fn hex_prefix(bytes: &[u8], max: usize) -> alloc::string::String {
     use core::fmt::Write;

@@ -3,6 +3,7 @@
 //! encryption, multi-disk archives, other compression methods and writing ZIP64 (>4 GiB).
 
 use alloc::borrow::Cow;
+use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -236,6 +237,8 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<Entry>> {
     // (local header offset, end of data) of each entry, to check for overlaps.
     let mut spans: Vec<(u64, u64)> = Vec::with_capacity(directory.entries as usize);
     let mut entries: Vec<Entry> = Vec::with_capacity(directory.entries as usize);
+    // A set, not a scan of the entries so far: 65,534 members took 10 s that way.
+    let mut names: BTreeSet<&[u8]> = BTreeSet::new();
     for _ in 0..directory.entries {
         r.signature(CENTRAL_SIG)?;
         let _versions = r.u32()?;
@@ -283,7 +286,7 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<Entry>> {
                 format!("{uncompressed_size} bytes cannot come from {compressed_size} stored bytes with this method"),
             ));
         }
-        if entries.iter().any(|e| e.name == name) {
+        if !names.insert(name_bytes) {
             return Err(Error::malformed("zip central directory", format!("member name {name:?} appears twice")));
         }
 
@@ -426,8 +429,9 @@ pub fn write(members: &[(&str, &[u8])], method: Method) -> Result<Vec<u8>> {
     }
     let mut out = Vec::new();
     let mut central = Vec::new();
-    for (i, (name, data)) in members.iter().enumerate() {
-        if name.is_empty() || name.len() > u16::MAX as usize || members[..i].iter().any(|(n, _)| n == name) {
+    let mut names = BTreeSet::new();
+    for (name, data) in members {
+        if name.is_empty() || name.len() > u16::MAX as usize || !names.insert(*name) {
             return Err(Error::invalid("zip member name", format!("{name:?} is empty, too long or repeated")));
         }
         let stored: Cow<[u8]> = match method {
@@ -720,6 +724,27 @@ mod tests {
         // The unchanged value through the same path is fine.
         let plain = super::entries(&archive(Method::Deflated)).unwrap();
         assert_eq!(one_member_with_zip64(24, plain[0].uncompressed_size).unwrap()[0], plain[0]);
+    }
+
+    #[test]
+    fn many_members_are_read_and_written_in_n_log_n() {
+        extern crate std;
+        // The most members a plain end record can count. Checking each name against all
+        // earlier ones took 10.6 s to read this 5.7 MB archive and 12.6 s to write it.
+        let names: Vec<String> = (0..u16::MAX as usize - 1).map(|i| format!("m{i}")).collect();
+        let members: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b""[..])).collect();
+        let started = std::time::Instant::now();
+        let bytes = write(&members, Method::Stored).unwrap();
+        assert_eq!(entries(&bytes).unwrap().len(), members.len());
+        let elapsed = started.elapsed();
+        assert!(elapsed.as_secs_f64() < 2.0, "{} members took {elapsed:?}", members.len());
+        // The set still finds a repeated name: the last member renamed to the first's.
+        let mut repeated = write(&[("m0", b"x"), ("m1", b"y"), ("m2", b"z")], Method::Stored).unwrap();
+        let (local, central) = (2 * (30 + 2 + 1), repeated.len() - EOCD_LEN - 2);
+        repeated[local + 31] = b'0';
+        repeated[central + 1] = b'0';
+        let err = entries(&repeated).unwrap_err();
+        assert!(format!("{err}").contains("\"m0\" appears twice"), "{err}");
     }
 
     #[test]

@@ -210,7 +210,8 @@ impl Backend for CpuBackend {
     type Conv2dSaved = ();
 
     fn device_name(&self) -> String {
-        alloc::format!("cpu ({} threads)", self.threads())
+        let threads = self.threads();
+        alloc::format!("cpu ({threads} thread{})", if threads == 1 { "" } else { "s" })
     }
 
     fn alloc(&mut self, len: usize) -> Result<Vec<f32>> {
@@ -652,5 +653,17 @@ impl Backend for CpuBackend {
             adadelta_update(p, a, u, &grads[r], hyper);
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(feature = "std")]
+    fn device_name_counts_threads_in_words() {
+        assert_eq!(CpuBackend::new(1).device_name(), "cpu (1 thread)");
+        assert_eq!(CpuBackend::new(2).device_name(), "cpu (2 threads)");
     }
 }

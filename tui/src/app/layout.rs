@@ -1,11 +1,25 @@
 //! Where everything goes on the screen: one pure function of the terminal's size, used both to
 //! render and to hit-test the mouse (tabs, the pad's pixels, the explore list), so the two
-//! always agree. Leaves out what is drawn in each area (render.rs).
+//! always agree; and the views they show. Leaves out what is drawn in each area (views/, render.rs).
 
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 
 use super::pad::SIDE;
-use super::state::View;
+
+/// The app's views, one tab each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Train,
+    Draw,
+    Explore,
+}
+
+impl View {
+    pub const ALL: [View; 3] = [View::Train, View::Draw, View::Explore];
+    pub fn index(self) -> usize {
+        View::ALL.iter().position(|&v| v == self).unwrap_or(0)
+    }
+}
 
 /// Below this the app shows only a "window too small" line.
 pub const MIN_WIDTH: u16 = 40;
@@ -85,6 +99,8 @@ impl PadGeometry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ExploreLayout {
     pub list: Rect,
+    /// Empty when the window is too short for both the image and the matrix, and too narrow
+    /// to put them side by side.
     pub image: Rect,
     pub details: Rect,
     pub confusion: Rect,
@@ -140,10 +156,18 @@ fn train_layout(body: Rect) -> TrainLayout {
     TrainLayout { settings, progress, loss, accuracy }
 }
 
+/// The probability bars' block: ten rows, and at least a few cells of bar beside the class and
+/// the percentage.
+pub const BARS_BLOCK: (u16, u16) = (2 + 2 + 9 + 7, 2 + 10);
+
+/// The pad on the left (as large as leaves the right side its room); on the right the model's
+/// input with the prediction beside it over the bars when the body is tall, or the input beside
+/// the bars when short (80x24), so that all ten bars always show.
 fn draw_layout(body: Rect) -> DrawLayout {
     let side = SIDE as u16;
     // Room to the right of the pad for the model's input and the bars.
-    let right_min = IMAGE_BLOCK.0 + 2;
+    let stacked = body.height >= IMAGE_BLOCK.1 + BARS_BLOCK.1;
+    let right_min = if stacked { IMAGE_BLOCK.0 + 2 } else { IMAGE_BLOCK.0 + BARS_BLOCK.0 };
     let full_height = body.height >= side + 2;
     let (cell_width, pixels_per_row) = match (full_height, body.width) {
         (true, w) if w >= 2 * side + 2 + right_min => (2, 1),
@@ -159,19 +183,52 @@ fn draw_layout(body: Rect) -> DrawLayout {
     let [pad_column, right] = Layout::horizontal([Constraint::Length(pad_size.0), Constraint::Min(0)]).areas(body);
     let [pad_block, _] = Layout::vertical([Constraint::Length(pad_size.1), Constraint::Min(0)]).areas(pad_column);
     let inner = Rect::new(pad_block.x + 1, pad_block.y + 1, side * cell_width, side / pixels_per_row);
-    let [seen_row, bars, info] =
-        Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Length(12), Constraint::Min(0)]).areas(right);
-    let [seen, prediction] =
-        Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(seen_row);
+    let (seen, prediction, bars, info) = if stacked {
+        let [seen_row, bars, info] =
+            Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Length(BARS_BLOCK.1), Constraint::Min(0)])
+                .areas(right);
+        let [seen, prediction] =
+            Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(seen_row);
+        (seen, prediction, bars, info)
+    } else {
+        let [seen_column, bars_column] =
+            Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(right);
+        let [seen, info] = Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Min(0)]).areas(seen_column);
+        let [bars, prediction] =
+            Layout::vertical([Constraint::Length(BARS_BLOCK.1), Constraint::Min(0)]).areas(bars_column);
+        (seen, prediction, bars, info)
+    };
     DrawLayout { pad: Some(PadGeometry { inner, cell_width, pixels_per_row }), pad_block, seen, prediction, bars, info }
 }
 
-/// The list on the left; on the right the selected image beside its details, and the confusion
-/// matrix under them (so 100 columns hold it all).
+/// The confusion matrix's block: a row label and ten columns of 5 (4-digit counts, the full test
+/// set's), 10 rows under 3 lines of text.
+pub const MATRIX_BLOCK: (u16, u16) = (2 + 4 + 10 * 5, 2 + 3 + 10);
+/// The explore list's width: rows like `#1234  true 4 pred 2  55.4% XX`, or `#1234 4→2  55.4% XX`
+/// when narrow.
+const LIST_WIDTH: u16 = 32;
+const COMPACT_LIST_WIDTH: u16 = 24;
+
+/// The list on the left, as wide as leaves the confusion matrix its room. When the body is tall:
+/// on the right the selected image beside its details, and the matrix under them (so 100x36
+/// holds it all). When short (80x24): the details over the matrix, and the image between the
+/// list and them only if the width allows; the matrix's counts come before the image.
 fn explore_layout(body: Rect) -> ExploreLayout {
-    let [list, right] = Layout::horizontal([Constraint::Length(32), Constraint::Min(0)]).areas(body);
-    let [top, confusion] = Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Min(0)]).areas(right);
-    let [image, details] = Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(top);
+    let list_width = if body.width >= LIST_WIDTH + MATRIX_BLOCK.0 { LIST_WIDTH } else { COMPACT_LIST_WIDTH };
+    let [list, right] = Layout::horizontal([Constraint::Length(list_width), Constraint::Min(0)]).areas(body);
+    if body.height >= IMAGE_BLOCK.1 + MATRIX_BLOCK.1 {
+        let [top, confusion] = Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Min(0)]).areas(right);
+        let [image, details] = Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(top);
+        return ExploreLayout { list, image, details, confusion };
+    }
+    let (image, right) = if right.width >= IMAGE_BLOCK.0 + MATRIX_BLOCK.0 && body.height >= IMAGE_BLOCK.1 {
+        let [column, right] = Layout::horizontal([Constraint::Length(IMAGE_BLOCK.0), Constraint::Min(0)]).areas(right);
+        let [image, _] = Layout::vertical([Constraint::Length(IMAGE_BLOCK.1), Constraint::Min(0)]).areas(column);
+        (image, right)
+    } else {
+        (Rect::default(), right)
+    };
+    let [details, confusion] = Layout::vertical([Constraint::Length(4), Constraint::Min(0)]).areas(right);
     ExploreLayout { list, image, details, confusion }
 }
 

@@ -1,14 +1,19 @@
 //! The interactive app (`mnist tui`, or `mnist` alone on a terminal): the terminal set up and
 //! always restored (on exit, error and panic), one channel for every event, the effects of
-//! `update` carried out, and redraws capped at about 20 per second.
-//! Leaves out the state and its rules (state.rs), drawing (render.rs) and the threads (worker.rs).
+//! `update` carried out by the workers, and redraws capped at about 20 per second.
+//! Leaves out the state and its rules (update.rs, views/), drawing (render.rs) and the
+//! threads (worker.rs).
 
 mod layout;
 mod models;
+mod msg;
 mod pad;
 mod render;
 mod series;
-mod state;
+mod shared;
+mod update;
+mod views;
+mod widgets;
 mod worker;
 
 #[cfg(test)]
@@ -29,7 +34,10 @@ use ratatui::Terminal;
 
 use crate::cli::TuiArgs;
 use crate::Failure;
-use state::{update, App, Effect, Msg, Settings};
+use msg::{Effect, Msg, RunCommand};
+use update::{update, App};
+use views::train::Settings;
+use worker::Workers;
 
 /// At most one redraw per this long (about 20 per second).
 pub const FRAME_INTERVAL: Duration = Duration::from_millis(50);
@@ -145,10 +153,11 @@ pub fn run(args: TuiArgs, signals: &crate::Signals) -> Result<String, Failure> {
     let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))
         .map_err(|e| Failure::new(crate::EXIT_INTERNAL, format!("cannot set up the terminal: {e}")))?;
     spawn_input_reader(tx.clone());
+    let mut workers = Workers::new(tx);
     for effect in effects {
-        carry_out(effect, &tx);
+        workers.carry_out(effect);
     }
-    let result = event_loop(&mut app, &mut terminal, &rx, &tx, &stop);
+    let result = event_loop(&mut app, &mut terminal, &rx, &mut workers, &stop);
     drop(guard);
     // A run still going was told to stop (quit or signal); the process exit ends its thread.
     result.map(|()| String::new())
@@ -158,7 +167,7 @@ fn event_loop(
     app: &mut App,
     terminal: &mut Terminal<CrosstermBackend<std::io::Stdout>>,
     rx: &Receiver<Msg>,
-    tx: &Sender<Msg>,
+    workers: &mut Workers,
     stop: &AtomicBool,
 ) -> Result<(), Failure> {
     let failed = |e: std::io::Error| Failure::new(crate::EXIT_INTERNAL, format!("cannot draw: {e}"));
@@ -171,12 +180,12 @@ fn event_loop(
         match rx.recv_timeout(frames.wait(Instant::now())) {
             Ok(msg) => {
                 for effect in update(app, msg) {
-                    carry_out(effect, tx);
+                    workers.carry_out(effect);
                 }
                 // Take whatever else is queued before drawing (a burst of drag events).
                 while let Ok(msg) = rx.try_recv() {
                     for effect in update(app, msg) {
-                        carry_out(effect, tx);
+                        workers.carry_out(effect);
                     }
                 }
                 frames.changed();
@@ -185,9 +194,7 @@ fn event_loop(
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         }
         if stop.load(Ordering::SeqCst) {
-            if let Some(run) = &app.run {
-                run.control.stop.store(true, Ordering::SeqCst);
-            }
+            workers.carry_out(Effect::ControlRun(RunCommand::Stop));
             return Ok(());
         }
         if app.quit {
@@ -217,23 +224,4 @@ fn spawn_input_reader(tx: Sender<Msg>) {
             return;
         }
     });
-}
-
-/// Does an effect: threads for the slow ones, file I/O inline (a checkpoint is a few MB).
-fn carry_out(effect: Effect, tx: &Sender<Msg>) {
-    match effect {
-        Effect::LoadData(args) => worker::spawn_data_loader(args, tx.clone()),
-        Effect::StartTraining { settings, split, control } => {
-            worker::spawn_training(settings, split, control, tx.clone())
-        }
-        Effect::PredictAll { model, split, generation } => {
-            worker::spawn_predict_all(model, split, generation, tx.clone())
-        }
-        Effect::SaveModel { model, prefix } => {
-            let _ = tx.send(Msg::ModelSaved(models::save(&model, &prefix)));
-        }
-        Effect::LoadModel { prefix } => {
-            let _ = tx.send(Msg::ModelLoaded(models::load(&prefix)));
-        }
-    }
 }

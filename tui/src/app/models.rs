@@ -33,13 +33,28 @@ pub fn shipped() -> Result<Model, String> {
 
 /// Reads PREFIX-symbol.json and PREFIX-0000.params (ours, keras-mxnet's or Gluon's).
 pub fn load(prefix: &str) -> Result<Model, String> {
-    let imported = crate::model_file::load(prefix, 0).map_err(|f| f.message)?;
+    let imported = crate::model_file::load(prefix, 0).map_err(|f| without_flag_hints(&f.message))?;
     Ok(Model { config: imported.config, params: Arc::new(imported.params), origin: format!("loaded from {prefix}") })
 }
 
+/// The command line's error without its hints about flags, e.g. " (--model takes the prefix ...)":
+/// the app has no flags to type.
+fn without_flag_hints(message: &str) -> String {
+    let mut out = message.to_string();
+    while let Some(start) = out.find(" (--") {
+        let end = out[start..].find(')').map_or(out.len(), |i| start + i + 1);
+        out.replace_range(start..end, "");
+    }
+    out
+}
+
 /// Writes PREFIX-symbol.json and PREFIX-0000.params (f32), each atomically, creating the
-/// folder; returns what was written.
+/// folder; returns what was written. A prefix that names a folder (ends in `/`) is refused:
+/// it would write `-symbol.json` files.
 pub fn save(model: &Model, prefix: &str) -> Result<String, String> {
+    if prefix.is_empty() || prefix.ends_with(['/', std::path::MAIN_SEPARATOR]) {
+        return Err(format!("{prefix:?} is a folder, not a checkpoint prefix: add a name, e.g. {prefix}mnist_cnn"));
+    }
     let checkpoint = mxnet::export(&model.config, &model.params, mxnet::Dtype::F32)
         .map_err(|e| format!("cannot export the model: {e}"))?;
     let (symbol, params) = (mxnet::symbol_file_name(prefix), mxnet::params_file_name(prefix, 0));
@@ -140,7 +155,12 @@ mod tests {
         // Saved as f32, so the f16 values come back exactly.
         assert_eq!(back.params, model.params);
         assert_eq!(back.config, model.config);
-        assert!(load(&dir.join("missing").display().to_string()).unwrap_err().contains("cannot read model file"));
+        let missing = load(&dir.join("missing").display().to_string()).unwrap_err();
+        assert!(missing.contains("cannot read model file") && missing.contains("missing-symbol.json"), "{missing}");
+        assert!(!missing.contains("--"), "the app has no flags: {missing}");
+        let folder = format!("{}/", dir.display());
+        assert!(save(&model, &folder).unwrap_err().contains("is a folder"));
+        assert!(!Path::new(&format!("{folder}-symbol.json")).exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

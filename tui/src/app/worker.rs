@@ -1,7 +1,8 @@
 //! The app's background threads: the training worker (core's Trainer on the chosen backend,
 //! its events forwarded with their time, pause and stop through shared flags, a parameter
-//! snapshot at every epoch end), the data loader and the explore view's batch prediction.
-//! Leaves out what the events mean to the screen (state.rs).
+//! snapshot at every epoch end), the data loader and the explore view's batch prediction, and
+//! the event loop's `Workers` that start them for `update`'s effects.
+//! Leaves out what the events mean to the screen (update.rs, views/).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
@@ -11,17 +12,19 @@ use std::time::{Duration, Instant};
 use mnist_core::train::{Control, Event, Observer, Outcome, TrainConfig, Trainer};
 use mnist_core::{Backend, Config, CpuBackend, Split};
 
-use super::models::{self, Model, Predictions};
-use super::state::Msg;
+use super::models::{self, Model};
+use super::msg::{DataMsg, Effect, ExploreMsg, Msg, RunCommand, RunEnd, RunSettings, WorkerMsg};
+use super::widgets::plural;
 use crate::backend_choice::{choose, Chosen};
-use crate::cli::{BackendChoice, DataArgs, PrecisionChoice};
+use crate::cli::DataArgs;
 use crate::download::ProgressEvent;
 
-/// Shared with the UI: the worker checks these after every step.
+/// Shared with the training worker, which checks these after every step; set only through
+/// `apply` (the effects of the train view's keys).
 #[derive(Debug, Default)]
 pub struct RunControl {
-    pub paused: AtomicBool,
-    pub stop: AtomicBool,
+    paused: AtomicBool,
+    stop: AtomicBool,
 }
 
 impl RunControl {
@@ -31,61 +34,53 @@ impl RunControl {
     pub fn is_stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
+    pub fn apply(&self, command: RunCommand) {
+        match command {
+            RunCommand::Pause => self.paused.store(true, Ordering::SeqCst),
+            RunCommand::Resume => self.paused.store(false, Ordering::SeqCst),
+            RunCommand::Stop => {
+                self.stop.store(true, Ordering::SeqCst);
+                self.paused.store(false, Ordering::SeqCst);
+            }
+        }
+    }
 }
 
-/// What a run trains with.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunSettings {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub seed: u64,
-    pub backend: BackendChoice,
-    pub precision: PrecisionChoice,
-    pub threads: usize,
+/// The event loop's hands: carries out `update`'s effects (threads for the slow ones, file I/O
+/// inline, a checkpoint is a few MB) and holds the running training worker's controls.
+pub struct Workers {
+    tx: Sender<Msg>,
+    run: Option<Arc<RunControl>>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum RunEnd {
-    Completed,
-    Stopped,
-    Failed(String),
-}
+impl Workers {
+    pub fn new(tx: Sender<Msg>) -> Self {
+        Workers { tx, run: None }
+    }
 
-/// From the training worker to the UI.
-#[derive(Debug, Clone)]
-pub enum WorkerMsg {
-    /// The backend is up (`note` says why `auto` chose the CPU).
-    Ready {
-        backend: &'static str,
-        device: String,
-        note: Option<String>,
-    },
-    Progress {
-        event: Event,
-        at: Instant,
-    },
-    /// The parameters after `epoch` epochs.
-    Snapshot {
-        epoch: usize,
-        params: Vec<f32>,
-    },
-    Done {
-        end: RunEnd,
-        params: Option<Vec<f32>>,
-    },
-}
-
-/// From the data loader.
-#[derive(Debug, Clone)]
-pub enum DataMsg {
-    Loaded { split: Arc<Split>, source: String, args: DataArgs },
-    Failed { message: String, args: DataArgs },
-}
-
-/// From the explore view's batch prediction: for the model of `generation`.
-#[derive(Debug, Clone)]
-pub enum ExploreMsg {
-    Done { generation: u64, result: Result<Predictions, String> },
+    pub fn carry_out(&mut self, effect: Effect) {
+        let tx = &self.tx;
+        match effect {
+            Effect::LoadData(args) => spawn_data_loader(args, tx.clone()),
+            Effect::StartTraining { settings, split } => {
+                let control = Arc::new(RunControl::default());
+                self.run = Some(control.clone());
+                spawn_training(settings, split, control, tx.clone())
+            }
+            Effect::ControlRun(command) => {
+                if let Some(run) = &self.run {
+                    run.apply(command);
+                }
+            }
+            Effect::PredictAll { model, split, generation } => spawn_predict_all(model, split, generation, tx.clone()),
+            Effect::SaveModel { model, prefix } => {
+                let _ = tx.send(Msg::ModelSaved(models::save(&model, &prefix)));
+            }
+            Effect::LoadModel { prefix } => {
+                let _ = tx.send(Msg::ModelLoaded(models::load(&prefix)));
+            }
+        }
+    }
 }
 
 /// Runs `work`, turning a panic into an error message: the app shows it instead of waiting
@@ -115,6 +110,8 @@ fn describe_download(event: &ProgressEvent) -> Option<String> {
         ProgressEvent::Discarded { reason, .. } => {
             Some(format!("The cached MNIST was bad ({reason}); fetching it again"))
         }
+        ProgressEvent::NextUrl { reason, next } => Some(format!("{reason}; trying {next}")),
+        ProgressEvent::Waiting { .. } => Some("Waiting for another process downloading MNIST".into()),
         ProgressEvent::Verified { .. } | ProgressEvent::Done { .. } => None,
     }
 }
@@ -155,15 +152,24 @@ pub fn spawn_training(settings: RunSettings, split: Arc<Split>, control: Arc<Run
         let send = |m: WorkerMsg| {
             let _ = tx.send(Msg::Worker(m));
         };
-        let failed = |message: String| WorkerMsg::Done { end: RunEnd::Failed(message), params: None };
+        let failed = |message: String| WorkerMsg::Done { end: RunEnd::Failed(message) };
         let trained = catch_panic("the training worker", || match choose(settings.backend, settings.precision) {
             // The command line's wording ("--precision", "--backend"): the app's settings have
             // the same names.
             Err(failure) => send(failed(failure.message)),
-            Ok(Chosen::Cuda(gpu)) => train_on(*gpu, "cuda", None, &settings, &split, &control, &tx),
+            // Reading the running metrics is a device round trip: every step on the CPU (cheap),
+            // sparser on a GPU.
+            Ok(Chosen::Cuda(gpu)) => {
+                send(WorkerMsg::Ready { backend: "cuda", device: gpu.device_name(), note: None });
+                train_on(*gpu, 10, &settings, &split, &control, &tx)
+            }
             Ok(Chosen::Cpu { fallback }) => {
                 let note = fallback.map(|why| format!("training on the CPU because {why}"));
-                train_on(CpuBackend::new(settings.threads), "cpu", note, &settings, &split, &control, &tx)
+                let cpu = CpuBackend::new(settings.threads);
+                // Named here, not by core's device_name ("cpu (1 threads)"), for "1 thread".
+                let device = format!("cpu ({})", plural(cpu.threads(), "thread"));
+                send(WorkerMsg::Ready { backend: "cpu", device, note });
+                train_on(cpu, 1, &settings, &split, &control, &tx)
             }
         });
         if let Err(message) = trained {
@@ -172,29 +178,15 @@ pub fn spawn_training(settings: RunSettings, split: Arc<Split>, control: Arc<Run
     });
 }
 
-/// Forwards events, blocks while paused, and stops at each epoch end so the worker can take a
-/// parameter snapshot (the trainer continues where it stopped on the next `run`).
+/// Forwards events, blocks while paused, answers each epoch end with a snapshot request (its
+/// parameters go to the UI as the model to use) and stops the run when told to.
 struct Forwarder<'a> {
     tx: &'a Sender<Msg>,
     control: &'a RunControl,
-    started_sent: bool,
-    epoch_ended: bool,
 }
 
-impl Observer for Forwarder<'_> {
-    fn on_event(&mut self, event: &Event) -> Control {
-        // Each `run` after a snapshot announces the start again: the UI needs it once.
-        let repeat = matches!(event, Event::Started { .. }) && std::mem::replace(&mut self.started_sent, true);
-        if !repeat {
-            let _ = self.tx.send(Msg::Worker(WorkerMsg::Progress { event: event.clone(), at: Instant::now() }));
-        }
-        while self.control.is_paused() && !self.control.is_stopping() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if let Event::EpochEnded { .. } = event {
-            self.epoch_ended = true;
-            return Control::Stop;
-        }
+impl Forwarder<'_> {
+    fn go_on(&self) -> Control {
         if self.control.is_stopping() {
             Control::Stop
         } else {
@@ -203,10 +195,29 @@ impl Observer for Forwarder<'_> {
     }
 }
 
+impl Observer for Forwarder<'_> {
+    fn on_event(&mut self, event: &Event) -> Control {
+        let _ = self.tx.send(Msg::Worker(WorkerMsg::Progress { event: event.clone(), at: Instant::now() }));
+        while self.control.is_paused() && !self.control.is_stopping() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match event {
+            Event::EpochEnded { .. } => Control::Snapshot,
+            _ => self.go_on(),
+        }
+    }
+
+    fn on_snapshot(&mut self, epochs_done: usize, params: &[f32]) -> Control {
+        let _ = self.tx.send(Msg::Worker(WorkerMsg::Snapshot { epoch: epochs_done, params: params.to_vec() }));
+        self.go_on()
+    }
+}
+
+/// Trains on `backend` (announced already), reading the running metrics every `metrics_every`
+/// steps, until the run ends; its end is the last message.
 fn train_on<B: Backend>(
     backend: B,
-    label: &'static str,
-    note: Option<String>,
+    metrics_every: usize,
     settings: &RunSettings,
     split: &Split,
     control: &RunControl,
@@ -215,46 +226,30 @@ fn train_on<B: Backend>(
     let send = |m: WorkerMsg| {
         let _ = tx.send(Msg::Worker(m));
     };
-    send(WorkerMsg::Ready { backend: label, device: backend.device_name(), note });
     let config = TrainConfig {
         epochs: settings.epochs,
         batch_size: settings.batch_size,
         seed: settings.seed,
-        // Reading the running metrics is a device round trip: every step on the CPU (cheap),
-        // sparser on a GPU.
-        metrics_every: if label == "cpu" { 1 } else { 10 },
+        metrics_every,
         ..TrainConfig::default()
     };
     let mut trainer = match Trainer::new(backend, Config::default(), config, &split.train, Some(&split.test)) {
         Ok(t) => t,
-        Err(e) => {
-            return send(WorkerMsg::Done { end: RunEnd::Failed(format!("cannot start training: {e}")), params: None })
-        }
+        Err(e) => return send(WorkerMsg::Done { end: RunEnd::Failed(format!("cannot start training: {e}")) }),
     };
-    let mut forwarder = Forwarder { tx, control, started_sent: false, epoch_ended: false };
-    let end = loop {
-        match trainer.run(&mut forwarder) {
-            Ok(Outcome::Completed) => break RunEnd::Completed,
-            Ok(Outcome::Stopped) => {
-                if std::mem::take(&mut forwarder.epoch_ended) {
-                    if let Ok(params) = trainer.network.params() {
-                        send(WorkerMsg::Snapshot { epoch: trainer.epochs_done(), params });
-                    }
-                }
-                if control.is_stopping() {
-                    break RunEnd::Stopped;
-                }
-            }
-            // After a NaN the trainer holds the last good epoch's parameters.
-            Err(e) => break RunEnd::Failed(format!("training failed: {e}")),
-        }
+    let end = match trainer.run(&mut Forwarder { tx, control }) {
+        Ok(Outcome::Completed) => RunEnd::Completed,
+        Ok(Outcome::Stopped) => RunEnd::Stopped,
+        // The UI keeps the last finished epoch's snapshot as its model.
+        Err(e) => RunEnd::Failed(format!("training failed: {e}")),
     };
-    send(WorkerMsg::Done { end, params: trainer.network.params().ok() });
+    send(WorkerMsg::Done { end });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{BackendChoice, PrecisionChoice};
     use mnist_core::Dataset;
     use std::sync::mpsc;
 
@@ -289,7 +284,7 @@ mod tests {
         spawn_training(settings, Arc::new(tiny_split(64, 10)), Arc::default(), tx);
         let msgs = collect(&rx);
         assert!(
-            matches!(&msgs[..], [WorkerMsg::Done { end: RunEnd::Failed(m), params: None }] if m.contains("--precision bf16 needs --backend cuda")),
+            matches!(&msgs[..], [WorkerMsg::Done { end: RunEnd::Failed(m) }] if m.contains("--precision bf16 needs --backend cuda")),
             "{msgs:?}"
         );
     }
@@ -312,6 +307,8 @@ mod tests {
         spawn_training(settings(2), Arc::new(tiny_split(96, 20)), Arc::default(), tx);
         let msgs = collect(&rx);
         assert!(matches!(&msgs[0], WorkerMsg::Ready { backend: "cpu", .. }), "{:?}", msgs[0]);
+        // Issue 17 #9: one thread is "1 thread".
+        assert!(matches!(&msgs[0], WorkerMsg::Ready { device, .. } if device == "cpu (1 thread)"), "{:?}", msgs[0]);
         let started =
             msgs.iter().filter(|m| matches!(m, WorkerMsg::Progress { event: Event::Started { .. }, .. })).count();
         assert_eq!(started, 1);
@@ -326,9 +323,11 @@ mod tests {
             .count();
         assert!(steps >= 4, "running metrics every step but the last of each epoch: {steps}");
         match msgs.last() {
-            Some(WorkerMsg::Done { end: RunEnd::Completed, params: Some(p) }) => {
-                assert_eq!(p.len(), Config::default().param_count())
-            }
+            Some(WorkerMsg::Done { end: RunEnd::Completed }) => {}
+            other => panic!("{other:?}"),
+        }
+        match msgs.iter().rev().find(|m| matches!(m, WorkerMsg::Snapshot { .. })) {
+            Some(WorkerMsg::Snapshot { params: p, .. }) => assert_eq!(p.len(), Config::default().param_count()),
             other => panic!("{other:?}"),
         }
     }
@@ -337,7 +336,7 @@ mod tests {
     fn pause_holds_the_worker_and_stop_ends_the_run() {
         let (tx, rx) = mpsc::channel();
         let control = Arc::new(RunControl::default());
-        control.paused.store(true, Ordering::SeqCst);
+        control.apply(RunCommand::Pause);
         spawn_training(settings(50), Arc::new(tiny_split(320, 20)), control.clone(), tx);
         // Paused at the first event: nothing after Started arrives.
         let mut seen = Vec::new();
@@ -345,14 +344,47 @@ mod tests {
             seen.push(m);
         }
         assert!(seen.iter().all(|m| !matches!(m, WorkerMsg::Progress { event: Event::Step { .. }, .. })), "{seen:?}");
-        control.paused.store(false, Ordering::SeqCst);
-        control.stop.store(true, Ordering::SeqCst);
+        control.apply(RunCommand::Resume);
+        control.apply(RunCommand::Stop);
         let msgs = collect(&rx);
-        assert!(
-            matches!(msgs.last(), Some(WorkerMsg::Done { end: RunEnd::Stopped, params: Some(_) })),
-            "{:?}",
-            msgs.last()
-        );
+        assert!(matches!(msgs.last(), Some(WorkerMsg::Done { end: RunEnd::Stopped })), "{:?}", msgs.last());
+    }
+
+    /// One run, no restarts: every finished epoch is handed over once, in order, and a stop ends
+    /// the run there with nothing after it.
+    #[test]
+    fn a_stopped_run_has_handed_over_each_finished_epoch_once() {
+        let (tx, rx) = mpsc::channel();
+        let control = Arc::new(RunControl::default());
+        spawn_training(settings(50), Arc::new(tiny_split(320, 20)), control.clone(), tx);
+        let mut msgs = Vec::new();
+        while let Ok(Msg::Worker(m)) = rx.recv_timeout(Duration::from_secs(120)) {
+            let first_snapshot = matches!(m, WorkerMsg::Snapshot { .. });
+            msgs.push(m);
+            if first_snapshot {
+                control.apply(RunCommand::Stop);
+                break;
+            }
+        }
+        msgs.extend(collect(&rx));
+        let ended: Vec<usize> = msgs
+            .iter()
+            .filter_map(|m| match m {
+                WorkerMsg::Progress { event: Event::EpochEnded { epoch, .. }, .. } => Some(*epoch),
+                _ => None,
+            })
+            .collect();
+        let snapshots: Vec<usize> = msgs
+            .iter()
+            .filter_map(|m| if let WorkerMsg::Snapshot { epoch, .. } = m { Some(*epoch) } else { None })
+            .collect();
+        assert!(!ended.is_empty() && ended.len() < 50, "{ended:?}");
+        assert_eq!(snapshots, ended);
+        assert_eq!(snapshots, (1..=ended.len()).collect::<Vec<_>>());
+        let started =
+            msgs.iter().filter(|m| matches!(m, WorkerMsg::Progress { event: Event::Started { .. }, .. })).count();
+        assert_eq!(started, 1);
+        assert!(matches!(msgs.last(), Some(WorkerMsg::Done { end: RunEnd::Stopped })), "{:?}", msgs.last());
     }
 
     #[test]

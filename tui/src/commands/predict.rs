@@ -87,7 +87,8 @@ fn load_npz(path: &Path, split: NpzSplit, config: &mnist_core::Config) -> Result
         NpzSplit::Train => ("x_train", "y_train"),
     };
     let failed = |e: String| bad(format!("cannot use --npz {}: {e}", path.display()));
-    let bytes = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    // Bounded: a device or a huge file is refused before it fills memory.
+    let bytes = mnist::read_data_file(path).map_err(|e| failed(e.to_string()))?;
     let names = npz::names(&bytes).map_err(|e| failed(e.to_string()))?;
     let labels_known = names.iter().any(|n| n == labels_name);
     let labels = labels_known.then_some(labels_name);

@@ -20,6 +20,11 @@ pub enum ProgressEvent {
     Bytes { done: u64, total: Option<u64> },
     /// An attempt failed; attempt number `attempt` of `attempts` starts after `delay`.
     Retrying { url: String, attempt: u32, attempts: u32, delay: Duration, reason: String },
+    /// A URL failed for good (or ran out of retries); `next` is tried at once.
+    NextUrl { reason: String, next: String },
+    /// Another process holds the cache entry's lock (it is downloading the file): this one
+    /// waits for it, then uses the file it installed or downloads itself if it failed.
+    Waiting { lock: PathBuf },
     /// A file passed its size and digest check.
     Verified { path: PathBuf },
     /// The fetch is over: the file to read.
@@ -83,6 +88,13 @@ impl<W: Write> ProgressRenderer<W> {
                 self.line(&format!(
                     "Retrying {url} in {:.1}s (attempt {attempt} of {attempts}) after: {reason}",
                     delay.as_secs_f64()
+                ));
+            }
+            ProgressEvent::NextUrl { reason, next } => self.line(&format!("{reason}; trying {next}")),
+            ProgressEvent::Waiting { lock } => {
+                self.line(&format!(
+                    "Waiting for another process downloading into the cache (it holds {})",
+                    lock.display()
                 ));
             }
             // The Done line says it; a separate line would only repeat it.

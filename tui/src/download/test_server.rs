@@ -1,5 +1,6 @@
-//! A scripted HTTP/1.1 server on 127.0.0.1 for the download tests: a thread per connection,
-//! one GET per connection, every request recorded. Leaves out keep-alive and chunked bodies.
+//! A scripted HTTP/1.1 server on 127.0.0.1 for the download tests (also the binary's, in
+//! tui/tests/download_cache.rs): a thread per connection, one GET per connection, every request
+//! recorded. Leaves out keep-alive and chunked bodies.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -31,6 +32,10 @@ pub enum Reply {
     Bytes(Vec<u8>),
     /// Reads the request and sends nothing until the server is dropped.
     Stall,
+    /// As `File`, but the body in pieces of `chunk` bytes with `pause` after each: a slow link.
+    Slow { chunk: usize, pause: Duration },
+    /// Waits, then replies as the inner reply does (a slow server's headers).
+    After(Duration, Box<Reply>),
 }
 
 type Script = dyn Fn(usize, &Request) -> Reply + Send + Sync;
@@ -104,11 +109,36 @@ fn serve(mut stream: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBoo
         .and_then(|r| r.strip_prefix("bytes="))
         .and_then(|r| r.strip_suffix('-'))
         .and_then(|n| n.parse::<usize>().ok());
-    let _ = match reply {
-        Reply::File => send_file(&mut stream, payload, start, None),
-        Reply::Cut(n) => send_file(&mut stream, payload, start, Some(n)),
-        Reply::FileIgnoringRange => send_file(&mut stream, payload, None, None),
-        Reply::Bytes(bytes) => send_file(&mut stream, &bytes, None, None),
+    let _ = send(&mut stream, reply, stop, payload, start);
+    let _ = stream.flush();
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+fn send(
+    stream: &mut TcpStream,
+    reply: Reply,
+    stop: &AtomicBool,
+    payload: &[u8],
+    start: Option<usize>,
+) -> std::io::Result<()> {
+    match reply {
+        Reply::File => send_file(stream, payload, start, None),
+        Reply::Cut(n) => send_file(stream, payload, start, Some(n)),
+        Reply::FileIgnoringRange => send_file(stream, payload, None, None),
+        Reply::Bytes(bytes) => send_file(stream, &bytes, None, None),
+        Reply::Slow { chunk, pause } => {
+            write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", payload.len())?;
+            for piece in payload.chunks(chunk.max(1)) {
+                stream.write_all(piece)?;
+                stream.flush()?;
+                thread::sleep(pause);
+            }
+            Ok(())
+        }
+        Reply::After(wait, then) => {
+            thread::sleep(wait);
+            send(stream, *then, stop, payload, start)
+        }
         Reply::Status(status) => {
             let body = format!("status {status}\n");
             write!(
@@ -124,9 +154,7 @@ fn serve(mut stream: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBoo
             }
             Ok(())
         }
-    };
-    let _ = stream.flush();
-    let _ = stream.shutdown(Shutdown::Both);
+    }
 }
 
 /// Sends `payload` from `start` (206 when a range was asked); with `cut`, only that many

@@ -313,8 +313,10 @@ fn wrong_bytes_fail_after_retries_and_leave_nothing() {
     assert_eq!(server.requests().len(), 3, "retried: the bytes may have been mangled on the way");
     assert!(!final_path(&opts).exists());
     assert!(!part_path(&opts).exists());
-    let leftovers = fs::read_dir(&opts.cache_dir).expect("list cache").count();
-    assert_eq!(leftovers, 0, "nothing at all is left in the cache directory");
+    let leftovers: Vec<_> =
+        fs::read_dir(&opts.cache_dir).expect("list cache").map(|e| e.unwrap().file_name()).collect();
+    // The empty lock file stays, so that every process locks the same file.
+    assert_eq!(leftovers, ["data.npz.lock"], "nothing else is left in the cache directory");
 }
 
 #[test]
@@ -374,6 +376,100 @@ fn connection_refused_is_transient() {
     assert!(matches!(error, FetchError::Network { .. }), "{error:?}");
     assert_eq!(error.kind(), ErrorKind::Transient);
     assert!(error.to_string().contains(&url));
+}
+
+#[test]
+fn an_unresolvable_host_is_said_at_once_and_the_next_url_tried() {
+    // The .invalid TLD never resolves (RFC 6761). Retried like a network error, this URL
+    // used to cost 1 + 2 + 4 + 8 s of back-off here (4 retries, 30 s with the real settings).
+    let dir = TempDir::new("dns");
+    let data = payload(30);
+    let server = TestServer::start(data.clone(), |_, _| Reply::File);
+    let unresolvable = "http://nonexistent.invalid/data.npz".to_string();
+    let mut opts = options(&dir.0, vec![unresolvable.clone(), server.url("/data.npz")], &data);
+    (opts.max_retries, opts.backoff_base, opts.backoff_max) = (4, Duration::from_secs(1), Duration::from_secs(30));
+
+    let started = Instant::now();
+    let (result, events) = run(&opts);
+
+    assert_eq!(result.expect("the second URL works").source, Source::Downloaded { url: server.url("/data.npz") });
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(!events.iter().any(|e| matches!(e, ProgressEvent::Retrying { .. })), "{events:?}");
+    let said = events.iter().find_map(|e| match e {
+        ProgressEvent::NextUrl { reason, next } => Some((reason.clone(), next.clone())),
+        _ => None,
+    });
+    let (reason, next) = said.expect("a NextUrl event");
+    assert!(reason.contains("the host name nonexistent.invalid does not resolve"), "{reason}");
+    assert_eq!(next, server.url("/data.npz"));
+
+    // Alone, it fails at once; a later run may find the network back, so it is transient.
+    opts.urls = vec![unresolvable];
+    opts.cache_dir = dir.0.join("cache2");
+    let started = Instant::now();
+    let error = fetch(&opts, &mut |_| {}).expect_err("cannot resolve");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(matches!(&error, FetchError::HostNotFound { host, .. } if host == "nonexistent.invalid"), "{error:?}");
+    assert_eq!(error.kind(), ErrorKind::Transient);
+}
+
+/// Two fetches of one cache entry at once, each on its own thread (flock locks conflict
+/// between separately opened files, within a process too), with their events.
+fn fetch_twice_at_once(opts: &FetchOptions) -> Vec<(Result<Fetched, FetchError>, Vec<ProgressEvent>)> {
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let opts = opts.clone();
+            std::thread::spawn(move || run(&opts))
+        })
+        .collect();
+    runs.into_iter().map(|t| t.join().expect("no panic")).collect()
+}
+
+#[test]
+fn two_fetches_into_one_cache_download_once_and_share_the_file() {
+    let dir = TempDir::new("lock");
+    let data = payload(31);
+    // About a second for the body: the second fetch arrives while the first downloads.
+    let slow = Reply::Slow { chunk: 16 * 1024, pause: Duration::from_millis(50) };
+    let server = TestServer::start(data.clone(), move |_, _| slow.clone());
+    let opts = options(&dir.0, vec![server.url("/data.npz")], &data);
+
+    let results = fetch_twice_at_once(&opts);
+
+    assert_eq!(server.requests(), vec![plain_get("/data.npz")], "one download for both");
+    let sources: Vec<Source> = results.iter().map(|(r, _)| r.as_ref().expect("both succeed").source.clone()).collect();
+    assert!(sources.contains(&Source::Downloaded { url: server.url("/data.npz") }), "{sources:?}");
+    assert!(sources.contains(&Source::Cache), "{sources:?}");
+    let waited = results.iter().find(|(r, _)| r.as_ref().unwrap().source == Source::Cache).unwrap();
+    assert!(waited.1.iter().any(|e| matches!(e, ProgressEvent::Waiting { .. })), "{:?}", waited.1);
+    assert_eq!(fs::read(final_path(&opts)).expect("read"), data);
+    assert!(!part_path(&opts).exists());
+}
+
+#[test]
+fn a_waiting_fetch_downloads_itself_when_the_first_one_fails() {
+    let dir = TempDir::new("lock-fail");
+    let data = payload(32);
+    // The first request (the lock holder's) gets a 404 after a while (within the read
+    // time-out); later ones the file.
+    let server = TestServer::start(data.clone(), |n, _| {
+        if n == 0 {
+            Reply::After(Duration::from_millis(300), Box::new(Reply::Status(404)))
+        } else {
+            Reply::File
+        }
+    });
+    let opts = options(&dir.0, vec![server.url("/data.npz")], &data);
+
+    let results = fetch_twice_at_once(&opts);
+
+    assert_eq!(server.requests().len(), 2, "{:?}", server.requests());
+    let failed = results.iter().filter(|(r, _)| matches!(r, Err(FetchError::HttpStatus { status: 404, .. }))).count();
+    let (second, events) = results.iter().find(|(r, _)| r.is_ok()).expect("one succeeds");
+    assert_eq!(failed, 1);
+    assert_eq!(second.as_ref().unwrap().source, Source::Downloaded { url: server.url("/data.npz") });
+    assert!(events.iter().any(|e| matches!(e, ProgressEvent::Waiting { .. })), "{events:?}");
+    assert_eq!(fs::read(final_path(&opts)).expect("read"), data);
 }
 
 #[test]

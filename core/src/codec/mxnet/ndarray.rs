@@ -223,7 +223,10 @@ fn read_array(r: &mut Reader<'_>, index: u64) -> Result<NdArray> {
         if d < 0 {
             return Err(Error::malformed(what, format!("negative dimension {d}")));
         }
-        shape.push(d as usize);
+        // A 32-bit target cannot address more; `as` would wrap it into a wrong small shape.
+        shape.push(
+            usize::try_from(d).map_err(|_| Error::malformed(what.clone(), format!("dimension {d} is too large")))?,
+        );
         elements = elements
             .checked_mul(d as u64)
             .ok_or_else(|| Error::malformed(what.clone(), "the element count overflows"))?;

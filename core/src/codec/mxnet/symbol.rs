@@ -405,7 +405,9 @@ fn stated_shape(node: &Node) -> Result<Option<Vec<usize>>> {
     match node.attrs.get("__shape__") {
         None => Ok(None),
         Some(text) => match parse_tuple(text) {
-            Some(dims) if dims.iter().all(|&d| d >= 0) => Ok(Some(dims.iter().map(|&d| d as usize).collect())),
+            Some(dims) if dims.iter().all(|&d| usize::try_from(d).is_ok()) => {
+                Ok(Some(dims.iter().map(|&d| d as usize).collect()))
+            }
             _ => Err(Error::malformed(WHAT, format!("variable {:?} has __shape__ {text:?}", node.name))),
         },
     }

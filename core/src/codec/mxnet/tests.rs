@@ -284,8 +284,27 @@ fn bad_checkpoints_give_clear_errors() {
     assert!(export(&config, &params[1..], Dtype::F32).is_err());
 }
 
+#[test]
+fn deeply_nested_json_is_an_error_not_a_stack_overflow() {
+    let config = tiny();
+    let good = export(&config, &random_params(&config, 8), Dtype::F32).unwrap();
+    // 100,000 levels in a graph attribute (kept as free JSON) and in place of the node list.
+    let deep = |open: &str, close: &str| alloc::format!("{}{}", open.repeat(100_000), close.repeat(100_000));
+    let graph_attrs = good.symbol.rfind("\"attrs\": {").unwrap() + "\"attrs\": {".len();
+    let mut in_attrs = good.symbol.clone();
+    in_attrs.insert_str(graph_attrs, &alloc::format!("\"deep\": {},", deep("[", "]")));
+    let in_nodes = alloc::format!("{{\"nodes\": {}}}", deep("[", "]"));
+    let objects =
+        alloc::format!("{{\"nodes\": [], \"attrs\": {}1{}}}", "{\"a\": ".repeat(100_000), "}".repeat(100_000));
+    // Free JSON stops at serde_json's recursion limit; typed fields fail on the first wrong type.
+    for (symbol, why) in [(in_attrs, "recursion limit"), (objects, "recursion limit"), (in_nodes, "invalid type")] {
+        let err = import(symbol.as_bytes(), &good.params).unwrap_err();
+        assert!(text(&err).contains("not an MXNet graph JSON") && text(&err).contains(why), "{err}");
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(crate::codec::proptest_cases()))]
 
     #[test]
     fn params_decoder_never_panics_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
