@@ -144,7 +144,7 @@ grep -q 'training on the CPU because' <<<"$out" || fail "static: --backend auto 
 rc=0
 out=$(run localhost/mnist:static "${train_args[@]}" --limit 600 --backend cuda 2>&1) || rc=$?
 [ "$rc" = 2 ] || fail "static: --backend cuda exited $rc, not 2: $out"
-grep -q 'no usable CUDA GPU' <<<"$out" || fail "static: --backend cuda did not say why: $out"
+grep -q 'no usable CUDA GPU: static build' <<<"$out" || fail "static: --backend cuda did not say it is a static build: $out"
 ! grep -q 'panicked' <<<"$out" || fail "static: --backend cuda panicked: $out"
 ok "static: --backend cuda exits 2: $(tail -n 1 <<<"$out")"
 

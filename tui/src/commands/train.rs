@@ -14,7 +14,7 @@ use mnist_core::{Backend, Config, CpuBackend, Error};
 use mnist_cuda::CudaBackend;
 use serde_json::json;
 
-use crate::atomic::{remove_abandoned_temps, write_atomic};
+use crate::atomic::{check_writable, remove_abandoned_temps, write_atomic};
 use crate::backend_choice::{self, Chosen};
 use crate::checkpoint_policy::CheckpointPolicy;
 use crate::checkpoints;
@@ -41,6 +41,9 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
     }
     std::fs::create_dir_all(&args.out_dir).map_err(|e| {
         Failure::new(crate::EXIT_BAD_INPUT, format!("cannot create --out-dir {}: {e}", args.out_dir.display()))
+    })?;
+    check_writable(&args.out_dir).map_err(|e| {
+        Failure::new(crate::EXIT_BAD_INPUT, format!("cannot write into --out-dir {}: {e}", args.out_dir.display()))
     })?;
     let outputs = output_names(&args);
     remove_abandoned_temps(&args.out_dir, &outputs.each());
