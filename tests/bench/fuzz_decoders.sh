@@ -10,6 +10,7 @@ cases="${1:-100000}"
 export MNIST_PROPTEST_CASES="$cases" CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 # Compile first, so the times below are the tests alone.
 cargo test -q --release -p mnist-tests --test codecs_prop --no-run
+cargo test -q --release -p mnist-tests --test onnx_prop --no-run
 cargo test -q --release -p mnist-core --lib --no-run
 
 status=0
@@ -35,4 +36,5 @@ fuzz npz/zip      -p mnist-tests --test codecs_prop npz_
 fuzz idx/gzip     -p mnist-tests --test codecs_prop idx_
 fuzz mxnet        -p mnist-tests --test codecs_prop mxnet_
 fuzz mxnet-tiny   -p mnist-core --lib codec::mxnet::tests
+fuzz onnx         -p mnist-tests --test onnx_prop onnx_
 exit $status

@@ -30,6 +30,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Checks that files can be created in `dir` now (a read-only mount, a folder of someone
+/// else's), so a long run fails at its start rather than at its end: writes and removes an
+/// empty temp file named as `write_atomic`'s are.
+pub fn check_writable(dir: &Path) -> io::Result<()> {
+    let probe = dir.join(format!("{}{}", temp_prefix("write-check"), std::process::id()));
+    File::create(&probe)?;
+    fs::remove_file(&probe)
+}
+
 /// A temp file is named `.NAME.tmp-PID`, PID being its writer's.
 fn temp_prefix(name: &str) -> String {
     format!(".{name}.tmp-")

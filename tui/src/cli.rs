@@ -37,8 +37,8 @@ pub enum Command {
     /// accuracy, write the model.
     #[command(after_help = EXIT_CODES)]
     Train(TrainArgs),
-    /// Predict digits with an MXNet checkpoint (ours, keras-mxnet's or Gluon's): classify
-    /// image files, or measure accuracy on a Keras-style .npz.
+    /// Predict digits with an MXNet checkpoint (ours, keras-mxnet's or Gluon's) or an ONNX file
+    /// of the same architecture: classify image files, or measure accuracy on a Keras-style .npz.
     #[command(after_help = PREDICT_HELP)]
     Predict(PredictArgs),
     /// Time training steps and print samples/s and the time of one epoch.
@@ -47,6 +47,10 @@ pub enum Command {
     /// /ping, management on 8081), KServe v2 (/v2/...) and Prometheus metrics (8082).
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
+    /// Write a model (an MXNet checkpoint or an .onnx file) as a standard ONNX file for ONNX
+    /// Runtime, Triton or KServe.
+    #[command(after_help = EXPORT_HELP)]
+    Export(ExportArgs),
     /// The interactive terminal app: train and watch the curves, draw a digit and see the
     /// prediction, browse the test set (what `mnist` alone opens on a terminal).
     Tui(TuiArgs),
@@ -91,8 +95,26 @@ impl PrecisionChoice {
 pub enum ExportDtype {
     /// float32, as Keras exported.
     F32,
-    /// float16: half the size; MXNet loads it as is.
+    /// float16: half the size; MXNet loads it as is, ONNX casts it to float32 in the graph.
     F16,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModelFormat {
+    /// PREFIX-symbol.json and PREFIX-0000.params, as the sample wrote.
+    Mxnet,
+    /// PREFIX.onnx (NHWC input, as `mnist export` writes by default).
+    Onnx,
+    /// Both.
+    Both,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InputLayoutChoice {
+    /// (N, H, W, C), e.g. (N, 28, 28, 1): as Keras and the sample's MXNet model take images.
+    Nhwc,
+    /// (N, C, H, W), e.g. (N, 1, 28, 28): as PyTorch models take them.
+    Nchw,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -161,6 +183,10 @@ pub struct TrainArgs {
     /// Precision of the exported parameters.
     #[arg(long, value_enum, default_value_t = ExportDtype::F32)]
     pub dtype: ExportDtype,
+    /// Which model files to write: MXNet (PREFIX-symbol.json, PREFIX-0000.params), ONNX
+    /// (PREFIX.onnx) or both.
+    #[arg(long, value_enum, default_value_t = ModelFormat::Mxnet)]
+    pub format: ModelFormat,
     /// Save the whole training state here after every epoch and every --checkpoint-interval,
     /// and resume from the newest valid checkpoint found here on start.
     #[arg(long, value_name = "DIR")]
@@ -231,6 +257,7 @@ Examples:
   mnist predict --model out/mnist_cnn 7.png 9.jpg
   mnist predict --model out/mnist_cnn --mnist-style --top 3 photo-of-a-digit.jpg
   mnist predict --model out/mnist_cnn --npz mnist.npz
+  mnist predict --model mnist_cnn.onnx 7.png
 
 Images are turned into greyscale (BT.601 luma), resized to the model's input (28x28) with a
 triangle (bilinear, area-averaging when shrinking) filter and scaled to [0, 1], like the
@@ -242,6 +269,39 @@ Exit codes:
   2    a bad model, image or npz file, or bad arguments
   70   internal error (a bug: please report it)";
 
+pub const EXPORT_HELP: &str = "\
+Examples:
+  mnist export --model out/mnist_cnn --to mnist_cnn.onnx
+  mnist export --model out/mnist_cnn --to mnist_cnn_nchw.onnx --dtype f16 --input-layout nchw
+
+The file holds the standard graph (Conv, Relu, MaxPool, Flatten, Gemm, Softmax; opset 17) with
+a dynamic batch: input /conv2d_1_input1, float32 images in [0, 1]; output softmax1_output, the
+10 class probabilities.
+
+Exit codes:
+  0    success
+  2    a bad or missing model, or bad arguments
+  70   internal error (a bug: please report it)";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// The model to convert: an MXNet checkpoint's prefix or an .onnx file.
+    #[arg(long, value_name = "PREFIX|FILE.onnx")]
+    pub model: String,
+    /// Which PREFIX-NNNN.params to read.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub epoch: u32,
+    /// The ONNX file to write (its name ends in .onnx); replaced atomically.
+    #[arg(long, value_name = "FILE.onnx")]
+    pub to: PathBuf,
+    /// Precision of the stored weights.
+    #[arg(long, value_enum, default_value_t = ExportDtype::F32)]
+    pub dtype: ExportDtype,
+    /// The order of the input's axes.
+    #[arg(long, value_enum, default_value_t = InputLayoutChoice::Nhwc)]
+    pub input_layout: InputLayoutChoice,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum NpzSplit {
     /// x_test and y_test.
@@ -252,8 +312,9 @@ pub enum NpzSplit {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PredictArgs {
-    /// The checkpoint's prefix: PREFIX-symbol.json and PREFIX-0000.params are read.
-    #[arg(long, value_name = "PREFIX")]
+    /// The model: an MXNet checkpoint's prefix (PREFIX-symbol.json and PREFIX-0000.params are
+    /// read) or an ONNX file (a path ending in .onnx).
+    #[arg(long, value_name = "PREFIX|FILE.onnx")]
     pub model: String,
     /// Which PREFIX-NNNN.params to read.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -306,9 +367,9 @@ pub struct TuiArgs {
     pub threads: usize,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Start with this MXNet checkpoint (PREFIX-symbol.json, PREFIX-0000.params) instead of
-    /// the model shipped inside the binary.
-    #[arg(long, value_name = "PREFIX")]
+    /// Start with this MXNet checkpoint (PREFIX-symbol.json, PREFIX-0000.params) or ONNX file
+    /// (FILE.onnx) instead of the model shipped inside the binary.
+    #[arg(long, value_name = "PREFIX|FILE.onnx")]
     pub model: Option<String>,
     /// The folder the save prompt suggests for models.
     #[arg(long, value_name = "DIR", default_value = ".")]

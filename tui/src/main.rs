@@ -1,6 +1,6 @@
 //! The `mnist` binary: `mnist train` (headless, for pods and scripts), `predict`, `bench`,
-//! `serve` (the model over HTTP) and the interactive app (`mnist tui`, or `mnist` alone on a
-//! terminal).
+//! `export`, `serve` (the model over HTTP) and the interactive app (`mnist tui`, or `mnist`
+//! alone on a terminal).
 //! Errors become one clear sentence on stderr and a documented exit code; on exit a one-line
 //! summary goes to /dev/termination-log when it is writable (Kubernetes' convention).
 
@@ -93,6 +93,7 @@ fn main() {
         Some(cli::Command::Bench(args)) => commands::bench::run(args),
         // The server handles SIGTERM and SIGINT itself (drain, then exit 0).
         Some(cli::Command::Serve(args)) => commands::serve::run(args),
+        Some(cli::Command::Export(args)) => commands::export::run(args),
         Some(cli::Command::Tui(args)) => app::run(args, &Signals::install()),
         // On a terminal `mnist` alone opens the app; in scripts and pods it only prints help.
         None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => {

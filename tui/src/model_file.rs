@@ -1,9 +1,11 @@
-//! Reading a model a user points at: an MXNet checkpoint by its prefix (PREFIX-symbol.json and
-//! PREFIX-NNNN.params: ours, keras-mxnet's or Gluon's), imported into our layout. Shared by
-//! `mnist predict`, `mnist serve` and the app; and the model shipped inside the binary.
-//! Leaves out the codec itself (core).
+//! Reading a model a user points at: an ONNX file (a path ending in .onnx: ours, PyTorch's,
+//! tf2onnx's, ... of the mnist_cnn family) or an MXNet checkpoint by its prefix
+//! (PREFIX-symbol.json and PREFIX-NNNN.params: ours, keras-mxnet's or Gluon's), imported into
+//! our layout; and the model shipped inside the binary. Shared by `mnist predict`, `export`,
+//! `serve` and the app. Leaves out the codecs (core).
 
-use mnist_core::codec::mxnet;
+use mnist_core::codec::{mxnet, onnx};
+use mnist_core::Config;
 
 use crate::{Failure, EXIT_BAD_INPUT};
 
@@ -20,26 +22,86 @@ pub const SHIPPED_PARAMS: &[u8] = include_bytes!("../../fixtures/model/mnist_cnn
 pub const SHIPPED_ORIGIN: &str = "shipped (f16, fixtures/model)";
 
 /// The model shipped inside the binary, imported into our layout.
-pub fn shipped() -> Result<mxnet::Imported, Failure> {
-    mxnet::import(SHIPPED_SYMBOL, SHIPPED_PARAMS)
-        .map_err(|e| Failure::new(crate::EXIT_INTERNAL, format!("the shipped model is unreadable: {e}")))
+pub fn shipped() -> Result<Loaded, Failure> {
+    let imported = mxnet::import(SHIPPED_SYMBOL, SHIPPED_PARAMS)
+        .map_err(|e| Failure::new(crate::EXIT_INTERNAL, format!("the shipped model is unreadable: {e}")))?;
+    Ok(Loaded { config: imported.config, params: imported.params, description: SHIPPED_ORIGIN.into() })
 }
 
-/// PREFIX-symbol.json and PREFIX-NNNN.params, imported into our layout.
-pub fn load(prefix: &str, epoch: u32) -> Result<mxnet::Imported, Failure> {
-    let read = |name: String| {
-        std::fs::read(&name).map_err(|e| {
-            let hint = match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    " (--model takes the prefix of the checkpoint's files, e.g. out/mnist_cnn)"
-                }
-                _ => "",
-            };
-            bad(format!("cannot read model file {name}: {e}{hint}"))
-        })
+/// A model read into our layout.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// Flat buffer in `config.layout()` order.
+    pub params: Vec<f32>,
+    /// What was read, for messages: "ONNX file m.onnx (pytorch 2.5.0, f32 weights)".
+    pub description: String,
+}
+
+/// Whether `model` names an ONNX file rather than an MXNet checkpoint's prefix.
+pub fn is_onnx(model: &str) -> bool {
+    model.to_ascii_lowercase().ends_with(".onnx")
+}
+
+/// An ONNX file when `model` ends in .onnx, else the MXNet checkpoint PREFIX-symbol.json and
+/// PREFIX-NNNN.params (`epoch`, which an ONNX file does not have: it must be 0 then).
+pub fn load(model: &str, epoch: u32) -> Result<Loaded, Failure> {
+    if is_onnx(model) {
+        if epoch != 0 {
+            return Err(bad(format!("--epoch chooses an MXNet checkpoint's params file; {model} is an ONNX file")));
+        }
+        return load_onnx(model);
+    }
+    let (symbol_name, params_name) = (mxnet::symbol_file_name(model), mxnet::params_file_name(model, epoch));
+    let (symbol, params) = (read(&symbol_name)?, read(&params_name)?);
+    let imported = mxnet::import(&symbol, &params)
+        .map_err(|e| bad(format!("cannot load the model from {symbol_name} and {params_name}: {e}")))?;
+    let flavour = match imported.flavour {
+        mxnet::Flavour::Ours => "ours",
+        mxnet::Flavour::KerasMxnet => "keras-mxnet",
+        mxnet::Flavour::Gluon => "Gluon",
     };
-    let (symbol_name, params_name) = (mxnet::symbol_file_name(prefix), mxnet::params_file_name(prefix, epoch));
-    let (symbol, params) = (read(symbol_name.clone())?, read(params_name.clone())?);
-    mxnet::import(&symbol, &params)
-        .map_err(|e| bad(format!("cannot load the model from {symbol_name} and {params_name}: {e}")))
+    let dtype = format!("{:?}", imported.dtype).to_lowercase();
+    Ok(Loaded {
+        config: imported.config,
+        params: imported.params,
+        description: format!("MXNet checkpoint {model} ({flavour}, {dtype} weights)"),
+    })
+}
+
+fn load_onnx(path: &str) -> Result<Loaded, Failure> {
+    // Refused before reading it all: a model of this family is at most MAX_MODEL_BYTES.
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.len() > onnx::MAX_MODEL_BYTES as u64 {
+            return Err(bad(format!(
+                "cannot load the model from {path}: {} bytes is more than any model of this architecture needs ({})",
+                meta.len(),
+                onnx::MAX_MODEL_BYTES
+            )));
+        }
+    }
+    let bytes = read(path)?;
+    let imported = onnx::import(&bytes).map_err(|e| bad(format!("cannot load the model from {path}: {e}")))?;
+    let producer = if imported.producer.is_empty() { String::from("unknown producer") } else { imported.producer };
+    let dtype = match imported.dtype {
+        onnx::Dtype::F32 => "f32",
+        onnx::Dtype::F16 => "f16",
+    };
+    Ok(Loaded {
+        config: imported.config,
+        params: imported.params,
+        description: format!("ONNX file {path} ({producer}, {dtype} weights)"),
+    })
+}
+
+fn read(name: &str) -> Result<Vec<u8>, Failure> {
+    std::fs::read(name).map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                " (--model takes an .onnx file or the prefix of an MXNet checkpoint's files, e.g. out/mnist_cnn)"
+            }
+            _ => "",
+        };
+        bad(format!("cannot read model file {name}: {e}{hint}"))
+    })
 }

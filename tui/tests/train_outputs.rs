@@ -35,18 +35,18 @@ fn names(dir: &Path) -> Vec<String> {
     names
 }
 
-/// A tmpfs of `size` mounted on `dir` for the life of the value (root only).
+/// A tmpfs with mount `options` (e.g. `size=1m`, `ro`) on `dir` for the life of the value (root only).
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+    fn mount(dir: &Path, options: &str) -> Result<Tmpfs, String> {
         let uid = Command::new("id").arg("-u").output().map_err(|e| format!("cannot run id: {e}"))?;
         if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
             return Err("not running as root".into());
         }
         std::fs::create_dir_all(dir).unwrap();
         let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", dir.to_str().unwrap()])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs", dir.to_str().unwrap()])
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
         if !mounted.status.success() {
@@ -69,7 +69,7 @@ fn an_out_dir_on_a_full_filesystem_exits_2_and_leaves_no_partial_model() {
     std::fs::write(&data, synthetic_npz(128, 32)).unwrap();
     let out = dir.join("out");
     // The f32 model is 4.8 MB: it cannot fit in 1 MiB.
-    let tmpfs = match Tmpfs::mount(&out, "1m") {
+    let tmpfs = match Tmpfs::mount(&out, "size=1m") {
         Ok(t) => t,
         Err(why) => {
             eprintln!("SKIPPED an_out_dir_on_a_full_filesystem_exits_2_and_leaves_no_partial_model: {why}");
@@ -85,6 +85,30 @@ fn an_out_dir_on_a_full_filesystem_exits_2_and_leaves_no_partial_model() {
     // No model file at all: half a model (a symbol file without its parameters) looks like one.
     let left = names(&out);
     assert!(!left.iter().any(|n| n.contains("mnist_cnn") || n.contains("tmp")), "{left:?}");
+    drop(tmpfs);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_out_dir_that_cannot_be_written_exits_2_before_training() {
+    let dir = temp_dir("read-only");
+    let data = dir.join("small.npz");
+    std::fs::write(&data, synthetic_npz(128, 32)).unwrap();
+    let out = dir.join("out");
+    let tmpfs = match Tmpfs::mount(&out, "ro") {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!("SKIPPED an_out_dir_that_cannot_be_written_exits_2_before_training: {why}");
+            return;
+        }
+    };
+    let output = run(train(&data, &out, "1"));
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("cannot write into --out-dir {}", out.display())), "{stderr}");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+    // Refused at the start: no epoch was trained.
+    assert!(!stdout.contains("Epoch 1/1"), "{stdout}");
     drop(tmpfs);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -9,6 +9,7 @@ pub mod mnist;
 pub mod mxnet;
 pub mod npy;
 pub mod npz;
+pub mod onnx;
 pub mod zip;
 
 use alloc::format;

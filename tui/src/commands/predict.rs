@@ -1,6 +1,7 @@
-//! `mnist predict`: loads an MXNet checkpoint and classifies image files, one line (or JSON
-//! object) each, or measures accuracy and loss on a Keras-style .npz in batches.
-//! Leaves out image decoding and preprocessing (preprocess.rs) and the checkpoint codec (core).
+//! `mnist predict`: loads a model (an MXNet checkpoint or an ONNX file, see model_file.rs) and
+//! classifies image files, one line (or JSON object) each, or measures accuracy and loss on a
+//! Keras-style .npz in batches. Leaves out image decoding and preprocessing (preprocess.rs) and
+//! the model codecs (core).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -8,17 +8,18 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mnist_core::codec::mxnet;
+use mnist_core::codec::{mxnet, onnx};
 use mnist_core::train::{Outcome, TrainConfig, Trainer, TrainerState};
 use mnist_core::{Backend, Config, CpuBackend, Error};
 use mnist_cuda::CudaBackend;
 use serde_json::json;
 
-use crate::atomic::{remove_abandoned_temps, write_atomic};
+use crate::atomic::{check_writable, remove_abandoned_temps, write_atomic};
 use crate::backend_choice::{self, Chosen};
 use crate::checkpoint_policy::CheckpointPolicy;
 use crate::checkpoints;
-use crate::cli::{ExportDtype, TrainArgs};
+use crate::cli::{ExportDtype, ModelFormat, TrainArgs};
+use crate::commands::export;
 use crate::datasource;
 use crate::failure::core_failure;
 use crate::report::{EpochRecord, Reporter, Style};
@@ -48,6 +49,9 @@ pub fn run(args: TrainArgs, signals: &crate::Signals) -> Result<String, Failure>
     };
     std::fs::create_dir_all(&args.out_dir).map_err(|e| {
         Failure::new(crate::EXIT_BAD_INPUT, format!("cannot create --out-dir {}: {e}", args.out_dir.display()))
+    })?;
+    check_writable(&args.out_dir).map_err(|e| {
+        Failure::new(crate::EXIT_BAD_INPUT, format!("cannot write into --out-dir {}: {e}", args.out_dir.display()))
     })?;
     let outputs = output_names(&args);
     remove_abandoned_temps(&args.out_dir, &outputs.each());
@@ -249,14 +253,15 @@ fn train_on<B: BackendInfo>(
 struct OutputNames {
     symbol: String,
     params: String,
+    onnx: String,
 }
 
 impl OutputNames {
     const HISTORY: &'static str = "history.csv";
     const PLOT: &'static str = "training.svg";
 
-    fn each(&self) -> [&str; 4] {
-        [&self.params, &self.symbol, Self::HISTORY, Self::PLOT]
+    fn each(&self) -> [&str; 5] {
+        [&self.params, &self.symbol, &self.onnx, Self::HISTORY, Self::PLOT]
     }
 }
 
@@ -264,6 +269,7 @@ fn output_names(args: &TrainArgs) -> OutputNames {
     OutputNames {
         symbol: mxnet::symbol_file_name(&args.model_prefix),
         params: mxnet::params_file_name(&args.model_prefix, 0),
+        onnx: format!("{}.onnx", args.model_prefix),
     }
 }
 
@@ -281,13 +287,22 @@ fn write_outputs<B: Backend>(
         ExportDtype::F16 => mxnet::Dtype::F16,
     };
     let params = trainer.network.params().map_err(|e| core_failure("cannot read the parameters", e))?;
-    let model =
-        mxnet::export(&Config::default(), &params, dtype).map_err(|e| core_failure("cannot export the model", e))?;
-    write_output(&args.out_dir, &names.params, &model.params)?;
-    write_output(&args.out_dir, &names.symbol, model.symbol.as_bytes())?;
+    // --format: the MXNet files and/or PREFIX.onnx.
+    let mut written = Vec::new();
+    if args.format != ModelFormat::Onnx {
+        let model = mxnet::export(&Config::default(), &params, dtype)
+            .map_err(|e| core_failure("cannot export the model", e))?;
+        write_output(&args.out_dir, &names.params, &model.params)?;
+        write_output(&args.out_dir, &names.symbol, model.symbol.as_bytes())?;
+        written.push(format!("{} and {} in {}", names.symbol, names.params, args.out_dir.display()));
+    }
+    if args.format != ModelFormat::Mxnet {
+        let path = args.out_dir.join(&names.onnx);
+        written.push(export::write_onnx(&path, &Config::default(), &params, args.dtype, onnx::InputLayout::Nhwc)?);
+    }
     write_output(&args.out_dir, OutputNames::HISTORY, history_csv(records).as_bytes())?;
     write_output(&args.out_dir, OutputNames::PLOT, crate::plot::training_svg(records).as_bytes())?;
-    Ok(format!("{} and {} in {}", names.symbol, names.params, args.out_dir.display()))
+    Ok(written.join("; "))
 }
 
 fn write_output(out_dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Failure> {
