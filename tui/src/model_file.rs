@@ -9,8 +9,27 @@ use mnist_core::Config;
 
 use crate::{Failure, EXIT_BAD_INPUT};
 
-fn bad(message: String) -> Failure {
-    Failure::new(EXIT_BAD_INPUT, message)
+/// Why a model could not be read. `missing`: a file is not there (`mnist serve` answers 404, the
+/// command line adds a hint on what --model takes); otherwise it is not a model we can run.
+#[derive(Debug)]
+pub struct ModelError {
+    pub missing: bool,
+    pub message: String,
+}
+
+fn bad(message: String) -> ModelError {
+    ModelError { missing: false, message }
+}
+
+impl From<ModelError> for Failure {
+    fn from(e: ModelError) -> Failure {
+        let hint = if e.missing {
+            " (--model takes an .onnx file or the prefix of an MXNet checkpoint's files, e.g. out/mnist_cnn)"
+        } else {
+            ""
+        };
+        Failure::new(EXIT_BAD_INPUT, format!("{}{hint}", e.message))
+    }
 }
 
 /// A model trained by this project (see fixtures/model/README.md), so the app's draw view and
@@ -45,7 +64,7 @@ pub fn is_onnx(model: &str) -> bool {
 
 /// An ONNX file when `model` ends in .onnx, else the MXNet checkpoint PREFIX-symbol.json and
 /// PREFIX-NNNN.params (`epoch`, which an ONNX file does not have: it must be 0 then).
-pub fn load(model: &str, epoch: u32) -> Result<Loaded, Failure> {
+pub fn load(model: &str, epoch: u32) -> Result<Loaded, ModelError> {
     if is_onnx(model) {
         if epoch != 0 {
             return Err(bad(format!("--epoch chooses an MXNet checkpoint's params file; {model} is an ONNX file")));
@@ -69,7 +88,7 @@ pub fn load(model: &str, epoch: u32) -> Result<Loaded, Failure> {
     })
 }
 
-fn load_onnx(path: &str) -> Result<Loaded, Failure> {
+fn load_onnx(path: &str) -> Result<Loaded, ModelError> {
     // Refused before reading it all: a model of this family is at most MAX_MODEL_BYTES.
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.len() > onnx::MAX_MODEL_BYTES as u64 {
@@ -94,14 +113,9 @@ fn load_onnx(path: &str) -> Result<Loaded, Failure> {
     })
 }
 
-fn read(name: &str) -> Result<Vec<u8>, Failure> {
-    std::fs::read(name).map_err(|e| {
-        let hint = match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                " (--model takes an .onnx file or the prefix of an MXNet checkpoint's files, e.g. out/mnist_cnn)"
-            }
-            _ => "",
-        };
-        bad(format!("cannot read model file {name}: {e}{hint}"))
+fn read(name: &str) -> Result<Vec<u8>, ModelError> {
+    std::fs::read(name).map_err(|e| ModelError {
+        missing: e.kind() == std::io::ErrorKind::NotFound,
+        message: format!("cannot read model file {name}: {e}"),
     })
 }

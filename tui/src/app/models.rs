@@ -33,19 +33,8 @@ pub fn shipped() -> Result<Model, String> {
 
 /// Reads PREFIX-symbol.json and PREFIX-0000.params (ours, keras-mxnet's or Gluon's).
 pub fn load(prefix: &str) -> Result<Model, String> {
-    let imported = crate::model_file::load(prefix, 0).map_err(|f| without_flag_hints(&f.message))?;
+    let imported = crate::model_file::load(prefix, 0).map_err(|e| e.message)?;
     Ok(Model { config: imported.config, params: Arc::new(imported.params), origin: format!("loaded from {prefix}") })
-}
-
-/// The command line's error without its hints about flags, e.g. " (--model takes the prefix ...)":
-/// the app has no flags to type.
-fn without_flag_hints(message: &str) -> String {
-    let mut out = message.to_string();
-    while let Some(start) = out.find(" (--") {
-        let end = out[start..].find(')').map_or(out.len(), |i| start + i + 1);
-        out.replace_range(start..end, "");
-    }
-    out
 }
 
 /// Writes PREFIX-symbol.json and PREFIX-0000.params (f32), each atomically, creating the

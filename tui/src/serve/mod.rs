@@ -175,10 +175,9 @@ impl Server {
         if self.model(&name).is_ok() {
             return Err(Rejection::new(StatusCode::CONFLICT, format!("Model {name} is already registered.")));
         }
-        let imported = crate::model_file::load(&prefix, request.epoch).map_err(|f| {
-            let status =
-                if f.message.contains("No such file") { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
-            Rejection::new(status, f.message)
+        let imported = crate::model_file::load(&prefix, request.epoch).map_err(|e| {
+            let status = if e.missing { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
+            Rejection::new(status, e.message)
         })?;
         self.start(name, prefix, imported.config, imported.params, &request, at_startup)
     }
