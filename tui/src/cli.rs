@@ -429,8 +429,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Milliseconds a worker waits for a batch to fill (MMS's max_batch_delay); 0 takes what is
-    /// waiting at once, which adds no latency when the server is idle.
-    #[arg(long, value_name = "MS", default_value_t = 0)]
+    /// waiting at once, which adds no latency when the server is idle. At most 10000, as for
+    /// `POST /models`.
+    #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub max_batch_delay: u64,
     /// Most requests in progress at once; more get 503 with Retry-After (MMS's job_queue_size).
     #[arg(long, default_value_t = 100)]

@@ -388,6 +388,7 @@ fn bad_arguments_and_models_exit_2_with_a_reason() {
         (&["--batch-size", "0"][..], "--batch-size must be at least 1"),
         (&["--timeout", "0"][..], "--timeout must be more than 0"),
         (&["--model-name", "a/b"][..], "model name \"a/b\""),
+        (&["--max-batch-delay", "10001"][..], "10001 is not in 0..=10000"),
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
