@@ -5,6 +5,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -17,7 +18,7 @@ use super::proto::{
     attribute_proto::AttributeType, tensor_proto::DataLocation, tensor_proto::DataType, tensor_shape_proto, type_proto,
     AttributeProto, ModelProto, NodeProto, TensorProto,
 };
-use super::{Dtype, Imported, InputLayout, MAX_MODEL_BYTES};
+use super::{budget, Dtype, Imported, InputLayout, MAX_DECODED_SLACK, MAX_MODEL_BYTES};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -36,6 +37,18 @@ pub fn import(bytes: &[u8]) -> Result<Imported> {
             limit: MAX_MODEL_BYTES as u64,
         });
     }
+    // Bound what prost will allocate before it allocates it: small entries cost more decoded.
+    let decoded = budget::decoded_size(bytes).map_err(|_| {
+        Error::malformed("ONNX model", "not a valid protobuf message (truncated, or a field that does not parse)")
+    })?;
+    let decoded_limit = 2 * bytes.len() as u64 + MAX_DECODED_SLACK;
+    if decoded > decoded_limit {
+        return Err(Error::TooLarge {
+            what: String::from("ONNX model's decoded size (its protobuf entries, before any weight is read)"),
+            size: decoded,
+            limit: decoded_limit,
+        });
+    }
     let model = ModelProto::decode(bytes).map_err(|e| Error::malformed("ONNX model", e.to_string()))?;
     let graph = model
         .graph
@@ -43,7 +56,14 @@ pub fn import(bytes: &[u8]) -> Result<Imported> {
         .ok_or_else(|| Error::Missing { what: String::from("ONNX model"), name: String::from("graph") })?;
     let opset = default_opset(&model)?;
 
-    let mut walk = Walk { opset, values: BTreeMap::new(), current: None, stage: 0, found: Found::default() };
+    let mut walk = Walk {
+        opset,
+        values: BTreeMap::new(),
+        current: None,
+        stage: 0,
+        found: Found::default(),
+        fold_budget: 2 * bytes.len() as u64 + MAX_DECODED_SLACK,
+    };
     for tensor in &graph.initializer {
         let name = tensor.name.clone().unwrap_or_default();
         let value = read_tensor(tensor, &name)?;
@@ -78,6 +98,7 @@ fn default_opset(model: &ModelProto) -> Result<i64> {
 }
 
 /// A constant: an initializer, a Constant node, or one of those through Cast/Transpose/Identity.
+/// Cloning shares the values: a chain of Identity nodes over one weight costs nothing.
 #[derive(Debug, Clone)]
 struct Tensor {
     dims: Vec<usize>,
@@ -88,14 +109,30 @@ struct Tensor {
 
 #[derive(Debug, Clone)]
 enum Data {
-    F32(Vec<f32>),
-    I64(Vec<i64>),
+    F32(Rc<Vec<f32>>),
+    I64(Rc<Vec<i64>>),
+}
+
+impl Data {
+    fn bytes(&self) -> u64 {
+        match self {
+            Data::F32(v) => 4 * v.len() as u64,
+            Data::I64(v) => 8 * v.len() as u64,
+        }
+    }
+    fn same_values(&self, other: &Data) -> bool {
+        match (self, other) {
+            (Data::F32(a), Data::F32(b)) => Rc::ptr_eq(a, b),
+            (Data::I64(a), Data::I64(b)) => Rc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 impl Tensor {
     fn floats(&self) -> Option<&[f32]> {
         match &self.data {
-            Data::F32(v) => Some(v),
+            Data::F32(v) => Some(v.as_slice()),
             Data::I64(_) => None,
         }
     }
@@ -328,6 +365,9 @@ struct Walk {
     /// Index into STEPS of the next layer expected.
     stage: usize,
     found: Found,
+    /// Bytes that folding constants (Cast, Transpose, Constant nodes) may still make, so a chain
+    /// of thousands of Transposes over one weight is refused instead of filling memory.
+    fold_budget: u64,
 }
 
 impl Walk {
@@ -360,7 +400,11 @@ impl Walk {
             return Err(n.malformed(format!("output {output:?} is already defined")));
         }
         let value = match chain_input {
-            None => Value::Const(self.fold(n)?),
+            None => {
+                let folded = self.fold(n)?;
+                self.charge(n, &folded)?;
+                Value::Const(folded)
+            }
             Some(position) => {
                 if position != 0 && n.op() != "Add" {
                     return Err(n.unsupported("the image flows into a weight input"));
@@ -403,6 +447,22 @@ impl Walk {
         Ok(Some((dims, values)))
     }
 
+    /// Counts a folded constant against the budget, unless it shares its input's values.
+    fn charge(&mut self, n: &NodeRef<'_>, folded: &Tensor) -> Result<()> {
+        let shared = n.node.input.first().and_then(|name| match self.values.get(name) {
+            Some(Value::Const(input)) => Some(input.data.same_values(&folded.data)),
+            _ => None,
+        });
+        if shared == Some(true) {
+            return Ok(());
+        }
+        let bytes = folded.data.bytes();
+        self.fold_budget = self.fold_budget.checked_sub(bytes).ok_or_else(|| {
+            n.unsupported("folding the graph's constants would take more memory than twice the file; too many copies")
+        })?;
+        Ok(())
+    }
+
     /// A node without the chain among its inputs: Constant, or Cast/Identity/Transpose of constants.
     fn fold(&mut self, n: &NodeRef<'_>) -> Result<Tensor> {
         match n.op() {
@@ -413,19 +473,21 @@ impl Walk {
                 let name = a.name.as_deref().unwrap_or("");
                 match (name, &a.t) {
                     ("value", Some(t)) => read_tensor(t, &format!("{n}")),
-                    ("value_float", _) => {
-                        Ok(Tensor { dims: vec![], data: Data::F32(vec![n.float(name, 0.0)?]), stored: Dtype::F32 })
-                    }
+                    ("value_float", _) => Ok(Tensor {
+                        dims: vec![],
+                        data: Data::F32(Rc::new(vec![n.float(name, 0.0)?])),
+                        stored: Dtype::F32,
+                    }),
                     ("value_floats", _) => {
                         let v = n.attribute(name, AttributeType::Floats)?.map(|a| a.floats.clone()).unwrap_or_default();
-                        Ok(Tensor { dims: vec![v.len()], data: Data::F32(v), stored: Dtype::F32 })
+                        Ok(Tensor { dims: vec![v.len()], data: Data::F32(Rc::new(v)), stored: Dtype::F32 })
                     }
                     ("value_int", _) => {
-                        Ok(Tensor { dims: vec![], data: Data::I64(vec![n.int(name, 0)?]), stored: Dtype::F32 })
+                        Ok(Tensor { dims: vec![], data: Data::I64(Rc::new(vec![n.int(name, 0)?])), stored: Dtype::F32 })
                     }
                     ("value_ints", _) => {
                         let v = n.ints(name)?.unwrap_or(&[]).to_vec();
-                        Ok(Tensor { dims: vec![v.len()], data: Data::I64(v), stored: Dtype::F32 })
+                        Ok(Tensor { dims: vec![v.len()], data: Data::I64(Rc::new(v)), stored: Dtype::F32 })
                     }
                     _ => Err(n.unsupported(format!("a Constant given by {name:?}"))),
                 }
@@ -439,7 +501,7 @@ impl Walk {
                     (Data::F32(_), Some(DataType::Float)) | (Data::I64(_), Some(DataType::Int64)) => Ok(t.clone()),
                     (Data::F32(v), Some(DataType::Float16)) => Ok(Tensor {
                         dims: t.dims.clone(),
-                        data: Data::F32(v.iter().map(|&x| f32::from(half::f16::from_f32(x))).collect()),
+                        data: Data::F32(Rc::new(v.iter().map(|&x| f32::from(half::f16::from_f32(x))).collect())),
                         stored: Dtype::F16,
                     }),
                     _ => Err(n.unsupported(format!("a Cast of constant {:?} to type {to}", n.node.input[0]))),
@@ -668,9 +730,12 @@ impl Walk {
                 [-1, f] if *f == features || *f == -1 => {}
                 [0, f] if !allow_zero && (*f == features || *f == -1) => {}
                 _ => {
+                    // A hostile shape may hold millions of entries: name only short ones.
+                    let to =
+                        if shape.len() <= 8 { format!("{shape:?}") } else { format!("{} dimensions", shape.len()) };
                     return Err(n.unsupported(format!(
-                        "a Reshape to {shape:?}; flattening (N, {hp}, {wp}, {c2}) keeps the batch: (-1, {features})"
-                    )))
+                        "a Reshape to {to}; flattening (N, {hp}, {wp}, {c2}) keeps the batch: (-1, {features})"
+                    )));
                 }
             }
         }
@@ -868,8 +933,8 @@ fn transpose_tensor(t: &Tensor, perm: &[usize]) -> Tensor {
         at
     };
     let data = match &t.data {
-        Data::F32(v) => Data::F32((0..count).map(|i| v[source_index(i)]).collect()),
-        Data::I64(v) => Data::I64((0..count).map(|i| v[source_index(i)]).collect()),
+        Data::F32(v) => Data::F32(Rc::new((0..count).map(|i| v[source_index(i)]).collect())),
+        Data::I64(v) => Data::I64(Rc::new((0..count).map(|i| v[source_index(i)]).collect())),
     };
     Tensor { dims, data, stored: t.stored }
 }
@@ -929,7 +994,7 @@ fn read_tensor(t: &TensorProto, name: &str) -> Result<Tensor> {
                     t.float_data.clone()
                 }
             };
-            (Data::F32(v), Dtype::F32)
+            (Data::F32(Rc::new(v)), Dtype::F32)
         }
         Some(DataType::Float16) => {
             typed_and_raw(t.int32_data.len())?;
@@ -950,7 +1015,7 @@ fn read_tensor(t: &TensorProto, name: &str) -> Result<Tensor> {
                     v
                 }
             };
-            (Data::F32(v), Dtype::F16)
+            (Data::F32(Rc::new(v)), Dtype::F16)
         }
         Some(DataType::Int64) => {
             typed_and_raw(t.int64_data.len())?;
@@ -964,7 +1029,7 @@ fn read_tensor(t: &TensorProto, name: &str) -> Result<Tensor> {
                     t.int64_data.clone()
                 }
             };
-            (Data::I64(v), Dtype::F32)
+            (Data::I64(Rc::new(v)), Dtype::F32)
         }
         other => {
             return Err(Error::unsupported(

@@ -3,6 +3,7 @@
 //! The protobuf is prost's (proto/onnx.rs, generated from the official onnx.proto). Leaves out
 //! file I/O, external data files and running arbitrary graphs (only this architecture family).
 
+mod budget;
 mod export;
 mod import;
 mod layout;
@@ -29,6 +30,9 @@ pub const IR_VERSION: i64 = 8;
 /// The largest file read: room for the biggest model `Config::validate` allows (2^28 f32
 /// parameters, 1 GiB), so a decoder never has to hold more than a bounded multiple of this.
 pub const MAX_MODEL_BYTES: usize = (1 << 30) + (1 << 20);
+/// What decoding may allocate beyond twice the file's size: room for the struct overhead of
+/// a graph with many nodes, while a file of millions of empty entries is refused.
+pub const MAX_DECODED_SLACK: u64 = 64 << 20;
 /// A metadata key only our exports carry, with the exporting crate's version.
 pub const EXPORT_MARKER: &str = "mnist_rs_version";
 

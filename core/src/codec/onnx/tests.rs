@@ -493,3 +493,92 @@ fn files_that_are_not_onnx_models_are_refused() {
         assert!(import(&bytes[..cut]).is_err(), "cut at {cut}");
     }
 }
+
+/// A protobuf length-delimited field: key, length, payload.
+fn field(tag: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for mut v in [u64::from(tag) << 3 | 2, payload.len() as u64] {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn entries_that_cost_more_decoded_than_encoded_are_refused_before_decoding() {
+    // 5 M empty nodes: 10 MB on the wire, over a gigabyte as prost's NodeProto structs.
+    let graph: Vec<u8> = [0x0a, 0x00].repeat(5_000_000);
+    let bytes = field(7, &graph);
+    let err = import(&bytes).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("decoded size"), "{err}");
+
+    // A packed int64 list of one-byte varints: each byte becomes 8, inside a tensor inside a graph.
+    let tensor = field(7, &[1u8; 20_000_000]);
+    let bytes = field(7, &field(5, &tensor));
+    assert!(matches!(import(&bytes), Err(Error::TooLarge { .. })));
+
+    // Nesting past prost's limit, and a field running past the end, are malformed, not a crash.
+    let mut nested = Vec::new();
+    for _ in 0..200 {
+        nested = field(1, &field(5, &field(6, &nested))); // Graph.node -> Node.attribute -> Attribute.g
+    }
+    assert!(matches!(import(&field(7, &nested)), Err(Error::Malformed { .. })));
+    let mut cut = field(7, &[0x0a, 0x05, 0x0a]);
+    cut.truncate(4);
+    assert!(matches!(import(&cut), Err(Error::Malformed { .. })));
+
+    // Our own export's bound stays near its size: nothing legitimate is refused.
+    let bytes = ours().encode_to_vec();
+    let decoded = super::budget::decoded_size(&bytes).ok().unwrap();
+    assert!(decoded < 2 * bytes.len() as u64 + 64 * 1024, "{decoded} for a {}-byte file", bytes.len());
+}
+
+#[test]
+fn identity_chains_share_a_constant_and_copying_chains_are_capped() {
+    // 2,000 Identity nodes between dense_1's 4.7 MB kernel and its Gemm: copies would take 9 GB
+    // and outgrow the folding budget; shared, they cost nothing and the model imports.
+    let config = Config::default();
+    let params = random_params(&config, 6);
+    let mut model = decode(&export(&config, &params, ExportOptions::default()).unwrap());
+    let graph = graph_mut(&mut model);
+    let mut last = String::from("dense_1/kernel");
+    let mut chain = Vec::new();
+    for i in 0..2000 {
+        let out = format!("copy{i}");
+        chain.push(node("Identity", &out, &[&last], &out, vec![]));
+        last = out;
+    }
+    let at = graph.node.iter().position(|n| n.name.as_deref() == Some("dense_1")).unwrap();
+    graph.node[at].input[1] = last.clone();
+    graph.node.splice(at..at, chain);
+    let imported = import(&model.encode_to_vec()).unwrap();
+    assert!(imported.params == params);
+
+    // Transposes each make a new copy: a chain long enough to outgrow twice the file is refused
+    // by name. A 1-in, 1-out weight would be too small to outgrow the slack, so make a big one.
+    let mut model = decode(&export(&config, &params, ExportOptions::default()).unwrap());
+    let graph = graph_mut(&mut model);
+    let big = TensorProto {
+        name: Some("big".into()),
+        dims: vec![1 << 20],
+        data_type: Some(DataType::Float as i32),
+        raw_data: Some(vec![0; 4 << 20]),
+        ..Default::default()
+    };
+    graph.initializer.push(big);
+    let mut last = String::from("big");
+    let mut chain = Vec::new();
+    for i in 0..40 {
+        let out = format!("transposed{i}");
+        chain.push(node("Transpose", &out, &[&last], &out, vec![ints_attribute("perm", &[0])]));
+        last = out;
+    }
+    graph.node.splice(0..0, chain);
+    let err = import_err(&model);
+    assert!(err.contains(r#""transposed"#) && err.contains("(Transpose)") && err.contains("more memory"), "{err}");
+}
